@@ -1,0 +1,98 @@
+"""Wiring: the core server plus its listeners, from a config. Used by `heron serve` and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from heron.config import ServerConfig
+from heron.core.server import Server
+from heron.modules import AVAILABLE
+from heron.stream.sasl import tls_server_end_point
+from heron.tls import ensure_certificate, sni_context
+from heron.transport.tcp import C2SListener, TlsProvider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    listeners: list[C2SListener] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)  # listener kind → bound port
+    certificates: dict[str, Path] = field(default_factory=dict)  # domain → certificate file
+
+    async def stop(self) -> None:
+        for listener in self.listeners:
+            await listener.stop()
+        await self.server.stop()
+
+
+def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
+    certs: dict[str, tuple[Path, Path]] = {}
+    for host in config.hosts:
+        if host.cert is not None and host.key is not None:
+            certs[host.domain] = (host.cert, host.key)
+        else:
+            cert, key = ensure_certificate(host.domain, config.data_dir / "certs")
+            log.info("using certificate %s for %s (trust this file in clients)", cert, host.domain)
+            certs[host.domain] = (cert, key)
+    return certs
+
+
+async def start(config: ServerConfig) -> RunningServer:
+    server = Server(config, AVAILABLE)
+    await server.start()
+    running = RunningServer(server)
+    try:
+        loop = asyncio.get_running_loop()
+        certs = await loop.run_in_executor(None, _certificates, config)
+        running.certificates = {d: c for d, (c, _k) in certs.items()}
+        context = sni_context(certs, config.hosts[0].domain)
+        bindings: dict[str, bytes] = {}
+        for domain, (cert_path, _key) in certs.items():
+            pem = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            bindings[domain] = tls_server_end_point(pem.public_bytes(Encoding.DER))
+        server.tls_domains = set(certs)
+        default = config.hosts[0].domain
+
+        def end_point(domain: str) -> bytes | None:
+            return bindings.get(domain) or bindings.get(default)
+
+        provider = TlsProvider(context, end_point)
+        for spec in config.listeners:
+            listener = C2SListener(
+                server,
+                provider,
+                direct_tls=spec.kind == "c2s_tls",
+                auth_timeout_s=config.limits.auth_timeout_s,
+                header_timeout_s=config.limits.header_timeout_s,
+            )
+            port = await listener.start(spec.host, spec.port)
+            running.listeners.append(listener)
+            running.ports.setdefault(spec.kind, port)
+            log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+    except BaseException:
+        await running.stop()
+        raise
+    return running
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGINT/SIGTERM."""
+    running = await start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await running.stop()

@@ -1,0 +1,210 @@
+"""The `heron` command: thin subcommands over core and storage.
+
+Exit codes: 0 success, 1 a refused operation (bad JID, existing or missing user),
+2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from heron import __version__
+from heron.config import ConfigError, ServerConfig, load_config
+from heron.core.accounts import AccountService, UserExists, UserNotFound
+from heron.core.server import load_secret
+from heron.jid import JID, InvalidJID
+from heron.log import setup_logging
+from heron.storage.accounts import SqliteAccountStore
+from heron.storage.sqlite import SqliteDatabase
+from heron.tls import check_certificate, ensure_certificate
+
+
+class CliError(Exception):
+    """A refused operation, reported on stderr with exit code 1."""
+
+
+def _run_uvloop(coro: Awaitable[None]) -> None:
+    try:
+        import uvloop  # noqa: PLC0415  # optional speed-up, absent on some platforms
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]  # a coroutine object
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the passwords do not match")
+    if not password:
+        raise CliError("an empty password is not allowed")
+    return password
+
+
+def _account_jid(config: ServerConfig, text: str) -> JID:
+    try:
+        jid = JID.parse(text)
+    except InvalidJID as exc:
+        raise CliError(f"{text!r} is not a valid JID: {exc}") from exc
+    if jid.local is None or jid.resource is not None:
+        raise CliError(f"{text!r} is not an account address (expected user@domain)")
+    if config.host(jid.domain) is None:
+        raise CliError(f"{jid.domain} is not a host of this server")
+    return jid
+
+
+async def _with_accounts(
+    config: ServerConfig, action: Callable[[AccountService], Awaitable[None]]
+) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
+    try:
+        await db.migrate(SqliteAccountStore.MIGRATIONS)
+        secret = load_secret(config.server_secret_file or config.data_dir / "secret")
+        await action(AccountService(SqliteAccountStore(db), secret, config.scram_iterations))
+    finally:
+        await db.close()
+
+
+def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
+    from heron.app import serve  # noqa: PLC0415  # keeps the account commands light
+
+    _run_uvloop(serve(config))
+    return 0
+
+
+def cmd_check(config: ServerConfig, args: argparse.Namespace) -> int:
+    problems = []
+    for host in config.hosts:
+        if host.cert is not None:
+            problems += [f"{host.domain}: {p}" for p in check_certificate(host.cert, host.domain)]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 2
+    print(f"configuration OK: {len(config.hosts)} host(s), {len(config.listeners)} listener(s)")
+    return 0
+
+
+def cmd_adduser(config: ServerConfig, args: argparse.Namespace) -> int:
+    jid = _account_jid(config, args.jid)
+    password = _read_password(args)
+
+    async def act(accounts: AccountService) -> None:
+        try:
+            await accounts.create(jid, password)
+        except UserExists as exc:
+            raise CliError(f"{jid} already exists") from exc
+        except ValueError as exc:
+            raise CliError(f"unusable password: {exc}") from exc
+
+    asyncio.run(_with_accounts(config, act))
+    print(f"created {jid}")
+    return 0
+
+
+def cmd_passwd(config: ServerConfig, args: argparse.Namespace) -> int:
+    jid = _account_jid(config, args.jid)
+    password = _read_password(args)
+
+    async def act(accounts: AccountService) -> None:
+        try:
+            await accounts.set_password(jid, password)
+        except UserNotFound as exc:
+            raise CliError(f"{jid} does not exist") from exc
+        except ValueError as exc:
+            raise CliError(f"unusable password: {exc}") from exc
+
+    asyncio.run(_with_accounts(config, act))
+    print(f"password changed for {jid}")
+    return 0
+
+
+def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
+    jid = _account_jid(config, args.jid)
+
+    async def act(accounts: AccountService) -> None:
+        try:
+            await accounts.delete(jid)
+        except UserNotFound as exc:
+            raise CliError(f"{jid} does not exist") from exc
+
+    asyncio.run(_with_accounts(config, act))
+    print(f"deleted {jid}")
+    return 0
+
+
+def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
+    found: list[JID] = []
+
+    async def act(accounts: AccountService) -> None:
+        found.extend(await accounts.users(args.domain))
+
+    asyncio.run(_with_accounts(config, act))
+    for jid in found:
+        print(jid)
+    return 0
+
+
+def cmd_cert(config: ServerConfig, args: argparse.Namespace) -> int:
+    cert, key = ensure_certificate(args.domain, config.data_dir / "certs")
+    print(f"certificate: {cert}\nkey: {key}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heron", description="Heron XMPP server")
+    parser.add_argument("--version", action="version", version=f"heron {__version__}")
+    parser.add_argument("-c", "--config", type=Path, help="TOML config (default: embedded)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, parents=[common])
+
+    add("serve", "run the server").set_defaults(fn=cmd_serve)
+    add("check", "validate the configuration").set_defaults(fn=cmd_check)
+    for name, fn, text in (
+        ("adduser", cmd_adduser, "create an account"),
+        ("passwd", cmd_passwd, "change an account's password"),
+    ):
+        p = add(name, text)
+        p.add_argument("jid")
+        p.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+        p.set_defaults(fn=fn)
+    p = add("deluser", "delete an account")
+    p.add_argument("jid")
+    p.set_defaults(fn=cmd_deluser)
+    p = add("users", "list accounts")
+    p.add_argument("domain", nargs="?")
+    p.set_defaults(fn=cmd_users)
+    p = add("cert", "create a self-signed certificate for a domain")
+    p.add_argument("domain")
+    p.set_defaults(fn=cmd_cert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"heron: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level)
+    try:
+        code: int = args.fn(config, args)
+    except CliError as exc:
+        print(f"heron: {exc}", file=sys.stderr)
+        return 1
+    return code

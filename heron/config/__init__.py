@@ -1,0 +1,35 @@
+"""The server configuration: TOML read with `tomllib` into frozen dataclasses."""
+
+from heron.config.loader import (
+    EMBEDDED_DEFAULT,
+    build_options,
+    check_domain,
+    config_from_dict,
+    load_config,
+)
+from heron.config.model import (
+    DEFAULT_MODULES,
+    ConfigError,
+    HostConfig,
+    LimitsConfig,
+    ListenerConfig,
+    LoggingConfig,
+    ServerConfig,
+    StorageConfig,
+)
+
+__all__ = [
+    "DEFAULT_MODULES",
+    "EMBEDDED_DEFAULT",
+    "ConfigError",
+    "HostConfig",
+    "LimitsConfig",
+    "ListenerConfig",
+    "LoggingConfig",
+    "ServerConfig",
+    "StorageConfig",
+    "build_options",
+    "check_domain",
+    "config_from_dict",
+    "load_config",
+]

@@ -1,0 +1,453 @@
+"""Reading the TOML configuration into `ServerConfig`, refusing bad values with their key path.
+
+Shape of the file (`heron.example.toml` documents every key)::
+
+    data_dir = "data"              # relative paths are relative to the config file's folder
+    require_tls = true
+    scram_iterations = 4096
+    server_secret_file = "secret"  # optional; default data_dir/secret
+
+    [[listeners]]                  # optional; default c2s 127.0.0.1:5222 + c2s_tls :5223
+    kind = "c2s"                   # "c2s" (STARTTLS) or "c2s_tls" (Direct TLS, XEP-0368)
+    host = "0.0.0.0"
+    port = 5222
+
+    [limits]                       # LimitsConfig's fields
+    [storage]                      # engine = "sqlite", path = "heron.db" (default data_dir/…)
+    [logging]                      # level = "INFO"
+
+    [hosts."example.org"]          # at least one host; the key is the domain
+    cert = "certs/example.org.crt" # optional, together with `key`; else self-signed
+    key = "certs/example.org.key"
+    modules = ["disco", "ping"]    # either a list: exactly these modules, default options
+
+    [hosts."example.org".modules]  # or a table: the default modules, adjusted per entry
+    register = { allow_registration = true }  # a table: enabled, with these options
+    version = false                # false: disabled; true: enabled with default options
+
+Module options stay raw here (`HostConfig.module_options`); each module turns its table into
+its own frozen dataclass with `build_options`, so an error names the full key path, such as
+`hosts."example.org".modules.register.allow_registration: expected a boolean`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Final, TypeVar
+
+from heron.config.model import (
+    DEFAULT_LISTENERS,
+    DEFAULT_MODULES,
+    LISTENER_KINDS,
+    LOG_LEVELS,
+    MIN_SCRAM_ITERATIONS,
+    STORAGE_ENGINES,
+    ConfigError,
+    HostConfig,
+    LimitsConfig,
+    ListenerConfig,
+    LoggingConfig,
+    ServerConfig,
+    StorageConfig,
+)
+
+T = TypeVar("T")
+
+EMBEDDED_DEFAULT: Final[Mapping[str, object]] = types.MappingProxyType(
+    {
+        "data_dir": "data",
+        "hosts": {"localhost": {}},
+        "listeners": [
+            {"kind": "c2s", "host": "127.0.0.1", "port": 5222},
+            {"kind": "c2s_tls", "host": "127.0.0.1", "port": 5223},
+        ],
+    }
+)
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+_DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_MODULE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
+_TOP_LEVEL: Final = frozenset(
+    {
+        "data_dir",
+        "hosts",
+        "listeners",
+        "limits",
+        "storage",
+        "logging",
+        "require_tls",
+        "scram_iterations",
+        "server_secret_file",
+    }
+)
+
+
+# --- public entry points ----------------------------------------------------------------------
+
+
+def load_config(path: Path | None, *, known_modules: Collection[str] | None = None) -> ServerConfig:
+    """Read and check the TOML file at `path`; None gives the embedded default (`localhost`)."""
+    if path is None:
+        return config_from_dict(EMBEDDED_DEFAULT, "embedded default", known_modules=known_modules)
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 ({exc.reason})") from exc
+    return config_from_dict(
+        data, str(path), base_dir=path.resolve().parent, known_modules=known_modules
+    )
+
+
+def config_from_dict(
+    data: Mapping[str, object],
+    source: str,
+    *,
+    base_dir: Path | None = None,
+    known_modules: Collection[str] | None = None,
+) -> ServerConfig:
+    """Build and check a `ServerConfig` from parsed TOML; errors start with `source`.
+
+    Relative paths are joined to `base_dir` when given (the loader passes the file's folder).
+    With `known_modules`, a host naming any other module is refused.
+    """
+    try:
+        return _server(_Table(data, ""), base_dir, known_modules)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def build_options(cls: type[T], raw: Mapping[str, object], key_path: str) -> T:
+    """Fill the frozen dataclass `cls` from `raw`, checking each value's type and refusing
+    unknown keys. Field types may be bool, int, float, str, Path, tuple[str, ...], or one of
+    them `| None`. Errors are `ConfigError`s naming `key_path.<field>`.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"build_options needs a dataclass, not {cls!r}")
+    hints = typing.get_type_hints(cls)
+    table = _Table(raw, key_path)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    table.finish([f.name for f in fields])
+    values: dict[str, object] = {}
+    for f in fields:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.name in table.data:
+            values[f.name] = table.typed(f.name, hints[f.name])
+        elif required:
+            raise ConfigError(f"{table.path(f.name)}: required")
+    return cls(**values)
+
+
+# --- a table being read -----------------------------------------------------------------------
+
+
+def _key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else '"' + name.replace('"', '\\"') + '"'
+
+
+class _Table:
+    """A TOML table at a key path; remembers which keys were read to refuse the others."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path or '(top level)'}: expected a table")
+        self.data: Mapping[str, object] = data
+        self.prefix = path
+        self.seen: set[str] = set()
+
+    def path(self, key: str) -> str:
+        return f"{self.prefix}.{_key(key)}" if self.prefix else _key(key)
+
+    def finish(self, known: Collection[str] | None = None) -> None:
+        """Refuse any key that was not read (or is not in `known`)."""
+        allowed = self.seen if known is None else known
+        for key in self.data:
+            if key not in allowed:
+                names = ", ".join(sorted(allowed)) or "none"
+                raise ConfigError(f"{self.path(key)}: unknown key (known: {names})")
+
+    def raw(self, key: str) -> object:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def table(self, key: str) -> _Table:
+        value = self.raw(key)
+        return _Table({} if value is None else value, self.path(key))
+
+    def get_str(self, key: str, default: str) -> str:
+        value = self.raw(key)
+        return default if value is None else _as_str(value, self.path(key))
+
+    def get_int(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        value = self.raw(key)
+        if value is None:
+            return default
+        number = _as_int(value, self.path(key))
+        if number < minimum:
+            raise ConfigError(f"{self.path(key)}: must be ≥ {minimum}")
+        if maximum is not None and number > maximum:
+            raise ConfigError(f"{self.path(key)}: must be ≤ {maximum}")
+        return number
+
+    def positive_float(self, key: str, default: float) -> float:
+        value = self.raw(key)
+        if value is None:
+            return default
+        number = _as_float(value, self.path(key))
+        if not number > 0 or number == float("inf"):
+            raise ConfigError(f"{self.path(key)}: must be a finite number > 0")
+        return number
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        return default if value is None else _as_bool(value, self.path(key))
+
+    def optional_path(self, key: str, base_dir: Path | None) -> Path | None:
+        value = self.raw(key)
+        return None if value is None else _as_path(value, self.path(key), base_dir)
+
+    def typed(self, key: str, hint: object) -> object:
+        """The value at `key` checked against a build_options field type."""
+        value = self.raw(key)
+        path = self.path(key)
+        args = typing.get_args(hint)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        if union and len(args) == 2 and type(None) in args:
+            hint = args[0] if args[1] is type(None) else args[1]
+        if hint is bool:
+            return _as_bool(value, path)
+        if hint is int:
+            return _as_int(value, path)
+        if hint is float:
+            return _as_float(value, path)
+        if hint is str:
+            return _as_str(value, path)
+        if hint is Path:
+            return _as_path(value, path, None)
+        if typing.get_origin(hint) is tuple and typing.get_args(hint) == (str, ...):
+            return _as_str_tuple(value, path)
+        raise TypeError(f"build_options cannot read {path} of type {hint!r}")
+
+
+# --- scalar checks ----------------------------------------------------------------------------
+
+
+def _as_bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a boolean")
+    return value
+
+
+def _as_int(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{path}: expected an integer")
+    return value
+
+
+def _as_float(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{path}: expected a number")
+    return float(value)
+
+
+def _as_str(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: expected a string")
+    return value
+
+
+def _as_str_tuple(value: object, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: expected an array of strings")
+    return tuple(value)
+
+
+def _as_path(value: object, path: str, base_dir: Path | None) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: expected a path (a non-empty string)")
+    result = Path(value).expanduser()
+    return base_dir / result if base_dir is not None and not result.is_absolute() else result
+
+
+def check_domain(domain: str, path: str) -> None:
+    """Refuse anything but a lowercase ASCII DNS name (IDNs in their xn-- form)."""
+    if domain != domain.lower():
+        raise ConfigError(f"{path}: the domain must be lowercase")
+    labels = domain.split(".")
+    if len(domain) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ConfigError(f"{path}: {domain!r} is not a valid DNS name")
+    if labels[-1].isdigit():
+        raise ConfigError(f"{path}: {domain!r} is an IP address, not a domain")
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def _server(
+    top: _Table, base_dir: Path | None, known_modules: Collection[str] | None
+) -> ServerConfig:
+    for key in top.data:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(
+                f"{top.path(key)}: unknown key (known: {', '.join(sorted(_TOP_LEVEL))})"
+            )
+    data_dir = top.optional_path("data_dir", base_dir) or _as_path("data", "data_dir", base_dir)
+    iterations = top.get_int("scram_iterations", MIN_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS)
+    config = ServerConfig(
+        data_dir=data_dir,
+        hosts=_hosts(top, base_dir, known_modules),
+        listeners=_listeners(top),
+        limits=_limits(top.table("limits")),
+        storage=_storage(top.table("storage"), base_dir),
+        logging=_logging(top.table("logging")),
+        require_tls=top.get_bool("require_tls", True),
+        scram_iterations=iterations,
+        server_secret_file=top.optional_path("server_secret_file", base_dir),
+    )
+    top.finish()
+    return config
+
+
+def _listeners(top: _Table) -> tuple[ListenerConfig, ...]:
+    raw = top.raw("listeners")
+    if raw is None:
+        return DEFAULT_LISTENERS
+    if not isinstance(raw, list | tuple):
+        raise ConfigError("listeners: expected an array of tables ([[listeners]])")
+    result: list[ListenerConfig] = []
+    for index, item in enumerate(raw):
+        table = _Table(item, f"listeners[{index}]")
+        kind = table.get_str("kind", "")
+        if kind not in LISTENER_KINDS:
+            known = ", ".join(sorted(LISTENER_KINDS))
+            raise ConfigError(f"{table.path('kind')}: unknown kind {kind!r} (known: {known})")
+        host = table.get_str("host", "127.0.0.1")
+        if not host:
+            raise ConfigError(f"{table.path('host')}: must not be empty")
+        port = _as_int(table.raw("port"), table.path("port"))
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{table.path('port')}: must be between 0 and 65535")
+        table.finish()
+        result.append(ListenerConfig(kind, host, port))
+    return tuple(result)
+
+
+def _limits(table: _Table) -> LimitsConfig:
+    d = LimitsConfig()
+    limits = LimitsConfig(
+        max_stanza_bytes=table.get_int("max_stanza_bytes", d.max_stanza_bytes, 1024),
+        pre_auth_max_stanza_bytes=table.get_int(
+            "pre_auth_max_stanza_bytes", d.pre_auth_max_stanza_bytes, 1024
+        ),
+        max_depth=table.get_int("max_depth", d.max_depth, 4),
+        max_attrs=table.get_int("max_attrs", d.max_attrs, 4),
+        max_attr_bytes=table.get_int("max_attr_bytes", d.max_attr_bytes, 256),
+        auth_timeout_s=table.positive_float("auth_timeout_s", d.auth_timeout_s),
+        header_timeout_s=table.positive_float("header_timeout_s", d.header_timeout_s),
+        out_queue_bytes=table.get_int("out_queue_bytes", d.out_queue_bytes, 4096),
+    )
+    table.finish()
+    if limits.pre_auth_max_stanza_bytes > limits.max_stanza_bytes:
+        raise ConfigError(
+            f"{table.path('pre_auth_max_stanza_bytes')}: must be ≤ limits.max_stanza_bytes"
+        )
+    return limits
+
+
+def _storage(table: _Table, base_dir: Path | None) -> StorageConfig:
+    engine = table.get_str("engine", "sqlite")
+    if engine not in STORAGE_ENGINES:
+        known = ", ".join(sorted(STORAGE_ENGINES))
+        raise ConfigError(f"{table.path('engine')}: unknown engine {engine!r} (known: {known})")
+    storage = StorageConfig(engine=engine, path=table.optional_path("path", base_dir))
+    table.finish()
+    return storage
+
+
+def _logging(table: _Table) -> LoggingConfig:
+    level = table.get_str("level", "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{table.path('level')}: must be one of {', '.join(LOG_LEVELS)}")
+    table.finish()
+    return LoggingConfig(level)
+
+
+def _hosts(
+    top: _Table, base_dir: Path | None, known_modules: Collection[str] | None
+) -> tuple[HostConfig, ...]:
+    hosts = top.table("hosts")
+    if not hosts.data:
+        raise ConfigError('hosts: at least one host is needed ([hosts."example.org"])')
+    result: list[HostConfig] = []
+    for domain in hosts.data:
+        if not isinstance(domain, str):
+            raise ConfigError(f"hosts: {domain!r} is not a domain name")
+        path = hosts.path(domain)
+        check_domain(domain, path)
+        result.append(_host(hosts.table(domain), domain, base_dir, known_modules))
+    hosts.finish()
+    return tuple(result)
+
+
+def _host(
+    table: _Table, domain: str, base_dir: Path | None, known_modules: Collection[str] | None
+) -> HostConfig:
+    cert = table.optional_path("cert", base_dir)
+    key = table.optional_path("key", base_dir)
+    if cert is not None and key is None:
+        raise ConfigError(f"{table.path('cert')}: a certificate needs its `key` too")
+    if key is not None and cert is None:
+        raise ConfigError(f"{table.path('key')}: a key needs its `cert` too")
+    modules, options = _modules(table, known_modules)
+    table.finish()
+    return HostConfig(domain, cert, key, modules, options)
+
+
+def _modules(
+    host: _Table, known_modules: Collection[str] | None
+) -> tuple[tuple[str, ...], Mapping[str, Mapping[str, object]]]:
+    raw = host.raw("modules")
+    path = host.path("modules")
+    names: list[str]
+    options: dict[str, Mapping[str, object]] = {}
+    if raw is None:
+        names = list(DEFAULT_MODULES)
+    elif isinstance(raw, list | tuple):
+        names = list(_as_str_tuple(raw, path))
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise ConfigError(f"{path}: {name!r} is listed twice")
+    elif isinstance(raw, Mapping):
+        names = list(DEFAULT_MODULES)
+        for name, entry in raw.items():
+            entry_path = f"{path}.{_key(str(name))}"
+            if entry is False:
+                if name in names:
+                    names.remove(name)
+                continue
+            if entry is True:
+                entry = {}
+            if not isinstance(entry, Mapping):
+                raise ConfigError(f"{entry_path}: expected true, false or a table of options")
+            if name not in names:
+                names.append(name)
+            options[name] = types.MappingProxyType(dict(entry))
+    else:
+        raise ConfigError(f"{path}: expected an array of module names or a table")
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise ConfigError(f"{path}.{_key(name)}: not a valid module name")
+        if known_modules is not None and name not in known_modules:
+            known = ", ".join(sorted(known_modules))
+            raise ConfigError(f"{path}.{_key(name)}: unknown module (known: {known})")
+    return tuple(names), types.MappingProxyType(options)

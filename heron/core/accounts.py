@@ -1,0 +1,74 @@
+"""Accounts: creating users and checking credentials, over the account store.
+
+Password derivation (PBKDF2) is CPU-heavy, so it runs in an executor, never on the loop.
+Unknown users get deterministic fake keys so that SASL cannot tell them apart
+(no user enumeration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+
+from heron.credentials import HASHES, ScramKeys, derive_all, fake_keys, prepare_password
+from heron.jid import JID, InvalidJID, normalize_localpart
+from heron.storage.accounts import AccountStore, UserExists, UserNotFound
+
+__all__ = ["AccountService", "InvalidJID", "UserExists", "UserNotFound"]
+
+
+class AccountService:
+    def __init__(self, store: AccountStore, secret: bytes, iterations: int = 4096) -> None:
+        self.store = store
+        self.secret = secret
+        self.iterations = iterations
+
+    async def _derive(self, password: str) -> Sequence[ScramKeys]:
+        prepared = prepare_password(password)  # raises ValueError on an invalid password
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, derive_all, prepared, self.iterations)
+
+    async def create(self, jid: JID, password: str) -> None:
+        """Raises UserExists, or ValueError for an unusable password."""
+        if jid.local is None:
+            raise InvalidJID("an account needs a localpart")
+        keys = await self._derive(password)
+        await self.store.create(jid.local, jid.domain, keys)
+
+    async def set_password(self, jid: JID, password: str) -> None:
+        """Raises UserNotFound, or ValueError for an unusable password."""
+        if jid.local is None:
+            raise InvalidJID("an account needs a localpart")
+        keys = await self._derive(password)
+        await self.store.set_keys(jid.local, jid.domain, keys)
+
+    async def delete(self, jid: JID) -> None:
+        if jid.local is None:
+            raise InvalidJID("an account needs a localpart")
+        await self.store.delete(jid.local, jid.domain)
+
+    async def exists(self, jid: JID) -> bool:
+        return jid.local is not None and await self.store.exists(jid.local, jid.domain)
+
+    async def users(self, domain: str | None = None) -> list[JID]:
+        return [JID(u, d, None) for u, d in await self.store.list_users(domain)]
+
+    async def keys_for(self, username: str, domain: str, hash_name: str) -> tuple[ScramKeys, bool]:
+        """The stored keys for SASL, or fake ones (and False) when there is no such user.
+
+        ``username`` is what the client sent; it is normalised here. A username that is not a
+        valid localpart is treated exactly like an unknown user.
+        """
+        try:
+            local = normalize_localpart(username)
+        except InvalidJID:
+            local = None
+        stored = await self.store.get_keys(local, domain) if local is not None else None
+        if stored is not None and hash_name in stored:
+            return stored[hash_name], True
+        fake_name = local if local is not None else hashlib.sha256(username.encode()).hexdigest()
+        return fake_keys(f"{fake_name}@{domain}", hash_name, self.secret, self.iterations), False
+
+
+SUPPORTED_HASHES = HASHES

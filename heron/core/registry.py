@@ -1,0 +1,109 @@
+"""What modules register, per virtual host: IQ handlers, hooks, features, identities.
+
+A module never mutates these tables directly; it declares (see ``heron.core.module``) and
+the module manager applies and withdraws the declarations.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from heron.stanza import Stanza
+from heron.xmlstream.element import Element
+
+
+class Target(enum.Flag):
+    """Where an IQ is addressed, from the point of view of the sender (Prosody's split)."""
+
+    HOST = enum.auto()  # the server's domain itself
+    SELF = enum.auto()  # the sender's own bare JID (or no 'to' at all)
+    BARE = enum.auto()  # another account's bare JID
+    FULL = enum.auto()  # a full JID: normally forwarded to that client
+
+
+IqHandler = Callable[[Stanza], Awaitable[Element | None]]
+"""Returns the payload of the result (None: an empty result) or raises StanzaError."""
+
+Hook = Callable[[Stanza], Awaitable[bool]]
+"""Returns True when it consumed the stanza; later hooks are then not run."""
+
+PreauthHandler = Callable[[Stanza, str], Awaitable[Element | None]]
+"""An IQ before authentication (XEP-0077 registration); gets the peer's IP address."""
+
+FeatureProvider = Callable[[], Element | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    category: str
+    type: str
+    name: str = ""
+
+
+@dataclass(slots=True)
+class _HookEntry:
+    priority: int
+    hook: Hook
+
+
+@dataclass(slots=True)
+class HostRegistry:
+    """The tables of one virtual host."""
+
+    domain: str
+    iq_handlers: dict[tuple[str, str], list[tuple[Target, IqHandler]]] = field(
+        default_factory=dict
+    )
+    preauth_iq: dict[tuple[str, str], PreauthHandler] = field(default_factory=dict)
+    hooks: dict[str, list[_HookEntry]] = field(default_factory=dict)
+    features: dict[str, int] = field(default_factory=dict)  # disco feature → refcount
+    identities: list[Identity] = field(default_factory=list)
+    preauth_features: list[FeatureProvider] = field(default_factory=list)
+    postauth_features: list[FeatureProvider] = field(default_factory=list)
+
+    # --- IQ ---------------------------------------------------------------------------
+    def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:
+        self.iq_handlers.setdefault((type_, ns), []).append((target, handler))
+
+    def remove_iq_handler(self, type_: str, ns: str, handler: IqHandler) -> None:
+        entries = self.iq_handlers.get((type_, ns), [])
+        entries[:] = [e for e in entries if e[1] != handler]
+
+    def find_iq_handler(self, type_: str, ns: str, target: Target) -> IqHandler | None:
+        for mask, handler in self.iq_handlers.get((type_, ns), ()):
+            if target & mask:
+                return handler
+        return None
+
+    def handles_namespace(self, ns: str) -> bool:
+        return any(key[1] == ns and entries for key, entries in self.iq_handlers.items())
+
+    # --- hooks ------------------------------------------------------------------------
+    def add_hook(self, event: str, hook: Hook, priority: int = 0) -> None:
+        """Higher priority runs first; equal priorities run in registration order."""
+        entries = self.hooks.setdefault(event, [])
+        entries.append(_HookEntry(priority, hook))
+        entries.sort(key=lambda e: -e.priority)
+
+    def remove_hook(self, event: str, hook: Hook) -> None:
+        entries = self.hooks.get(event, [])
+        entries[:] = [e for e in entries if e.hook != hook]
+
+    async def run_hooks(self, event: str, stanza: Stanza) -> bool:
+        for entry in self.hooks.get(event, ()):
+            if await entry.hook(stanza):
+                return True
+        return False
+
+    # --- disco ------------------------------------------------------------------------
+    def add_feature(self, feature: str) -> None:
+        self.features[feature] = self.features.get(feature, 0) + 1
+
+    def remove_feature(self, feature: str) -> None:
+        count = self.features.get(feature, 0) - 1
+        if count <= 0:
+            self.features.pop(feature, None)
+        else:
+            self.features[feature] = count

@@ -1,0 +1,212 @@
+"""The one place that decides where a stanza goes (RFC 6120 §10, RFC 6121 §8).
+
+Each stanza is classified by its ``to`` into a target (host, self, bare, full, remote) and
+an event ``kind/target`` (``message/bare``, ``iq/host``...) is run through the host's hooks in
+priority order, as Prosody does. When no hook consumes it, the core default below applies.
+The table of defaults is in docs/routing.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from heron.core.registry import HostRegistry, Target
+from heron.core.sessions import Session, SessionManager
+from heron.jid import JID, InvalidJID
+from heron.stanza import Stanza, StanzaCondition, StanzaError, error_reply, iq_result
+from heron.xmlstream.element import Element
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(
+        self,
+        sessions: SessionManager,
+        registry_for: Callable[[str], HostRegistry | None],
+        user_exists: Callable[[JID], object],
+    ) -> None:
+        self.sessions = sessions
+        self.registry_for = registry_for
+        self._user_exists = user_exists
+
+    async def user_exists(self, jid: JID) -> bool:
+        result = self._user_exists(jid)
+        if hasattr(result, "__await__"):
+            return bool(await result)  # type: ignore[misc]  # an awaitable store look-up
+        return bool(result)
+
+    # --- entry points -----------------------------------------------------------------
+    async def route_element(self, element: Element) -> None:
+        """Route XML the server itself made (``from`` set by the caller)."""
+        to = JID.parse(element.attrs["to"]) if "to" in element.attrs else None
+        from_ = JID.parse(element.attrs["from"]) if "from" in element.attrs else None
+        await self.route(Stanza(element, to, from_))
+
+    async def route(self, stanza: Stanza, origin: Session | None = None) -> None:
+        """Deliver or handle one stanza. Never raises for bad input: it answers with errors."""
+        try:
+            await self._route(stanza, origin)
+        except StanzaError as err:
+            self.bounce(stanza, err, origin)
+        except Exception:
+            log.exception("internal error routing a %s stanza", stanza.kind)
+            self.bounce(stanza, StanzaError(StanzaCondition.INTERNAL_SERVER_ERROR), origin)
+
+    def bounce(self, stanza: Stanza, err: StanzaError, origin: Session | None = None) -> None:
+        """Answer ``stanza`` with an error, unless it must never get one (RFC 6120 §8.3.1)."""
+        if stanza.type == "error" or (stanza.kind == "iq" and stanza.type in ("result",)):
+            return
+        if stanza.kind == "presence" and stanza.type not in ("subscribe", "probe", "available"):
+            return
+        reply = error_reply(stanza.element, err)
+        if stanza.from_ is None:
+            return
+        target = self.sessions.get(stanza.from_)
+        if target is not None:
+            target.deliver(reply)
+        elif origin is not None:
+            origin.deliver(reply)
+
+    async def _route(self, stanza: Stanza, origin: Session | None) -> None:
+        to = stanza.to
+        if to is None:
+            # RFC 6120 §10.3: no 'to' means the sender's own account.
+            if stanza.from_ is None:
+                return
+            registry = self.registry_for(stanza.from_.domain)
+            target = "self"
+        else:
+            registry = self.registry_for(to.domain)
+            if registry is None:
+                target = "remote"
+            elif to.local is None:
+                target = "host" if to.resource is None else "full"
+            elif to.resource is None:
+                is_self = stanza.from_ is not None and stanza.from_.bare == to
+                target = "self" if is_self else "bare"
+            else:
+                target = "full"
+        event = f"{stanza.kind}/{target}"
+        if registry is not None and await registry.run_hooks(event, stanza):
+            return
+        await self._default(stanza, target, registry)
+
+    # --- defaults ---------------------------------------------------------------------
+    async def _default(self, stanza: Stanza, target: str, registry: HostRegistry | None) -> None:
+        kind = stanza.kind
+        if target == "remote":
+            # Federation is a later capability: until then no remote domain is reachable.
+            raise StanzaError(StanzaCondition.REMOTE_SERVER_NOT_FOUND)
+        assert registry is not None
+        if kind == "iq":
+            await self._iq(stanza, target, registry)
+        elif kind == "message":
+            await self._message(stanza, target)
+        else:
+            self._presence(stanza, target)
+
+    async def _iq(self, stanza: Stanza, target: str, registry: HostRegistry) -> None:
+        type_ = stanza.type
+        if target == "full":
+            assert stanza.to is not None
+            session = self.sessions.get(stanza.to)
+            if session is not None:
+                session.deliver(stanza.element)
+            elif type_ in ("get", "set"):
+                raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+            return
+        if type_ not in ("get", "set"):
+            return  # results and errors for the server: nobody waits for them here
+        payload = stanza.payload
+        if payload is None or sum(1 for _ in stanza.element.elements()) != 1:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "an IQ get/set has exactly one child")
+        mask = {"host": Target.HOST, "self": Target.SELF, "bare": Target.BARE}[target]
+        handler = registry.find_iq_handler(type_, payload.ns, mask)
+        if handler is None:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        if stanza.to is None and stanza.from_ is not None:
+            stanza.to = stanza.from_.bare
+        result = await handler(stanza)
+        self.reply(stanza, iq_result(stanza, result))
+
+    def reply(self, request: Stanza, reply: Element) -> None:
+        if request.from_ is None:
+            return
+        session = self.sessions.get(request.from_)
+        if session is not None:
+            session.deliver(reply)
+
+    async def _message(self, stanza: Stanza, target: str) -> None:
+        type_ = stanza.type
+        to = stanza.to
+        if target == "host" or to is None:
+            return  # nothing on the server consumes plain messages (yet): ignore
+        if target == "full":
+            session = self.sessions.get(to)
+            if session is not None:
+                session.deliver(stanza.element)
+                return
+            # RFC 6121 §8.5.3.2.1: no such resource, treat as if sent to the bare JID.
+            if type_ == "groupchat":
+                raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+            if type_ == "error":
+                return
+        await self._message_bare(stanza, to.bare)
+
+    async def _message_bare(self, stanza: Stanza, bare: JID) -> None:
+        """RFC 6121 §8.5.2: the highest-priority available resources get it."""
+        type_ = stanza.type
+        if type_ in ("error", "groupchat") and not self.sessions.resources(bare):
+            if type_ == "groupchat":
+                raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+            return
+        candidates = [
+            s for s in self.sessions.resources(bare) if s.is_available and s.priority >= 0
+        ]
+        if type_ == "groupchat":
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        if candidates:
+            if type_ == "headline":
+                chosen = candidates
+            else:
+                top = max(s.priority for s in candidates)
+                chosen = [s for s in candidates if s.priority == top]
+            for session in chosen:
+                session.deliver(stanza.element)
+            return
+        if type_ in ("headline", "error"):
+            return
+        # No available resource: offline storage arrives with the IM core; until then the
+        # sender learns that the message was not delivered (RFC 6121 §8.5.2.2.1).
+        raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+
+    def _presence(self, stanza: Stanza, target: str) -> None:
+        to = stanza.to
+        if to is None or target in ("host", "self"):
+            return
+        if stanza.type in ("available", "unavailable"):
+            # Directed presence: the sender chose to tell this entity.
+            if target == "full":
+                session = self.sessions.get(to)
+                if session is not None:
+                    session.deliver(stanza.element)
+                return
+            for session in self.sessions.resources(to.bare):
+                session.deliver(stanza.element)
+        # Subscription management and probes belong to the roster (IM core): ignored here.
+
+
+def parse_jid_attr(element: Element, name: str) -> JID | None:
+    """Parse an address attribute; raises StanzaError(jid-malformed) when invalid."""
+    value = element.attrs.get(name)
+    if value is None:
+        return None
+    try:
+        return JID.parse(value)
+    except InvalidJID as exc:
+        raise StanzaError(StanzaCondition.JID_MALFORMED, str(exc)) from exc

@@ -1,0 +1,191 @@
+"""The composition root of the core: storage, accounts, hosts, modules, sessions, router.
+
+It knows nothing of sockets; ``heron.app`` wires listeners to it. It is also the
+``C2SHost`` every client stream talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from heron import __version__, ns
+from heron.config import ServerConfig, build_options
+from heron.core.accounts import AccountService
+from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.registry import HostRegistry
+from heron.core.router import Router
+from heron.core.sessions import SessionManager
+from heron.credentials import ScramKeys
+from heron.jid import JID
+from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, StreamError
+from heron.storage.accounts import SqliteAccountStore
+from heron.storage.sqlite import SqliteDatabase
+from heron.stream.c2s import C2SStream
+from heron.stream.sasl import verify_plain
+from heron.xmlstream import Element, Limits
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    version = __version__
+
+    def __init__(self, config: ServerConfig, modules: Mapping[str, type[Module]]) -> None:
+        self.config = config
+        self.available_modules = modules
+        lim = config.limits
+        self.limits = Limits(
+            max_stanza_bytes=lim.max_stanza_bytes,
+            max_depth=lim.max_depth,
+            max_attrs=lim.max_attrs,
+            max_attr_bytes=lim.max_attr_bytes,
+        )
+        self.pre_auth_limits = Limits(
+            max_stanza_bytes=min(lim.pre_auth_max_stanza_bytes, lim.max_stanza_bytes),
+            max_depth=lim.max_depth,
+            max_attrs=lim.max_attrs,
+            max_attr_bytes=lim.max_attr_bytes,
+        )
+        self.require_tls = config.require_tls
+        self.out_queue_bytes = lim.out_queue_bytes
+        self.sessions = SessionManager()
+        self.registries: dict[str, HostRegistry] = {}
+        self.managers: dict[str, ModuleManager] = {}
+        self.router = Router(self.sessions, self.registry_for, self._user_exists)
+        self.db: SqliteDatabase | None = None
+        self._accounts: AccountService | None = None
+        self.tls_domains: set[str] = set()
+
+    @property
+    def accounts(self) -> AccountService:
+        assert self._accounts is not None, "server not started"
+        return self._accounts
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        data_dir = self.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db_path = self.config.storage.path or data_dir / "heron.db"
+        self.db = await SqliteDatabase.open(db_path)
+        await self.db.migrate(SqliteAccountStore.MIGRATIONS)
+        secret = load_secret(self.config.server_secret_file or data_dir / "secret")
+        self._accounts = AccountService(
+            SqliteAccountStore(self.db), secret, self.config.scram_iterations
+        )
+        for host in self.config.hosts:
+            registry = HostRegistry(host.domain)
+            self.registries[host.domain] = registry
+            manager = ModuleManager(registry)
+            self.managers[host.domain] = manager
+            for name in host.modules:
+                cls = self.available_modules[name]
+                options = host.module_options.get(name, {})
+                ctx = ModuleContext(
+                    server=self,
+                    domain=host.domain,
+                    registry=registry,
+                    options=options,
+                    log=logging.LoggerAdapter(
+                        logging.getLogger(f"heron.modules.{name}"), {"host": host.domain}
+                    ),
+                )
+                await manager.load(cls, ctx)
+        log.info("Heron %s serving %s", self.version, ", ".join(self.registries))
+
+    async def stop(self) -> None:
+        for session in self.sessions.all():
+            session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
+        for manager in self.managers.values():
+            await manager.unload_all()
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    # --- hosts ------------------------------------------------------------------------
+    def registry_for(self, domain: str) -> HostRegistry | None:
+        return self.registries.get(domain)
+
+    def is_local_host(self, domain: str) -> bool:
+        return domain in self.registries
+
+    def tls_available(self, domain: str) -> bool:
+        return domain in self.tls_domains
+
+    async def _user_exists(self, jid: JID) -> bool:
+        return await self.accounts.exists(jid)
+
+    # --- C2SHost ----------------------------------------------------------------------
+    async def keys_for(self, username: str, domain: str, hash_name: str) -> tuple[ScramKeys, bool]:
+        return await self.accounts.keys_for(username, domain, hash_name)
+
+    async def verify_plain(self, password: str, keys: ScramKeys) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, verify_plain, password, keys)
+
+    def stream_features(self, domain: str, authenticated: bool) -> list[Element]:
+        registry = self.registries.get(domain)
+        if registry is None:
+            return []
+        providers = registry.postauth_features if authenticated else registry.preauth_features
+        return [f for f in (p() for p in providers) if f is not None]
+
+    async def preauth_iq(self, domain: str, stanza: Stanza, peer: str) -> Element | None:
+        registry = self.registries.get(domain)
+        payload = stanza.payload
+        type_ = stanza.element.attrs.get("type", "")
+        if registry is None or payload is None:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        handler = registry.preauth_iq.get((type_, payload.ns))
+        if handler is None:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        return await handler(stanza, peer)
+
+    def bind(self, session: C2SStream) -> None:
+        old = self.sessions.bind(session)
+        if old is not None:
+            # RFC 6120 §7.7.2.2: the newer session wins; the old one is told why it ends.
+            log.info("%s replaced by a new login", session.jid)
+            old.close(StreamError(StreamCondition.CONFLICT, "replaced by a new connection"))
+
+    async def stanza(self, session: C2SStream, stanza: Stanza) -> None:
+        if stanza.kind == "presence" and stanza.to is None:
+            type_ = stanza.type
+            if type_ == "available":
+                session.set_presence(stanza.element)
+            elif type_ == "unavailable":
+                session.set_presence(None)
+        await self.router.route(stanza, session)
+
+    async def ended(self, session: C2SStream) -> None:
+        if session.is_bound or session._jid is not None:
+            if self.sessions.unbind(session) and session.is_available:
+                session.set_presence(None)
+                unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+                unavailable.attrs["from"] = str(session.jid)
+                registry = self.registries.get(session.jid.domain)
+                if registry is not None:
+                    await registry.run_hooks(
+                        "session/ended", Stanza(unavailable, None, session.jid)
+                    )
+
+
+def load_secret(path: Path) -> bytes:
+    """The server secret (fake SCRAM salts for unknown users); made on first start."""
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return data
+
+
+__all__ = ["Server", "build_options"]

@@ -1,0 +1,26 @@
+"""The XEP modules shipped with Heron, by the name used in the config file."""
+
+from typing import Final
+
+from heron.core.module import Module
+from heron.modules.disco import DiscoModule
+from heron.modules.ping import PingModule
+from heron.modules.register import RegisterModule
+from heron.modules.time import TimeModule
+from heron.modules.version import VersionModule
+
+AVAILABLE: Final[dict[str, type[Module]]] = {
+    cls.name: cls for cls in (DiscoModule, PingModule, VersionModule, TimeModule, RegisterModule)
+}
+
+DEFAULT_MODULES: Final = ("disco", "ping", "version", "time", "register")
+
+__all__ = [
+    "AVAILABLE",
+    "DEFAULT_MODULES",
+    "DiscoModule",
+    "PingModule",
+    "RegisterModule",
+    "TimeModule",
+    "VersionModule",
+]

@@ -1,0 +1,134 @@
+"""XEP-0030: Service Discovery for the server and for accounts.
+
+The server's disco#info lists the ``server/im`` identity, every identity other modules
+declared, and every feature in the host's registry (modules add theirs when loaded), so it is
+always in step with what is actually loaded. No nodes are served yet: a query naming a node
+is answered with item-not-found.
+
+An account's disco#info is answered to its owner only (identity ``account/registered``).
+Anyone else asking about an account's bare JID gets service-unavailable, whether the account
+exists or not, so that strangers cannot probe which accounts exist.
+TODO(roster): answer contacts with a presence subscription too (XEP-0030 §8 and RFC 6121 §8.5),
+once the roster module can tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from heron import ns
+from heron.config import ConfigError, build_options
+from heron.core.module import Module, ModuleContext, Xep, iq_handler
+from heron.core.registry import Identity, Target
+from heron.jid import JID, InvalidJID
+from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.xmlstream.element import Element
+
+SERVER_IDENTITY = Identity("server", "im", "Heron")
+ACCOUNT_IDENTITY = Identity("account", "registered")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoOptions:
+    items: tuple[str, ...] = ()
+    """JIDs listed in the server's disco#items (for example services run elsewhere)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoItem:
+    """One ``<item/>`` of a disco#items result (XEP-0030 §4.1)."""
+
+    jid: JID
+    name: str = ""
+    node: str = ""
+
+    def to_element(self) -> Element:
+        item = Element("item", ns.DISCO_ITEMS, {"jid": str(self.jid)})
+        if self.name:
+            item.attrs["name"] = self.name
+        if self.node:
+            item.attrs["node"] = self.node
+        return item
+
+
+def identity_element(identity: Identity) -> Element:
+    attrs = {"category": identity.category, "type": identity.type}
+    if identity.name:
+        attrs["name"] = identity.name
+    return Element("identity", ns.DISCO_INFO, attrs)
+
+
+def info_query(identities: list[Identity], features: list[str]) -> Element:
+    """A disco#info result: identities first, then features (XEP-0030 §3.1)."""
+    query = Element("query", ns.DISCO_INFO)
+    for identity in identities:
+        query.append(identity_element(identity))
+    for feature in features:
+        query.add("feature", attrs={"var": feature})
+    return query
+
+
+def _refuse_node(payload: Element | None) -> None:
+    """XEP-0030 §7: a node the entity does not know is item-not-found."""
+    if payload is not None and payload.get("node") is not None:
+        raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
+
+
+class DiscoModule(Module):
+    name = "disco"
+    description = "Service discovery: what the server and its accounts support."
+    xeps = (Xep(30, "2.5.0", "partial", "no nodes; account info answered to its owner only"),)
+    disco_features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        path = f'hosts."{ctx.domain}".modules.{self.name}'
+        self.options = build_options(DiscoOptions, ctx.options, path)
+        self.items: list[DiscoItem] = []
+        for text in self.options.items:
+            try:
+                self.items.append(DiscoItem(JID.parse(text)))
+            except InvalidJID as exc:
+                raise ConfigError(f"{path}.items: {text!r} is not a valid JID ({exc})") from exc
+
+    def extra_items(self) -> list[DiscoItem]:
+        """Items added at run time (components, MUC services); none yet."""
+        return []
+
+    # --- disco#info -------------------------------------------------------------------
+    @iq_handler("get", ns.DISCO_INFO, Target.HOST)
+    async def on_host_info(self, iq: Stanza) -> Element | None:
+        _refuse_node(iq.payload)
+        registry = self.ctx.registry
+        identities = [SERVER_IDENTITY]
+        identities += [i for i in registry.identities if i not in identities]
+        return info_query(identities, sorted(registry.features))
+
+    @iq_handler("get", ns.DISCO_INFO, Target.SELF)
+    async def on_own_account_info(self, iq: Stanza) -> Element | None:
+        # The sender is authenticated as this account, so it exists.
+        _refuse_node(iq.payload)
+        return info_query([ACCOUNT_IDENTITY], [ns.DISCO_INFO, ns.DISCO_ITEMS])
+
+    @iq_handler("get", ns.DISCO_INFO, Target.BARE)
+    async def on_other_account_info(self, iq: Stanza) -> Element | None:
+        # Same answer whether or not the account exists: no probing (see the module docstring).
+        raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+
+    # --- disco#items ------------------------------------------------------------------
+    @iq_handler("get", ns.DISCO_ITEMS, Target.HOST)
+    async def on_host_items(self, iq: Stanza) -> Element | None:
+        _refuse_node(iq.payload)
+        query = Element("query", ns.DISCO_ITEMS)
+        for item in [*self.items, *self.extra_items()]:
+            query.append(item.to_element())
+        return query
+
+    @iq_handler("get", ns.DISCO_ITEMS, Target.SELF)
+    async def on_own_account_items(self, iq: Stanza) -> Element | None:
+        _refuse_node(iq.payload)
+        return Element("query", ns.DISCO_ITEMS)
+
+    @iq_handler("get", ns.DISCO_ITEMS, Target.BARE)
+    async def on_other_account_items(self, iq: Stanza) -> Element | None:
+        raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)

@@ -1,0 +1,74 @@
+"""The routed unit: a top-level stanza with its addresses parsed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from heron.jid import JID
+from heron.xmlstream.element import Element
+
+KINDS: Final = frozenset({"message", "presence", "iq"})
+IQ_TYPES: Final = frozenset({"get", "set", "result", "error"})
+MESSAGE_TYPES: Final = frozenset({"chat", "error", "groupchat", "headline", "normal"})
+PRESENCE_TYPES: Final = frozenset(
+    {"error", "probe", "subscribe", "subscribed", "unavailable", "unsubscribe", "unsubscribed"}
+)
+
+
+@dataclass(slots=True)
+class Stanza:
+    """A message, presence or iq on its way through the router.
+
+    ``element`` is the XML as it will be delivered; ``to`` and ``from_`` are the parsed
+    addresses (``from_`` is always stamped by the server for client stanzas). ``meta`` carries
+    internal annotations that are never serialised.
+    """
+
+    element: Element
+    to: JID | None
+    from_: JID | None
+    meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.element.tag
+
+    @property
+    def type(self) -> str:
+        """The stanza type with RFC defaults: message → normal, presence → available."""
+        t = self.element.attrs.get("type")
+        if t is not None:
+            return t
+        return "normal" if self.element.tag == "message" else "available" if (
+            self.element.tag == "presence"
+        ) else ""
+
+    @property
+    def id(self) -> str | None:
+        return self.element.attrs.get("id")
+
+    @property
+    def payload(self) -> Element | None:
+        """An IQ's single child element."""
+        return self.element.first()
+
+    def readdressed(self, to: JID) -> Stanza:
+        """A copy addressed to ``to`` sharing the payload (for fan-out to resources)."""
+        element = self.element.shallow_copy()
+        element.attrs["to"] = str(to)
+        return Stanza(element, to, self.from_, dict(self.meta))
+
+
+def iq_result(iq: Stanza, payload: Element | None = None) -> Element:
+    """The result answer to ``iq`` (RFC 6120 §8.2.3)."""
+    reply = Element("iq", iq.element.ns, {"type": "result"})
+    if iq.id is not None:
+        reply.attrs["id"] = iq.id
+    if iq.from_ is not None:
+        reply.attrs["to"] = str(iq.from_)
+    if iq.to is not None:
+        reply.attrs["from"] = str(iq.to)
+    if payload is not None:
+        reply.append(payload)
+    return reply

@@ -1,0 +1,517 @@
+"""Client-to-server stream negotiation (RFC 6120 §4-§7) and the bound session.
+
+The engine knows nothing of sockets: bytes come in through ``receive`` and leave through the
+``Link`` it is given, and the server's services come through ``C2SHost``. Order: stream header
+→ STARTTLS (required by default) → SASL → stream restart → resource binding → stanzas.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Protocol
+
+from heron import ns
+from heron.credentials import ScramKeys
+from heron.jid import JID, InvalidJID, normalize_resource
+from heron.stanza import (
+    Stanza,
+    StanzaCondition,
+    StanzaError,
+    StreamCondition,
+    StreamError,
+    error_reply,
+    iq_result,
+)
+from heron.stanza.stanza import KINDS
+from heron.stream.sasl import SaslFailure, ScramServer, parse_mechanism, parse_plain
+from heron.xmlstream import (
+    STREAM_FOOTER,
+    Element,
+    ElementReceived,
+    Limits,
+    StreamClosed,
+    StreamOpened,
+    StreamParser,
+    XmlStreamError,
+    serialize,
+    stream_header,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SASL_FAILURES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    version: str
+    channel_bindings: dict[str, bytes]
+
+
+class Link(Protocol):
+    """The transport under a stream."""
+
+    peer: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet sent to the peer."""
+        ...
+
+    async def start_tls(self, domain: str) -> TlsInfo: ...
+
+    def close(self) -> None: ...
+
+
+class C2SHost(Protocol):
+    """What the server provides to client streams."""
+
+    limits: Limits
+    pre_auth_limits: Limits
+    require_tls: bool
+    out_queue_bytes: int
+
+    def is_local_host(self, domain: str) -> bool: ...
+
+    def tls_available(self, domain: str) -> bool: ...
+
+    async def keys_for(self, username: str, domain: str, hash_name: str) -> tuple[ScramKeys, bool]:
+        ...
+
+    async def verify_plain(self, password: str, keys: ScramKeys) -> bool: ...
+
+    def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
+
+    async def preauth_iq(self, domain: str, stanza: Stanza, peer: str) -> Element | None:
+        """Answer an IQ before login (registration) or raise StanzaError."""
+        ...
+
+    def bind(self, session: C2SStream) -> None:
+        """Register the bound session (replacing any with the same full JID)."""
+
+    async def stanza(self, session: C2SStream, stanza: Stanza) -> None:
+        """A stanza from the bound client, addresses parsed and ``from`` stamped."""
+
+    async def ended(self, session: C2SStream) -> None:
+        """The stream ended (after binding): unregister and clean up."""
+
+
+class State(Enum):
+    WAIT_HEADER = auto()
+    WAIT_TLS = auto()  # features sent, STARTTLS required first
+    WAIT_AUTH = auto()
+    SASL = auto()
+    WAIT_BIND = auto()
+    BOUND = auto()
+    CLOSED = auto()
+
+
+class C2SStream:
+    """One client connection. Also the core's ``Session`` once bound."""
+
+    def __init__(self, host: C2SHost, link: Link, *, is_tls: bool) -> None:
+        self.host = host
+        self.link = link
+        self.is_tls = is_tls
+        self.tls: TlsInfo | None = None
+        self.parser = StreamParser(host.pre_auth_limits)
+        self.state = State.WAIT_HEADER
+        self.stream_id = ""
+        self.domain = ""
+        self.username: str | None = None
+        self._jid: JID | None = None
+        self._sasl: ScramServer | None = None
+        self._sasl_failures = 0
+        self._available = False
+        self._priority = 0
+        self.presence: Element | None = None
+        self.started = time.monotonic()
+        self.is_authenticated = False
+        self.close_reason = ""
+        self.log = logging.LoggerAdapter(log, {"peer": link.peer})
+
+    # --- Session protocol -------------------------------------------------------------
+    @property
+    def jid(self) -> JID:
+        assert self._jid is not None
+        return self._jid
+
+    @property
+    def is_bound(self) -> bool:
+        return self._jid is not None and self.state is State.BOUND
+
+    @property
+    def is_available(self) -> bool:
+        return self._available
+
+    @property
+    def priority(self) -> int:
+        return self._priority
+
+    def set_presence(self, presence: Element | None) -> None:
+        """Record the client's broadcast presence (None: unavailable)."""
+        self.presence = presence
+        self._available = presence is not None
+        self._priority = 0
+        if presence is not None:
+            text = presence.child_text("priority", ns.CLIENT)
+            if text is not None:
+                try:
+                    self._priority = max(-128, min(127, int(text.strip())))
+                except ValueError:
+                    self._priority = 0
+
+    def deliver(self, element: Element) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self.link.buffered() > self.host.out_queue_bytes:
+            # A client that stops reading must not make the server grow without bound.
+            self.close(StreamError(StreamCondition.POLICY_VIOLATION, "output queue full"))
+            return
+        self.link.write(serialize(element, ns.CLIENT).encode())
+
+    def close(self, error: StreamError | None = None) -> None:
+        if self.state is State.CLOSED:
+            return
+        if error is not None:
+            self.close_reason = str(error.condition)
+            if self.state is State.WAIT_HEADER:
+                self._send_header()
+            self._write(serialize(error.to_element(), ns.CLIENT))
+        self._write(STREAM_FOOTER)
+        self.state = State.CLOSED
+        self.link.close()
+
+    # --- input ------------------------------------------------------------------------
+    async def receive(self, data: bytes) -> None:
+        """Bytes from the peer. Stream errors end only this stream."""
+        try:
+            for event in self.parser.feed(data):
+                if self.state is State.CLOSED:
+                    return
+                if isinstance(event, ElementReceived):
+                    await self._element(event.element)
+                elif isinstance(event, StreamOpened):
+                    self._opened(event)
+                elif isinstance(event, StreamClosed):
+                    self.close_reason = self.close_reason or "closed by client"
+                    self.close()
+        except XmlStreamError as exc:
+            self.log.info("stream error %s: %s", exc.condition, exc.text)
+            self.close(StreamError(StreamCondition(exc.condition), exc.text))
+        except StreamError as exc:
+            self.log.info("stream error %s: %s", exc.condition, exc.text)
+            self.close(exc)
+
+    def eof(self) -> None:
+        if self.state is not State.CLOSED:
+            self.close_reason = self.close_reason or "connection lost"
+            self.state = State.CLOSED
+
+    def timed_out(self) -> None:
+        """The adapter's deadline for login passed."""
+        if not self.is_authenticated:
+            self.log.info("login timeout")
+            self.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "login took too long"))
+
+    # --- stream header and features ---------------------------------------------------
+    def _write(self, text: str) -> None:
+        self.link.write(text.encode())
+
+    def _send_header(self) -> None:
+        self.stream_id = secrets.token_urlsafe(12)
+        self._write(
+            stream_header(
+                default_ns=ns.CLIENT,
+                from_=self.domain or None,
+                to=None,
+                stream_id=self.stream_id,
+            )
+        )
+
+    def _opened(self, event: StreamOpened) -> None:
+        to = event.attrs.get("to", "")
+        domain = to.lower().rstrip(".")
+        known = self.host.is_local_host(domain)
+        if self.domain and domain != self.domain:
+            known = False  # a restart must not switch hosts
+        self.domain = domain if known else self.domain
+        self._send_header()
+        if event.default_ns != ns.CLIENT:
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "expected jabber:client")
+        if not to:
+            raise StreamError(StreamCondition.HOST_UNKNOWN, "the stream header has no 'to'")
+        if not known:
+            raise StreamError(StreamCondition.HOST_UNKNOWN, "this server does not serve that")
+        version = event.attrs.get("version", "0.9")
+        if not version.startswith("1."):
+            raise StreamError(StreamCondition.UNSUPPORTED_VERSION, "XMPP 1.0 is required")
+        features = Element("features", ns.STREAM)
+        if self.is_authenticated:
+            features.add("bind", ns.BIND)
+            session = features.add("session", ns.SESSION)
+            session.add("optional", ns.SESSION)
+            features.children.extend(self.host.stream_features(self.domain, True))
+            self.state = State.WAIT_BIND
+        elif not self.is_tls and self.host.tls_available(self.domain):
+            starttls = features.add("starttls", ns.TLS)
+            if self.host.require_tls:
+                starttls.add("required", ns.TLS)
+                self.state = State.WAIT_TLS
+            else:
+                self._auth_features(features)
+                self.state = State.WAIT_AUTH
+        else:
+            if not self.is_tls and self.host.require_tls:
+                self.close(StreamError(StreamCondition.POLICY_VIOLATION, "TLS is not available"))
+                return
+            self._auth_features(features)
+            self.state = State.WAIT_AUTH
+        self._write(serialize(features, ns.CLIENT))
+
+    def _mechanisms(self) -> list[str]:
+        names: list[str] = []
+        cb = self.tls.channel_bindings if self.tls else {}
+        for hash_name in ("SHA-512", "SHA-256", "SHA-1"):
+            if cb:
+                names.append(f"SCRAM-{hash_name}-PLUS")
+        names += ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"]
+        if self.is_tls:
+            names.append("PLAIN")  # RFC 6120 §13.9.4: PLAIN only under TLS
+        return names
+
+    def _auth_features(self, features: Element) -> None:
+        mechs = features.add("mechanisms", ns.SASL)
+        for name in self._mechanisms():
+            mechs.add("mechanism", ns.SASL, text=name)
+        if self.tls and self.tls.channel_bindings:
+            cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
+            for cb_type in self.tls.channel_bindings:
+                cb.add("channel-binding", ns.SASL_CB, {"type": cb_type})
+        features.children.extend(self.host.stream_features(self.domain, False))
+
+    # --- elements ---------------------------------------------------------------------
+    async def _element(self, el: Element) -> None:
+        state = self.state
+        if state is State.BOUND:
+            await self._stanza(el)
+        elif el.ns == ns.TLS and el.tag == "starttls":
+            await self._starttls()
+        elif el.ns == ns.SASL:
+            await self._sasl_element(el)
+        elif state is State.WAIT_BIND and el.tag == "iq" and el.ns == ns.CLIENT:
+            self._pre_bind_iq(el)
+        elif el.tag == "iq" and el.ns == ns.CLIENT and state is State.WAIT_AUTH:
+            await self._preauth_iq(el)
+        elif state is State.WAIT_TLS:
+            raise StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
+        else:
+            raise StreamError(StreamCondition.NOT_AUTHORIZED, "authenticate first")
+
+    async def _starttls(self) -> None:
+        if self.is_tls or self.state not in (State.WAIT_TLS, State.WAIT_AUTH):
+            self._write(serialize(Element("failure", ns.TLS), ns.CLIENT))
+            self.close()
+            return
+        self._write(serialize(Element("proceed", ns.TLS), ns.CLIENT))
+        self.tls = await self.link.start_tls(self.domain)
+        self.is_tls = True
+        self.log.info("TLS established (%s)", self.tls.version)
+        self.parser.reset()
+        self.state = State.WAIT_HEADER
+
+    def tls_established(self, info: TlsInfo) -> None:
+        """For Direct TLS (XEP-0368): the adapter reports the handshake done at connect."""
+        self.tls = info
+        self.is_tls = True
+
+    # --- SASL (RFC 6120 §6) -----------------------------------------------------------
+    def _sasl_fail(self, condition: str, text: str = "") -> None:
+        failure = Element("failure", ns.SASL)
+        failure.add(condition, ns.SASL)
+        if text:
+            failure.add("text", ns.SASL, {f"{{{ns.XML}}}lang": "en"}, text)
+        self._write(serialize(failure, ns.CLIENT))
+        self._sasl = None
+        self.state = State.WAIT_AUTH
+        if condition == "not-authorized":
+            self._sasl_failures += 1
+            if self._sasl_failures >= MAX_SASL_FAILURES:
+                self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many failures"))
+
+    def _sasl_send(self, tag: str, data: bytes) -> None:
+        el = Element(tag, ns.SASL)
+        el.children.append(base64.b64encode(data).decode() if data else "=")
+        self._write(serialize(el, ns.CLIENT))
+
+    @staticmethod
+    def _decode(el: Element) -> bytes:
+        text = el.text.strip()
+        if text in ("", "="):
+            return b""
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SaslFailure("incorrect-encoding") from exc
+
+    async def _sasl_element(self, el: Element) -> None:
+        if self.state is State.WAIT_TLS or not self.is_tls and self.host.require_tls:
+            self._sasl_fail("encryption-required")
+            return
+        try:
+            if el.tag == "auth" and self.state is State.WAIT_AUTH:
+                await self._sasl_auth(el)
+            elif el.tag == "response" and self.state is State.SASL and self._sasl is not None:
+                await self._sasl_response(el)
+            elif el.tag == "abort" and self.state in (State.SASL, State.WAIT_AUTH):
+                self._sasl_fail("aborted")
+            else:
+                raise StreamError(StreamCondition.POLICY_VIOLATION, "unexpected SASL element")
+        except SaslFailure as exc:
+            self.log.info("authentication failed: %s", exc.condition)
+            self._sasl_fail(exc.condition, exc.text)
+
+    async def _sasl_auth(self, el: Element) -> None:
+        mechanism = el.attrs.get("mechanism", "")
+        if mechanism not in self._mechanisms():
+            raise SaslFailure("invalid-mechanism")
+        data = self._decode(el)
+        if mechanism == "PLAIN":
+            authzid, authcid, password = parse_plain(data)
+            keys, exists = await self.host.keys_for(authcid, self.domain, "SHA-256")
+            ok = await self.host.verify_plain(password, keys)
+            if not (ok and exists):
+                raise SaslFailure("not-authorized")
+            self._check_authzid(authzid, authcid)
+            self._authenticated(authcid, b"")
+            return
+        parsed = parse_mechanism(mechanism)
+        if parsed is None:
+            raise SaslFailure("invalid-mechanism")
+        hash_name, plus = parsed
+        cb = self.tls.channel_bindings if self.tls else {}
+        scram = ScramServer(hash_name, plus=plus, plus_offered=bool(cb), channel_bindings=cb)
+        username = scram.start(data)
+        keys, _exists = await self.host.keys_for(username, self.domain, hash_name)
+        challenge = scram.server_first(keys)
+        self._sasl = scram
+        self._sasl_user = username
+        self.state = State.SASL
+        self._sasl_send("challenge", challenge)
+
+    async def _sasl_response(self, el: Element) -> None:
+        assert self._sasl is not None
+        scram = self._sasl
+        final = scram.finish(self._decode(el))
+        self._check_authzid(scram.authzid or "", self._sasl_user)
+        self._sasl = None
+        self._authenticated(self._sasl_user, final)
+
+    def _check_authzid(self, authzid: str, authcid: str) -> None:
+        if not authzid:
+            return
+        try:
+            wanted = JID.parse(authzid)
+            if wanted.bare != JID.make(authcid, self.domain):
+                raise SaslFailure("invalid-authzid")
+        except InvalidJID as exc:
+            raise SaslFailure("invalid-authzid") from exc
+
+    def _authenticated(self, username: str, final: bytes) -> None:
+        self.username = JID.make(username, self.domain).local
+        self.is_authenticated = True
+        self._sasl_send("success", final)
+        self.log.info("authenticated as %s@%s", self.username, self.domain)
+        self.parser.reset()
+        self.parser.set_limits(self.host.limits)
+        self.state = State.WAIT_HEADER
+
+    # --- before login: registration ---------------------------------------------------
+    async def _preauth_iq(self, el: Element) -> None:
+        if not self.is_tls and self.host.require_tls:
+            raise StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
+        stanza = Stanza(el, JID(None, self.domain, None), None)
+        try:
+            result = await self.host.preauth_iq(self.domain, stanza, self.link.peer)
+            reply = iq_result(stanza, result)
+        except StanzaError as err:
+            reply = error_reply(el, err)
+        reply.attrs.pop("from", None)
+        self._write(serialize(reply, ns.CLIENT))
+
+    # --- resource binding (RFC 6120 §7) -----------------------------------------------
+    def _pre_bind_iq(self, el: Element) -> None:
+        payload = el.first()
+        if el.attrs.get("type") == "set" and payload is not None and payload.ns == ns.BIND:
+            self._bind(el, payload)
+        elif payload is not None and payload.ns == ns.SESSION:
+            self._write(serialize(_result(el), ns.CLIENT))
+        elif el.attrs.get("type") in ("get", "set"):
+            err = StanzaError(StanzaCondition.NOT_AUTHORIZED, "bind a resource first")
+            self._write(serialize(error_reply(el, err), ns.CLIENT))
+
+    def _bind(self, el: Element, payload: Element) -> None:
+        assert self.username is not None
+        requested = payload.child_text("resource", ns.BIND)
+        try:
+            resource = normalize_resource(requested.strip()) if requested else None
+        except InvalidJID:
+            err = StanzaError(StanzaCondition.BAD_REQUEST, "invalid resource")
+            self._write(serialize(error_reply(el, err), ns.CLIENT))
+            return
+        if not resource:
+            resource = "heron-" + secrets.token_hex(6)
+        self._jid = JID(self.username, self.domain, resource)
+        self.state = State.BOUND
+        self.host.bind(self)
+        reply = _result(el)
+        bind = reply.add("bind", ns.BIND)
+        bind.add("jid", ns.BIND, text=str(self._jid))
+        self._write(serialize(reply, ns.CLIENT))
+        self.log.info("bound %s", self._jid)
+
+    # --- stanzas ----------------------------------------------------------------------
+    async def _stanza(self, el: Element) -> None:
+        if el.tag not in KINDS or el.ns != ns.CLIENT:
+            if el.tag in KINDS or el.ns == ns.CLIENT:
+                raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, el.ns)
+        jid = self.jid
+        claimed = el.attrs.get("from")
+        if claimed is not None and claimed not in (str(jid), str(jid.bare)):
+            # RFC 6120 §8.1.2.1: a client may not claim another address.
+            try:
+                claimed_jid = JID.parse(claimed)
+            except InvalidJID:
+                claimed_jid = None
+            if claimed_jid not in (jid, jid.bare):
+                raise StreamError(StreamCondition.INVALID_FROM, "not your address")
+        el.attrs["from"] = str(jid)
+        to: JID | None = None
+        raw_to = el.attrs.get("to")
+        if raw_to is not None:
+            try:
+                to = JID.parse(raw_to)
+            except InvalidJID:
+                if el.attrs.get("type") != "error":
+                    reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
+                    reply.attrs.pop("from", None)
+                    self.deliver(reply)
+                return
+        if el.tag == "iq" and "id" not in el.attrs:
+            raise StreamError(StreamCondition.INVALID_XML, "an IQ needs an id")
+        await self.host.stanza(self, Stanza(el, to, jid))
+
+
+def _result(iq: Element) -> Element:
+    reply = Element("iq", ns.CLIENT, {"type": "result"})
+    if "id" in iq.attrs:
+        reply.attrs["id"] = iq.attrs["id"]
+    return reply

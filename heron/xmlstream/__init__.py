@@ -1,0 +1,28 @@
+"""The sans-IO XML stream layer: parser, element tree, serializer, limits."""
+
+from heron.xmlstream.element import Element
+from heron.xmlstream.errors import XmlStreamError
+from heron.xmlstream.limits import Limits
+from heron.xmlstream.parser import (
+    ElementReceived,
+    StreamClosed,
+    StreamEvent,
+    StreamOpened,
+    StreamParser,
+)
+from heron.xmlstream.serializer import STREAM_FOOTER, serialize, serialize_bytes, stream_header
+
+__all__ = [
+    "STREAM_FOOTER",
+    "Element",
+    "ElementReceived",
+    "Limits",
+    "StreamClosed",
+    "StreamEvent",
+    "StreamOpened",
+    "StreamParser",
+    "XmlStreamError",
+    "serialize",
+    "serialize_bytes",
+    "stream_header",
+]

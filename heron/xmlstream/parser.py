@@ -1,0 +1,234 @@
+"""Incremental, restricted XML stream parser on pyexpat (sans-IO).
+
+Bytes in; ``StreamOpened`` / ``ElementReceived`` / ``StreamClosed`` out. RFC 6120 §11.1
+restrictions (no DTD, entity declarations or references beyond the predefined five, no
+processing instructions, no comments) and size/depth/attribute limits are enforced while
+expat runs: input is fed in slices so an oversized stanza is refused before it is held whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+from xml.parsers import expat
+
+from heron import ns
+from heron.xmlstream.element import Element
+from heron.xmlstream.errors import XmlStreamError
+from heron.xmlstream.limits import Limits
+
+SEP: Final = "\x01"  # namespace separator: a character that cannot appear in XML
+SLICE: Final = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    tag: str
+    ns: str
+    attrs: dict[str, str]
+    default_ns: str
+
+
+@dataclass(frozen=True, slots=True)
+class ElementReceived:
+    element: Element
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    pass
+
+
+StreamEvent = StreamOpened | ElementReceived | StreamClosed
+
+
+def _is_markup_declaration(chunk: bytes, at: int) -> bool:
+    for i in (at, at - 1, at - 2):
+        if 0 <= i < len(chunk) and chunk.startswith(b"<!", i):
+            return not chunk.startswith(b"<![CDATA[", i)
+    return False
+
+
+def _split(name: str) -> tuple[str, str]:
+    uri, sep, local = name.rpartition(SEP)
+    return (local, uri) if sep else (name, "")
+
+
+class StreamParser:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._error: XmlStreamError | None = None
+        self._new_parser()
+
+    # --- public -----------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._opened and not self._closed
+
+    def set_limits(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def reset(self) -> None:
+        """A stream restart (after STARTTLS or SASL): a fresh header is expected."""
+        self._new_parser()
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        if self._error is not None:
+            raise self._error
+        self._events = []
+        chunk = b""
+        chunk_start = 0
+        try:
+            for start in range(0, len(data), SLICE):
+                chunk = data[start : start + SLICE]
+                chunk_start = self._fed
+                self._fed += len(chunk)
+                self._parser.Parse(chunk, False)
+                self._check_size()
+                if self._closed:
+                    break
+        except expat.ExpatError as exc:
+            condition = self._expat_condition(exc)
+            at = self._parser.ErrorByteIndex - chunk_start
+            if _is_markup_declaration(chunk, at):
+                condition = "restricted-xml"  # a DOCTYPE/ENTITY inside the stream
+            self._fail(condition, str(exc))
+        except XmlStreamError as exc:
+            self._error = exc
+            raise
+        events, self._events = self._events, []
+        return events
+
+    # --- internals --------------------------------------------------------------------
+    def _new_parser(self) -> None:
+        p = expat.ParserCreate("UTF-8", SEP)
+        p.buffer_text = True
+        p.buffer_size = SLICE
+        p.ordered_attributes = False
+        p.specified_attributes = True
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._text
+        p.StartNamespaceDeclHandler = self._ns_decl
+        p.XmlDeclHandler = self._xml_decl
+        p.StartDoctypeDeclHandler = self._restricted_doctype
+        p.EntityDeclHandler = self._restricted_entity
+        p.ProcessingInstructionHandler = self._restricted_pi
+        p.CommentHandler = self._restricted_comment
+        p.ExternalEntityRefHandler = self._restricted_external
+        p.SkippedEntityHandler = self._restricted_skipped
+        self._parser = p
+        self._events: list[StreamEvent] = []
+        self._stack: list[Element] = []
+        self._opened = False
+        self._closed = False
+        self._fed = 0
+        self._stanza_start = -1
+        self._root_default_ns = ""
+        self._pending_default_ns: str | None = None
+
+    def _fail(self, condition: str, text: str) -> None:
+        self._error = XmlStreamError(condition, text)
+        raise self._error
+
+    def _check_size(self) -> None:
+        if not self._opened:
+            if self._fed > self.limits.max_header_bytes:
+                self._fail("policy-violation", "stream header too large")
+        elif self._stanza_start >= 0:
+            if self._fed - self._stanza_start > self.limits.max_stanza_bytes:
+                self._fail("policy-violation", "stanza too large")
+
+    @staticmethod
+    def _expat_condition(exc: expat.ExpatError) -> str:
+        code = exc.code
+        if code in (
+            expat.errors.codes[expat.errors.XML_ERROR_UNDEFINED_ENTITY],
+            expat.errors.codes[expat.errors.XML_ERROR_ENTITY_DECLARED_IN_PE],
+        ):
+            return "restricted-xml"
+        if code == expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING]:
+            return "unsupported-encoding"
+        return "not-well-formed"
+
+    # restricted XML (RFC 6120 §11.1)
+    def _restricted_doctype(self, *_args: object) -> None:
+        self._fail("restricted-xml", "a DTD is not allowed")
+
+    def _restricted_entity(self, *_args: object) -> None:
+        self._fail("restricted-xml", "entity declarations are not allowed")
+
+    def _restricted_pi(self, *_args: object) -> None:
+        self._fail("restricted-xml", "processing instructions are not allowed")
+
+    def _restricted_comment(self, *_args: object) -> None:
+        self._fail("restricted-xml", "comments are not allowed")
+
+    def _restricted_external(self, *_args: object) -> int:
+        self._fail("restricted-xml", "external entities are not allowed")
+        return 0
+
+    def _restricted_skipped(self, *_args: object) -> None:
+        self._fail("restricted-xml", "entity references are not allowed")
+
+    def _xml_decl(self, version: str | None, encoding: str | None, standalone: int) -> None:
+        if encoding is not None and encoding.upper().replace("_", "-") not in ("UTF-8", "UTF8"):
+            self._fail("unsupported-encoding", "only UTF-8 is supported")
+
+    def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
+        if not self._opened and prefix is None:
+            self._pending_default_ns = uri or ""
+
+    # content
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        limits = self.limits
+        if len(attrs) > limits.max_attrs:
+            self._fail("policy-violation", "too many attributes")
+        parsed: dict[str, str] = {}
+        for key, value in attrs.items():
+            if len(value) > limits.max_attr_bytes:
+                self._fail("policy-violation", "attribute value too long")
+            if SEP in key:
+                local, uri = _split(key)
+                parsed[f"{{{uri}}}{local}"] = value
+            else:
+                parsed[key] = value
+        tag, uri = _split(name)
+        if not self._opened:
+            if tag != "stream" or uri != ns.STREAM:
+                self._fail("invalid-namespace", "the root must be a stream:stream")
+            self._opened = True
+            self._root_default_ns = self._pending_default_ns or ""
+            self._events.append(StreamOpened(tag, uri, parsed, self._root_default_ns))
+            return
+        depth = len(self._stack)
+        if depth >= limits.max_depth:
+            self._fail("policy-violation", "elements nested too deeply")
+        element = Element(tag, uri, parsed)
+        if depth == 0:
+            self._stanza_start = self._parser.CurrentByteIndex
+        else:
+            self._stack[-1].children.append(element)
+        self._stack.append(element)
+
+    def _end(self, name: str) -> None:
+        if not self._stack:
+            self._closed = True
+            self._events.append(StreamClosed())
+            return
+        element = self._stack.pop()
+        if not self._stack:
+            self._stanza_start = -1
+            self._events.append(ElementReceived(element))
+
+    def _text(self, data: str) -> None:
+        if self._stack:
+            children = self._stack[-1].children
+            if children and isinstance(children[-1], str):
+                children[-1] += data
+            else:
+                children.append(data)
+        elif data.strip() and self._opened:
+            # RFC 6120 §11.3: only whitespace may appear between top-level elements.
+            self._fail("bad-format", "text directly under the stream root")

@@ -1,0 +1,119 @@
+"""A serializer that cannot emit invalid XML: names are checked, characters escaped, and
+characters illegal in XML 1.0 replaced by U+FFFD."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from heron import ns
+from heron.xmlstream.element import Element
+
+STREAM_FOOTER: Final = "</stream:stream>"
+
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
+_XML_LANG: Final = f"{{{ns.XML}}}"
+
+
+def _clean(text: str) -> str:
+    return _ILLEGAL.sub("\ufffd", text)
+
+
+def escape_text(text: str) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _clean(text)
+
+
+def escape_attr(text: str) -> str:
+    text = (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&apos;")
+        .replace("\n", "&#10;")
+        .replace("\r", "&#13;")
+        .replace("\t", "&#9;")
+    )
+    return _clean(text)
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name) or ":" in name:
+        raise ValueError(f"invalid XML name {name!r}")
+    return name
+
+
+def _write(el: Element, parent_ns: str | None, out: list[str]) -> None:
+    if el.ns == ns.STREAM and parent_ns is not None and parent_ns != ns.STREAM:
+        tag = "stream:" + _check_name(el.tag)
+        ns_decl = ""
+        child_parent: str | None = parent_ns
+    else:
+        tag = _check_name(el.tag)
+        ns_decl = "" if el.ns == parent_ns else f' xmlns="{escape_attr(el.ns)}"'
+        child_parent = el.ns
+    out.append("<" + tag + ns_decl)
+    prefixes = 0
+    for key, value in el.attrs.items():
+        if key[0] == "{":
+            uri, _, local = key[1:].partition("}")
+            if uri == ns.XML:
+                out.append(f' xml:{_check_name(local)}="{escape_attr(value)}"')
+            else:
+                prefixes += 1
+                out.append(
+                    f' xmlns:a{prefixes}="{escape_attr(uri)}"'
+                    f' a{prefixes}:{_check_name(local)}="{escape_attr(value)}"'
+                )
+        else:
+            out.append(f' {_check_name(key)}="{escape_attr(value)}"')
+    if not el.children:
+        out.append("/>")
+        return
+    out.append(">")
+    for child in el.children:
+        if isinstance(child, str):
+            out.append(escape_text(child))
+        else:
+            _write(child, child_parent, out)
+    out.append(f"</{tag}>")
+
+
+def serialize(el: Element, parent_ns: str | None = None) -> str:
+    """Serialize ``el``; ``xmlns`` is written only where it differs from ``parent_ns``.
+
+    Pass the stream's content namespace (e.g. ``jabber:client``) as ``parent_ns`` for
+    top-level elements: stanzas then carry no xmlns, and elements of the streams namespace
+    use the ``stream:`` prefix that the stream header declares.
+    """
+    out: list[str] = []
+    _write(el, parent_ns, out)
+    return "".join(out)
+
+
+def serialize_bytes(el: Element, parent_ns: str | None = None) -> bytes:
+    return serialize(el, parent_ns).encode()
+
+
+def stream_header(
+    *,
+    default_ns: str,
+    from_: str | None,
+    to: str | None,
+    stream_id: str | None,
+    version: str = "1.0",
+    lang: str | None = "en",
+) -> str:
+    parts = [
+        f"<?xml version='1.0'?><stream:stream xmlns='{escape_attr(default_ns)}'"
+        f" xmlns:stream='{ns.STREAM}'"
+    ]
+    for name, value in (("from", from_), ("to", to), ("id", stream_id), ("version", version)):
+        if value is not None:
+            parts.append(f" {name}='{escape_attr(value)}'")
+    if lang is not None:
+        parts.append(f" xml:lang='{escape_attr(lang)}'")
+    parts.append(">")
+    return "".join(parts)

@@ -1,0 +1,75 @@
+"""Logging in with slixmpp over STARTTLS and Direct TLS, with each SASL mechanism."""
+
+from __future__ import annotations
+
+import pytest
+
+from heron.app import RunningServer
+from heron.jid import JID
+from tests.integration.clients import LoginFailed, close, login
+
+PASSWORD = "correct horse battery"
+
+
+async def add_user(server: RunningServer, jid: str, password: str = PASSWORD) -> None:
+    await server.server.accounts.create(JID.parse(jid), password)
+
+
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "SCRAM-SHA-1", "SCRAM-SHA-512", "PLAIN"])
+async def test_starttls_login_with_each_mechanism(server: RunningServer, mech: str) -> None:
+    await add_user(server, "alice@localhost")
+    client = await login(server, "alice@localhost/phone", PASSWORD, mech=mech)
+    try:
+        assert str(client.boundjid) == "alice@localhost/phone"
+    finally:
+        await close(client)
+
+
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "PLAIN"])
+async def test_direct_tls_login(server: RunningServer, mech: str) -> None:
+    await add_user(server, "bob@localhost")
+    client = await login(server, "bob@localhost/laptop", PASSWORD, direct_tls=True, mech=mech)
+    try:
+        assert client.boundjid.bare == "bob@localhost"
+    finally:
+        await close(client)
+
+
+async def test_default_mechanism_choice_logs_in(server: RunningServer) -> None:
+    """slixmpp picks the strongest mechanism offered (a -PLUS one where it can bind)."""
+    await add_user(server, "carol@localhost")
+    client = await login(server, "carol@localhost", PASSWORD)
+    try:
+        assert client.boundjid.resource  # the server generated one
+    finally:
+        await close(client)
+
+
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "PLAIN"])
+async def test_wrong_password_fails(server: RunningServer, mech: str) -> None:
+    await add_user(server, "dave@localhost")
+    with pytest.raises(LoginFailed, match="auth failed|disconnected"):
+        await login(server, "dave@localhost", "not the password", mech=mech)
+
+
+@pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "PLAIN"])
+async def test_unknown_user_fails(server: RunningServer, mech: str) -> None:
+    with pytest.raises(LoginFailed, match="auth failed|disconnected"):
+        await login(server, "nobody@localhost", PASSWORD, mech=mech)
+
+
+async def test_second_login_with_same_resource_replaces_first(server: RunningServer) -> None:
+    await add_user(server, "erin@localhost")
+    first = await login(server, "erin@localhost/desk", PASSWORD)
+    errors: list[str] = []
+    first.add_event_handler("stream_error", lambda e: errors.append(e["condition"]))
+    second = await login(server, "erin@localhost/desk", PASSWORD)
+    try:
+        await first.wait_until("disconnected", timeout=5)
+        assert errors == ["conflict"]
+        assert second.boundjid.full == "erin@localhost/desk"
+        live = server.server.sessions.get(JID.parse("erin@localhost/desk"))
+        assert live is not None and live.is_bound
+    finally:
+        await close(second)
+        await close(first)

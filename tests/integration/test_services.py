@@ -1,0 +1,72 @@
+"""Server services answered to a real client: disco, ping, version, time, registration."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from slixmpp import ClientXMPP
+from slixmpp.exceptions import IqError
+
+from heron import ns
+from heron.app import RunningServer
+from heron.jid import JID
+from tests.integration.clients import close, login
+
+PASSWORD = "s3cret-enough"
+
+
+@pytest.fixture
+async def client(server: RunningServer) -> AsyncIterator[ClientXMPP]:
+    await server.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
+    c = await login(server, "alice@localhost/test", PASSWORD)
+    try:
+        yield c
+    finally:
+        await close(c)
+
+
+async def test_disco_info_lists_server_features(client: ClientXMPP) -> None:
+    info = await client["xep_0030"].get_info(jid="localhost", timeout=5)
+    features = info["disco_info"]["features"]
+    for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, ns.VERSION, ns.TIME):
+        assert feature in features
+    identities = info["disco_info"]["identities"]
+    assert any(i[0] == "server" and i[1] == "im" for i in identities)
+
+
+async def test_disco_items_answered(client: ClientXMPP) -> None:
+    items = await client["xep_0030"].get_items(jid="localhost", timeout=5)
+    assert items["type"] == "result"
+
+
+async def test_ping_server(client: ClientXMPP) -> None:
+    rtt = await client["xep_0199"].ping(jid="localhost", timeout=5)
+    assert rtt >= 0
+
+
+async def test_version_and_time(client: ClientXMPP) -> None:
+    version = await client["xep_0092"].get_version("localhost", timeout=5)
+    assert version["software_version"]["name"] == "Heron"
+    reply = await client["xep_0202"].get_entity_time("localhost", timeout=5)
+    assert reply["entity_time"]["utc"] is not None
+
+
+async def test_unhandled_iq_gets_service_unavailable(client: ClientXMPP) -> None:
+    iq = client.make_iq_get(queryxmlns="urn:example:nothing", ito="localhost")
+    with pytest.raises(IqError) as info:
+        await iq.send(timeout=5)
+    assert info.value.condition == "service-unavailable"
+
+
+async def test_message_between_two_clients(server: RunningServer, client: ClientXMPP) -> None:
+    await server.server.accounts.create(JID.parse("bob@localhost"), PASSWORD)
+    bob = await login(server, "bob@localhost/pc", PASSWORD)
+    try:
+        got = bob.wait_until("message", timeout=5)
+        client.send_message(mto=bob.boundjid.full, mbody="hello bob", mtype="chat")
+        msg = await got
+        assert msg["body"] == "hello bob"
+        assert msg["from"].full == "alice@localhost/test"
+    finally:
+        await close(bob)
