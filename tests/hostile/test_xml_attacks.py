@@ -28,7 +28,7 @@ async def bystander(server: RunningServer) -> AsyncIterator[ClientXMPP]:
 
 
 async def assert_still_served(client: ClientXMPP) -> None:
-    assert await client["xep_0199"].ping(jid="localhost", timeout=5) >= 0
+    assert await client.plugin["xep_0199"].ping(jid="localhost", timeout=5) >= 0
 
 
 async def attack(server: RunningServer, payload: bytes, *, after_login: bool) -> str:

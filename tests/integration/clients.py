@@ -34,7 +34,7 @@ def make_client(
     for plugin in ("xep_0030", "xep_0199", "xep_0092", "xep_0202", "xep_0077"):
         client.register_plugin(plugin)
     if mech is not None:
-        client["feature_mechanisms"].use_mech = mech
+        client.plugin["feature_mechanisms"].use_mech = mech
     return client
 
 

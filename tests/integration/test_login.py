@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from heron.app import RunningServer
@@ -63,9 +65,10 @@ async def test_second_login_with_same_resource_replaces_first(server: RunningSer
     first = await login(server, "erin@localhost/desk", PASSWORD)
     errors: list[str] = []
     first.add_event_handler("stream_error", lambda e: errors.append(e["condition"]))
+    first_gone = asyncio.ensure_future(first.wait_until("disconnected", timeout=5))
     second = await login(server, "erin@localhost/desk", PASSWORD)
     try:
-        await first.wait_until("disconnected", timeout=5)
+        await first_gone
         assert errors == ["conflict"]
         assert second.boundjid.full == "erin@localhost/desk"
         live = server.server.sessions.get(JID.parse("erin@localhost/desk"))
