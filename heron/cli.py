@@ -10,8 +10,9 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from heron import __version__
 from heron.config import ConfigError, ServerConfig, load_config
@@ -28,13 +29,13 @@ class CliError(Exception):
     """A refused operation, reported on stderr with exit code 1."""
 
 
-def _run_uvloop(coro: Awaitable[None]) -> None:
+def _run_uvloop(coro: Coroutine[Any, Any, None]) -> None:
     try:
-        import uvloop  # noqa: PLC0415  # optional speed-up, absent on some platforms
+        import uvloop  # optional speed-up, absent on some platforms
 
         uvloop.run(coro)
     except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]  # a coroutine object
+        asyncio.run(coro)
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -75,7 +76,7 @@ async def _with_accounts(
 
 
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
-    from heron.app import serve  # noqa: PLC0415  # keeps the account commands light
+    from heron.app import serve  # keeps the account commands light
 
     _run_uvloop(serve(config))
     return 0

@@ -73,7 +73,9 @@ class RawClient:
         await self.starttls(ca)
         await self.open_stream()
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        await self.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>")
+        await self.send(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+        )
         await self.expect(r"<success[^>]*(/>|>.*?</success>)")
         await self.open_stream()
         await self.send(

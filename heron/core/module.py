@@ -1,13 +1,13 @@
 """The module API: a feature declares what it registers; the manager applies and withdraws it.
 
-    class PingModule(Module):
-        name = "ping"
-        xeps = (Xep(199, "2.1", "complete"),)
-        disco_features = (ns.PING,)
+class PingModule(Module):
+    name = "ping"
+    xeps = (Xep(199, "2.1", "complete"),)
+    disco_features = (ns.PING,)
 
-        @iq_handler("get", ns.PING, Target.HOST | Target.SELF | Target.BARE)
-        async def on_ping(self, iq: Stanza) -> Element | None:
-            return None
+    @iq_handler("get", ns.PING, Target.HOST | Target.SELF | Target.BARE)
+    async def on_ping(self, iq: Stanza) -> Element | None:
+        return None
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from heron.core.registry import Hook, HostRegistry, Identity, IqHandler, Target
-from heron.stanza import Stanza
 from heron.xmlstream.element import Element
 
 if TYPE_CHECKING:

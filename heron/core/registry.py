@@ -53,9 +53,7 @@ class HostRegistry:
     """The tables of one virtual host."""
 
     domain: str
-    iq_handlers: dict[tuple[str, str], list[tuple[Target, IqHandler]]] = field(
-        default_factory=dict
-    )
+    iq_handlers: dict[tuple[str, str], list[tuple[Target, IqHandler]]] = field(default_factory=dict)
     preauth_iq: dict[tuple[str, str], PreauthHandler] = field(default_factory=dict)
     hooks: dict[str, list[_HookEntry]] = field(default_factory=dict)
     features: dict[str, int] = field(default_factory=dict)  # disco feature → refcount

@@ -37,7 +37,7 @@ class Router:
     async def user_exists(self, jid: JID) -> bool:
         result = self._user_exists(jid)
         if hasattr(result, "__await__"):
-            return bool(await result)  # type: ignore[misc]  # an awaitable store look-up
+            return bool(await result)
         return bool(result)
 
     # --- entry points -----------------------------------------------------------------

@@ -162,16 +162,15 @@ class Server:
         await self.router.route(stanza, session)
 
     async def ended(self, session: C2SStream) -> None:
-        if session.is_bound or session._jid is not None:
-            if self.sessions.unbind(session) and session.is_available:
-                session.set_presence(None)
-                unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
-                unavailable.attrs["from"] = str(session.jid)
-                registry = self.registries.get(session.jid.domain)
-                if registry is not None:
-                    await registry.run_hooks(
-                        "session/ended", Stanza(unavailable, None, session.jid)
-                    )
+        if not session.was_bound or not self.sessions.unbind(session):
+            return
+        if session.is_available:
+            session.set_presence(None)
+            unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+            unavailable.attrs["from"] = str(session.jid)
+            registry = self.registries.get(session.jid.domain)
+            if registry is not None:
+                await registry.run_hooks("session/ended", Stanza(unavailable, None, session.jid))
 
 
 def load_secret(path: Path) -> bytes:

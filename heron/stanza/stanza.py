@@ -40,9 +40,13 @@ class Stanza:
         t = self.element.attrs.get("type")
         if t is not None:
             return t
-        return "normal" if self.element.tag == "message" else "available" if (
-            self.element.tag == "presence"
-        ) else ""
+        return (
+            "normal"
+            if self.element.tag == "message"
+            else "available"
+            if (self.element.tag == "presence")
+            else ""
+        )
 
     @property
     def id(self) -> str | None:

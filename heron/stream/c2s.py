@@ -82,8 +82,9 @@ class C2SHost(Protocol):
 
     def tls_available(self, domain: str) -> bool: ...
 
-    async def keys_for(self, username: str, domain: str, hash_name: str) -> tuple[ScramKeys, bool]:
-        ...
+    async def keys_for(
+        self, username: str, domain: str, hash_name: str
+    ) -> tuple[ScramKeys, bool]: ...
 
     async def verify_plain(self, password: str, keys: ScramKeys) -> bool: ...
 
@@ -146,6 +147,11 @@ class C2SStream:
     @property
     def is_bound(self) -> bool:
         return self._jid is not None and self.state is State.BOUND
+
+    @property
+    def was_bound(self) -> bool:
+        """True once a resource was bound, even after the stream closed."""
+        return self._jid is not None
 
     @property
     def is_available(self) -> bool:
@@ -362,7 +368,7 @@ class C2SStream:
             raise SaslFailure("incorrect-encoding") from exc
 
     async def _sasl_element(self, el: Element) -> None:
-        if self.state is State.WAIT_TLS or not self.is_tls and self.host.require_tls:
+        if self.state is State.WAIT_TLS or (not self.is_tls and self.host.require_tls):
             self._sasl_fail("encryption-required")
             return
         try:

@@ -8,6 +8,7 @@ engine checks before each delivery (a stuck reader is disconnected, never buffer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -158,10 +159,8 @@ class C2SListener:
             except Exception:
                 stream.log.exception("error cleaning up a session")
             stream.log.info("disconnected: %s", stream.close_reason or "closed")
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
-            except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
-                pass
 
 
 def _header_deadline(stream: C2SStream) -> None:

@@ -58,6 +58,7 @@ class StreamParser:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._error: XmlStreamError | None = None
+        self._events: list[StreamEvent] = []
         self._new_parser()
 
     # --- public -----------------------------------------------------------------------
@@ -119,7 +120,7 @@ class StreamParser:
         p.ExternalEntityRefHandler = self._restricted_external
         p.SkippedEntityHandler = self._restricted_skipped
         self._parser = p
-        self._events: list[StreamEvent] = []
+        self._events = []
         self._stack: list[Element] = []
         self._opened = False
         self._closed = False
@@ -133,12 +134,12 @@ class StreamParser:
         raise self._error
 
     def _check_size(self) -> None:
-        if not self._opened:
-            if self._fed > self.limits.max_header_bytes:
-                self._fail("policy-violation", "stream header too large")
-        elif self._stanza_start >= 0:
-            if self._fed - self._stanza_start > self.limits.max_stanza_bytes:
-                self._fail("policy-violation", "stanza too large")
+        if not self._opened and self._fed > self.limits.max_header_bytes:
+            self._fail("policy-violation", "stream header too large")
+        elif self._stanza_start >= 0 and (
+            self._fed - self._stanza_start > self.limits.max_stanza_bytes
+        ):
+            self._fail("policy-violation", "stanza too large")
 
     @staticmethod
     def _expat_condition(exc: expat.ExpatError) -> str:

@@ -94,7 +94,9 @@ async def test_attack_ends_only_offending_stream(
 
 
 async def test_spoofed_from_is_refused(server: RunningServer, bystander: ClientXMPP) -> None:
-    payload = b"<message from='victim@localhost/home' to='victim@localhost'><body>x</body></message>"
+    payload = (
+        b"<message from='victim@localhost/home' to='victim@localhost'><body>x</body></message>"
+    )
     output = await attack(server, payload, after_login=True)
     assert condition_of(output) == "invalid-from"
     await assert_still_served(bystander)
@@ -113,7 +115,8 @@ async def test_auth_before_starttls_is_refused(server: RunningServer) -> None:
     try:
         features = await raw.open_stream()
         assert "<required" in features
-        assert "PLAIN" not in features and "SCRAM" not in features
+        assert "PLAIN" not in features
+        assert "SCRAM" not in features
         await raw.send(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>"
         )

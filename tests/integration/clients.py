@@ -76,5 +76,5 @@ async def login(
 async def close(client: ClientXMPP) -> None:
     try:
         await asyncio.wait_for(client.disconnect(wait=1.0), 5)
-    except (TimeoutError, Exception):  # noqa: BLE001  # best effort in teardown
+    except (TimeoutError, Exception):  # best effort in teardown
         client.abort()

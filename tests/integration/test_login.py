@@ -50,13 +50,13 @@ async def test_default_mechanism_choice_logs_in(server: RunningServer) -> None:
 @pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "PLAIN"])
 async def test_wrong_password_fails(server: RunningServer, mech: str) -> None:
     await add_user(server, "dave@localhost")
-    with pytest.raises(LoginFailed, match="auth failed|disconnected"):
+    with pytest.raises(LoginFailed, match=r"auth failed|disconnected"):
         await login(server, "dave@localhost", "not the password", mech=mech)
 
 
 @pytest.mark.parametrize("mech", ["SCRAM-SHA-256", "PLAIN"])
 async def test_unknown_user_fails(server: RunningServer, mech: str) -> None:
-    with pytest.raises(LoginFailed, match="auth failed|disconnected"):
+    with pytest.raises(LoginFailed, match=r"auth failed|disconnected"):
         await login(server, "nobody@localhost", PASSWORD, mech=mech)
 
 
@@ -72,7 +72,8 @@ async def test_second_login_with_same_resource_replaces_first(server: RunningSer
         assert errors == ["conflict"]
         assert second.boundjid.full == "erin@localhost/desk"
         live = server.server.sessions.get(JID.parse("erin@localhost/desk"))
-        assert live is not None and live.is_bound
+        assert live is not None
+        assert live.is_bound
     finally:
         await close(second)
         await close(first)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import re
+from collections.abc import AsyncIterator
 
 import pytest
 from slixmpp import ClientXMPP
