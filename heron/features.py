@@ -1,0 +1,76 @@
+"""The README's feature table, generated from module metadata (ejabberd's DOAP habit).
+
+`python -m heron.features` prints it; a test checks that README.md holds exactly this.
+Rows for capabilities that are not modules yet are listed in CORE_ROWS with their status.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from heron.modules import AVAILABLE
+
+# (feature, specification, Heron status, Prosody 0.12, ejabberd 23.01)
+CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
+    ("Client streams, STARTTLS, SASL, resource binding", "RFC 6120", "yes", "yes", "yes"),
+    ("SCRAM-SHA-1/256/512, PLAIN over TLS only", "RFC 5802, RFC 7677", "yes", "yes", "yes"),
+    (
+        "SCRAM -PLUS channel binding (tls-server-end-point, tls-unique)",
+        "RFC 5929, XEP-0440",
+        "partial: no tls-exporter",
+        "partial",
+        "partial",
+    ),
+    ("Direct TLS for clients", "XEP-0368", "yes", "yes", "yes"),
+    ("JIDs with PRECIS normalisation", "RFC 7622", "yes", "yes", "yes"),
+    (
+        "Rosters, subscriptions, presence, offline messages",
+        "RFC 6121, XEP-0160",
+        "planned",
+        "yes",
+        "yes",
+    ),
+    ("Server-to-server federation", "RFC 6120, XEP-0220", "planned", "yes", "yes"),
+    (
+        "Stream management, carbons, archive",
+        "XEP-0198, XEP-0280, XEP-0313",
+        "planned",
+        "yes",
+        "yes",
+    ),
+    ("Group chat", "XEP-0045", "planned", "yes", "yes"),
+    ("Publish-subscribe and PEP", "XEP-0060, XEP-0163", "planned", "yes", "yes"),
+    ("BOSH and WebSocket", "XEP-0206, RFC 7395", "planned", "yes", "yes"),
+)
+
+
+def _module_rows() -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for cls in AVAILABLE.values():
+        for xep in cls.xeps:
+            status = "yes" if xep.status == "complete" else f"partial: {xep.note}"
+            title = cls.description.rstrip(".") or cls.name
+            rows.append(
+                (
+                    f"{title} (`{cls.name}`)",
+                    f"XEP-{xep.number:04d} v{xep.version}",
+                    status,
+                    "yes",
+                    "yes",
+                )
+            )
+    return rows
+
+
+def feature_table() -> str:
+    lines = [
+        "| feature | specification | Heron | Prosody | ejabberd |",
+        "|---|---|---|---|---|",
+    ]
+    for row in (*CORE_ROWS, *_module_rows()):
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(feature_table())

@@ -1,0 +1,20 @@
+"""The README's feature table is generated from module metadata and must stay true."""
+
+from pathlib import Path
+
+from heron.features import feature_table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_feature_table_matches_the_modules() -> None:
+    text = README.read_text()
+    start = text.index("<!-- feature-table:start -->") + len("<!-- feature-table:start -->")
+    end = text.index("<!-- feature-table:end -->")
+    assert text[start:end].strip() == feature_table(), "run: python -m heron.features"
+
+
+def test_readme_shows_the_two_commands() -> None:
+    text = README.read_text()
+    assert "make run" in text
+    assert "make test" in text
