@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint fmt bench clean features
+.PHONY: run test unit integration lint fmt clean features
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,6 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format heron tests
 	$(VENV)/bin/ruff check --fix heron tests
-
-bench: $(STAMP)
-	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
