@@ -135,6 +135,7 @@ class C2SStream:
         self.presence: Element | None = None
         self.started = time.monotonic()
         self.is_authenticated = False
+        self.mechanism = ""
         self.close_reason = ""
         self.log = logging.LoggerAdapter(log, {"peer": link.peer})
 
@@ -396,6 +397,7 @@ class C2SStream:
             if not (ok and exists):
                 raise SaslFailure("not-authorized")
             self._check_authzid(authzid, authcid)
+            self.mechanism = mechanism
             self._authenticated(authcid, b"")
             return
         parsed = parse_mechanism(mechanism)
@@ -418,6 +420,7 @@ class C2SStream:
         final = scram.finish(self._decode(el))
         self._check_authzid(scram.authzid or "", self._sasl_user)
         self._sasl = None
+        self.mechanism = scram.mechanism_name
         self._authenticated(self._sasl_user, final)
 
     def _check_authzid(self, authzid: str, authcid: str) -> None:
@@ -434,7 +437,7 @@ class C2SStream:
         self.username = JID.make(username, self.domain).local
         self.is_authenticated = True
         self._sasl_send("success", final)
-        self.log.info("authenticated as %s@%s", self.username, self.domain)
+        self.log.info("authenticated as %s@%s (%s)", self.username, self.domain, self.mechanism)
         self.parser.reset()
         self.parser.set_limits(self.host.limits)
         self.state = State.WAIT_HEADER
@@ -513,6 +516,13 @@ class C2SStream:
                 return
         if el.tag == "iq" and "id" not in el.attrs:
             raise StreamError(StreamCondition.INVALID_XML, "an IQ needs an id")
+        if el.tag == "iq" and el.attrs.get("type") == "set" and (to is None or to.bare == to):
+            payload = el.first()
+            if payload is not None and payload.ns == ns.SESSION and payload.tag == "session":
+                # RFC 3921 §3 session establishment, kept as a no-op for old clients
+                # (RFC 6121 Appendix E; advertised as optional).
+                self.deliver(_result(el))
+                return
         await self.host.stanza(self, Stanza(el, to, jid))
 
 
