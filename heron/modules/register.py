@@ -14,6 +14,7 @@ a <not-authorized/> stream error); that is the session layer's business, not thi
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -26,8 +27,16 @@ from heron.config import ConfigError, build_options
 from heron.core.accounts import UserExists, UserNotFound
 from heron.core.module import Module, ModuleContext, Xep, iq_handler
 from heron.core.registry import Target
+from heron.core.sessions import Session
 from heron.jid import JID, InvalidJID
-from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
+from heron.stanza import (
+    ErrorType,
+    Stanza,
+    StanzaCondition,
+    StanzaError,
+    StreamCondition,
+    StreamError,
+)
 from heron.xmlstream.element import Element
 
 INSTRUCTIONS = "Choose a username and password for use with this server."
@@ -122,6 +131,11 @@ def _query(iq: Stanza) -> Element:
     if payload is None or payload.tag != "query" or payload.ns != ns.REGISTER:
         raise StanzaError(StanzaCondition.BAD_REQUEST)
     return payload
+
+
+def _close_all(sessions: list[Session], error: StreamError) -> None:
+    for session in sessions:
+        session.close(error)
 
 
 class RegisterModule(Module):
@@ -236,6 +250,11 @@ class RegisterModule(Module):
             raise StanzaError(StanzaCondition.BAD_REQUEST, "<remove/> must be alone")
         await self.ctx.server.accounts.delete(account)
         self.ctx.log.info("account %s removed by its owner", account)
+        # The account's streams end right after the result is written (XEP-0077 §3.2):
+        # call_soon runs once this handler's reply has been queued.
+        sessions = self.ctx.server.sessions.resources(account)
+        error = StreamError(StreamCondition.NOT_AUTHORIZED, "account removed")
+        asyncio.get_running_loop().call_soon(_close_all, sessions, error)
         return None
 
     async def _change_password(self, account: JID, query: Element) -> Element | None:

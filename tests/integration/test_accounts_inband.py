@@ -114,3 +114,17 @@ async def test_password_change_in_band(server: RunningServer) -> None:
         await login(server, "changer@localhost/x", "old-password")
     again = await login(server, "changer@localhost/x", "new-password")
     await close(again)
+
+
+async def test_account_removal_ends_its_sessions(server: RunningServer) -> None:
+    await server.server.accounts.create(JID.parse("leaver@localhost"), "leaving-pw")
+    client = await login(server, "leaver@localhost/x", "leaving-pw")
+    errors: list[str] = []
+    client.add_event_handler("stream_error", lambda e: errors.append(e["condition"]))
+    gone = asyncio.ensure_future(client.wait_until("disconnected", timeout=5))
+    await client.plugin["xep_0077"].cancel_registration(timeout=5)
+    await gone
+    assert errors == ["not-authorized"]
+    assert not await server.server.accounts.exists(JID.parse("leaver@localhost"))
+    with pytest.raises(LoginFailed):
+        await login(server, "leaver@localhost/x", "leaving-pw")

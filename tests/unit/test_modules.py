@@ -15,6 +15,7 @@ from heron.config import ConfigError
 from heron.core.accounts import AccountService
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry, Target
+from heron.core.sessions import SessionManager
 from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
 from heron.modules.disco import DiscoModule
@@ -42,6 +43,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.store = MemoryAccountStore()
         self.accounts = AccountService(self.store, secret=b"x" * 32, iterations=4096)
+        self.sessions = SessionManager()
         self.registries: dict[str, HostRegistry] = {}
 
     def registry_for(self, domain: str) -> HostRegistry | None:
