@@ -1,0 +1,67 @@
+"""Imports point one way: xmlstream ← stanza ← stream ← core ← modules (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "heron"
+
+LEAVES = {"heron", "heron.ns", "heron.jid", "heron.credentials"}
+ALLOWED: dict[str, set[str]] = {
+    "heron.xmlstream": {"heron.xmlstream"},
+    "heron.stanza": {"heron.xmlstream", "heron.stanza"},
+    "heron.stream": {"heron.xmlstream", "heron.stanza", "heron.stream"},
+    "heron.storage": {"heron.storage"},
+    "heron.core": {
+        "heron.xmlstream",
+        "heron.stanza",
+        "heron.stream",
+        "heron.core",
+        "heron.storage",
+        "heron.config",
+    },
+    "heron.modules": {
+        "heron.xmlstream",
+        "heron.stanza",
+        "heron.core",
+        "heron.config",
+        "heron.modules",
+    },
+}
+
+
+def heron_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("heron"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("heron"))
+    return found
+
+
+def layer_of(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_layer_imports_point_one_way(layer: str) -> None:
+    folder = PACKAGE / layer.split(".")[1]
+    for path in folder.rglob("*.py"):
+        for imported in heron_imports(path):
+            if imported in LEAVES:
+                continue
+            assert layer_of(imported) in ALLOWED[layer], f"{path.name} imports {imported}"
+
+
+def test_a_module_never_imports_another_module() -> None:
+    for path in (PACKAGE / "modules").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        for imported in heron_imports(path):
+            if imported.startswith("heron.modules"):
+                pytest.fail(f"{path.name} imports {imported}")
