@@ -3,12 +3,14 @@ while a second, innocent client keeps exchanging stanzas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from slixmpp import ClientXMPP
 
-from heron.app import RunningServer
+from heron.app import RunningServer, start
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 from tests.rawclient import RawClient
@@ -46,8 +48,6 @@ async def attack(server: RunningServer, payload: bytes, *, after_login: bool) ->
 
 
 def condition_of(output: str) -> str:
-    import re
-
     match = re.search(
         r"<stream:error>\s*<([a-z-]+) xmlns=.urn:ietf:params:xml:ns:xmpp-streams.", output
     )
@@ -123,3 +123,20 @@ async def test_auth_before_starttls_is_refused(server: RunningServer) -> None:
         await raw.expect(r"<failure[^>]*><encryption-required/>")
     finally:
         raw.close()
+
+
+async def test_silent_and_slow_connections_are_timed_out(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    config = config_factory(limits={"header_timeout_s": 0.5, "auth_timeout_s": 1.0})
+    running = await start(config)
+    try:
+        silent = await RawClient.connect(running.ports["c2s"])
+        assert condition_of(await silent.closed()) == "connection-timeout"
+        silent.close()
+        dawdler = await RawClient.connect(running.ports["c2s"])
+        await dawdler.open_stream()  # a header, but never a login
+        assert condition_of(await dawdler.closed()) == "connection-timeout"
+        dawdler.close()
+    finally:
+        await running.stop()
