@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint fmt clean features
+.PHONY: run test unit integration lint fmt clean features bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ clean:
 
 features: $(STAMP)
 	$(PY) -m heron.features
+
+# Load figures with the shared harness (needs ../shared/bench); never part of `make test`.
+bench: $(STAMP)
+	bench/run-heron
