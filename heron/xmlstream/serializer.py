@@ -22,7 +22,8 @@ def _clean(text: str) -> str:
 
 def escape_text(text: str) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _clean(text)
+    # A raw CR would come back as LF (XML 1.0 §2.11 end-of-line handling).
+    return _clean(text.replace("\r", "&#13;"))
 
 
 def escape_attr(text: str) -> str:

@@ -1,0 +1,102 @@
+"""Property tests of the XML stream layer (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heron.xmlstream import (
+    Element,
+    ElementReceived,
+    StreamEvent,
+    StreamParser,
+    XmlStreamError,
+    serialize,
+)
+
+HEADER = (
+    b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+    b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+)
+NAMESPACES = ["jabber:client", "urn:xmpp:ping", "http://jabber.org/protocol/disco#info", "x:y"]
+NAMES = st.sampled_from(["message", "body", "query", "item", "x", "a-b", "c.d", "e_f"])
+# Text that XML can carry: no C0 controls but tab/newline, no surrogates, no U+FFFE/U+FFFF.
+TEXT = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters="\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f"
+        "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\ufffe\uffff",
+    ),
+    min_size=1,
+    max_size=20,
+)
+ATTRS = st.dictionaries(st.sampled_from(["id", "type", "to", "from", "node"]), TEXT, max_size=3)
+
+
+def _merge_text(children: list[Element | str]) -> list[Element | str]:
+    merged: list[Element | str] = []
+    for child in children:
+        if isinstance(child, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += child
+        else:
+            merged.append(child)
+    return merged
+
+
+def elements(depth: int = 3) -> st.SearchStrategy[Element]:
+    children: st.SearchStrategy[list[Element | str]]
+    if depth == 0:
+        children = st.lists(TEXT, max_size=1).map(list)
+    else:
+        children = st.lists(st.one_of(TEXT, elements(depth - 1)), max_size=3).map(_merge_text)
+    return st.builds(
+        lambda tag, ns, attrs, kids: Element(tag, ns, attrs, kids),
+        NAMES,
+        st.sampled_from(NAMESPACES),
+        ATTRS,
+        children,
+    )
+
+
+def parse_all(chunks: list[bytes]) -> list[StreamEvent]:
+    parser = StreamParser()
+    events: list[StreamEvent] = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    return events
+
+
+@settings(max_examples=200, deadline=None)
+@given(elements())
+def test_serialize_then_parse_gives_back_the_element(element: Element) -> None:
+    data = HEADER + serialize(element, "jabber:client").encode()
+    events = parse_all([data])
+    assert events[-1] == ElementReceived(element)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(elements(2), min_size=1, max_size=3), st.data())
+def test_any_split_gives_the_same_events(stanzas: list[Element], data: st.DataObject) -> None:
+    stream = HEADER + b" ".join(serialize(s, "jabber:client").encode() for s in stanzas)
+    stream += b"</stream:stream>"
+    whole = parse_all([stream])
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    assert parse_all(pieces) == whole
+
+
+def test_every_single_split_point_of_a_small_stream() -> None:
+    stream = HEADER + "<message to='a@b'><body>h\u00e9 &amp; &lt;</body></message>".encode()
+    whole = parse_all([stream])
+    for cut in range(len(stream) + 1):
+        assert parse_all([stream[:cut], stream[cut:]]) == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=50), st.text(max_size=20))
+def test_serializer_output_is_always_accepted(text: str, attr: str) -> None:
+    element = Element("message", "jabber:client", {"id": attr}, [text] if text else [])
+    try:
+        parse_all([HEADER + serialize(element, "jabber:client").encode("utf-8", "strict")])
+    except XmlStreamError as exc:  # pragma: no cover - the assertion message is the point
+        raise AssertionError(f"serializer produced XML the parser refuses: {exc}") from exc
