@@ -20,6 +20,7 @@ from heron.core.accounts import AccountService, UserExists, UserNotFound
 from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
+from heron.modules import AVAILABLE
 from heron.storage.accounts import SqliteAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, known_modules=AVAILABLE)
     except ConfigError as exc:
         print(f"heron: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from heron import __version__, ns
-from heron.config import ServerConfig, build_options
+from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry
@@ -83,7 +83,9 @@ class Server:
             manager = ModuleManager(registry)
             self.managers[host.domain] = manager
             for name in host.modules:
-                cls = self.available_modules[name]
+                cls = self.available_modules.get(name)
+                if cls is None:
+                    raise ConfigError(f'hosts."{host.domain}".modules: unknown module {name!r}')
                 options = host.module_options.get(name, {})
                 ctx = ModuleContext(
                     server=self,

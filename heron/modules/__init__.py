@@ -2,6 +2,7 @@
 
 from typing import Final
 
+from heron.config import DEFAULT_MODULES
 from heron.core.module import Module
 from heron.modules.disco import DiscoModule
 from heron.modules.ping import PingModule
@@ -13,7 +14,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
     cls.name: cls for cls in (DiscoModule, PingModule, VersionModule, TimeModule, RegisterModule)
 }
 
-DEFAULT_MODULES: Final = ("disco", "ping", "version", "time", "register")
+# The default list lives with the config (the config layer cannot import modules).
 
 __all__ = [
     "AVAILABLE",

@@ -114,3 +114,11 @@ def test_version() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("heron ")
+
+
+def test_unknown_module_is_refused_at_check(tmp_path: Path) -> None:
+    path = tmp_path / "mods.toml"
+    path.write_text('[hosts.localhost]\nmodules = ["disco", "telepathy"]\n')
+    result = heron(path, "check")
+    assert result.returncode == 2
+    assert "telepathy" in result.stderr
