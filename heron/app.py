@@ -48,9 +48,9 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
 
 async def start(config: ServerConfig) -> RunningServer:
     server = Server(config, AVAILABLE)
-    await server.start()
     running = RunningServer(server)
     try:
+        await server.start()
         loop = asyncio.get_running_loop()
         certs = await loop.run_in_executor(None, _certificates, config)
         running.certificates = {d: c for d, (c, _k) in certs.items()}
