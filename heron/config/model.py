@@ -8,7 +8,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-DEFAULT_MODULES: Final[tuple[str, ...]] = ("disco", "ping", "version", "time", "register")
+DEFAULT_MODULES: Final[tuple[str, ...]] = (
+    "disco",
+    "ping",
+    "version",
+    "time",
+    "register",
+    "roster",
+)
 LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

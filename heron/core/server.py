@@ -61,6 +61,11 @@ class Server:
         self._accounts: AccountService | None = None
         self.tls_domains: set[str] = set()
 
+    def db_or_fail(self) -> SqliteDatabase:
+        """The open database, for module stores (only valid once started)."""
+        assert self.db is not None, "server not started"
+        return self.db
+
     @property
     def accounts(self) -> AccountService:
         assert self._accounts is not None, "server not started"
@@ -71,7 +76,7 @@ class Server:
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         db_path = self.config.storage.path or data_dir / "heron.db"
-        self.db = await SqliteDatabase.open(db_path)
+        self.db = await SqliteDatabase.open(db_path)  # before modules: their stores use it
         await self.db.migrate(SqliteAccountStore.MIGRATIONS)
         secret = load_secret(self.config.server_secret_file or data_dir / "secret")
         self._accounts = AccountService(

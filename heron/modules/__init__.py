@@ -7,11 +7,13 @@ from heron.core.module import Module
 from heron.modules.disco import DiscoModule
 from heron.modules.ping import PingModule
 from heron.modules.register import RegisterModule
+from heron.modules.roster import RosterModule
 from heron.modules.time import TimeModule
 from heron.modules.version import VersionModule
 
 AVAILABLE: Final[dict[str, type[Module]]] = {
-    cls.name: cls for cls in (DiscoModule, PingModule, VersionModule, TimeModule, RegisterModule)
+    cls.name: cls
+    for cls in (DiscoModule, PingModule, VersionModule, TimeModule, RegisterModule, RosterModule)
 }
 
 # The default list lives with the config (the config layer cannot import modules).
@@ -22,6 +24,7 @@ __all__ = [
     "DiscoModule",
     "PingModule",
     "RegisterModule",
+    "RosterModule",
     "TimeModule",
     "VersionModule",
 ]

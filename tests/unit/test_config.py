@@ -130,7 +130,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "t",
     )
     host = config.hosts[0]
-    assert host.modules == ("disco", "ping", "time", "register", "muc")
+    assert host.modules == ("disco", "ping", "time", "register", "roster", "muc")
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
 
 

@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
         "heron.stanza",
         "heron.core",
         "heron.config",
+        "heron.storage",  # a module's own store uses the storage engines
         "heron.modules",
     },
 }

@@ -1,0 +1,148 @@
+"""Roster storage: one row per contact, a version counter per user (XEP-0237)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from heron.storage.sqlite import Migration, SqliteDatabase, transaction
+
+MIGRATIONS: Final = (
+    Migration(
+        "roster",
+        1,
+        """
+        CREATE TABLE roster_items (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            contact TEXT NOT NULL,
+            name TEXT,
+            subscription TEXT NOT NULL DEFAULT 'none',
+            ask INTEGER NOT NULL DEFAULT 0,
+            groups TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (domain, username, contact)
+        );
+        CREATE TABLE roster_versions (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (domain, username)
+        );
+        """,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RosterItem:
+    contact: str  # bare JID
+    name: str | None = None
+    subscription: str = "none"  # none | to | from | both
+    ask: bool = False  # a subscribe request is pending out
+    groups: tuple[str, ...] = ()
+
+
+class RosterStore(Protocol):
+    async def get(self, username: str, domain: str) -> tuple[int, list[RosterItem]]: ...
+
+    async def version(self, username: str, domain: str) -> int: ...
+
+    async def put(self, username: str, domain: str, item: RosterItem, limit: int) -> int:
+        """Insert or replace; returns the new version. Raises RosterFull past ``limit``."""
+        ...
+
+    async def remove(self, username: str, domain: str, contact: str) -> int | None:
+        """Delete; returns the new version, or None when there was no such item."""
+        ...
+
+
+class RosterFull(Exception):
+    pass
+
+
+def _bump(conn: sqlite3.Connection, username: str, domain: str) -> int:
+    conn.execute(
+        "INSERT INTO roster_versions (domain, username, version) VALUES (?, ?, 1) "
+        "ON CONFLICT(domain, username) DO UPDATE SET version = version + 1",
+        (domain, username),
+    )
+    row = conn.execute(
+        "SELECT version FROM roster_versions WHERE domain = ? AND username = ?",
+        (domain, username),
+    ).fetchone()
+    return int(row[0])
+
+
+def _version(conn: sqlite3.Connection, username: str, domain: str) -> int:
+    row = conn.execute(
+        "SELECT version FROM roster_versions WHERE domain = ? AND username = ?",
+        (domain, username),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+class SqlRosterStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def get(self, username: str, domain: str) -> tuple[int, list[RosterItem]]:
+        def read(conn: sqlite3.Connection) -> tuple[int, list[RosterItem]]:
+            rows = conn.execute(
+                "SELECT contact, name, subscription, ask, groups FROM roster_items "
+                "WHERE domain = ? AND username = ? ORDER BY contact",
+                (domain, username),
+            ).fetchall()
+            items = [RosterItem(c, n, s, bool(a), tuple(json.loads(g))) for c, n, s, a, g in rows]
+            return _version(conn, username, domain), items
+
+        return await self.db.run(read)
+
+    async def version(self, username: str, domain: str) -> int:
+        return await self.db.run(lambda conn: _version(conn, username, domain))
+
+    async def put(self, username: str, domain: str, item: RosterItem, limit: int) -> int:
+        def write(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                exists = conn.execute(
+                    "SELECT 1 FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
+                    (domain, username, item.contact),
+                ).fetchone()
+                if exists is None:
+                    (count,) = conn.execute(
+                        "SELECT COUNT(*) FROM roster_items WHERE domain = ? AND username = ?",
+                        (domain, username),
+                    ).fetchone()
+                    if count >= limit:
+                        raise RosterFull
+                conn.execute(
+                    "INSERT OR REPLACE INTO roster_items "
+                    "(domain, username, contact, name, subscription, ask, groups) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        domain,
+                        username,
+                        item.contact,
+                        item.name,
+                        item.subscription,
+                        int(item.ask),
+                        json.dumps(list(item.groups)),
+                    ),
+                )
+                return _bump(conn, username, domain)
+
+        return await self.db.run(write)
+
+    async def remove(self, username: str, domain: str, contact: str) -> int | None:
+        def write(conn: sqlite3.Connection) -> int | None:
+            with transaction(conn):
+                cur = conn.execute(
+                    "DELETE FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
+                    (domain, username, contact),
+                )
+                if cur.rowcount == 0:
+                    return None
+                return _bump(conn, username, domain)
+
+        return await self.db.run(write)

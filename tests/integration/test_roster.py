@@ -1,0 +1,96 @@
+"""RFC 6121 §2 rosters through slixmpp: get, set with pushes, remove, versioning, restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from heron.app import RunningServer, start
+from heron.config import ServerConfig
+from heron.jid import JID
+from tests.integration.clients import close, login
+
+PASSWORD = "roster-password"
+
+
+async def test_set_pushes_to_interested_resources_and_survives_restart(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    config = config_factory()
+    running = await start(config)
+    try:
+        await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
+        phone = await login(running, "alice@localhost/phone", PASSWORD)
+        laptop = await login(running, "alice@localhost/laptop", PASSWORD)
+        try:
+            await phone.get_roster(timeout=5)
+            await laptop.get_roster(timeout=5)
+            pushed = asyncio.ensure_future(laptop.wait_until("roster_update", timeout=5))
+            await phone.update_roster("bob@localhost", name="Bob", groups=["Friends"])
+            await pushed
+            assert laptop.client_roster["bob@localhost"]["name"] == "Bob"
+            assert laptop.client_roster["bob@localhost"]["groups"] == ["Friends"]
+        finally:
+            await close(phone)
+            await close(laptop)
+    finally:
+        await running.stop()
+
+    running = await start(config)  # the roster is stored
+    try:
+        client = await login(running, "alice@localhost/again", PASSWORD)
+        try:
+            await client.get_roster(timeout=5)
+            assert "bob@localhost" in client.client_roster
+            assert client.client_roster["bob@localhost"]["subscription"] == "none"
+            await client.del_roster_item("bob@localhost")
+            await client.get_roster(timeout=5)
+            assert "bob@localhost" not in client.client_roster
+        finally:
+            await close(client)
+    finally:
+        await running.stop()
+
+
+async def test_roster_version_unchanged_gives_empty_result(server: RunningServer) -> None:
+    await server.server.accounts.create(JID.parse("carol@localhost"), PASSWORD)
+    client = await login(server, "carol@localhost/x", PASSWORD)
+    try:
+        await client.update_roster("dave@localhost", name="Dave")
+        first = client.make_iq_get(queryxmlns="jabber:iq:roster")
+        reply = await first.send(timeout=5)
+        ver = reply["roster"]["ver"]
+        assert ver
+        again = client.make_iq_get(queryxmlns="jabber:iq:roster")
+        again["roster"]["ver"] = ver
+        unchanged = await again.send(timeout=5)
+        assert unchanged.xml.find("{jabber:iq:roster}query") is None
+    finally:
+        await close(client)
+
+
+async def test_removing_an_unknown_item_is_item_not_found(server: RunningServer) -> None:
+    await server.server.accounts.create(JID.parse("erin@localhost"), PASSWORD)
+    client = await login(server, "erin@localhost/x", PASSWORD)
+    try:
+        with pytest.raises(IqError) as info:
+            await client.del_roster_item("nobody@localhost")
+        assert info.value.condition == "item-not-found"
+    finally:
+        await close(client)
+
+
+async def test_cannot_read_or_write_another_users_roster(server: RunningServer) -> None:
+    for user in ("frank", "grace"):
+        await server.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+    client = await login(server, "frank@localhost/x", PASSWORD)
+    try:
+        iq = client.make_iq_get(queryxmlns="jabber:iq:roster", ito="grace@localhost")
+        with pytest.raises(IqError) as info:
+            await iq.send(timeout=5)
+        assert info.value.condition == "service-unavailable"
+    finally:
+        await close(client)
