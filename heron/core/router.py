@@ -73,6 +73,11 @@ class Router:
             origin.deliver(reply)
 
     async def _route(self, stanza: Stanza, origin: Session | None) -> None:
+        if origin is not None:
+            # Outbound processing on the sender's own server first (``pre-<kind>``).
+            home = self.registry_for(origin.jid.domain)
+            if home is not None and await home.run_hooks(f"pre-{stanza.kind}", stanza):
+                return
         to = stanza.to
         if to is None:
             # RFC 6120 §10.3: no 'to' means the sender's own account.

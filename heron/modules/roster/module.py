@@ -1,7 +1,7 @@
-"""RFC 6121 §2: roster get, set and remove, pushes, and versioning (XEP-0237).
+"""RFC 6121 §2-§4: rosters (with XEP-0237 versions), subscriptions and presence broadcast.
 
-Subscription states are stored with each item; the subscription state machine (RFC 6121 §3)
-and presence broadcast build on this module and are not part of it yet.
+Subscription transitions are the pure functions of ``subscription.py``; this module stores
+them, pushes roster changes, and routes the presence that follows from them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import MIGRATIONS, RosterFull, RosterItem, SqlRosterStore
+from heron.modules.roster.subscription import HAS_FROM, HAS_TO, inbound, outbound
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 ROSTER = "jabber:iq:roster"
 ROSTER_VER_FEATURE = "urn:xmpp:features:rosterver"
+SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class RosterModule(Module):
         await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
         self.store = SqlRosterStore(self.ctx.server.db_or_fail())
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
+        self.available: set[JID] = set()  # full JIDs that sent initial presence
         self.ctx.registry.postauth_features.append(self._ver_feature)
 
     async def stop(self) -> None:
@@ -77,7 +80,7 @@ class RosterModule(Module):
         if client_ver is not None and client_ver == str(version):
             return None  # RFC 6121 §2.6.3: nothing changed, an empty result
         result = Element("query", ROSTER, {"ver": str(version)})
-        result.children.extend(item_element(i) for i in items)
+        result.children.extend(item_element(i) for i in items if i.in_roster)
         return result
 
     @iq_handler("set", ROSTER, Target.SELF)
@@ -96,9 +99,16 @@ class RosterModule(Module):
         contact = contact.bare
         subscription = el.attrs.get("subscription")
         if subscription == "remove":
+            _, current = await self.store.get(account.local, account.domain)
+            old = next((i for i in current if i.contact == str(contact)), None)
             version = await self.store.remove(account.local, account.domain, str(contact))
-            if version is None:
+            if version is None or old is None or not old.in_roster:
                 raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)  # §2.5.3
+            # §2.5.2: the contact learns that both directions are cancelled.
+            if old.subscription in HAS_TO or old.ask:
+                await self._send_presence(account, contact, "unsubscribe")
+            if old.subscription in HAS_FROM or old.pending_in:
+                await self._send_presence(account, contact, "unsubscribed")
             pushed = Element("item", ROSTER, {"jid": str(contact), "subscription": "remove"})
             self._push(account, pushed, version)
             return None
@@ -118,13 +128,17 @@ class RosterModule(Module):
         # A client never sets the subscription state (§2.1.2.5): keep the stored one.
         _, current = await self.store.get(account.local, account.domain)
         old = next((i for i in current if i.contact == str(contact)), None)
-        item = RosterItem(
-            str(contact),
-            name,
-            old.subscription if old else "none",
-            old.ask if old else False,
-            tuple(groups),
-        )
+        item = RosterItem(str(contact), name, groups=tuple(groups))
+        if old is not None:
+            item = RosterItem(
+                str(contact),
+                name,
+                old.subscription,
+                old.ask,
+                tuple(groups),
+                old.pending_in,
+                old.approved,
+            )
         try:
             version = await self.store.put(
                 account.local, account.domain, item, self.options.max_items
@@ -152,6 +166,169 @@ class RosterModule(Module):
 
     @hook("session/ended")
     async def forget(self, stanza: Stanza) -> bool:
+        """A session that was available went away: it goes unavailable (§4.5.2)."""
         if stanza.from_ is not None:
             self.interested.discard(stanza.from_)
+            if stanza.from_ in self.available:
+                await self._broadcast(stanza)
         return False
+
+    # --- subscriptions and presence (RFC 6121 §3, §4) -----------------------------------
+    async def _item(self, account: JID, contact: JID) -> RosterItem:
+        assert account.local is not None
+        _, items = await self.store.get(account.local, account.domain)
+        found = next((i for i in items if i.contact == str(contact)), None)
+        return found or RosterItem(str(contact), in_roster=False)
+
+    async def _save(self, account: JID, old: RosterItem, new: RosterItem) -> None:
+        assert account.local is not None
+        version = await self.store.put(account.local, account.domain, new, self.options.max_items)
+        if new.in_roster and (
+            old.subscription,
+            old.ask,
+            old.in_roster,
+        ) != (new.subscription, new.ask, new.in_roster):
+            self._push(account, item_element(new), version)
+
+    async def _send_presence(self, from_: JID, to: JID, type_: str | None) -> None:
+        el = Element("presence", ns.CLIENT, {"from": str(from_), "to": str(to)})
+        if type_ is not None:
+            el.attrs["type"] = type_
+        await self.ctx.server.router.route(Stanza(el, to, from_))
+
+    async def _send_current(self, account: JID, to: JID) -> None:
+        """Every available resource's last presence, from its full JID, to ``to``."""
+        for session in self.ctx.server.sessions.resources(account):
+            presence = getattr(session, "presence", None)
+            if session.is_available and isinstance(presence, Element):
+                copy = presence.shallow_copy()
+                copy.attrs["from"] = str(session.jid)
+                copy.attrs["to"] = str(to)
+                await self.ctx.server.router.route(Stanza(copy, to, session.jid))
+
+    @hook("pre-presence")
+    async def outbound_presence(self, stanza: Stanza) -> bool:
+        """Presence the user sends: broadcasts and subscription requests (§3, §4.2)."""
+        if stanza.from_ is None or stanza.from_.local is None:
+            return False
+        type_ = stanza.type
+        if stanza.to is None:
+            if type_ in ("available", "unavailable"):
+                await self._broadcast(stanza)
+                return True
+            return False
+        if type_ not in SUBSCRIPTION_TYPES:
+            return False  # directed presence: routed as it is
+        account, contact = stanza.from_.bare, stanza.to.bare
+        if contact == account:
+            return True
+        old = await self._item(account, contact)
+        new = outbound(old, type_)
+        if new is not None:
+            if type_ in ("subscribe", "subscribed"):
+                new = RosterItem(
+                    new.contact,
+                    new.name,
+                    new.subscription,
+                    new.ask,
+                    new.groups,
+                    new.pending_in,
+                    new.approved,
+                    True,
+                )
+            await self._save(account, old, new)
+        elif type_ != "subscribe":
+            return True  # nothing to tell the contact
+        # §3.1.2: subscription stanzas leave from the bare JID, addressed to the bare JID.
+        stanza.element.attrs["from"] = str(account)
+        stanza.element.attrs["to"] = str(contact)
+        stanza.from_, stanza.to = account, contact
+        await self.ctx.server.router.route(stanza)
+        if type_ == "subscribed" and new is not None and new.subscription in HAS_FROM:
+            await self._send_current(account, contact)  # §3.1.5
+        elif type_ == "unsubscribed" and new is not None:
+            for session in self.ctx.server.sessions.resources(account):
+                if session.is_available:
+                    await self._send_presence(session.jid, contact, "unavailable")
+        return True
+
+    @hook("presence/bare")
+    @hook("presence/full")
+    async def inbound_presence(self, stanza: Stanza) -> bool:
+        """Presence arriving for a local user: subscription handling and probes."""
+        type_ = stanza.type
+        if stanza.to is None or stanza.from_ is None or stanza.to.local is None:
+            return False
+        account, contact = stanza.to.bare, stanza.from_.bare
+        if type_ == "probe":
+            item = await self._item(account, contact)
+            if item.subscription in HAS_FROM:  # never leak to a non-subscriber (§4.3.2)
+                await self._send_current(account, stanza.from_)
+            return True
+        if type_ not in SUBSCRIPTION_TYPES:
+            return False
+        old = await self._item(account, contact)
+        new = inbound(old, type_)
+        if new is None:
+            if type_ == "subscribe" and old.subscription in HAS_FROM:
+                await self._send_presence(account, contact, "subscribed")  # §3.1.3
+            return True
+        await self._save(account, old, new)
+        if type_ == "subscribe" and new.subscription in HAS_FROM:
+            await self._send_presence(account, contact, "subscribed")  # pre-approved
+            await self._send_current(account, contact)
+            return True
+        for session in self.ctx.server.sessions.resources(account):
+            if session.is_available:
+                session.deliver(stanza.element)
+        return True
+
+    async def _broadcast(self, stanza: Stanza) -> None:
+        """§4.2 and §4.5: tell subscribers, the user's other resources; probe on first."""
+        full = stanza.from_
+        assert full is not None
+        assert full.local is not None
+        account = full.bare
+        is_initial = stanza.type == "available" and full not in self.available
+        if stanza.type == "available":
+            self.available.add(full)
+        else:
+            self.available.discard(full)
+        _, items = await self.store.get(full.local, full.domain)
+        for item in items:
+            if item.subscription in HAS_FROM:
+                copy = stanza.element.shallow_copy()
+                copy.attrs["to"] = item.contact
+                contact = JID.parse(item.contact)
+                await self.ctx.server.router.route(Stanza(copy, contact, full))
+        for session in self.ctx.server.sessions.resources(account):
+            if session.jid != full:
+                copy = stanza.element.shallow_copy()
+                copy.attrs["to"] = str(session.jid)
+                session.deliver(copy)
+        if not is_initial:
+            return
+        for item in items:
+            contact = JID.parse(item.contact)
+            if item.subscription in HAS_TO:
+                await self._send_presence(full, contact, "probe")  # §4.3
+            if item.pending_in:  # §3.1.3: requests are redelivered until answered
+                request = Element(
+                    "presence",
+                    ns.CLIENT,
+                    {"type": "subscribe", "from": item.contact, "to": str(account)},
+                )
+                self._deliver_to(full, request)
+        for session in self.ctx.server.sessions.resources(account):
+            if session.jid != full and session.is_available:
+                presence = getattr(session, "presence", None)
+                if isinstance(presence, Element):
+                    copy = presence.shallow_copy()
+                    copy.attrs["from"] = str(session.jid)
+                    copy.attrs["to"] = str(full)
+                    self._deliver_to(full, copy)
+
+    def _deliver_to(self, full: JID, element: Element) -> None:
+        session = self.ctx.server.sessions.get(full)
+        if session is not None:
+            session.deliver(element)

@@ -32,6 +32,15 @@ MIGRATIONS: Final = (
         );
         """,
     ),
+    Migration(
+        "roster",
+        2,
+        """
+        ALTER TABLE roster_items ADD COLUMN pending_in INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE roster_items ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE roster_items ADD COLUMN in_roster INTEGER NOT NULL DEFAULT 1;
+        """,
+    ),
 )
 
 
@@ -42,6 +51,9 @@ class RosterItem:
     subscription: str = "none"  # none | to | from | both
     ask: bool = False  # a subscribe request is pending out
     groups: tuple[str, ...] = ()
+    pending_in: bool = False  # the contact asked to subscribe, no answer yet
+    approved: bool = False  # pre-approved (RFC 6121 §3.4)
+    in_roster: bool = True  # False: only subscription state, not shown to the client
 
 
 class RosterStore(Protocol):
@@ -90,11 +102,15 @@ class SqlRosterStore:
     async def get(self, username: str, domain: str) -> tuple[int, list[RosterItem]]:
         def read(conn: sqlite3.Connection) -> tuple[int, list[RosterItem]]:
             rows = conn.execute(
-                "SELECT contact, name, subscription, ask, groups FROM roster_items "
+                "SELECT contact, name, subscription, ask, groups, pending_in, approved, in_roster"
+                " FROM roster_items "
                 "WHERE domain = ? AND username = ? ORDER BY contact",
                 (domain, username),
             ).fetchall()
-            items = [RosterItem(c, n, s, bool(a), tuple(json.loads(g))) for c, n, s, a, g in rows]
+            items = [
+                RosterItem(c, n, s, bool(a), tuple(json.loads(g)), bool(p), bool(ap), bool(r))
+                for c, n, s, a, g, p, ap, r in rows
+            ]
             return _version(conn, username, domain), items
 
         return await self.db.run(read)
@@ -117,9 +133,9 @@ class SqlRosterStore:
                     if count >= limit:
                         raise RosterFull
                 conn.execute(
-                    "INSERT OR REPLACE INTO roster_items "
-                    "(domain, username, contact, name, subscription, ask, groups) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO roster_items (domain, username, contact, name,"
+                    " subscription, ask, groups, pending_in, approved, in_roster)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         domain,
                         username,
@@ -128,6 +144,9 @@ class SqlRosterStore:
                         item.subscription,
                         int(item.ask),
                         json.dumps(list(item.groups)),
+                        int(item.pending_in),
+                        int(item.approved),
+                        int(item.in_roster),
                     ),
                 )
                 return _bump(conn, username, domain)
