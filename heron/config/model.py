@@ -15,6 +15,9 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "time",
     "register",
     "roster",
+    "offline",
+    "vcard",
+    "private",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})

@@ -164,6 +164,7 @@ class Router:
         await self._message_bare(stanza, to.bare)
 
     async def _message_bare(self, stanza: Stanza, bare: JID) -> None:
+        registry = self.registry_for(bare.domain)
         """RFC 6121 §8.5.2: the highest-priority available resources get it."""
         type_ = stanza.type
         if type_ in ("error", "groupchat") and not self.sessions.resources(bare):
@@ -186,8 +187,10 @@ class Router:
             return
         if type_ in ("headline", "error"):
             return
-        # No available resource: offline storage arrives with the IM core; until then the
-        # sender learns that the message was not delivered (RFC 6121 §8.5.2.2.1).
+        # No available resource: offline storage may take it (``message/offline``);
+        # otherwise the sender learns it was not delivered (RFC 6121 §8.5.2.2.1).
+        if registry is not None and await registry.run_hooks("message/offline", stanza):
+            return
         raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
 
     def _presence(self, stanza: Stanza, target: str) -> None:

@@ -5,15 +5,28 @@ from typing import Final
 from heron.config import DEFAULT_MODULES
 from heron.core.module import Module
 from heron.modules.disco import DiscoModule
+from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
+from heron.modules.private import PrivateModule
 from heron.modules.register import RegisterModule
 from heron.modules.roster import RosterModule
 from heron.modules.time import TimeModule
+from heron.modules.vcard import VcardModule
 from heron.modules.version import VersionModule
 
 AVAILABLE: Final[dict[str, type[Module]]] = {
     cls.name: cls
-    for cls in (DiscoModule, PingModule, VersionModule, TimeModule, RegisterModule, RosterModule)
+    for cls in (
+        DiscoModule,
+        PingModule,
+        VersionModule,
+        TimeModule,
+        RegisterModule,
+        RosterModule,
+        OfflineModule,
+        VcardModule,
+        PrivateModule,
+    )
 }
 
 # The default list lives with the config (the config layer cannot import modules).
@@ -22,9 +35,12 @@ __all__ = [
     "AVAILABLE",
     "DEFAULT_MODULES",
     "DiscoModule",
+    "OfflineModule",
     "PingModule",
+    "PrivateModule",
     "RegisterModule",
     "RosterModule",
     "TimeModule",
+    "VcardModule",
     "VersionModule",
 ]

@@ -130,7 +130,17 @@ def test_modules_table_adjusts_defaults() -> None:
         "t",
     )
     host = config.hosts[0]
-    assert host.modules == ("disco", "ping", "time", "register", "roster", "muc")
+    assert host.modules == (
+        "disco",
+        "ping",
+        "time",
+        "register",
+        "roster",
+        "offline",
+        "vcard",
+        "private",
+        "muc",
+    )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
 
 

@@ -1,0 +1,198 @@
+"""XEP-0049: Private XML Storage: an account keeps XML fragments only it can read back.
+
+Fragments are stored per account and per (namespace, element name) of their root, as
+serialized XML, and parsed again on every read (limits re-checked; a damaged row reads as absent).
+
+Following XEP-0049 (version 1.2):
+
+- a get carries exactly one child, usually empty; the answer holds the stored fragment, or the
+  empty child as sent when nothing is stored. A get with several children is
+  ``not-acceptable`` ("a client MUST NOT query for more than one namespace");
+- a set may carry several children (the XEP allows it); each replaces what was stored under its
+  namespace and name, all or none;
+- a query with no child, or a child in a reserved namespace (``jabber:client``,
+  ``jabber:server``, ``jabber:iq:private``) is ``not-acceptable``;
+- a get or set addressed to another account is ``forbidden`` (type cancel, as in the XEP);
+- a fragment larger than ``max_bytes`` (serialized) is refused with ``not-acceptable``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from typing import Final
+
+from heron import ns
+from heron.config import ConfigError, build_options
+from heron.core.module import Module, ModuleContext, Xep, iq_handler
+from heron.core.registry import Target
+from heron.jid import JID
+from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
+from heron.storage.sqlite import Migration
+from heron.xmlstream import (
+    ElementReceived,
+    Limits,
+    StreamParser,
+    XmlStreamError,
+    serialize,
+    stream_header,
+)
+from heron.xmlstream.element import Element
+
+PRIVATE: Final = "jabber:iq:private"
+RESERVED: Final = frozenset({ns.CLIENT, ns.SERVER, PRIVATE})
+
+MIGRATIONS: Final = (
+    Migration(
+        "private",
+        1,
+        """
+        CREATE TABLE private_xml (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            ns TEXT NOT NULL,
+            name TEXT NOT NULL,
+            xml TEXT NOT NULL,
+            PRIMARY KEY (domain, username, ns, name)
+        ) WITHOUT ROWID;
+        """,
+    ),
+)
+
+log = logging.getLogger(__name__)
+
+_HEADER: Final = stream_header(
+    default_ns="jabber:client", from_=None, to=None, stream_id=None, lang=None
+).encode()
+
+
+def _parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
+    """Parse an element stored as XML, with the limits of a client stanza.
+
+    Returns None (and logs) when the text is not exactly one ``{namespace}tag`` element
+    within the limits: stored data is re-checked, never trusted.
+    """
+    parser = StreamParser(Limits())
+    try:
+        events = parser.feed(_HEADER)
+        events += parser.feed(xml.encode("utf-8", errors="strict"))
+    except (XmlStreamError, UnicodeError) as exc:
+        log.warning("stored %s element is unreadable: %s", tag, exc)
+        return None
+    found = [e.element for e in events if isinstance(e, ElementReceived)]
+    if len(found) != 1 or found[0].tag != tag or found[0].ns != namespace:
+        log.warning("stored %s element is not a single {%s}%s", tag, namespace, tag)
+        return None
+    return found[0]
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateOptions:
+    max_bytes: int = 65536
+    """Largest fragment accepted, in bytes of serialized XML; at least 1, at most 262144."""
+
+
+class PrivateStore:
+    """The ``private_xml`` table: serialized fragments by account, namespace and name."""
+
+    def __init__(self, module: Module) -> None:
+        self._server = module.ctx.server
+
+    async def get(self, jid: JID, namespace: str, name: str) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT xml FROM private_xml "
+                "WHERE domain = ? AND username = ? AND ns = ? AND name = ?",
+                (jid.domain, jid.local, namespace, name),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._server.db_or_fail().run(read)
+
+    async def put(self, jid: JID, fragments: list[tuple[str, str, str]]) -> None:
+        """Store ``(namespace, name, xml)`` fragments in one transaction."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.executemany(
+                    "INSERT INTO private_xml (domain, username, ns, name, xml) "
+                    "VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (domain, username, ns, name) DO UPDATE SET xml = excluded.xml",
+                    [(jid.domain, jid.local, n, name, xml) for n, name, xml in fragments],
+                )
+
+        await self._server.db_or_fail().run(write)
+
+
+def _children(iq: Stanza) -> list[Element]:
+    """The children of the ``<query/>``, checked: at least one, none in a reserved namespace."""
+    payload = iq.payload
+    if payload is None or payload.tag != "query" or payload.ns != PRIVATE:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, "expected a jabber:iq:private <query/>")
+    children = list(payload.elements())
+    if not children:
+        raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "the query needs a child element")
+    for child in children:
+        if child.ns in RESERVED or not child.ns:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"reserved namespace {child.ns!r}")
+    return children
+
+
+def _owner(iq: Stanza) -> JID:
+    to = iq.to
+    if to is None or to.local is None:
+        raise StanzaError(StanzaCondition.BAD_REQUEST)
+    return to.bare
+
+
+class PrivateModule(Module):
+    name = "private"
+    description = "Private XML storage: per-account XML fragments only their owner can read."
+    xeps = (Xep(49, "1.2", "complete"),)
+    disco_features = (PRIVATE,)
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        path = f'hosts."{ctx.domain}".modules.{self.name}'
+        self.options = build_options(PrivateOptions, ctx.options, path)
+        limit = Limits().max_stanza_bytes
+        if not 1 <= self.options.max_bytes <= limit:
+            raise ConfigError(f"{path}.max_bytes: must be between 1 and {limit}")
+        self.store = PrivateStore(self)
+
+    async def start(self) -> None:
+        await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
+
+    @iq_handler("get", PRIVATE, Target.SELF)
+    async def on_get(self, iq: Stanza) -> Element | None:
+        children = _children(iq)
+        if len(children) != 1:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "ask for one element at a time")
+        wanted = children[0]
+        xml = await self.store.get(_owner(iq), wanted.ns, wanted.tag)
+        stored = None if xml is None else _parse_stored(xml, wanted.tag, wanted.ns)
+        found = stored if stored is not None else Element(wanted.tag, wanted.ns)
+        return Element("query", PRIVATE, children=[found])
+
+    @iq_handler("set", PRIVATE, Target.SELF)
+    async def on_set(self, iq: Stanza) -> Element | None:
+        fragments: dict[tuple[str, str], str] = {}
+        for child in _children(iq):
+            xml = serialize(child)
+            size = len(xml.encode())
+            if size > self.options.max_bytes:
+                raise StanzaError(
+                    StanzaCondition.NOT_ACCEPTABLE,
+                    f"<{child.tag}/> is {size} bytes; at most {self.options.max_bytes} are stored",
+                )
+            fragments[(child.ns, child.tag)] = xml  # the last of duplicates wins
+        await self.store.put(_owner(iq), [(n, tag, xml) for (n, tag), xml in fragments.items()])
+        return None
+
+    @iq_handler("get", PRIVATE, Target.BARE)
+    @iq_handler("set", PRIVATE, Target.BARE)
+    async def on_other(self, iq: Stanza) -> Element | None:
+        raise StanzaError(
+            StanzaCondition.FORBIDDEN, "private data belongs to its owner", type=ErrorType.CANCEL
+        )
