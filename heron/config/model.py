@@ -18,6 +18,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "offline",
     "vcard",
     "private",
+    "blocking",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})

@@ -4,6 +4,7 @@ from typing import Final
 
 from heron.config import DEFAULT_MODULES
 from heron.core.module import Module
+from heron.modules.blocking import BlockingModule
 from heron.modules.disco import DiscoModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
@@ -24,6 +25,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         RegisterModule,
         RosterModule,
         OfflineModule,
+        BlockingModule,
         VcardModule,
         PrivateModule,
     )
@@ -34,6 +36,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
 __all__ = [
     "AVAILABLE",
     "DEFAULT_MODULES",
+    "BlockingModule",
     "DiscoModule",
     "OfflineModule",
     "PingModule",

@@ -139,6 +139,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "offline",
         "vcard",
         "private",
+        "blocking",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
