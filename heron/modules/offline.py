@@ -18,7 +18,8 @@ from heron.core.module import Module, Xep, hook
 from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.storage.sqlite import Migration, transaction
-from heron.xmlstream import ElementReceived, Limits, StreamParser, XmlStreamError, serialize
+from heron.xmlstream import serialize
+from heron.xmlstream.stored import parse_stored
 
 MSGOFFLINE: Final = "msgoffline"
 MIGRATIONS: Final = (
@@ -36,9 +37,6 @@ MIGRATIONS: Final = (
         """,
     ),
 )
-_HEADER: Final = (
-    b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +46,15 @@ class OfflineOptions:
 
 def load_stanza(xml: str) -> Stanza | None:
     """Re-parse stored XML with the normal limits: stored data can never crash a session."""
-    try:
-        events = StreamParser(Limits()).feed(_HEADER + xml.encode())
-    except XmlStreamError:
+    el = parse_stored(xml)
+    if el is None:
         return None
-    for event in events:
-        if isinstance(event, ElementReceived):
-            el = event.element
-            try:
-                to = JID.parse(el.attrs["to"]) if "to" in el.attrs else None
-                from_ = JID.parse(el.attrs["from"]) if "from" in el.attrs else None
-            except ValueError:
-                return None
-            return Stanza(el, to, from_)
-    return None
+    try:
+        to = JID.parse(el.attrs["to"]) if "to" in el.attrs else None
+        from_ = JID.parse(el.attrs["from"]) if "from" in el.attrs else None
+    except ValueError:
+        return None
+    return Stanza(el, to, from_)
 
 
 class OfflineModule(Module):

@@ -31,14 +31,11 @@ from heron.jid import JID
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.sqlite import Migration
 from heron.xmlstream import (
-    ElementReceived,
     Limits,
-    StreamParser,
-    XmlStreamError,
     serialize,
-    stream_header,
 )
 from heron.xmlstream.element import Element
+from heron.xmlstream.stored import parse_stored as parse_stored_xml
 
 PRIVATE: Final = "jabber:iq:private"
 RESERVED: Final = frozenset({ns.CLIENT, ns.SERVER, PRIVATE})
@@ -62,29 +59,14 @@ MIGRATIONS: Final = (
 
 log = logging.getLogger(__name__)
 
-_HEADER: Final = stream_header(
-    default_ns="jabber:client", from_=None, to=None, stream_id=None, lang=None
-).encode()
-
 
 def _parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
-    """Parse an element stored as XML, with the limits of a client stanza.
-
-    Returns None (and logs) when the text is not exactly one ``{namespace}tag`` element
-    within the limits: stored data is re-checked, never trusted.
-    """
-    parser = StreamParser(Limits())
-    try:
-        events = parser.feed(_HEADER)
-        events += parser.feed(xml.encode("utf-8", errors="strict"))
-    except (XmlStreamError, UnicodeError) as exc:
-        log.warning("stored %s element is unreadable: %s", tag, exc)
+    """A stored ``{namespace}tag`` element, re-checked; None (logged) when it is not one."""
+    element = parse_stored_xml(xml)
+    if element is None or element.tag != tag or element.ns != namespace:
+        log.warning("stored %s element is unreadable or not a single {%s}%s", tag, namespace, tag)
         return None
-    found = [e.element for e in events if isinstance(e, ElementReceived)]
-    if len(found) != 1 or found[0].tag != tag or found[0].ns != namespace:
-        log.warning("stored %s element is not a single {%s}%s", tag, namespace, tag)
-        return None
-    return found[0]
+    return element
 
 
 @dataclass(frozen=True, slots=True)

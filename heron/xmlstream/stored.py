@@ -1,0 +1,29 @@
+"""Reading XML back from storage: parsed again under the client limits, never trusted."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from heron import ns
+from heron.xmlstream.element import Element
+from heron.xmlstream.errors import XmlStreamError
+from heron.xmlstream.limits import Limits
+from heron.xmlstream.parser import ElementReceived, StreamParser
+from heron.xmlstream.serializer import stream_header
+
+_HEADER: Final = stream_header(
+    default_ns=ns.CLIENT, from_=None, to=None, stream_id=None, lang=None
+).encode()
+
+
+def parse_stored(xml: str, limits: Limits | None = None) -> Element | None:
+    """The single element stored as ``xml``, or None when it is unreadable, over the limits,
+    or not exactly one element (an archived stanza must never become a crash loop)."""
+    parser = StreamParser(limits or Limits())
+    try:
+        events = parser.feed(_HEADER)
+        events += parser.feed(xml.encode("utf-8", errors="strict"))
+    except (XmlStreamError, UnicodeError):
+        return None
+    found = [e.element for e in events if isinstance(e, ElementReceived)]
+    return found[0] if len(found) == 1 else None
