@@ -26,7 +26,7 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
     (
         "Rosters, subscriptions, presence, offline messages",
         "RFC 6121, XEP-0160",
-        "partial: no last activity (XEP-0012) yet",
+        "partial: no delta roster pushes; no s2s contacts yet",
         "yes",
         "yes",
     ),

@@ -6,6 +6,7 @@ them, pushes roster changes, and routes the presence that follows from them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from heron import ns
@@ -13,13 +14,20 @@ from heron.config import build_options
 from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
-from heron.modules.roster.store import MIGRATIONS, RosterFull, RosterItem, SqlRosterStore
+from heron.modules.roster.store import (
+    MIGRATIONS,
+    RosterFull,
+    RosterItem,
+    SqlLastActivityStore,
+    SqlRosterStore,
+)
 from heron.modules.roster.subscription import HAS_FROM, HAS_TO, inbound, outbound
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 ROSTER = "jabber:iq:roster"
 ROSTER_VER_FEATURE = "urn:xmpp:features:rosterver"
+LAST = "jabber:iq:last"
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 
@@ -43,7 +51,11 @@ def item_element(item: RosterItem) -> Element:
 class RosterModule(Module):
     name = "roster"
     description = "Contact lists with pushes to every interested resource and versioning"
-    xeps = (Xep(237, "1.3", "partial", "full roster when the client's version is old"),)
+    xeps = (
+        Xep(237, "1.3", "partial", "full roster when the client's version is old"),
+        Xep(12, "2.0", "complete", "server uptime and contacts' last logout"),
+    )
+    disco_features = (LAST,)
 
     async def start(self) -> None:
         self.options = build_options(
@@ -51,6 +63,8 @@ class RosterModule(Module):
         )
         await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
         self.store = SqlRosterStore(self.ctx.server.db_or_fail())
+        self.last = SqlLastActivityStore(self.ctx.server.db_or_fail())
+        self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
         self.ctx.registry.postauth_features.append(self._ver_feature)
@@ -294,6 +308,9 @@ class RosterModule(Module):
             self.available.add(full)
         else:
             self.available.discard(full)
+            if not any(j.bare == account for j in self.available):
+                status = stanza.element.child_text("status", ns.CLIENT) or ""
+                await self.last.set(full.local, full.domain, time.time(), status)
         _, items = await self.store.get(full.local, full.domain)
         for item in items:
             if item.subscription in HAS_FROM:
@@ -332,3 +349,31 @@ class RosterModule(Module):
         session = self.ctx.server.sessions.get(full)
         if session is not None:
             session.deliver(element)
+
+    # --- XEP-0012 last activity ----------------------------------------------------------
+    @iq_handler("get", LAST, Target.HOST)
+    async def on_uptime(self, iq: Stanza) -> Element | None:
+        """§5: to a server, the seconds since it started."""
+        return Element("query", LAST, {"seconds": str(int(time.time() - self.started))})
+
+    @iq_handler("get", LAST, Target.SELF | Target.BARE)
+    async def on_last(self, iq: Stanza) -> Element | None:
+        """§3: an account's last logout, only to its subscribers (and itself)."""
+        assert iq.from_ is not None
+        assert iq.to is not None
+        account = iq.to.bare
+        if iq.from_.bare != account:
+            item = await self._item(account, iq.from_.bare)
+            if item.subscription not in HAS_FROM:
+                raise StanzaError(StanzaCondition.FORBIDDEN)  # §3: not subscribed
+        if any(j.bare == account for j in self.available):
+            return Element("query", LAST, {"seconds": "0"})
+        assert account.local is not None
+        found = await self.last.get(account.local, account.domain)
+        if found is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
+        at, status = found
+        result = Element("query", LAST, {"seconds": str(max(0, int(time.time() - at)))})
+        if status:
+            result.children.append(status)
+        return result

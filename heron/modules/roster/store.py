@@ -41,6 +41,19 @@ MIGRATIONS: Final = (
         ALTER TABLE roster_items ADD COLUMN in_roster INTEGER NOT NULL DEFAULT 1;
         """,
     ),
+    Migration(
+        "roster",
+        3,
+        """
+        CREATE TABLE last_activity (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            at REAL NOT NULL,
+            status TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (domain, username)
+        );
+        """,
+    ),
 )
 
 
@@ -165,3 +178,31 @@ class SqlRosterStore:
                 return _bump(conn, username, domain)
 
         return await self.db.run(write)
+
+
+class SqlLastActivityStore:
+    """When each account last went offline (XEP-0012), and its last status text."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def set(self, username: str, domain: str, at: float, status: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO last_activity (domain, username, at, status)"
+                    " VALUES (?, ?, ?, ?)",
+                    (domain, username, at, status),
+                )
+
+        await self.db.run(write)
+
+    async def get(self, username: str, domain: str) -> tuple[float, str] | None:
+        def read(conn: sqlite3.Connection) -> tuple[float, str] | None:
+            row = conn.execute(
+                "SELECT at, status FROM last_activity WHERE domain = ? AND username = ?",
+                (domain, username),
+            ).fetchone()
+            return (float(row[0]), str(row[1])) if row else None
+
+        return await self.db.run(read)
