@@ -62,8 +62,8 @@ log = logging.getLogger(__name__)
 
 def _parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
     """A stored ``{namespace}tag`` element, re-checked; None (logged) when it is not one."""
-    element = parse_stored_xml(xml)
-    if element is None or element.tag != tag or element.ns != namespace:
+    element = parse_stored_xml(xml, (tag, namespace))
+    if element is None:
         log.warning("stored %s element is unreadable or not a single {%s}%s", tag, namespace, tag)
         return None
     return element

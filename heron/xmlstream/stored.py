@@ -16,9 +16,12 @@ _HEADER: Final = stream_header(
 ).encode()
 
 
-def parse_stored(xml: str, limits: Limits | None = None) -> Element | None:
+def parse_stored(
+    xml: str, expect: tuple[str, str] | None = None, limits: Limits | None = None
+) -> Element | None:
     """The single element stored as ``xml``, or None when it is unreadable, over the limits,
-    or not exactly one element (an archived stanza must never become a crash loop)."""
+    not exactly one element, or not the ``(tag, namespace)`` expected (an archived stanza
+    must never become a crash loop)."""
     parser = StreamParser(limits or Limits())
     try:
         events = parser.feed(_HEADER)
@@ -26,4 +29,9 @@ def parse_stored(xml: str, limits: Limits | None = None) -> Element | None:
     except (XmlStreamError, UnicodeError):
         return None
     found = [e.element for e in events if isinstance(e, ElementReceived)]
-    return found[0] if len(found) == 1 else None
+    if len(found) != 1:
+        return None
+    element = found[0]
+    if expect is not None and (element.tag, element.ns) != expect:
+        return None
+    return element
