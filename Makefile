@@ -37,7 +37,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 features: $(STAMP)
-	$(PY) -m heron.features
+	$(PY) -m heron.features --write
 
 # Load figures with the shared harness (needs ../shared/bench); never part of `make test`.
 bench: $(STAMP)

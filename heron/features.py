@@ -6,9 +6,14 @@ Rows for capabilities that are not modules yet are listed in CORE_ROWS with thei
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Final
 
 from heron.modules import AVAILABLE
+
+START: Final = "<!-- feature-table:start -->"
+END: Final = "<!-- feature-table:end -->"
 
 # (feature, specification, Heron status, Prosody 0.12, ejabberd 23.01)
 CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
@@ -26,7 +31,7 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
     (
         "Rosters, subscriptions, presence, offline messages",
         "RFC 6121, XEP-0160",
-        "partial: no delta roster pushes; no s2s contacts yet",
+        "yes (contacts on other servers arrive with federation)",
         "yes",
         "yes",
     ),
@@ -72,5 +77,16 @@ def feature_table() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: Path) -> None:
+    """Replace the table between the README's markers with the current one."""
+    text = path.read_text()
+    start = text.index(START) + len(START)
+    end = text.index(END)
+    path.write_text(text[:start] + "\n" + feature_table() + "\n" + text[end:])
+
+
 if __name__ == "__main__":
-    print(feature_table())
+    if sys.argv[1:] == ["--write"]:
+        write_readme(Path("README.md"))
+    else:
+        print(feature_table())

@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from heron.features import feature_table
+from heron.features import END, START, feature_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_feature_table_matches_the_modules() -> None:
     text = README.read_text()
-    start = text.index("<!-- feature-table:start -->") + len("<!-- feature-table:start -->")
-    end = text.index("<!-- feature-table:end -->")
-    assert text[start:end].strip() == feature_table(), "run: python -m heron.features"
+    start = text.index(START) + len(START)
+    end = text.index(END)
+    assert text[start:end].strip() == feature_table(), "run: make features"
 
 
 def test_readme_shows_the_two_commands() -> None:
