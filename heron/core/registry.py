@@ -24,7 +24,11 @@ class Target(enum.Flag):
 
 
 IqHandler = Callable[[Stanza], Awaitable[Element | None]]
-"""Returns the payload of the result (None: an empty result) or raises StanzaError."""
+"""Returns the payload of the result (None: an empty result) or raises StanzaError.
+
+A handler that must send something after its result (roster pushes after an empty roster
+result) delivers the result itself and sets ``stanza.meta["answered"]``.
+"""
 
 Hook = Callable[[Stanza], Awaitable[bool]]
 """Returns True when it consumed the stanza; later hooks are then not run."""

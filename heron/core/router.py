@@ -137,7 +137,8 @@ class Router:
         if stanza.to is None and stanza.from_ is not None:
             stanza.to = stanza.from_.bare
         result = await handler(stanza)
-        self.reply(stanza, iq_result(stanza, result))
+        if not stanza.meta.get("answered"):
+            self.reply(stanza, iq_result(stanza, result))
 
     def reply(self, request: Stanza, reply: Element) -> None:
         if request.from_ is None:
@@ -164,8 +165,8 @@ class Router:
         await self._message_bare(stanza, to.bare)
 
     async def _message_bare(self, stanza: Stanza, bare: JID) -> None:
-        registry = self.registry_for(bare.domain)
         """RFC 6121 §8.5.2: the highest-priority available resources get it."""
+        registry = self.registry_for(bare.domain)
         type_ = stanza.type
         if type_ in ("error", "groupchat") and not self.sessions.resources(bare):
             if type_ == "groupchat":

@@ -71,3 +71,38 @@ async def test_presence_is_not_leaked_to_a_non_subscriber(server: RunningServer)
     finally:
         await close(carol)
         await close(eve)
+
+
+async def test_directed_presence_is_undone_on_logout(server: RunningServer) -> None:
+    """RFC 6121 §4.6: a non-subscriber told directly hears when the session ends."""
+    frank = await online(server, "frank@localhost/f")
+    grace = await online(server, "grace@localhost/g")
+    heidi = await online(server, "heidi@localhost/h")
+    try:
+        grace.send_presence()
+        heidi.send_presence()
+        frank.send_presence()
+        told = asyncio.ensure_future(grace.wait_until("presence_available", timeout=5))
+        frank.send_presence(pto="grace@localhost/g", pstatus="just for you")
+        assert (await told)["from"].full == "frank@localhost/f"
+
+        # Directed unavailable takes heidi off the list: she is not told again at logout.
+        heidi_told = asyncio.ensure_future(heidi.wait_until("presence_available", timeout=5))
+        frank.send_presence(pto="heidi@localhost/h")
+        await heidi_told
+        frank.send_presence(pto="heidi@localhost/h", ptype="unavailable")
+        await frank.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        heidi_heard: list[str] = []
+        heidi.add_event_handler(
+            "presence_unavailable", lambda p: heidi_heard.append(str(p["from"]))
+        )
+
+        gone = asyncio.ensure_future(grace.wait_until("presence_unavailable", timeout=5))
+        await close(frank)
+        assert (await gone)["from"].full == "frank@localhost/f"
+        await heidi.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        assert heidi_heard == []
+    finally:
+        await close(frank)
+        await close(grace)
+        await close(heidi)

@@ -12,6 +12,7 @@ from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
+from tests.rawclient import RawClient
 
 PASSWORD = "roster-password"
 
@@ -94,3 +95,52 @@ async def test_cannot_read_or_write_another_users_roster(server: RunningServer) 
         assert info.value.condition == "service-unavailable"
     finally:
         await close(client)
+
+
+async def test_known_version_gets_an_empty_result_then_only_the_changes(
+    server: RunningServer,
+) -> None:
+    """XEP-0237 / RFC 6121 §2.6.3: pushes of the delta, after the empty result."""
+    await server.server.accounts.create(JID.parse("ivan@localhost"), PASSWORD)
+    client = await login(server, "ivan@localhost/a", PASSWORD)
+    try:
+        for contact in ("bob", "carol", "dave"):
+            await client.update_roster(f"{contact}@localhost", name=contact.title())
+        reply = await client.make_iq_get(queryxmlns="jabber:iq:roster").send(timeout=5)
+        known = reply["roster"]["ver"]
+        await client.update_roster("bob@localhost", name="Robert")
+        await client.del_roster_item("carol@localhost")
+        await client.update_roster("erin@localhost", name="Erin")
+        latest = (await client.make_iq_get(queryxmlns="jabber:iq:roster").send(timeout=5))[
+            "roster"
+        ]["ver"]
+    finally:
+        await close(client)
+
+    raw = await RawClient.connect(server.ports["c2s"])
+    try:
+        await raw.login(server.certificates["localhost"], "ivan", PASSWORD)
+        await raw.send(
+            f"<iq type='get' id='r1'><query xmlns='jabber:iq:roster' ver='{known}'/></iq>"
+        )
+        result = await raw.expect(r"<iq [^>]*id=.r1.[^>]*/>")
+        assert "result" in result.group(0)
+        assert "jabber:iq:roster" not in result.string[: result.start()]  # nothing before it
+        pushes = [(await raw.expect(r"<iq [^>]*type=.set.[^>]*>.*?</iq>")).group(0) for _ in "123"]
+        assert "Robert" in pushes[0]
+        assert "carol@localhost" in pushes[1]
+        assert "remove" in pushes[1]
+        assert "Erin" in pushes[2]
+        assert f"ver='{latest}'" in pushes[2] or f'ver="{latest}"' in pushes[2]
+        assert "dave" not in "".join(pushes)  # unchanged items are not sent again
+
+        # A version the server cannot vouch for gets the whole roster.
+        for bad in ("999999", "not-a-number"):
+            await raw.send(
+                f"<iq type='get' id='r-{bad}'><query xmlns='jabber:iq:roster' ver='{bad}'/></iq>"
+            )
+            full = await raw.expect(rf"<iq [^>]*id=.r-{bad}.[^>]*>.*?</iq>")
+            for name in ("Robert", "Dave", "Erin"):
+                assert name in full.group(0)
+    finally:
+        raw.close()

@@ -6,8 +6,11 @@ them, pushes roster changes, and routes the presence that follows from them.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from heron import ns
 from heron.config import build_options
@@ -16,13 +19,14 @@ from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
     MIGRATIONS,
+    RosterDelta,
     RosterFull,
     RosterItem,
     SqlLastActivityStore,
     SqlRosterStore,
 )
 from heron.modules.roster.subscription import HAS_FROM, HAS_TO, inbound, outbound
-from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
 from heron.xmlstream.element import Element
 
 ROSTER = "jabber:iq:roster"
@@ -48,11 +52,26 @@ def item_element(item: RosterItem) -> Element:
     return el
 
 
+def removed_element(contact: str) -> Element:
+    return Element("item", ROSTER, {"jid": contact, "subscription": "remove"})
+
+
+def push_element(to: JID, item: Element, version: int) -> Element:
+    """A roster push (RFC 6121 §2.1.6) from the account to one of its resources."""
+    push = Element(
+        "iq",
+        ns.CLIENT,
+        {"type": "set", "id": f"push{version}", "to": str(to), "from": str(to.bare)},
+    )
+    push.add("query", ROSTER, {"ver": str(version)}).append(item.copy())
+    return push
+
+
 class RosterModule(Module):
     name = "roster"
     description = "Contact lists with pushes to every interested resource and versioning"
     xeps = (
-        Xep(237, "1.3", "partial", "full roster when the client's version is old"),
+        Xep(237, "1.3", "complete", "pushes of only the changes since the client's version"),
         Xep(12, "2.0", "complete", "server uptime and contacts' last logout"),
     )
     disco_features = (LAST,)
@@ -67,6 +86,10 @@ class RosterModule(Module):
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
+        # §4.6: per full JID, who got directed available presence and must hear when it ends
+        self.directed: dict[JID, set[JID]] = {}
+        # One read-modify-write at a time per account; entries vanish with their last user.
+        self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
         self.ctx.registry.postauth_features.append(self._ver_feature)
 
     async def stop(self) -> None:
@@ -89,13 +112,29 @@ class RosterModule(Module):
         assert iq.from_ is not None
         self.interested.add(iq.from_)
         query = iq.payload
-        version, items = await self.store.get(account.local, account.domain)
         client_ver = query.attrs.get("ver") if query is not None else None
-        if client_ver is not None and client_ver == str(version):
-            return None  # RFC 6121 §2.6.3: nothing changed, an empty result
+        if client_ver is not None and client_ver.isdigit() and len(client_ver) < 19:
+            delta = await self.store.changes(account.local, account.domain, int(client_ver))
+            if delta is not None:
+                self._send_delta(iq, delta)
+                return None
+        version, items = await self.store.get(account.local, account.domain)
         result = Element("query", ROSTER, {"ver": str(version)})
         result.children.extend(item_element(i) for i in items if i.in_roster)
         return result
+
+    def _send_delta(self, iq: Stanza, delta: RosterDelta) -> None:
+        """RFC 6121 §2.6.3: an empty result, then a push for each change since the version."""
+        assert iq.from_ is not None
+        session = self.ctx.server.sessions.get(iq.from_)
+        if session is None:
+            return
+        session.deliver(iq_result(iq))
+        iq.meta["answered"] = True
+        pushes = [(v, item_element(i)) for v, i in delta.changed if i.in_roster]
+        pushes += [(v, removed_element(c)) for v, c in delta.removed]
+        for version, item in sorted(pushes, key=lambda p: p[0]):
+            session.deliver(push_element(iq.from_, item, version))
 
     @iq_handler("set", ROSTER, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
@@ -113,18 +152,19 @@ class RosterModule(Module):
         contact = contact.bare
         subscription = el.attrs.get("subscription")
         if subscription == "remove":
-            _, current = await self.store.get(account.local, account.domain)
-            old = next((i for i in current if i.contact == str(contact)), None)
-            version = await self.store.remove(account.local, account.domain, str(contact))
-            if version is None or old is None or not old.in_roster:
-                raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)  # §2.5.3
+            async with self._lock(account):
+                old = await self._item(account, contact)
+                if not old.in_roster:
+                    raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)  # §2.5.3
+                version = await self.store.remove(account.local, account.domain, str(contact))
+            if version is None:
+                raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
             # §2.5.2: the contact learns that both directions are cancelled.
             if old.subscription in HAS_TO or old.ask:
                 await self._send_presence(account, contact, "unsubscribe")
             if old.subscription in HAS_FROM or old.pending_in:
                 await self._send_presence(account, contact, "unsubscribed")
-            pushed = Element("item", ROSTER, {"jid": str(contact), "subscription": "remove"})
-            self._push(account, pushed, version)
+            self._push(account, removed_element(str(contact)), version)
             return None
         if subscription not in (None, "none", "to", "from", "both"):
             raise StanzaError(StanzaCondition.BAD_REQUEST, "bad subscription")
@@ -140,23 +180,13 @@ class RosterModule(Module):
                 raise StanzaError(StanzaCondition.BAD_REQUEST, "duplicate group")
             groups.append(text)
         # A client never sets the subscription state (§2.1.2.5): keep the stored one.
-        _, current = await self.store.get(account.local, account.domain)
-        old = next((i for i in current if i.contact == str(contact)), None)
-        item = RosterItem(str(contact), name, groups=tuple(groups))
-        if old is not None:
-            item = RosterItem(
-                str(contact),
-                name,
-                old.subscription,
-                old.ask,
-                tuple(groups),
-                old.pending_in,
-                old.approved,
-            )
         try:
-            version = await self.store.put(
-                account.local, account.domain, item, self.options.max_items
-            )
+            async with self._lock(account):
+                old = await self._item(account, contact)
+                item = replace(old, name=name, groups=tuple(groups), in_roster=True)
+                version = await self.store.put(
+                    account.local, account.domain, item, self.options.max_items
+                )
         except RosterFull as exc:
             raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, "roster is full") from exc
         self._push(account, item_element(item), version)
@@ -166,15 +196,8 @@ class RosterModule(Module):
         """RFC 6121 §2.1.6: a push to every interested resource of the account."""
         sessions = self.ctx.server.sessions
         for session in sessions.resources(account):
-            if session.jid not in self.interested:
-                continue
-            push = Element(
-                "iq", ns.CLIENT, {"type": "set", "id": f"push{version}", "to": str(session.jid)}
-            )
-            push.attrs["from"] = str(account)
-            query = push.add("query", ROSTER, {"ver": str(version)})
-            query.append(item.copy())
-            session.deliver(push)
+            if session.jid in self.interested:
+                session.deliver(push_element(session.jid, item, version))
         live = {s.jid for s in sessions.resources(account)}
         self.interested = {j for j in self.interested if j.bare != account or j in live}
 
@@ -185,7 +208,27 @@ class RosterModule(Module):
             self.interested.discard(stanza.from_)
             if stanza.from_ in self.available:
                 await self._broadcast(stanza)
+            await self._end_directed(stanza.from_, set())
         return False
+
+    def _track_directed(self, stanza: Stanza) -> None:
+        """§4.6.2: remember directed availability so that its end can be announced."""
+        assert stanza.from_ is not None
+        assert stanza.to is not None
+        if stanza.type == "available":
+            self.directed.setdefault(stanza.from_, set()).add(stanza.to)
+        elif stanza.type == "unavailable":
+            told = self.directed.get(stanza.from_)
+            if told is not None:
+                told.discard(stanza.to)
+                if not told:
+                    del self.directed[stanza.from_]
+
+    async def _end_directed(self, full: JID, broadcast_to: set[JID]) -> None:
+        """§4.6.3: unavailable to every directed-presence recipient the broadcast missed."""
+        for to in sorted(self.directed.pop(full, set()), key=str):
+            if to not in broadcast_to and to.bare not in broadcast_to:
+                await self._send_presence(full, to, "unavailable")
 
     # --- subscriptions and presence (RFC 6121 §3, §4) -----------------------------------
     async def _item(self, account: JID, contact: JID) -> RosterItem:
@@ -193,6 +236,27 @@ class RosterModule(Module):
         _, items = await self.store.get(account.local, account.domain)
         found = next((i for i in items if i.contact == str(contact)), None)
         return found or RosterItem(str(contact), in_roster=False)
+
+    async def _transition(
+        self, account: JID, contact: JID, step: Callable[[RosterItem], RosterItem | None]
+    ) -> tuple[RosterItem, RosterItem | None]:
+        """Read, change and store one item under the account's lock (one transaction).
+
+        The lock is never held while routing, so two local users answering each other
+        cannot wait on each other.
+        """
+        async with self._lock(account):
+            old = await self._item(account, contact)
+            new = step(old)
+            if new is not None:
+                await self._save(account, old, new)
+            return old, new
+
+    def _lock(self, account: JID) -> asyncio.Lock:
+        lock = self._locks.get(account)
+        if lock is None:
+            lock = self._locks[account] = asyncio.Lock()
+        return lock
 
     async def _save(self, account: JID, old: RosterItem, new: RosterItem) -> None:
         assert account.local is not None
@@ -232,26 +296,21 @@ class RosterModule(Module):
                 return True
             return False
         if type_ not in SUBSCRIPTION_TYPES:
+            if type_ in ("available", "unavailable"):
+                self._track_directed(stanza)
             return False  # directed presence: routed as it is
         account, contact = stanza.from_.bare, stanza.to.bare
         if contact == account:
             return True
-        old = await self._item(account, contact)
-        new = outbound(old, type_)
-        if new is not None:
-            if type_ in ("subscribe", "subscribed"):
-                new = RosterItem(
-                    new.contact,
-                    new.name,
-                    new.subscription,
-                    new.ask,
-                    new.groups,
-                    new.pending_in,
-                    new.approved,
-                    True,
-                )
-            await self._save(account, old, new)
-        elif type_ != "subscribe":
+
+        def step(item: RosterItem) -> RosterItem | None:
+            new = outbound(item, type_)
+            if new is not None and type_ in ("subscribe", "subscribed"):
+                new = replace(new, in_roster=True)  # §3.1.2: the contact shows up
+            return new
+
+        _, new = await self._transition(account, contact, step)
+        if new is None and type_ != "subscribe":
             return True  # nothing to tell the contact
         # §3.1.2: subscription stanzas leave from the bare JID, addressed to the bare JID.
         stanza.element.attrs["from"] = str(account)
@@ -281,13 +340,11 @@ class RosterModule(Module):
             return True
         if type_ not in SUBSCRIPTION_TYPES:
             return False
-        old = await self._item(account, contact)
-        new = inbound(old, type_)
+        old, new = await self._transition(account, contact, lambda i: inbound(i, type_))
         if new is None:
             if type_ == "subscribe" and old.subscription in HAS_FROM:
                 await self._send_presence(account, contact, "subscribed")  # §3.1.3
             return True
-        await self._save(account, old, new)
         if type_ == "subscribe" and new.subscription in HAS_FROM:
             await self._send_presence(account, contact, "subscribed")  # pre-approved
             await self._send_current(account, contact)
@@ -312,12 +369,13 @@ class RosterModule(Module):
                 status = stanza.element.child_text("status", ns.CLIENT) or ""
                 await self.last.set(full.local, full.domain, time.time(), status)
         _, items = await self.store.get(full.local, full.domain)
-        for item in items:
-            if item.subscription in HAS_FROM:
-                copy = stanza.element.shallow_copy()
-                copy.attrs["to"] = item.contact
-                contact = JID.parse(item.contact)
-                await self.ctx.server.router.route(Stanza(copy, contact, full))
+        subscribers = {JID.parse(i.contact) for i in items if i.subscription in HAS_FROM}
+        for contact in sorted(subscribers, key=str):
+            copy = stanza.element.shallow_copy()
+            copy.attrs["to"] = str(contact)
+            await self.ctx.server.router.route(Stanza(copy, contact, full))
+        if stanza.type == "unavailable":
+            await self._end_directed(full, subscribers)
         for session in self.ctx.server.sessions.resources(account):
             if session.jid != full:
                 copy = stanza.element.shallow_copy()

@@ -1,4 +1,10 @@
-"""Roster storage: one row per contact, a version counter per user (XEP-0237)."""
+"""Roster storage: one row per contact, a version counter per user (XEP-0237).
+
+Each row remembers the version that last changed it and removals leave a tombstone, so a
+client that knows version N can be sent just what changed since (RFC 6121 §2.6). Deltas are
+complete from a user's ``horizon`` on: tombstones past ``MAX_TOMBSTONES`` are dropped and
+the horizon moves up, and a client older than that gets the whole roster again.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +60,24 @@ MIGRATIONS: Final = (
         );
         """,
     ),
+    Migration(
+        "roster",
+        4,
+        """
+        ALTER TABLE roster_items ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE roster_versions ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0;
+        UPDATE roster_versions SET horizon = version;
+        CREATE TABLE roster_removed (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            contact TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (domain, username, contact)
+        );
+        """,
+    ),
 )
+MAX_TOMBSTONES: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +105,17 @@ class RosterStore(Protocol):
         """Delete; returns the new version, or None when there was no such item."""
         ...
 
+    async def changes(self, username: str, domain: str, since: int) -> RosterDelta | None:
+        """What changed after version ``since``; None when that is not known any more."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RosterDelta:
+    version: int
+    changed: list[tuple[int, RosterItem]]  # (version, item), hidden items included
+    removed: list[tuple[int, str]]  # (version, contact)
+
 
 class RosterFull(Exception):
     pass
@@ -108,6 +142,39 @@ def _version(conn: sqlite3.Connection, username: str, domain: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _item(row: tuple[object, ...]) -> RosterItem:
+    contact, name, subscription, ask, groups, pending_in, approved, in_roster = row
+    return RosterItem(
+        str(contact),
+        str(name) if name is not None else None,
+        str(subscription),
+        bool(ask),
+        tuple(json.loads(str(groups))),
+        bool(pending_in),
+        bool(approved),
+        bool(in_roster),
+    )
+
+
+def _prune_tombstones(conn: sqlite3.Connection, username: str, domain: str) -> None:
+    """Keep the newest MAX_TOMBSTONES; deltas from before the dropped ones are unknown."""
+    dropped = conn.execute(
+        "SELECT MAX(version) FROM (SELECT version FROM roster_removed"
+        " WHERE domain = ? AND username = ? ORDER BY version DESC LIMIT -1 OFFSET ?)",
+        (domain, username, MAX_TOMBSTONES),
+    ).fetchone()[0]
+    if dropped is None:
+        return
+    conn.execute(
+        "DELETE FROM roster_removed WHERE domain = ? AND username = ? AND version <= ?",
+        (domain, username, dropped),
+    )
+    conn.execute(
+        "UPDATE roster_versions SET horizon = ? WHERE domain = ? AND username = ?",
+        (dropped, domain, username),
+    )
+
+
 class SqlRosterStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
@@ -120,11 +187,7 @@ class SqlRosterStore:
                 "WHERE domain = ? AND username = ? ORDER BY contact",
                 (domain, username),
             ).fetchall()
-            items = [
-                RosterItem(c, n, s, bool(a), tuple(json.loads(g)), bool(p), bool(ap), bool(r))
-                for c, n, s, a, g, p, ap, r in rows
-            ]
-            return _version(conn, username, domain), items
+            return _version(conn, username, domain), [_item(r) for r in rows]
 
         return await self.db.run(read)
 
@@ -145,10 +208,15 @@ class SqlRosterStore:
                     ).fetchone()
                     if count >= limit:
                         raise RosterFull
+                version = _bump(conn, username, domain)
+                conn.execute(
+                    "DELETE FROM roster_removed WHERE domain = ? AND username = ? AND contact = ?",
+                    (domain, username, item.contact),
+                )
                 conn.execute(
                     "INSERT OR REPLACE INTO roster_items (domain, username, contact, name,"
-                    " subscription, ask, groups, pending_in, approved, in_roster)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " subscription, ask, groups, pending_in, approved, in_roster, version)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         domain,
                         username,
@@ -160,9 +228,10 @@ class SqlRosterStore:
                         int(item.pending_in),
                         int(item.approved),
                         int(item.in_roster),
+                        version,
                     ),
                 )
-                return _bump(conn, username, domain)
+                return version
 
         return await self.db.run(write)
 
@@ -175,9 +244,45 @@ class SqlRosterStore:
                 )
                 if cur.rowcount == 0:
                     return None
-                return _bump(conn, username, domain)
+                version = _bump(conn, username, domain)
+                conn.execute(
+                    "INSERT OR REPLACE INTO roster_removed (domain, username, contact, version)"
+                    " VALUES (?, ?, ?, ?)",
+                    (domain, username, contact, version),
+                )
+                _prune_tombstones(conn, username, domain)
+                return version
 
         return await self.db.run(write)
+
+    async def changes(self, username: str, domain: str, since: int) -> RosterDelta | None:
+        def read(conn: sqlite3.Connection) -> RosterDelta | None:
+            row = conn.execute(
+                "SELECT version, horizon FROM roster_versions WHERE domain = ? AND username = ?",
+                (domain, username),
+            ).fetchone()
+            version, horizon = (int(row[0]), int(row[1])) if row else (0, 0)
+            if not horizon <= since <= version:
+                return None
+            rows = conn.execute(
+                "SELECT contact, name, subscription, ask, groups, pending_in, approved,"
+                " in_roster, version FROM roster_items"
+                " WHERE domain = ? AND username = ? AND version > ?"
+                " ORDER BY version",
+                (domain, username, since),
+            ).fetchall()
+            removed = conn.execute(
+                "SELECT version, contact FROM roster_removed WHERE domain = ? AND username = ?"
+                " AND version > ? ORDER BY version",
+                (domain, username, since),
+            ).fetchall()
+            return RosterDelta(
+                version,
+                [(int(r[8]), _item(r[:8])) for r in rows],
+                [(int(v), str(c)) for v, c in removed],
+            )
+
+        return await self.db.run(read)
 
 
 class SqlLastActivityStore:
