@@ -82,3 +82,35 @@ async def test_message_to_unknown_user_is_service_unavailable(
             await close(carol)
     finally:
         await running.stop()
+
+
+async def test_full_offline_store_bounces_with_service_unavailable(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    """XEP-0160 §2: past the per-user limit the sender gets the message back as an error."""
+    config = config_factory(hosts={"localhost": {"modules": {"offline": {"max_messages": 2}}}})
+    running = await start(config)
+    try:
+        for user in ("dan", "away"):
+            await running.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        dan = await login(running, "dan@localhost/d", PASSWORD)
+        try:
+            errors: list[str] = []
+            dan.add_event_handler("message_error", lambda m: errors.append(m["error"]["condition"]))
+            for n in range(3):
+                dan.send_message(mto="away@localhost", mbody=f"note {n}", mtype="chat")
+            await dan.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+            assert errors == ["service-unavailable"]
+        finally:
+            await close(dan)
+        away = await login(running, "away@localhost/a", PASSWORD)
+        try:
+            got: list[str] = []
+            away.add_event_handler("message", lambda m: got.append(m["body"]))
+            away.send_presence()
+            await away.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+            assert got == ["note 0", "note 1"]
+        finally:
+            await close(away)
+    finally:
+        await running.stop()

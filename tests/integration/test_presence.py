@@ -106,3 +106,35 @@ async def test_directed_presence_is_undone_on_logout(server: RunningServer) -> N
         await close(frank)
         await close(grace)
         await close(heidi)
+
+
+async def test_pre_approval_and_redelivered_requests(server: RunningServer) -> None:
+    """§3.4 pre-approval answers a later request at once; §3.1.3 pending requests wait."""
+    ivy = await online(server, "ivy@localhost/i")
+    jack = await online(server, "jack@localhost/j")
+    try:
+        ivy.send_presence()
+        jack.send_presence()
+        # Ivy pre-approves jack; jack's request is then approved without asking her.
+        ivy.send_presence(pto="jack@localhost", ptype="subscribed")
+        await ivy.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        asked: list[str] = []
+        ivy.add_event_handler("presence_subscribe", lambda p: asked.append(str(p["from"])))
+        ivy_seen = asyncio.ensure_future(jack.wait_until("got_online", timeout=5))
+        jack.send_presence(pto="ivy@localhost", ptype="subscribe")
+        assert (await ivy_seen)["from"].full == "ivy@localhost/i"
+        await ivy.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        assert asked == []
+
+        # Ivy asks jack while he is offline; he gets the request when he comes back.
+        await close(jack)
+        ivy.send_presence(pto="jack@localhost", ptype="subscribe")
+        await ivy.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        jack = await login(server, "jack@localhost/again", PASSWORD)
+        jack.roster.auto_authorize = None
+        request = asyncio.ensure_future(jack.wait_until("presence_subscribe", timeout=5))
+        jack.send_presence()
+        assert (await request)["from"].bare == "ivy@localhost"
+    finally:
+        await close(ivy)
+        await close(jack)

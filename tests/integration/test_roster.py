@@ -93,8 +93,20 @@ async def test_cannot_read_or_write_another_users_roster(server: RunningServer) 
         with pytest.raises(IqError) as info:
             await iq.send(timeout=5)
         assert info.value.condition == "service-unavailable"
+        push = client.make_iq_set(ito="grace@localhost")
+        push.enable("roster")
+        push["roster"]["items"] = {"frank@localhost": {"name": "planted"}}
+        with pytest.raises(IqError) as info:
+            await push.send(timeout=5)
+        assert info.value.condition == "service-unavailable"
     finally:
         await close(client)
+    grace = await login(server, "grace@localhost/g", PASSWORD)
+    try:
+        await grace.get_roster(timeout=5)
+        assert "frank@localhost" not in grace.client_roster
+    finally:
+        await close(grace)
 
 
 async def test_known_version_gets_an_empty_result_then_only_the_changes(
@@ -144,3 +156,24 @@ async def test_known_version_gets_an_empty_result_then_only_the_changes(
                 assert name in full.group(0)
     finally:
         raw.close()
+
+
+async def test_roster_item_limit_is_resource_constraint(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    config = config_factory(hosts={"localhost": {"modules": {"roster": {"max_items": 2}}}})
+    running = await start(config)
+    try:
+        await running.server.accounts.create(JID.parse("kim@localhost"), PASSWORD)
+        client = await login(running, "kim@localhost/k", PASSWORD)
+        try:
+            await client.update_roster("a@localhost")
+            await client.update_roster("b@localhost")
+            await client.update_roster("a@localhost", name="renaming is fine")
+            with pytest.raises(IqError) as info:
+                await client.update_roster("c@localhost")
+            assert info.value.condition == "resource-constraint"
+        finally:
+            await close(client)
+    finally:
+        await running.stop()
