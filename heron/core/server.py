@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from heron.core.registry import HostRegistry
 from heron.core.router import Router
 from heron.core.sessions import SessionManager
 from heron.credentials import ScramKeys
-from heron.jid import JID
+from heron.jid import JID, InvalidJID
+from heron.ratelimit import AuthLimits, AuthThrottle
 from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, StreamError
 from heron.storage.accounts import SqliteAccountStore
 from heron.storage.sqlite import SqliteDatabase
@@ -60,6 +62,14 @@ class Server:
         self.db: SqliteDatabase | None = None
         self._accounts: AccountService | None = None
         self.tls_domains: set[str] = set()
+        self.auth_throttle = AuthThrottle(
+            AuthLimits(
+                max_delay_s=lim.auth_max_delay_s,
+                block_after=lim.auth_block_after,
+                window_s=lim.auth_window_s,
+                block_s=lim.auth_block_s,
+            )
+        )
 
     def db_or_fail(self) -> SqliteDatabase:
         """The open database, for module stores (only valid once started)."""
@@ -112,6 +122,31 @@ class Server:
         if self.db is not None:
             await self.db.close()
             self.db = None
+
+    # --- login throttling (C2SHost) ----------------------------------------------------
+    @staticmethod
+    def _account_key(username: str, domain: str) -> str:
+        try:
+            return str(JID.make(username, domain))
+        except InvalidJID:
+            return f"{username}@{domain}"
+
+    async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
+        """Wait out the delay earlier failures earned; False when the address is blocked."""
+        throttle = self.auth_throttle
+        if throttle.blocked(peer, time.monotonic()):
+            return False
+        delay = throttle.delay(peer, self._account_key(username, domain), time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
+
+    def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None:
+        account = self._account_key(username, domain)
+        if ok:
+            self.auth_throttle.succeeded(account)
+        elif self.auth_throttle.failed(peer, account, time.monotonic()):
+            log.warning("blocking logins from %s: too many failed attempts", peer)
 
     # --- hosts ------------------------------------------------------------------------
     def registry_for(self, domain: str) -> HostRegistry | None:

@@ -15,7 +15,6 @@ a <not-authorized/> stream error); that is the session layer's business, not thi
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from heron.core.module import Module, ModuleContext, Xep, iq_handler
 from heron.core.registry import Target
 from heron.core.sessions import Session
 from heron.jid import JID, InvalidJID
+from heron.ratelimit import ip_key
 from heron.stanza import (
     ErrorType,
     Stanza,
@@ -61,19 +61,6 @@ def _check_options(options: RegisterOptions, path: str) -> None:
         raise ConfigError(f"{path}.throttle_window_s: must be a finite number > 0")
     if options.min_password_length < 1:
         raise ConfigError(f"{path}.min_password_length: must be ≥ 1")
-
-
-def throttle_key(ip: str) -> str:
-    """The unit the throttle counts: the address, or its /64 for IPv6."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip  # not an IP (a UNIX socket path): count it as it is
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 class SlidingWindow:
@@ -194,7 +181,7 @@ class RegisterModule(Module):
         except InvalidJID:
             raise StanzaError(StanzaCondition.JID_MALFORMED, "invalid username") from None
         self._check_password(password)
-        if not self.throttle.hit(throttle_key(peer_ip)):
+        if not self.throttle.hit(ip_key(peer_ip)):
             self.ctx.log.warning("registration from %s throttled", peer_ip)
             raise StanzaError(
                 StanzaCondition.RESOURCE_CONSTRAINT,

@@ -52,6 +52,8 @@ class FakeHost:
         self.keys = derive_keys("secret-pw", "SHA-256", iterations=4096)
         self.bound: list[C2SStream] = []
         self.stanzas: list[Stanza] = []
+        self.blocked = False
+        self.auth_log: list[tuple[str, bool]] = []
 
     def is_local_host(self, domain: str) -> bool:
         return domain == "example.org"
@@ -66,6 +68,12 @@ class FakeHost:
 
     async def verify_plain(self, password: str, keys: ScramKeys) -> bool:
         return verify_plain(password, keys)
+
+    async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
+        return not self.blocked
+
+    def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None:
+        self.auth_log.append((username, ok))
 
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]:
         return []
@@ -164,3 +172,23 @@ async def test_stanza_before_login_is_not_authorized(
     await stream.receive(b"<message to='bob@example.org'/>")
     assert "<not-authorized" in link.take()
     assert stream.state is State.CLOSED
+
+
+async def test_login_results_reach_the_throttle_and_a_blocked_peer_is_refused(
+    pair: tuple[C2SStream, FakeLink, FakeHost],
+) -> None:
+    stream, link, host = pair
+    stream.is_tls = True
+    await stream.receive(HEADER % b"example.org")
+    link.take()
+    await stream.receive(plain("nobody", "guess"))
+    assert "<not-authorized/>" in link.take()
+    await stream.receive(plain("alice", "guess"))
+    assert "<not-authorized/>" in link.take()
+    assert host.auth_log == [("nobody", False), ("alice", False)]  # unknown users alike
+    host.blocked = True
+    await stream.receive(plain("alice", "secret-pw"))  # even the right password
+    out = link.take()
+    assert "<temporary-auth-failure/>" in out
+    assert "policy-violation" in out  # the third failure on this connection ends it
+    assert not stream.is_authenticated

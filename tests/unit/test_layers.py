@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "heron"
 
-LEAVES = {"heron", "heron.ns", "heron.jid", "heron.credentials"}
+LEAVES = {"heron", "heron.ns", "heron.jid", "heron.credentials", "heron.ratelimit"}
 ALLOWED: dict[str, set[str]] = {
     "heron.xmlstream": {"heron.xmlstream"},
     "heron.stanza": {"heron.xmlstream", "heron.stanza"},
