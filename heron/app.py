@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from heron.config import ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
+from heron.ratelimit import ConnectionGuard, ConnectionLimits
 from heron.stream.sasl import tls_server_end_point
 from heron.tls import ensure_certificate, sni_context
-from heron.transport.tcp import C2SListener, TlsProvider
+from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,25 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
     return certs
 
 
+def raise_open_files_limit(connections: int) -> None:
+    """Each connection is a file: lift the soft limit toward the hard one, and say if short."""
+    wanted = connections + 256  # the database, certificates, logs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit: %s", exc)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-files limit %d is below limits.max_connections + 256 (%d): raise it (ulimit -n)",
+            soft,
+            wanted,
+        )
+
+
 async def start(config: ServerConfig) -> RunningServer:
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
@@ -66,13 +87,31 @@ async def start(config: ServerConfig) -> RunningServer:
             return bindings.get(domain) or bindings.get(default)
 
         provider = TlsProvider(context, end_point)
+        lim = config.limits
+        policy = TrafficPolicy(
+            header_timeout_s=lim.header_timeout_s,
+            auth_timeout_s=lim.auth_timeout_s,
+            stanza_timeout_s=lim.stanza_timeout_s,
+            bytes_per_s=lim.bytes_per_s,
+            bytes_burst=lim.bytes_burst,
+            stanzas_per_s=lim.stanzas_per_s,
+            stanzas_burst=lim.stanzas_burst,
+            max_backlog_s=lim.max_backlog_s,
+        )
+        # One guard for every listener: the per-address counts span all ports.
+        guard = ConnectionGuard(
+            ConnectionLimits(
+                max_connections=lim.max_connections,
+                max_per_ip=lim.max_connections_per_ip,
+                max_unauthenticated_per_ip=lim.max_unauthenticated_per_ip,
+                new_per_ip_per_s=lim.new_connections_per_ip_per_s,
+                new_per_ip_burst=lim.new_connections_per_ip_burst,
+            )
+        )
+        raise_open_files_limit(lim.max_connections)
         for spec in config.listeners:
             listener = C2SListener(
-                server,
-                provider,
-                direct_tls=spec.kind == "c2s_tls",
-                auth_timeout_s=config.limits.auth_timeout_s,
-                header_timeout_s=config.limits.header_timeout_s,
+                server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
             )
             port = await listener.start(spec.host, spec.port)
             running.listeners.append(listener)

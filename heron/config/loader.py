@@ -355,6 +355,27 @@ def _limits(table: _Table) -> LimitsConfig:
         auth_timeout_s=table.positive_float("auth_timeout_s", d.auth_timeout_s),
         header_timeout_s=table.positive_float("header_timeout_s", d.header_timeout_s),
         out_queue_bytes=table.get_int("out_queue_bytes", d.out_queue_bytes, 4096),
+        stanza_timeout_s=table.positive_float("stanza_timeout_s", d.stanza_timeout_s),
+        bytes_per_s=table.get_int("bytes_per_s", d.bytes_per_s, 1024),
+        bytes_burst=table.get_int("bytes_burst", d.bytes_burst, 1024),
+        stanzas_per_s=table.positive_float("stanzas_per_s", d.stanzas_per_s),
+        stanzas_burst=table.get_int("stanzas_burst", d.stanzas_burst, 1),
+        max_backlog_s=table.positive_float("max_backlog_s", d.max_backlog_s),
+        max_connections=table.get_int("max_connections", d.max_connections, 1),
+        max_connections_per_ip=table.get_int("max_connections_per_ip", d.max_connections_per_ip, 1),
+        max_unauthenticated_per_ip=table.get_int(
+            "max_unauthenticated_per_ip", d.max_unauthenticated_per_ip, 1
+        ),
+        new_connections_per_ip_per_s=table.positive_float(
+            "new_connections_per_ip_per_s", d.new_connections_per_ip_per_s
+        ),
+        new_connections_per_ip_burst=table.get_int(
+            "new_connections_per_ip_burst", d.new_connections_per_ip_burst, 1
+        ),
+        auth_block_after=table.get_int("auth_block_after", d.auth_block_after, 1),
+        auth_window_s=table.positive_float("auth_window_s", d.auth_window_s),
+        auth_block_s=table.positive_float("auth_block_s", d.auth_block_s),
+        auth_max_delay_s=table.positive_float("auth_max_delay_s", d.auth_max_delay_s),
     )
     table.finish()
     if limits.pre_auth_max_stanza_bytes > limits.max_stanza_bytes:

@@ -52,6 +52,28 @@ class LimitsConfig:
     auth_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
     out_queue_bytes: int = 1048576
+    stanza_timeout_s: float = 60.0
+    """A stanza (or a stream header) begun but not finished by then ends the stream."""
+    bytes_per_s: int = 262144
+    """Each session's read rate; beyond it reading pauses (TCP backpressure)."""
+    bytes_burst: int = 1048576
+    stanzas_per_s: float = 500.0
+    """Each session's stanza rate; beyond it reading pauses."""
+    stanzas_burst: int = 1000
+    max_backlog_s: float = 30.0
+    """A session held back by its rates without a break for this long is disconnected."""
+    max_connections: int = 10000
+    max_connections_per_ip: int = 100
+    """Per address (IPv6: per /64), logged in or not."""
+    max_unauthenticated_per_ip: int = 20
+    new_connections_per_ip_per_s: float = 5.0
+    new_connections_per_ip_burst: int = 30
+    auth_block_after: int = 20
+    """Failed logins from one address within auth_window_s before it is blocked."""
+    auth_window_s: float = 600.0
+    auth_block_s: float = 900.0
+    auth_max_delay_s: float = 8.0
+    """Failed logins delay later attempts (per address and per account), doubling to this."""
 
 
 @dataclass(frozen=True, slots=True)

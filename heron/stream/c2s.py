@@ -12,6 +12,7 @@ import binascii
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Protocol
@@ -88,6 +89,12 @@ class C2SHost(Protocol):
 
     async def verify_plain(self, password: str, keys: ScramKeys) -> bool: ...
 
+    async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
+        """Before a login is judged: waits out any throttle; False if the peer is blocked."""
+        ...
+
+    def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None: ...
+
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
 
     async def preauth_iq(self, domain: str, stanza: Stanza, peer: str) -> Element | None:
@@ -130,6 +137,9 @@ class C2SStream:
         self._jid: JID | None = None
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
+        self._sasl_user: str | None = None  # the name the current login attempt gave
+        # Set by the adapter: awaited before each top-level element (rate limiting).
+        self.pace: Callable[[], Awaitable[None]] | None = None
         self._available = False
         self._priority = 0
         self.presence: Element | None = None
@@ -148,6 +158,10 @@ class C2SStream:
     @property
     def is_bound(self) -> bool:
         return self._jid is not None and self.state is State.BOUND
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is State.CLOSED
 
     @property
     def was_bound(self) -> bool:
@@ -223,8 +237,8 @@ class C2SStream:
             self.state = State.CLOSED
 
     def timed_out(self) -> None:
-        """The adapter's deadline for login passed."""
-        if not self.is_authenticated:
+        """The adapter's deadline for TLS, login and resource binding passed."""
+        if not self.was_bound:
             self.log.info("login timeout")
             self.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "login took too long"))
 
@@ -306,6 +320,10 @@ class C2SStream:
 
     # --- elements ---------------------------------------------------------------------
     async def _element(self, el: Element) -> None:
+        if self.pace is not None:
+            await self.pace()
+            if self.state is State.CLOSED:
+                return
         state = self.state
         if state is State.BOUND:
             await self._stanza(el)
@@ -348,7 +366,7 @@ class C2SStream:
         self._write(serialize(failure, ns.CLIENT))
         self._sasl = None
         self.state = State.WAIT_AUTH
-        if condition == "not-authorized":
+        if condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
             if self._sasl_failures >= MAX_SASL_FAILURES:
                 self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many failures"))
@@ -383,15 +401,19 @@ class C2SStream:
                 raise StreamError(StreamCondition.POLICY_VIOLATION, "unexpected SASL element")
         except SaslFailure as exc:
             self.log.info("authentication failed: %s", exc.condition)
+            if exc.condition == "not-authorized" and self._sasl_user is not None:
+                self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
             self._sasl_fail(exc.condition, exc.text)
 
     async def _sasl_auth(self, el: Element) -> None:
+        self._sasl_user = None
         mechanism = el.attrs.get("mechanism", "")
         if mechanism not in self._mechanisms():
             raise SaslFailure("invalid-mechanism")
         data = self._decode(el)
         if mechanism == "PLAIN":
             authzid, authcid, password = parse_plain(data)
+            await self._throttle(authcid)
             keys, exists = await self.host.keys_for(authcid, self.domain, "SHA-256")
             ok = await self.host.verify_plain(password, keys)
             if not (ok and exists):
@@ -407,15 +429,23 @@ class C2SStream:
         cb = self.tls.channel_bindings if self.tls else {}
         scram = ScramServer(hash_name, plus=plus, plus_offered=bool(cb), channel_bindings=cb)
         username = scram.start(data)
+        await self._throttle(username)
         keys, _exists = await self.host.keys_for(username, self.domain, hash_name)
         challenge = scram.server_first(keys)
         self._sasl = scram
-        self._sasl_user = username
         self.state = State.SASL
         self._sasl_send("challenge", challenge)
 
+    async def _throttle(self, username: str) -> None:
+        """Earlier failures from this address or for this name slow or refuse this one."""
+        if not await self.host.auth_attempt(self.link.peer, username, self.domain):
+            self.log.info("login refused: address blocked after failed logins")
+            raise SaslFailure("temporary-auth-failure", "too many failed logins; try later")
+        self._sasl_user = username
+
     async def _sasl_response(self, el: Element) -> None:
         assert self._sasl is not None
+        assert self._sasl_user is not None
         scram = self._sasl
         final = scram.finish(self._decode(el))
         self._check_authzid(scram.authzid or "", self._sasl_user)
@@ -434,6 +464,7 @@ class C2SStream:
             raise SaslFailure("invalid-authzid") from exc
 
     def _authenticated(self, username: str, final: bytes) -> None:
+        self.host.auth_result(self.link.peer, username, self.domain, True)
         self.username = JID.make(username, self.domain).local
         self.is_authenticated = True
         self._sasl_send("success", final)

@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from heron.ratelimit import ConnectionGuard, TokenBucket
+from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SHost, C2SStream, State, TlsInfo
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,20 @@ class TcpLink:
             self.writer.close()
 
 
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    """Per-connection deadlines and rates (see LimitsConfig for what each means)."""
+
+    header_timeout_s: float = 10.0
+    auth_timeout_s: float = 30.0
+    stanza_timeout_s: float = 60.0
+    bytes_per_s: float = 262144
+    bytes_burst: float = 1048576
+    stanzas_per_s: float = 500.0
+    stanzas_burst: float = 1000
+    max_backlog_s: float = 30.0  # over a rate without a break for this long: cut off
+
+
 class C2SListener:
     """Accepts client connections and runs one stream engine per connection."""
 
@@ -84,16 +101,18 @@ class C2SListener:
         tls: TlsProvider,
         *,
         direct_tls: bool,
-        auth_timeout_s: float,
-        header_timeout_s: float,
+        policy: TrafficPolicy,
+        guard: ConnectionGuard,
     ) -> None:
         self.host = host
         self.tls = tls
         self.direct_tls = direct_tls
-        self.auth_timeout_s = auth_timeout_s
-        self.header_timeout_s = header_timeout_s
+        self.policy = policy
+        self.guard = guard
         self.streams: set[C2SStream] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
+        self._refusals_logged: dict[str, float] = {}
 
     async def start(self, address: str, port: int) -> int:
         self.server = await asyncio.start_server(
@@ -113,46 +132,50 @@ class C2SListener:
         if self.server is not None:
             self.server.close()
         for stream in list(self.streams):
-            from heron.stanza import StreamCondition, StreamError
-
             stream.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
+        for task in list(self.tasks):
+            task.cancel()  # a connection paused by the rate limits would wait on
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
         if self.server is not None:
             await self.server.wait_closed()
 
+    def _refuse(self, ip: str, reason: str, writer: asyncio.StreamWriter) -> None:
+        now = time.monotonic()
+        if now - self._refusals_logged.get(ip, -60.0) >= 60.0:  # a flood logs once a minute
+            if len(self._refusals_logged) > 10000:
+                self._refusals_logged.clear()
+            self._refusals_logged[ip] = now
+            log.warning("refused a connection from %s: %s", ip, reason)
+        writer.transport.abort()
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = TcpLink(reader, writer, self.tls)
+        refusal = self.guard.admit(link.peer, time.monotonic())
+        if refusal is not None:
+            self._refuse(link.peer, refusal, writer)
+            return
         stream = C2SStream(self.host, link, is_tls=self.direct_tls)
         if self.direct_tls:
             stream.tls_established(tls_info(writer.get_extra_info("ssl_object"), "", self.tls))
         stream.log.info("connected%s", " (Direct TLS)" if self.direct_tls else "")
         self.streams.add(stream)
-        loop = asyncio.get_running_loop()
-        header_timer = loop.call_later(self.header_timeout_s, _header_deadline, stream)
-        auth_timer = loop.call_later(self.auth_timeout_s, stream.timed_out)
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        counted_login = False
         try:
-            while stream.state is not State.CLOSED:
-                try:
-                    data = await reader.read(READ_CHUNK)
-                except (ConnectionError, ssl.SSLError, OSError) as exc:
-                    stream.close_reason = f"read error: {exc.__class__.__name__}"
-                    data = b""
-                if not data:
-                    stream.eof()
-                    break
-                await stream.receive(data)
-                if stream.is_authenticated:
-                    auth_timer.cancel()
-                if stream.stream_id:
-                    header_timer.cancel()
+            counted_login = await self._run(stream, reader)
+        except asyncio.CancelledError:
+            stream.close_reason = stream.close_reason or "server shutting down"
         except Exception:
             stream.log.exception("internal error on a client stream")
-            from heron.stanza import StreamCondition, StreamError
-
             stream.close(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
         finally:
-            header_timer.cancel()
-            auth_timer.cancel()
+            self.guard.closed(link.peer, authenticated=counted_login or stream.is_authenticated)
             self.streams.discard(stream)
+            if task is not None:
+                self.tasks.discard(task)
             link.close()
             try:
                 await self.host.ended(stream)
@@ -162,10 +185,88 @@ class C2SListener:
             with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
+    async def _run(self, stream: C2SStream, reader: asyncio.StreamReader) -> bool:
+        """Read until the stream ends; returns whether the guard was told of the login."""
+        policy = self.policy
+        loop = asyncio.get_running_loop()
+        header_timer = loop.call_later(policy.header_timeout_s, _header_deadline, stream)
+        auth_timer = loop.call_later(policy.auth_timeout_s, stream.timed_out)
+        now = loop.time()
+        byte_bucket = TokenBucket(policy.bytes_per_s, policy.bytes_burst, now)
+        stanza_bucket = TokenBucket(policy.stanzas_per_s, policy.stanzas_burst, now)
+
+        throttled_since: float | None = None
+
+        async def pace() -> None:
+            """Per stanza: over the rate, wait; held over it for long, the stream ends."""
+            nonlocal throttled_since
+            now = loop.time()
+            wait = stanza_bucket.take(1, now)
+            if wait <= 0:
+                throttled_since = None
+                return
+            if throttled_since is None:
+                throttled_since = now
+            elif now - throttled_since > policy.max_backlog_s:
+                stream.close_reason = "stanza flood"
+                raise StreamError(StreamCondition.POLICY_VIOLATION, "too many stanzas")
+            await asyncio.sleep(wait)
+
+        stream.pace = pace
+        stanza_deadline: float | None = None  # when the stanza now begun must be complete
+        told_guard = False
+        try:
+            while stream.state is not State.CLOSED:
+                try:
+                    if stanza_deadline is None:
+                        data = await reader.read(READ_CHUNK)
+                    else:
+                        left = max(0.0, stanza_deadline - loop.time())
+                        data = await asyncio.wait_for(reader.read(READ_CHUNK), left)
+                except TimeoutError:
+                    _stanza_deadline(stream)
+                    break
+                except (ConnectionError, ssl.SSLError, OSError) as exc:
+                    stream.close_reason = f"read error: {exc.__class__.__name__}"
+                    data = b""
+                if not data:
+                    stream.eof()
+                    break
+                await stream.receive(data)
+                if stream.is_authenticated and not told_guard:
+                    told_guard = True
+                    self.guard.authenticated(stream.link.peer)
+                if stream.is_bound:
+                    auth_timer.cancel()
+                if stream.stream_id:
+                    header_timer.cancel()
+                now = loop.time()
+                if not stream.parser.mid_stanza:
+                    stanza_deadline = None
+                elif stanza_deadline is None:
+                    stanza_deadline = now + policy.stanza_timeout_s
+                elif now > stanza_deadline:
+                    _stanza_deadline(stream)
+                    break
+                # Over its byte rate a session is read more slowly: TCP pushes back on the
+                # sender instead of the server buffering (floods of stanzas are cut off).
+                wait = byte_bucket.take(len(data), now)
+                if wait > 0 and not stream.is_closed:
+                    await asyncio.sleep(wait)
+        finally:
+            header_timer.cancel()
+            auth_timer.cancel()
+        return told_guard
+
 
 def _header_deadline(stream: C2SStream) -> None:
     if not stream.stream_id and stream.state is not State.CLOSED:
-        from heron.stanza import StreamCondition, StreamError
-
         stream.close_reason = "no stream header in time"
         stream.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "no stream header"))
+
+
+def _stanza_deadline(stream: C2SStream) -> None:
+    """Slow-loris defence: a stanza begun long ago and still not finished ends the stream."""
+    if stream.state is not State.CLOSED:
+        stream.close_reason = "stanza not completed in time"
+        stream.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "stanza took too long"))

@@ -66,6 +66,15 @@ class StreamParser:
     def is_open(self) -> bool:
         return self._opened and not self._closed
 
+    @property
+    def mid_stanza(self) -> bool:
+        """True while a stanza (or the stream header) has begun and not ended.
+
+        Judged from the input: an element is open, or the last non-blank byte fed is not
+        the ``>`` that ends markup (so half a tag counts as begun).
+        """
+        return self._mid
+
     def set_limits(self, limits: Limits) -> None:
         self.limits = limits
 
@@ -79,6 +88,9 @@ class StreamParser:
         self._events = []
         chunk = b""
         chunk_start = 0
+        tail = data.rstrip(b" \t\r\n")
+        if tail:
+            self._tail_is_gt = tail.endswith(b">")
         try:
             for start in range(0, len(data), SLICE):
                 chunk = data[start : start + SLICE]
@@ -97,6 +109,7 @@ class StreamParser:
         except XmlStreamError as exc:
             self._error = exc
             raise
+        self._mid = bool(self._stack) or not self._tail_is_gt or not self._opened
         events, self._events = self._events, []
         return events
 
@@ -125,6 +138,9 @@ class StreamParser:
         self._opened = False
         self._closed = False
         self._fed = 0
+        self._tail_is_gt = True
+        self._mid = False
+        self._last_event_fed = 0  # bytes fed when the parser last reported progress
         self._stanza_start = -1
         self._root_default_ns = ""
         self._pending_default_ns: str | None = None
@@ -139,6 +155,11 @@ class StreamParser:
         elif self._stanza_start >= 0 and (
             self._fed - self._stanza_start > self.limits.max_stanza_bytes
         ):
+            self._fail("policy-violation", "stanza too large")
+        elif self._stanza_start < 0 and (
+            self._fed - self._last_event_fed > self.limits.max_stanza_bytes + SLICE
+        ):
+            # Half a start tag never reaches _start: bound what expat holds for it.
             self._fail("policy-violation", "stanza too large")
 
     @staticmethod
@@ -202,6 +223,7 @@ class StreamParser:
             self._opened = True
             self._root_default_ns = self._pending_default_ns or ""
             self._events.append(StreamOpened(tag, uri, parsed, self._root_default_ns))
+            self._last_event_fed = self._fed
             return
         depth = len(self._stack)
         if depth >= limits.max_depth:
@@ -221,6 +243,7 @@ class StreamParser:
         element = self._stack.pop()
         if not self._stack:
             self._stanza_start = -1
+            self._last_event_fed = self._fed
             self._events.append(ElementReceived(element))
 
     def _text(self, data: str) -> None:
@@ -233,3 +256,5 @@ class StreamParser:
         elif data.strip() and self._opened:
             # RFC 6120 §11.3: only whitespace may appear between top-level elements.
             self._fail("bad-format", "text directly under the stream root")
+        else:
+            self._last_event_fed = self._fed  # whitespace keepalives are progress

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heron.xmlstream import (
     Element,
     ElementReceived,
+    Limits,
     StreamEvent,
     StreamParser,
     XmlStreamError,
@@ -100,3 +102,32 @@ def test_serializer_output_is_always_accepted(text: str, attr: str) -> None:
         parse_all([HEADER + serialize(element, "jabber:client").encode("utf-8", "strict")])
     except XmlStreamError as exc:  # pragma: no cover - the assertion message is the point
         raise AssertionError(f"serializer produced XML the parser refuses: {exc}") from exc
+
+
+def test_mid_stanza_follows_the_input() -> None:
+    """What the slow-loris deadline relies on: begun-but-unfinished stanzas are visible."""
+    parser = StreamParser()
+    assert not parser.mid_stanza
+    parser.feed(HEADER[:20])
+    assert parser.mid_stanza  # half a header
+    parser.feed(HEADER[20:])
+    assert not parser.mid_stanza
+    parser.feed(b"<message><body>hi")
+    assert parser.mid_stanza
+    parser.feed(b"</body></message>  ")
+    assert not parser.mid_stanza
+    parser.feed(b"<presence to='a@b'")
+    assert parser.mid_stanza  # half a start tag: no element open yet
+    parser.feed(b" />\n")
+    assert not parser.mid_stanza
+
+
+def test_an_endless_start_tag_is_refused_by_size() -> None:
+    parser = StreamParser(Limits(max_stanza_bytes=4096))
+    parser.feed(HEADER)
+    parser.feed(b"<message a='")
+    for _ in range(8):
+        parser.feed(b"x" * 1024)  # within the limit (plus one parser slice) so far
+    with pytest.raises(XmlStreamError) as info:
+        parser.feed(b"x" * 32768)
+    assert info.value.condition == "policy-violation"
