@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint fmt clean features bench
+.PHONY: run test unit integration lint fmt clean features bench fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,11 @@ features: $(STAMP)
 # Load figures with the shared harness (needs ../shared/bench); never part of `make test`.
 bench: $(STAMP)
 	bench/run-heron
+
+# Long fuzzing runs (10 minutes a target); crashes are written to fuzz-artifacts/.
+fuzz: $(STAMP)
+	mkdir -p fuzz-artifacts fuzz-corpus/parser fuzz-corpus/stanzas
+	for target in parser stanzas; do \
+		PYTHONPATH=. $(PY) tests/fuzz/fuzz_c2s.py $$target -max_total_time=600 \
+			-artifact_prefix=fuzz-artifacts/ fuzz-corpus/$$target || exit 1; \
+	done
