@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from heron.core.accounts import AccountService, UserExists, UserNotFound
 from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
-from heron.modules import AVAILABLE
+from heron.modules import AVAILABLE, antispam, blocking
 from heron.storage.accounts import SqliteAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
@@ -156,6 +158,61 @@ def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_db(config: ServerConfig, read: Callable[[sqlite3.Connection], list[str]]) -> list[str]:
+    """Lines from the database, with every module's tables created if missing."""
+
+    async def run() -> list[str]:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
+        try:
+            await db.migrate((*blocking.MIGRATIONS, *antispam.MIGRATIONS))
+            return await db.run(read)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_reports(config: ServerConfig, args: argparse.Namespace) -> int:
+    """XEP-0377 spam and abuse reports users attached to blocks."""
+    domains = [args.domain] if args.domain else [h.domain for h in config.hosts]
+
+    def read(conn: sqlite3.Connection) -> list[str]:
+        lines = []
+        for domain in domains:
+            for r in blocking.stored_reports(conn, domain):
+                ids = f" messages: {', '.join(r.stanza_ids)}" if r.stanza_ids else ""
+                text = f" text: {r.text!r}" if r.text else ""
+                lines.append(
+                    f"{_when(r.at)} {r.reporter} reported {r.reported} ({r.reason}){text}{ids}"
+                )
+        return lines
+
+    for line in _read_db(config, read):
+        print(line)
+    return 0
+
+
+def cmd_quarantine(config: ServerConfig, args: argparse.Namespace) -> int:
+    """Messages and requests from strangers held back (antispam ``strangers = quarantine``)."""
+    domains = [args.domain] if args.domain else [h.domain for h in config.hosts]
+
+    def read(conn: sqlite3.Connection) -> list[str]:
+        lines = []
+        for domain in domains:
+            for user, sender, at, xml in antispam.quarantined(conn, domain):
+                lines.append(f"{_when(at)} for {user}@{domain} from {sender}: {xml}")
+        return lines
+
+    for line in _read_db(config, read):
+        print(line)
+    return 0
+
+
 def cmd_cert(config: ServerConfig, args: argparse.Namespace) -> int:
     cert, key = ensure_certificate(args.domain, config.data_dir / "certs")
     print(f"certificate: {cert}\nkey: {key}")
@@ -189,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("users", "list accounts")
     p.add_argument("domain", nargs="?")
     p.set_defaults(fn=cmd_users)
+    p = add("reports", "list spam and abuse reports (XEP-0377)")
+    p.add_argument("domain", nargs="?")
+    p.set_defaults(fn=cmd_reports)
+    p = add("quarantine", "list what is held back from strangers")
+    p.add_argument("domain", nargs="?")
+    p.set_defaults(fn=cmd_quarantine)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)

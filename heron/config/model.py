@@ -19,6 +19,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "vcard",
     "private",
     "blocking",
+    "antispam",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})

@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from heron.jid import JID
 from heron.stanza import Stanza
 from heron.xmlstream.element import Element
 
@@ -39,6 +41,14 @@ PreauthHandler = Callable[[Stanza, str], Awaitable[Element | None]]
 FeatureProvider = Callable[[], Element | None]
 
 
+class ContactDirectory(Protocol):
+    """Who is a contact of an account: provided by the roster, asked by spam controls."""
+
+    async def is_contact(self, account: JID, other: JID) -> bool:
+        """True when ``other`` is in ``account``'s roster or has a subscription either way."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     category: str
@@ -64,6 +74,7 @@ class HostRegistry:
     identities: list[Identity] = field(default_factory=list)
     preauth_features: list[FeatureProvider] = field(default_factory=list)
     postauth_features: list[FeatureProvider] = field(default_factory=list)
+    contacts: ContactDirectory | None = None  # set by the roster module while it runs
 
     # --- IQ ---------------------------------------------------------------------------
     def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:

@@ -4,6 +4,7 @@ from typing import Final
 
 from heron.config import DEFAULT_MODULES
 from heron.core.module import Module
+from heron.modules.antispam import AntispamModule
 from heron.modules.blocking import BlockingModule
 from heron.modules.disco import DiscoModule
 from heron.modules.offline import OfflineModule
@@ -28,6 +29,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         BlockingModule,
         VcardModule,
         PrivateModule,
+        AntispamModule,
     )
 }
 
@@ -36,6 +38,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
 __all__ = [
     "AVAILABLE",
     "DEFAULT_MODULES",
+    "AntispamModule",
     "BlockingModule",
     "DiscoModule",
     "OfflineModule",

@@ -3,11 +3,17 @@
 A blocked JID (a bare JID, a full JID or a domain) can neither reach the user nor be reached:
 its messages and IQs get errors, its presence is dropped, and the user's own stanzas to it are
 refused with ``not-acceptable`` and the ``blocked`` application condition (XEP-0191 §3.5).
+
+XEP-0377: a ``<report/>`` inside a blocked item is stored for the server's admins (``heron
+reports``) with its reason, text and the stanza-ids it names; the block happens either way.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
+from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
@@ -20,6 +26,9 @@ from heron.xmlstream.element import Element
 
 BLOCKING: Final = "urn:xmpp:blocking"
 BLOCKING_ERRORS: Final = "urn:xmpp:blocking:errors"
+REPORTING: Final = "urn:xmpp:reporting:1"
+SID: Final = "urn:xmpp:sid:0"
+MAX_REPORT_TEXT: Final = 4000
 MIGRATIONS: Final = (
     Migration(
         "blocking",
@@ -33,7 +42,60 @@ MIGRATIONS: Final = (
         );
         """,
     ),
+    Migration(
+        "blocking",
+        2,
+        """
+        CREATE TABLE spam_reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            domain TEXT NOT NULL,
+            reporter TEXT NOT NULL,
+            reported TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            text TEXT NOT NULL,
+            stanza_ids TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        """,
+    ),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A XEP-0377 report: who reported whom, why, and which messages."""
+
+    reporter: str
+    reported: str
+    reason: str
+    text: str
+    stanza_ids: tuple[str, ...]
+    at: float
+
+
+def parse_report(reporter: JID, reported: str, item: Element) -> Report | None:
+    report = item.find("report", REPORTING)
+    if report is None:
+        return None
+    reason = report.attrs.get("reason", "")
+    if not reason:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, "a report needs a reason")  # §3
+    text = "\n".join(t.text.strip() for t in report.find_all("text", REPORTING))
+    ids = tuple(
+        f"{sid.attrs.get('by', '')} {sid.attrs.get('id', '')}"
+        for sid in report.find_all("stanza-id", SID)
+    )
+    return Report(str(reporter.bare), reported, reason, text[:MAX_REPORT_TEXT], ids, time.time())
+
+
+def stored_reports(conn: sqlite3.Connection, domain: str) -> list[Report]:
+    """Every report made by users of ``domain``, oldest first (for ``heron reports``)."""
+    rows = conn.execute(
+        "SELECT reporter, reported, reason, text, stanza_ids, at FROM spam_reports"
+        " WHERE domain = ? ORDER BY id",
+        (domain,),
+    ).fetchall()
+    return [Report(r, d, why, t, tuple(json.loads(i)), float(at)) for r, d, why, t, i, at in rows]
 
 
 def matches(blocked: set[str], jid: JID) -> bool:
@@ -47,8 +109,11 @@ def matches(blocked: set[str], jid: JID) -> bool:
 class BlockingModule(Module):
     name = "blocking"
     description = "Blocking command: block and unblock JIDs in both directions"
-    xeps = (Xep(191, "1.3", "complete"),)
-    disco_features = (BLOCKING,)
+    xeps = (
+        Xep(191, "1.3", "complete"),
+        Xep(377, "0.4.1", "complete", "reports stored for admins"),
+    )
+    disco_features = (BLOCKING, REPORTING)
 
     async def start(self) -> None:
         self.db = self.ctx.server.db_or_fail()
@@ -84,11 +149,11 @@ class BlockingModule(Module):
         return result
 
     @staticmethod
-    def _items(payload: Element) -> list[str]:
+    def _items(payload: Element) -> list[tuple[str, Element]]:
         items = []
         for item in payload.find_all("item", BLOCKING):
             try:
-                items.append(str(JID.parse(item.attrs.get("jid", ""))))
+                items.append((str(JID.parse(item.attrs.get("jid", ""))), item))
             except InvalidJID as exc:
                 raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
         return items
@@ -99,11 +164,17 @@ class BlockingModule(Module):
         account = iq.from_.bare
         payload = iq.payload
         assert payload is not None
-        items = self._items(payload)
+        found = self._items(payload)
+        items = [jid for jid, _item in found]
         if payload.tag == "block":
             if not items:
                 raise StanzaError(StanzaCondition.BAD_REQUEST, "nothing to block")  # §3.3
-            await self._write(account, add=items)
+            reports = [r for j, el in found if (r := parse_report(account, j, el)) is not None]
+            await self._write(account, add=items, reports=reports)
+            for report in reports:
+                self.ctx.log.warning(
+                    "%s reported %s (%s)", report.reporter, report.reported, report.reason
+                )
         elif payload.tag == "unblock":
             await self._write(account, remove=items, remove_all=not items)
         else:
@@ -120,6 +191,7 @@ class BlockingModule(Module):
         add: list[str] | None = None,
         remove: list[str] | None = None,
         remove_all: bool = False,
+        reports: list[Report] | None = None,
     ) -> None:
         local, domain = account.local, account.domain
 
@@ -139,6 +211,20 @@ class BlockingModule(Module):
                         "INSERT OR IGNORE INTO blocklist (domain, username, blocked)"
                         " VALUES (?, ?, ?)",
                         (domain, local, item),
+                    )
+                for r in reports or ():
+                    conn.execute(
+                        "INSERT INTO spam_reports (domain, reporter, reported, reason, text,"
+                        " stanza_ids, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            domain,
+                            r.reporter,
+                            r.reported,
+                            r.reason,
+                            r.text,
+                            json.dumps(list(r.stanza_ids)),
+                            r.at,
+                        ),
                     )
 
         await self.db.run(write)

@@ -140,6 +140,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "vcard",
         "private",
         "blocking",
+        "antispam",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}

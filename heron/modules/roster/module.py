@@ -91,9 +91,17 @@ class RosterModule(Module):
         # One read-modify-write at a time per account; entries vanish with their last user.
         self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
         self.ctx.registry.postauth_features.append(self._ver_feature)
+        self.ctx.registry.contacts = self
 
     async def stop(self) -> None:
         self.ctx.registry.postauth_features.remove(self._ver_feature)
+        if self.ctx.registry.contacts is self:
+            self.ctx.registry.contacts = None
+
+    async def is_contact(self, account: JID, other: JID) -> bool:
+        """ContactDirectory: in the roster, or a subscription in either direction."""
+        item = await self._item(account, other.bare)
+        return item.in_roster or item.subscription != "none"
 
     @staticmethod
     def _ver_feature() -> Element:
@@ -233,8 +241,7 @@ class RosterModule(Module):
     # --- subscriptions and presence (RFC 6121 §3, §4) -----------------------------------
     async def _item(self, account: JID, contact: JID) -> RosterItem:
         assert account.local is not None
-        _, items = await self.store.get(account.local, account.domain)
-        found = next((i for i in items if i.contact == str(contact)), None)
+        found = await self.store.item(account.local, account.domain, str(contact))
         return found or RosterItem(str(contact), in_roster=False)
 
     async def _transition(

@@ -97,6 +97,8 @@ class RosterStore(Protocol):
 
     async def version(self, username: str, domain: str) -> int: ...
 
+    async def item(self, username: str, domain: str, contact: str) -> RosterItem | None: ...
+
     async def put(self, username: str, domain: str, item: RosterItem, limit: int) -> int:
         """Insert or replace; returns the new version. Raises RosterFull past ``limit``."""
         ...
@@ -193,6 +195,17 @@ class SqlRosterStore:
 
     async def version(self, username: str, domain: str) -> int:
         return await self.db.run(lambda conn: _version(conn, username, domain))
+
+    async def item(self, username: str, domain: str, contact: str) -> RosterItem | None:
+        def read(conn: sqlite3.Connection) -> RosterItem | None:
+            row = conn.execute(
+                "SELECT contact, name, subscription, ask, groups, pending_in, approved, in_roster"
+                " FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
+                (domain, username, contact),
+            ).fetchone()
+            return _item(row) if row else None
+
+        return await self.db.run(read)
 
     async def put(self, username: str, domain: str, item: RosterItem, limit: int) -> int:
         def write(conn: sqlite3.Connection) -> int:
