@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import sqlite3
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from heron.core.accounts import AccountService, UserExists, UserNotFound
 from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
-from heron.modules import AVAILABLE, antispam, blocking
+from heron.modules import AVAILABLE, antispam, blocking, register
 from heron.storage.accounts import SqliteAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
@@ -159,13 +160,13 @@ def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
 
 
 def _read_db(config: ServerConfig, read: Callable[[sqlite3.Connection], list[str]]) -> list[str]:
-    """Lines from the database, with every module's tables created if missing."""
+    """Lines from the database (or written to it), with the tables created if missing."""
 
     async def run() -> list[str]:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
         try:
-            await db.migrate((*blocking.MIGRATIONS, *antispam.MIGRATIONS))
+            await db.migrate((*blocking.MIGRATIONS, *antispam.MIGRATIONS, *register.MIGRATIONS))
             return await db.run(read)
         finally:
             await db.close()
@@ -213,6 +214,23 @@ def cmd_quarantine(config: ServerConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invite(config: ServerConfig, args: argparse.Namespace) -> int:
+    """An invitation token for in-band registration (XEP-0445), and its xmpp: URI."""
+    if config.host(args.domain) is None:
+        raise CliError(f"{args.domain} is not a host of this server")
+    if args.uses < 1 or args.days <= 0:
+        raise CliError("--uses must be ≥ 1 and --days > 0")
+    expires = time.time() + args.days * 86400
+
+    def write(conn: sqlite3.Connection) -> list[str]:
+        return [register.create_invitation(conn, args.domain, args.uses, expires)]
+
+    (token,) = _read_db(config, write)
+    print(f"token: {token}\nuri: xmpp:{args.domain}?register;preauth={token}")
+    print(f"valid for {args.uses} account(s) until {_when(expires)}")
+    return 0
+
+
 def cmd_cert(config: ServerConfig, args: argparse.Namespace) -> int:
     cert, key = ensure_certificate(args.domain, config.data_dir / "certs")
     print(f"certificate: {cert}\nkey: {key}")
@@ -252,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("quarantine", "list what is held back from strangers")
     p.add_argument("domain", nargs="?")
     p.set_defaults(fn=cmd_quarantine)
+    p = add("invite", "make an invitation token for registration (XEP-0445)")
+    p.add_argument("domain")
+    p.add_argument("--uses", type=int, default=1, help="accounts it may create (default 1)")
+    p.add_argument("--days", type=float, default=7.0, help="days it stays valid (default 7)")
+    p.set_defaults(fn=cmd_invite)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)

@@ -35,8 +35,9 @@ result) delivers the result itself and sets ``stanza.meta["answered"]``.
 Hook = Callable[[Stanza], Awaitable[bool]]
 """Returns True when it consumed the stanza; later hooks are then not run."""
 
-PreauthHandler = Callable[[Stanza, str], Awaitable[Element | None]]
-"""An IQ before authentication (XEP-0077 registration); gets the peer's IP address."""
+PreauthHandler = Callable[[Stanza, str, dict[str, object]], Awaitable[Element | None]]
+"""An IQ before authentication (XEP-0077 registration); gets the peer's IP address and the
+stream's pre-login state (what earlier IQs on the same stream established, e.g. a token)."""
 
 FeatureProvider = Callable[[], Element | None]
 

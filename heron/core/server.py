@@ -176,7 +176,9 @@ class Server:
         providers = registry.postauth_features if authenticated else registry.preauth_features
         return [f for f in (p() for p in providers) if f is not None]
 
-    async def preauth_iq(self, domain: str, stanza: Stanza, peer: str) -> Element | None:
+    async def preauth_iq(
+        self, domain: str, stanza: Stanza, peer: str, state: dict[str, object]
+    ) -> Element | None:
         registry = self.registries.get(domain)
         payload = stanza.payload
         type_ = stanza.element.attrs.get("type", "")
@@ -185,7 +187,7 @@ class Server:
         handler = registry.preauth_iq.get((type_, payload.ns))
         if handler is None:
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
-        return await handler(stanza, peer)
+        return await handler(stanza, peer, state)
 
     def bind(self, session: C2SStream) -> None:
         old = self.sessions.bind(session)

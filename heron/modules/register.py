@@ -7,6 +7,10 @@ Creating accounts is off unless ``allow_registration`` is set; when it is, each 
 field checks counts, successful or not, so the throttle also limits probing for taken
 usernames. Loopback gets no exemption: behind a reverse proxy every client is loopback.
 
+With ``invitation_only`` an account can be created only with an invitation token made by
+``heron invite`` (XEP-0445: the client sends the token in a ``<preauth/>`` IQ first, then
+registers). A token counts as used only once an account was created with it.
+
 Password changes and account removal are always available to a logged-in user, for their own
 account only. After a removal the server must end the user's sessions (XEP-0077 §3.2 asks for
 a <not-authorized/> stream error); that is the session layer's business, not this module's.
@@ -15,11 +19,15 @@ a <not-authorized/> stream error); that is the session layer's business, not thi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
+import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from heron import ns
 from heron.config import ConfigError, build_options
@@ -37,9 +45,62 @@ from heron.stanza import (
     StreamCondition,
     StreamError,
 )
+from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream.element import Element
 
 INSTRUCTIONS = "Choose a username and password for use with this server."
+PARS: Final = "urn:xmpp:pars:0"
+PREAUTH_FEATURE: Final = "urn:xmpp:ibr-token:0"
+MIGRATIONS: Final = (
+    Migration(
+        "register",
+        1,
+        """
+        CREATE TABLE invitations (
+            token_hash TEXT PRIMARY KEY,
+            domain TEXT NOT NULL,
+            uses_left INTEGER NOT NULL,
+            expires REAL NOT NULL
+        );
+        """,
+    ),
+)
+
+
+def _token_hash(token: str) -> str:
+    """Tokens are stored hashed: a leaked database hands out no invitations."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_invitation(conn: sqlite3.Connection, domain: str, uses: int, expires: float) -> str:
+    """A new invitation token for ``domain`` (for `heron invite`)."""
+    token = secrets.token_urlsafe(24)
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO invitations (token_hash, domain, uses_left, expires) VALUES (?, ?, ?, ?)",
+            (_token_hash(token), domain, uses, expires),
+        )
+    return token
+
+
+def _invitation_valid(conn: sqlite3.Connection, token_hash: str, domain: str, now: float) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM invitations WHERE token_hash = ? AND domain = ? AND uses_left > 0"
+        " AND expires > ?",
+        (token_hash, domain, now),
+    ).fetchone()
+    return row is not None
+
+
+def _use_invitation(conn: sqlite3.Connection, token_hash: str, delta: int) -> bool:
+    """Spend (delta -1) or give back (+1) one use; False when nothing was left to spend."""
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE invitations SET uses_left = uses_left + ? WHERE token_hash = ?"
+            " AND uses_left + ? >= 0",
+            (delta, token_hash, delta),
+        )
+        return cur.rowcount == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +113,13 @@ class RegisterOptions:
     """Length of the throttle's sliding window, in seconds; finite and more than 0."""
     min_password_length: int = 8
     """Shortest password accepted for a new account or a password change; at least 1."""
+    invitation_only: bool = False
+    """With allow_registration: only clients holding a token from `heron invite` register."""
 
 
 def _check_options(options: RegisterOptions, path: str) -> None:
+    if options.invitation_only and not options.allow_registration:
+        raise ConfigError(f"{path}.invitation_only: needs allow_registration = true")
     if options.throttle_per_ip < 1:
         raise ConfigError(f"{path}.throttle_per_ip: must be ≥ 1")
     if not 0 < options.throttle_window_s < math.inf:
@@ -139,26 +204,55 @@ class RegisterModule(Module):
         self.throttle = SlidingWindow(self.options.throttle_per_ip, self.options.throttle_window_s)
 
     async def start(self) -> None:
+        self.db = self.ctx.server.db_or_fail()
+        await self.db.migrate(MIGRATIONS)
         if not self.options.allow_registration:
             return
         registry = self.ctx.registry
         registry.preauth_iq[("get", ns.REGISTER)] = self.on_preauth_get
         registry.preauth_iq[("set", ns.REGISTER)] = self.on_preauth_set
+        registry.preauth_iq[("set", PARS)] = self.on_preauth_token
         registry.preauth_features.append(self.stream_feature)
+        registry.preauth_features.append(self.token_feature)
 
     async def stop(self) -> None:
         registry = self.ctx.registry
-        for key in (("get", ns.REGISTER), ("set", ns.REGISTER)):
+        for key in (("get", ns.REGISTER), ("set", ns.REGISTER), ("set", PARS)):
             registry.preauth_iq.pop(key, None)
-        if self.stream_feature in registry.preauth_features:
-            registry.preauth_features.remove(self.stream_feature)
+        for feature in (self.stream_feature, self.token_feature):
+            if feature in registry.preauth_features:
+                registry.preauth_features.remove(feature)
 
     def stream_feature(self) -> Element | None:
         """XEP-0077 §8: registration announced in the pre-auth stream features."""
         return Element("register", ns.REGISTER_FEATURE)
 
+    def token_feature(self) -> Element | None:
+        """XEP-0445 §3: invitation tokens are accepted."""
+        return Element("register", PREAUTH_FEATURE)
+
+    async def on_preauth_token(
+        self, iq: Stanza, peer_ip: str, state: dict[str, object]
+    ) -> Element | None:
+        """XEP-0445 §4: check the token now; it is spent only when an account is made."""
+        payload = iq.payload
+        token = payload.attrs.get("token", "") if payload is not None else ""
+        if payload is None or payload.tag != "preauth" or not token:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "a preauth token is required")
+        if not self.throttle.hit(ip_key(peer_ip)):  # guessing tokens counts as registering
+            raise StanzaError(
+                StanzaCondition.RESOURCE_CONSTRAINT, "too many attempts", type=ErrorType.WAIT
+            )
+        digest, domain, now = _token_hash(token), self.ctx.domain, time.time()
+        if not await self.db.run(lambda conn: _invitation_valid(conn, digest, domain, now)):
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "the token is invalid or expired")
+        state["invitation"] = digest
+        return None
+
     # --- before authentication: creating an account --------------------------------------
-    async def on_preauth_get(self, iq: Stanza, peer_ip: str) -> Element | None:
+    async def on_preauth_get(
+        self, iq: Stanza, peer_ip: str, state: dict[str, object]
+    ) -> Element | None:
         """XEP-0077 §3.1: the fields to fill in."""
         query = Element("query", ns.REGISTER)
         query.add("instructions", text=INSTRUCTIONS)
@@ -166,8 +260,13 @@ class RegisterModule(Module):
         query.add("password")
         return query
 
-    async def on_preauth_set(self, iq: Stanza, peer_ip: str) -> Element | None:
+    async def on_preauth_set(
+        self, iq: Stanza, peer_ip: str, state: dict[str, object]
+    ) -> Element | None:
         query = _query(iq)
+        invitation = state.get("invitation")
+        if self.options.invitation_only and not isinstance(invitation, str):
+            raise StanzaError(StanzaCondition.NOT_ALLOWED, "registration needs an invitation")
         if query.find("remove", ns.REGISTER) is not None:
             # XEP-0077 §3.2: an IQ without 'from' (not logged in) has no account to remove.
             raise StanzaError(StanzaCondition.UNEXPECTED_REQUEST)
@@ -188,14 +287,21 @@ class RegisterModule(Module):
                 "too many registrations, try again later",
                 type=ErrorType.WAIT,
             )
+        if isinstance(invitation, str) and not await self.db.run(
+            lambda conn: _use_invitation(conn, invitation, -1)
+        ):
+            raise StanzaError(StanzaCondition.NOT_ALLOWED, "the invitation is used up")
         try:
             await self.ctx.server.accounts.create(jid, password)
-        except UserExists:
-            raise StanzaError(StanzaCondition.CONFLICT) from None
-        except InvalidJID:
-            raise StanzaError(StanzaCondition.JID_MALFORMED, "invalid username") from None
-        except ValueError:
+        except (UserExists, ValueError) as exc:
+            if isinstance(invitation, str):  # nothing was made: the use is given back
+                await self.db.run(lambda conn: _use_invitation(conn, invitation, +1))
+            if isinstance(exc, UserExists):
+                raise StanzaError(StanzaCondition.CONFLICT) from None
+            if isinstance(exc, InvalidJID):
+                raise StanzaError(StanzaCondition.JID_MALFORMED, "invalid username") from None
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "unusable password") from None
+        state.pop("invitation", None)
         self.ctx.log.info("account %s registered from %s", jid, peer_ip)
         return None
 

@@ -97,7 +97,9 @@ class C2SHost(Protocol):
 
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
 
-    async def preauth_iq(self, domain: str, stanza: Stanza, peer: str) -> Element | None:
+    async def preauth_iq(
+        self, domain: str, stanza: Stanza, peer: str, state: dict[str, object]
+    ) -> Element | None:
         """Answer an IQ before login (registration) or raise StanzaError."""
         ...
 
@@ -138,6 +140,7 @@ class C2SStream:
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
         self._sasl_user: str | None = None  # the name the current login attempt gave
+        self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         # Set by the adapter: awaited before each top-level element (rate limiting).
         self.pace: Callable[[], Awaitable[None]] | None = None
         self._available = False
@@ -479,7 +482,9 @@ class C2SStream:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
         stanza = Stanza(el, JID(None, self.domain, None), None)
         try:
-            result = await self.host.preauth_iq(self.domain, stanza, self.link.peer)
+            result = await self.host.preauth_iq(
+                self.domain, stanza, self.link.peer, self.preauth_state
+            )
             reply = iq_result(stanza, result)
         except StanzaError as err:
             reply = error_reply(el, err)

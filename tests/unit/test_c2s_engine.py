@@ -78,7 +78,9 @@ class FakeHost:
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]:
         return []
 
-    async def preauth_iq(self, domain: str, stanza: Stanza, peer: str) -> Element | None:
+    async def preauth_iq(
+        self, domain: str, stanza: Stanza, peer: str, state: dict[str, object]
+    ) -> Element | None:
         return None
 
     def bind(self, session: C2SStream) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Mapping
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
@@ -20,11 +23,12 @@ from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
 from heron.modules.disco import DiscoModule
 from heron.modules.ping import PingModule
-from heron.modules.register import RegisterModule, SlidingWindow
+from heron.modules.register import PARS, RegisterModule, SlidingWindow, create_invitation
 from heron.modules.time import TimeModule, format_datetime
 from heron.modules.version import VersionModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import MemoryAccountStore
+from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
 
 if TYPE_CHECKING:
@@ -45,6 +49,11 @@ class FakeServer:
         self.accounts = AccountService(self.store, secret=b"x" * 32, iterations=4096)
         self.sessions = SessionManager()
         self.registries: dict[str, HostRegistry] = {}
+        self.db: SqliteDatabase | None = None  # opened by Host.load for modules with stores
+
+    def db_or_fail(self) -> SqliteDatabase:
+        assert self.db is not None
+        return self.db
 
     def registry_for(self, domain: str) -> HostRegistry | None:
         return self.registries.get(domain)
@@ -68,6 +77,9 @@ class Host:
         self.manager = ModuleManager(self.registry)
 
     async def load(self, cls: type[Module], options: Mapping[str, object] | None = None) -> Module:
+        if self.server.db is None:
+            folder = Path(tempfile.mkdtemp(prefix="heron-unit-"))
+            self.server.db = await SqliteDatabase.open(folder / "heron.db")
         ctx = ModuleContext(
             server=cast("Server", self.server),  # a stub with only what modules use
             domain=DOMAIN,
@@ -90,10 +102,17 @@ class Host:
         assert handler is not None, f"no {type_} handler for {payload.ns} to {target}"
         return await handler(make_iq(type_, payload, sender=sender, to=to))
 
-    async def preauth(self, type_: str, payload: Element, ip: str = "192.0.2.1") -> Element | None:
+    async def preauth(
+        self,
+        type_: str,
+        payload: Element,
+        ip: str = "192.0.2.1",
+        state: dict[str, object] | None = None,
+    ) -> Element | None:
         handler = self.registry.preauth_iq.get((type_, payload.ns))
         assert handler is not None
-        return await handler(make_iq(type_, payload, sender=None, to=DOMAIN), ip)
+        stanza = make_iq(type_, payload, sender=None, to=DOMAIN)
+        return await handler(stanza, ip, {} if state is None else state)
 
 
 def make_iq(type_: str, payload: Element, *, sender: str | None, to: str | None) -> Stanza:
@@ -123,8 +142,11 @@ async def stanza_error(call: Awaitable[object]) -> StanzaError:
 
 
 @pytest.fixture
-def host() -> Host:
-    return Host()
+async def host() -> AsyncIterator[Host]:
+    made = Host()
+    yield made
+    if made.server.db is not None:
+        await made.server.db.close()
 
 
 # --- ping -------------------------------------------------------------------------------
@@ -418,3 +440,58 @@ def test_catalogue_names_every_default_module() -> None:
     assert set(DEFAULT_MODULES) <= set(AVAILABLE)
     for name, cls in AVAILABLE.items():
         assert cls.name == name
+
+
+# --- invitations (XEP-0445) -------------------------------------------------------------
+async def invitation(host: Host, uses: int = 1, expires_in: float = 3600.0) -> str:
+    expires = time.time() + expires_in
+    return await host.server.db_or_fail().run(
+        lambda conn: create_invitation(conn, DOMAIN, uses, expires)
+    )
+
+
+async def test_invitation_only_registration(host: Host) -> None:
+    await host.load(RegisterModule, {"allow_registration": True, "invitation_only": True})
+    form = query(ns.REGISTER, username="carol", password=PASSWORD)
+    error = await stanza_error(host.preauth("set", form, state={}))
+    assert error.condition is StanzaCondition.NOT_ALLOWED  # no token, no account
+    token = await invitation(host, uses=1)
+    state: dict[str, object] = {}
+    preauth = Element("preauth", PARS, {"token": token})
+    assert await host.preauth("set", preauth, state=state) is None
+    assert await host.preauth("set", form, state=state) is None
+    assert await host.server.accounts.exists(JID.parse("carol@example.org"))
+    # Used up: the same token cannot make a second account, on this stream or another.
+    again: dict[str, object] = {}
+    error = await stanza_error(host.preauth("set", preauth, ip="192.0.2.9", state=again))
+    assert error.condition is StanzaCondition.ITEM_NOT_FOUND
+
+
+async def test_invitation_is_spent_only_by_a_successful_registration(host: Host) -> None:
+    await host.load(RegisterModule, {"allow_registration": True, "invitation_only": True})
+    await host.server.accounts.create(JID.parse("taken@example.org"), PASSWORD)
+    token = await invitation(host, uses=1)
+    state: dict[str, object] = {}
+    assert (
+        await host.preauth("set", Element("preauth", PARS, {"token": token}), state=state) is None
+    )
+    taken = query(ns.REGISTER, username="taken", password=PASSWORD)
+    error = await stanza_error(host.preauth("set", taken, state=state))
+    assert error.condition is StanzaCondition.CONFLICT
+    free = query(ns.REGISTER, username="dave", password=PASSWORD)
+    assert await host.preauth("set", free, state=state) is None  # the use was given back
+
+
+async def test_expired_or_unknown_invitations_are_refused(host: Host) -> None:
+    await host.load(RegisterModule, {"allow_registration": True, "invitation_only": True})
+    expired = await invitation(host, expires_in=-1.0)
+    for token in (expired, "made-up-token"):
+        error = await stanza_error(
+            host.preauth("set", Element("preauth", PARS, {"token": token}), state={})
+        )
+        assert error.condition is StanzaCondition.ITEM_NOT_FOUND
+
+
+async def test_invitation_only_needs_registration_enabled(host: Host) -> None:
+    with pytest.raises(ConfigError, match="invitation_only"):
+        await host.load(RegisterModule, {"invitation_only": True})
