@@ -35,6 +35,27 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "yes",
         "yes",
     ),
+    (
+        "Per-address connection caps, stanza and byte rates, slow-loris deadline",
+        "XEP-0205",
+        "yes, on by default",
+        "partial: mod_limits, off by default",
+        "partial: shapers",
+    ),
+    (
+        "Failed-login throttling and blocking; no user enumeration at login",
+        "RFC 6120 §6",
+        "yes",
+        "partial: no throttle by default; enumerable",
+        "partial: mod_fail2ban; enumerable",
+    ),
+    (
+        "Strangers refused or quarantined, outgoing request caps (`antispam`)",
+        "",
+        "yes",
+        "community modules",
+        "no",
+    ),
     ("Server-to-server federation", "RFC 6120, XEP-0220", "planned", "yes", "yes"),
     (
         "Stream management, carbons, archive",
@@ -60,8 +81,8 @@ def _module_rows() -> list[tuple[str, str, str, str, str]]:
                     f"{title} (`{cls.name}`)",
                     f"XEP-{xep.number:04d} v{xep.version}",
                     status,
-                    "yes",
-                    "yes",
+                    xep.prosody,
+                    xep.ejabberd,
                 )
             )
     return rows

@@ -36,6 +36,8 @@ class Xep:
     version: str
     status: str  # "complete" | "partial"
     note: str = ""
+    prosody: str = "yes"  # the anchors' support, for the README table (Prosody 0.12,
+    ejabberd: str = "yes"  # ejabberd 23.01 as shipped by Debian)
 
 
 def iq_handler(type_: str, namespace: str, target: Target) -> Callable[[F], F]:

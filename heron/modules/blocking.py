@@ -111,7 +111,14 @@ class BlockingModule(Module):
     description = "Blocking command: block and unblock JIDs in both directions"
     xeps = (
         Xep(191, "1.3", "complete"),
-        Xep(377, "0.4.1", "complete", "reports stored for admins"),
+        Xep(
+            377,
+            "0.4.1",
+            "complete",
+            "reports stored for admins",
+            prosody="community module",
+            ejabberd="no",
+        ),
     )
     disco_features = (BLOCKING, REPORTING)
 

@@ -193,7 +193,10 @@ def _close_all(sessions: list[Session], error: StreamError) -> None:
 class RegisterModule(Module):
     name = "register"
     description = "In-band registration, password change and account removal."
-    xeps = (Xep(77, "2.4", "partial", "no data forms"),)
+    xeps = (
+        Xep(77, "2.4", "partial", "no data forms"),
+        Xep(445, "0.2.0", "complete", "invitation tokens from `heron invite`", ejabberd="no"),
+    )
     disco_features = (ns.REGISTER,)
 
     def __init__(self, ctx: ModuleContext) -> None:
