@@ -17,7 +17,7 @@ from heron.core.server import Server
 from heron.modules import AVAILABLE
 from heron.ratelimit import ConnectionGuard, ConnectionLimits
 from heron.stream.sasl import tls_server_end_point
-from heron.tls import ensure_certificate, sni_context
+from heron.tls import TlsError, check_certificate, ensure_certificate, sni_context
 from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
     certs: dict[str, tuple[Path, Path]] = {}
     for host in config.hosts:
         if host.cert is not None and host.key is not None:
+            # A certificate for another name would only fail in every client: refuse to start.
+            problems = check_certificate(host.cert, host.domain)
+            if problems:
+                raise TlsError("; ".join(problems))
             certs[host.domain] = (host.cert, host.key)
         else:
             cert, key = ensure_certificate(host.domain, config.data_dir / "certs")

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from heron.app import start
+from heron.config import config_from_dict
 from heron.tls import (
     XMPP_ADDR_OID,
     TlsError,
@@ -236,3 +238,17 @@ def test_dns_name_matching() -> None:
     assert dns_name_matches("*.example.org", "a.example.org")
     assert not dns_name_matches("*.example.org", "a.b.example.org")
     assert not dns_name_matches("*.example.org", "example.org")
+
+
+async def test_start_refuses_a_certificate_for_another_domain(tmp_path: Path) -> None:
+    cert, key = write_cert(tmp_path, "other.test", (-1, 30), ["other.test"])
+    config = config_from_dict(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "listeners": [],
+            "hosts": {"localhost": {"cert": str(cert), "key": str(key)}},
+        },
+        "test",
+    )
+    with pytest.raises(TlsError, match=r"other\.test\.crt: localhost is not among"):
+        await start(config)
