@@ -72,6 +72,11 @@ def test_example_file_loads() -> None:
         "throttle_per_ip": 3,
         "throttle_window_s": 3600.0,
         "min_password_length": 8,
+        "invitation_only": False,
+    }
+    assert org.module_options["antispam"] == {
+        "strangers": "allow",
+        "max_subscription_requests": 50,
     }
     assert org.module_options["time"] == {}
     local = config.host("localhost")
