@@ -6,33 +6,50 @@ import asyncio
 import logging
 import resource
 import signal
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from heron.config import ServerConfig
+from heron.config import ConfigError, ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
 from heron.ratelimit import ConnectionGuard, ConnectionLimits
 from heron.stream.sasl import tls_server_end_point
-from heron.tls import TlsError, check_certificate, ensure_certificate, sni_context
+from heron.tls import (
+    TlsError,
+    check_certificate,
+    ensure_certificate,
+    s2s_client_context,
+    s2s_server_context,
+    sni_context,
+)
+from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
 log = logging.getLogger(__name__)
 
 
+class Listener(Protocol):
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class RunningServer:
     server: Server
-    listeners: list[C2SListener] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)  # listener kind → bound port
     certificates: dict[str, Path] = field(default_factory=dict)  # domain → certificate file
+    connector: S2SConnector | None = None  # outgoing federation, when enabled
 
     async def stop(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+        if self.connector is not None:
+            await self.connector.stop()
         await self.server.stop()
 
 
@@ -69,6 +86,24 @@ def raise_open_files_limit(connections: int) -> None:
             soft,
             wanted,
         )
+
+
+def _s2s_tls(config: ServerConfig, certs: dict[str, tuple[Path, Path]]) -> S2STls:
+    """TLS for federation: certificates requested from peers only when they are required."""
+    s2s = config.s2s
+    strict = s2s.require_valid_certificates
+    server_context = s2s_server_context(
+        certs, config.hosts[0].domain, request_certificates=strict, ca_file=s2s.ca_file
+    )
+    clients: dict[str, ssl.SSLContext] = {}
+
+    def client_context(domain: str) -> ssl.SSLContext | None:
+        if domain not in clients and domain in certs:
+            cert, key = certs[domain]
+            clients[domain] = s2s_client_context(cert, key, verify=strict, ca_file=s2s.ca_file)
+        return clients.get(domain)
+
+    return S2STls(server_context, client_context, use_external=True)
 
 
 async def start(config: ServerConfig) -> RunningServer:
@@ -113,10 +148,20 @@ async def start(config: ServerConfig) -> RunningServer:
             )
         )
         raise_open_files_limit(lim.max_connections)
+        s2s_tls = _s2s_tls(config, certs) if config.s2s.enabled else None
+        if s2s_tls is not None:
+            running.connector = S2SConnector(server, s2s_tls, policy, config.s2s.peers)
+            server.s2s.connect = running.connector.connect
         for spec in config.listeners:
-            listener = C2SListener(
-                server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
-            )
+            listener: C2SListener | S2SListener
+            if spec.kind == "s2s":
+                if s2s_tls is None:
+                    raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
+                listener = S2SListener(server, s2s_tls, policy=policy, guard=guard)
+            else:
+                listener = C2SListener(
+                    server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
+                )
             port = await listener.start(spec.host, spec.port)
             running.listeners.append(listener)
             running.ports.setdefault(spec.kind, port)

@@ -24,11 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from heron.stream.identity import XMPP_ADDR_OID, dns_name_matches
 
 log = logging.getLogger(__name__)
 
-XMPP_ADDR_OID: Final = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 SERVICE_SUBDOMAINS: Final[tuple[str, ...]] = ("conference", "upload", "pubsub", "proxy")
 TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
 VALIDITY: Final = datetime.timedelta(days=365)
@@ -262,11 +263,67 @@ def check_certificate(cert: Path, domain: str) -> list[str]:
     return problems
 
 
-def dns_name_matches(pattern: str, name: str) -> bool:
-    """RFC 6125 matching: exact, or a `*` as the whole leftmost label standing for one label."""
-    pattern = pattern.lower().rstrip(".")
-    name = name.lower().rstrip(".")
-    if pattern.startswith("*."):
-        head, _, rest = name.partition(".")
-        return bool(head) and rest == pattern[2:]
-    return pattern == name
+# --- federation ----------------------------------------------------------------------------
+
+
+def _trust(ctx: ssl.SSLContext, ca_file: Path | None) -> None:
+    try:
+        if ca_file is not None:
+            ctx.load_verify_locations(cafile=ca_file)
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(f"{ca_file}: cannot load trusted certificates: {exc}") from exc
+
+
+def s2s_server_context(
+    certs: Mapping[str, tuple[Path, Path]],
+    default_domain: str,
+    *,
+    request_certificates: bool,
+    ca_file: Path | None,
+) -> ssl.SSLContext:
+    """The context for incoming server streams.
+
+    With ``request_certificates`` peers are asked for a certificate and must present one the
+    trust store accepts (Python's ``ssl`` cannot ask for one and accept any, so a server that
+    allows dialback does not ask; peers then prove themselves by dialback).
+    """
+    base = sni_context(certs, default_domain)
+    if request_certificates:
+        contexts = [base] + [server_context(*files) for files in certs.values()]
+        for ctx in contexts:
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            _trust(ctx, ca_file)
+        by_domain = {d.lower(): c for d, c in zip(certs, contexts[1:], strict=True)}
+
+        def choose(ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            ctx = context_for(by_domain, server_name) if server_name else None
+            if ctx is not None:
+                ssl_object.context = ctx
+
+        base.sni_callback = choose
+    return base
+
+
+def s2s_client_context(
+    cert: Path, key: Path, *, verify: bool, ca_file: Path | None
+) -> ssl.SSLContext:
+    """The context for our outgoing server streams: our certificate (for SASL EXTERNAL) and,
+    with ``verify``, the peer's certificate checked against its domain name."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    ctx.set_ciphers(TLS12_CIPHERS)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(f"{cert}: cannot load it with the key {key}: {exc}") from exc
+    if verify:
+        _trust(ctx, ca_file)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

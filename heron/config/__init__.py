@@ -14,6 +14,7 @@ from heron.config.model import (
     LimitsConfig,
     ListenerConfig,
     LoggingConfig,
+    S2SConfig,
     ServerConfig,
     StorageConfig,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LimitsConfig",
     "ListenerConfig",
     "LoggingConfig",
+    "S2SConfig",
     "ServerConfig",
     "StorageConfig",
     "build_options",

@@ -53,6 +53,7 @@ from heron.config.model import (
     LimitsConfig,
     ListenerConfig,
     LoggingConfig,
+    S2SConfig,
     ServerConfig,
     StorageConfig,
 )
@@ -81,6 +82,7 @@ _TOP_LEVEL: Final = frozenset(
         "limits",
         "storage",
         "logging",
+        "s2s",
         "require_tls",
         "scram_iterations",
         "server_secret_file",
@@ -310,6 +312,7 @@ def _server(
         limits=_limits(top.table("limits")),
         storage=_storage(top.table("storage"), base_dir),
         logging=_logging(top.table("logging")),
+        s2s=_s2s(top.table("s2s"), base_dir),
         require_tls=top.get_bool("require_tls", True),
         scram_iterations=iterations,
         server_secret_file=top.optional_path("server_secret_file", base_dir),
@@ -393,6 +396,33 @@ def _storage(table: _Table, base_dir: Path | None) -> StorageConfig:
     storage = StorageConfig(engine=engine, path=table.optional_path("path", base_dir))
     table.finish()
     return storage
+
+
+def _s2s(table: _Table, base_dir: Path | None) -> S2SConfig:
+    d = S2SConfig()
+    peers: dict[str, str] = {}
+    raw_peers = table.table("peers")
+    for domain in raw_peers.data:
+        address = raw_peers.get_str(domain, "")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f'{raw_peers.path(domain)}: expected "host:port"')
+        check_domain(domain, raw_peers.path(domain))
+        peers[domain] = address
+    raw_peers.finish()
+    config = S2SConfig(
+        enabled=table.get_bool("enabled", d.enabled),
+        require_valid_certificates=table.get_bool(
+            "require_valid_certificates", d.require_valid_certificates
+        ),
+        ca_file=table.optional_path("ca_file", base_dir),
+        peers=types.MappingProxyType(peers),
+        connect_timeout_s=table.positive_float("connect_timeout_s", d.connect_timeout_s),
+        idle_timeout_s=table.positive_float("idle_timeout_s", d.idle_timeout_s),
+        max_queue=table.get_int("max_queue", d.max_queue, 1),
+    )
+    table.finish()
+    return config
 
 
 def _logging(table: _Table) -> LoggingConfig:

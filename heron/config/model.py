@@ -21,13 +21,17 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "blocking",
     "antispam",
 )
-LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls"})
+LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SCRAM_ITERATIONS: Final = 4096
 
 
 def _no_options() -> Mapping[str, Mapping[str, object]]:
+    return MappingProxyType({})
+
+
+def _no_peers() -> Mapping[str, str]:
     return MappingProxyType({})
 
 
@@ -95,6 +99,23 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class S2SConfig:
+    """Federation. Outgoing connections need no listener; incoming ones an `s2s` listener."""
+
+    enabled: bool = True
+    require_valid_certificates: bool = False
+    """Peers must present a certificate `ca_file` (or the system store) trusts, and
+    authenticate with it (SASL EXTERNAL); dialback is then refused."""
+    ca_file: Path | None = None
+    peers: Mapping[str, str] = field(default_factory=_no_peers)
+    """domain → "host:port", used instead of DNS (private deployments, tests)."""
+    connect_timeout_s: float = 30.0
+    idle_timeout_s: float = 600.0
+    max_queue: int = 500
+    """Stanzas held per remote domain while its stream is being set up."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
 
@@ -115,6 +136,7 @@ class ServerConfig:
     limits: LimitsConfig = LimitsConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    s2s: S2SConfig = S2SConfig()
     require_tls: bool = True
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None

@@ -33,6 +33,8 @@ class Router:
         self.sessions = sessions
         self.registry_for = registry_for
         self._user_exists = user_exists
+        # Set by the server when federation is on: hands a stanza to the s2s routes.
+        self.remote: Callable[[Stanza], None] | None = None
 
     async def user_exists(self, jid: JID) -> bool:
         result = self._user_exists(jid)
@@ -65,6 +67,11 @@ class Router:
             return
         reply = error_reply(stanza.element, err)
         if stanza.from_ is None:
+            return
+        if self.registry_for(stanza.from_.domain) is None:
+            # From another server: the error goes back over federation.
+            if self.remote is not None and stanza.to is not None:
+                self.remote(Stanza(reply, stanza.from_, stanza.to))
             return
         target = self.sessions.get(stanza.from_)
         if target is not None:
@@ -105,8 +112,12 @@ class Router:
     async def _default(self, stanza: Stanza, target: str, registry: HostRegistry | None) -> None:
         kind = stanza.kind
         if target == "remote":
-            # Federation is a later capability: until then no remote domain is reachable.
-            raise StanzaError(StanzaCondition.REMOTE_SERVER_NOT_FOUND)
+            if self.remote is None:  # federation is off
+                raise StanzaError(StanzaCondition.REMOTE_SERVER_NOT_FOUND)
+            if stanza.from_ is None or self.registry_for(stanza.from_.domain) is None:
+                return  # never relay between two other servers
+            self.remote(stanza)
+            return
         assert registry is not None
         if kind == "iq":
             await self._iq(stanza, target, registry)

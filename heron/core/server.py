@@ -7,6 +7,7 @@ It knows nothing of sockets; ``heron.app`` wires listeners to it. It is also the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ from heron.core.accounts import AccountService
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
+from heron.core.s2s import S2SLimits, S2SManager
 from heron.core.sessions import SessionManager
 from heron.credentials import ScramKeys
 from heron.jid import JID, InvalidJID
@@ -28,6 +30,9 @@ from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, 
 from heron.storage.accounts import SqliteAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.stream.c2s import C2SStream
+from heron.stream.dialback import dialback_key
+from heron.stream.identity import certificate_names_domain
+from heron.stream.s2s import S2SIncoming
 from heron.stream.sasl import verify_plain
 from heron.xmlstream import Element, Limits
 
@@ -62,6 +67,15 @@ class Server:
         self.db: SqliteDatabase | None = None
         self._accounts: AccountService | None = None
         self.tls_domains: set[str] = set()
+        s2s = config.s2s
+        self.s2s = S2SManager(
+            None,  # the wiring sets the connector when federation is on
+            self.router.bounce,
+            S2SLimits(s2s.connect_timeout_s, s2s.idle_timeout_s, s2s.max_queue),
+        )
+        if s2s.enabled:
+            self.router.remote = self.s2s.send
+        self._dialback_secret = b""
         self.auth_throttle = AuthThrottle(
             AuthLimits(
                 max_delay_s=lim.auth_max_delay_s,
@@ -89,6 +103,8 @@ class Server:
         self.db = await SqliteDatabase.open(db_path)  # before modules: their stores use it
         await self.db.migrate(SqliteAccountStore.MIGRATIONS)
         secret = load_secret(self.config.server_secret_file or data_dir / "secret")
+        self._dialback_secret = hashlib.sha256(b"heron dialback\0" + secret).digest()
+        self.s2s.start()
         self._accounts = AccountService(
             SqliteAccountStore(self.db), secret, self.config.scram_iterations
         )
@@ -115,6 +131,7 @@ class Server:
         log.info("Heron %s serving %s", self.version, ", ".join(self.registries))
 
     async def stop(self) -> None:
+        await self.s2s.stop()
         for session in self.sessions.all():
             session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
         for manager in self.managers.values():
@@ -147,6 +164,28 @@ class Server:
             self.auth_throttle.succeeded(account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
             log.warning("blocking logins from %s: too many failed attempts", peer)
+
+    # --- federation (S2SHost) ----------------------------------------------------------
+    def dialback_allowed(self, domain: str) -> bool:
+        return not self.config.s2s.require_valid_certificates
+
+    def dialback_key(self, receiving: str, originating: str, stream_id: str) -> str:
+        return dialback_key(self._dialback_secret, receiving, originating, stream_id)
+
+    def peer_certificate_names(self, stream: S2SIncoming) -> bool:
+        return stream.tls is not None and stream.tls.peer_certificate is not None
+
+    def certificate_matches(self, stream: S2SIncoming, domain: str) -> bool:
+        der = stream.tls.peer_certificate if stream.tls is not None else None
+        return der is not None and certificate_names_domain(der, domain)
+
+    async def verify_dialback(
+        self, receiving: str, originating: str, stream_id: str, key: str
+    ) -> bool:
+        return await self.s2s.verify(receiving, originating, stream_id, key)
+
+    async def remote_stanza(self, stanza: Stanza) -> None:
+        await self.router.route(stanza)
 
     # --- hosts ------------------------------------------------------------------------
     def registry_for(self, domain: str) -> HostRegistry | None:

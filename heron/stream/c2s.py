@@ -53,6 +53,7 @@ MAX_SASL_FAILURES = 3
 class TlsInfo:
     version: str
     channel_bindings: dict[str, bytes]
+    peer_certificate: bytes | None = None  # DER, only when TLS verified one
 
 
 class Link(Protocol):

@@ -12,12 +12,14 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from heron.ratelimit import ConnectionGuard, TokenBucket
 from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SHost, C2SStream, State, TlsInfo
+from heron.xmlstream import StreamParser
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def tls_info(ssl_object: ssl.SSLObject | None, domain: str, tls: TlsProvider) ->
         unique = ssl_object.get_channel_binding("tls-unique")
         if unique:
             bindings["tls-unique"] = unique
-    return TlsInfo(version, bindings)
+    return TlsInfo(version, bindings, ssl_object.getpeercert(binary_form=True))
 
 
 class TcpLink:
@@ -191,72 +193,105 @@ class C2SListener:
         loop = asyncio.get_running_loop()
         header_timer = loop.call_later(policy.header_timeout_s, _header_deadline, stream)
         auth_timer = loop.call_later(policy.auth_timeout_s, stream.timed_out)
-        now = loop.time()
-        byte_bucket = TokenBucket(policy.bytes_per_s, policy.bytes_burst, now)
-        stanza_bucket = TokenBucket(policy.stanzas_per_s, policy.stanzas_burst, now)
-
-        throttled_since: float | None = None
-
-        async def pace() -> None:
-            """Per stanza: over the rate, wait; held over it for long, the stream ends."""
-            nonlocal throttled_since
-            now = loop.time()
-            wait = stanza_bucket.take(1, now)
-            if wait <= 0:
-                throttled_since = None
-                return
-            if throttled_since is None:
-                throttled_since = now
-            elif now - throttled_since > policy.max_backlog_s:
-                stream.close_reason = "stanza flood"
-                raise StreamError(StreamCondition.POLICY_VIOLATION, "too many stanzas")
-            await asyncio.sleep(wait)
-
-        stream.pace = pace
-        stanza_deadline: float | None = None  # when the stanza now begun must be complete
         told_guard = False
+
+        def after_read() -> None:
+            nonlocal told_guard
+            if stream.is_authenticated and not told_guard:
+                told_guard = True
+                self.guard.authenticated(stream.link.peer)
+            if stream.is_bound:
+                auth_timer.cancel()
+            if stream.stream_id:
+                header_timer.cancel()
+
         try:
-            while stream.state is not State.CLOSED:
-                try:
-                    if stanza_deadline is None:
-                        data = await reader.read(READ_CHUNK)
-                    else:
-                        left = max(0.0, stanza_deadline - loop.time())
-                        data = await asyncio.wait_for(reader.read(READ_CHUNK), left)
-                except TimeoutError:
-                    _stanza_deadline(stream)
-                    break
-                except (ConnectionError, ssl.SSLError, OSError) as exc:
-                    stream.close_reason = f"read error: {exc.__class__.__name__}"
-                    data = b""
-                if not data:
-                    stream.eof()
-                    break
-                await stream.receive(data)
-                if stream.is_authenticated and not told_guard:
-                    told_guard = True
-                    self.guard.authenticated(stream.link.peer)
-                if stream.is_bound:
-                    auth_timer.cancel()
-                if stream.stream_id:
-                    header_timer.cancel()
-                now = loop.time()
-                if not stream.parser.mid_stanza:
-                    stanza_deadline = None
-                elif stanza_deadline is None:
-                    stanza_deadline = now + policy.stanza_timeout_s
-                elif now > stanza_deadline:
-                    _stanza_deadline(stream)
-                    break
-                # Over its byte rate a session is read more slowly: TCP pushes back on the
-                # sender instead of the server buffering (floods of stanzas are cut off).
-                wait = byte_bucket.take(len(data), now)
-                if wait > 0 and not stream.is_closed:
-                    await asyncio.sleep(wait)
+            await pump(stream, reader, policy, after_read)
         finally:
             header_timer.cancel()
             auth_timer.cancel()
         return told_guard
+
+
+class Pumped(Protocol):
+    """What ``pump`` drives: a client or server stream engine."""
+
+    parser: StreamParser
+    pace: Callable[[], Awaitable[None]] | None
+    close_reason: str
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def receive(self, data: bytes) -> None: ...
+
+    def eof(self) -> None: ...
+
+    def close(self, error: StreamError | None = None) -> None: ...
+
+
+async def pump(
+    stream: Pumped,
+    reader: asyncio.StreamReader,
+    policy: TrafficPolicy,
+    after_read: Callable[[], None] | None = None,
+) -> None:
+    """Feed a stream engine from the socket under the traffic policy until it ends."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    byte_bucket = TokenBucket(policy.bytes_per_s, policy.bytes_burst, now)
+    stanza_bucket = TokenBucket(policy.stanzas_per_s, policy.stanzas_burst, now)
+    throttled_since: float | None = None
+
+    async def pace() -> None:
+        """Per stanza: over the rate, wait; held over it for long, the stream ends."""
+        nonlocal throttled_since
+        now = loop.time()
+        wait = stanza_bucket.take(1, now)
+        if wait <= 0:
+            throttled_since = None
+            return
+        if throttled_since is None:
+            throttled_since = now
+        elif now - throttled_since > policy.max_backlog_s:
+            stream.close_reason = "stanza flood"
+            raise StreamError(StreamCondition.POLICY_VIOLATION, "too many stanzas")
+        await asyncio.sleep(wait)
+
+    stream.pace = pace
+    stanza_deadline: float | None = None  # when the stanza now begun must be complete
+    while not stream.is_closed:
+        try:
+            if stanza_deadline is None:
+                data = await reader.read(READ_CHUNK)
+            else:
+                left = max(0.0, stanza_deadline - loop.time())
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), left)
+        except TimeoutError:
+            _stanza_deadline(stream)
+            return
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            stream.close_reason = f"read error: {exc.__class__.__name__}"
+            data = b""
+        if not data:
+            stream.eof()
+            return
+        await stream.receive(data)
+        if after_read is not None:
+            after_read()
+        now = loop.time()
+        if not stream.parser.mid_stanza:
+            stanza_deadline = None
+        elif stanza_deadline is None:
+            stanza_deadline = now + policy.stanza_timeout_s
+        elif now > stanza_deadline:
+            _stanza_deadline(stream)
+            return
+        # Over its byte rate a stream is read more slowly: TCP pushes back on the sender
+        # instead of the server buffering (floods of stanzas are cut off by ``pace``).
+        wait = byte_bucket.take(len(data), now)
+        if wait > 0 and not stream.is_closed:
+            await asyncio.sleep(wait)
 
 
 def _header_deadline(stream: C2SStream) -> None:
@@ -265,8 +300,8 @@ def _header_deadline(stream: C2SStream) -> None:
         stream.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "no stream header"))
 
 
-def _stanza_deadline(stream: C2SStream) -> None:
+def _stanza_deadline(stream: Pumped) -> None:
     """Slow-loris defence: a stanza begun long ago and still not finished ends the stream."""
-    if stream.state is not State.CLOSED:
+    if not stream.is_closed:
         stream.close_reason = "stanza not completed in time"
         stream.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "stanza took too long"))

@@ -111,6 +111,16 @@ class Element:
         """A copy sharing children: cheap when only attributes change."""
         return Element(self.tag, self.ns, dict(self.attrs), list(self.children))
 
+    def renamespaced(self, old: str, new: str) -> Element:
+        """A deep copy with every element in ``old`` moved to ``new`` (``jabber:client`` ↔
+        ``jabber:server`` when a stanza crosses from a client stream to a server stream)."""
+        return Element(
+            self.tag,
+            new if self.ns == old else self.ns,
+            dict(self.attrs),
+            [c.renamespaced(old, new) if isinstance(c, Element) else c for c in self.children],
+        )
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Element):
             return NotImplemented

@@ -106,11 +106,15 @@ def stream_header(
     stream_id: str | None,
     version: str = "1.0",
     lang: str | None = "en",
+    prefixes: dict[str, str] | None = None,
 ) -> str:
+    """The opening tag; ``prefixes`` declares more (``{"db": "jabber:server:dialback"}``)."""
     parts = [
         f"<?xml version='1.0'?><stream:stream xmlns='{escape_attr(default_ns)}'"
         f" xmlns:stream='{ns.STREAM}'"
     ]
+    for prefix, uri in (prefixes or {}).items():
+        parts.append(f" xmlns:{prefix}='{escape_attr(uri)}'")
     for name, value in (("from", from_), ("to", to), ("id", stream_id), ("version", version)):
         if value is not None:
             parts.append(f" {name}='{escape_attr(value)}'")

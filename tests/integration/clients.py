@@ -26,7 +26,8 @@ def make_client(
     mech: str | None = None,
 ) -> ClientXMPP:
     client = ClientXMPP(jid, password)
-    client.ca_certs = server.certificates["localhost"]
+    domain = jid.split("@")[-1].split("/")[0]
+    client.ca_certs = server.certificates[domain]
     client.enable_direct_tls = direct_tls
     client.enable_starttls = not direct_tls
     client.enable_plaintext = False

@@ -206,7 +206,11 @@ def test_known_modules() -> None:
             "not a valid module name",
         ),
         (minimal(listeners={}), "listeners", "array of tables"),
-        (minimal(listeners=[{"kind": "s2s", "port": 5269}]), "listeners[0].kind", "unknown kind"),
+        (
+            minimal(listeners=[{"kind": "c2s_websocket", "port": 5269}]),
+            "listeners[0].kind",
+            "unknown kind",
+        ),
         (minimal(listeners=[{"kind": "c2s"}]), "listeners[0].port", "expected an integer"),
         (
             minimal(listeners=[{"kind": "c2s", "port": 5222}, {"kind": "c2s", "port": 65536}]),

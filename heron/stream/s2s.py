@@ -1,0 +1,509 @@
+"""Server-to-server streams (RFC 6120 §4-§6 for servers, XEP-0220 dialback, XEP-0178).
+
+Two engines on the same ``Link`` interface as client streams:
+
+- ``S2SIncoming``: a peer connected to us. STARTTLS is required; then the peer proves the
+  domain it speaks for with SASL EXTERNAL (its certificate, when the host trusts it) or with
+  dialback, which the host checks by asking the peer domain's authoritative server. Several
+  domains may be authenticated on one stream; each stanza's ``from`` domain must be one of
+  them and its ``to`` domain ours, or the stream ends with ``invalid-from``/``host-unknown``.
+  The engine also answers ``db:verify`` questions about keys this server issued.
+- ``S2SOutgoing``: we connected to a peer, for one local domain. It negotiates TLS, then
+  EXTERNAL when offered and possible, else dialback; ``ready`` completes once stanzas may
+  flow. It also carries our ``db:verify`` questions to that peer.
+
+Stanzas are kept in ``jabber:client`` inside the server and moved to ``jabber:server`` on
+the wire, both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from enum import Enum, auto
+from typing import Protocol
+
+from heron import ns
+from heron.jid import JID, InvalidJID
+from heron.stanza import Stanza, StreamCondition, StreamError
+from heron.stanza.stanza import KINDS
+from heron.stream.c2s import Link, TlsInfo
+from heron.xmlstream import (
+    STREAM_FOOTER,
+    Element,
+    ElementReceived,
+    Limits,
+    StreamClosed,
+    StreamOpened,
+    StreamParser,
+    XmlStreamError,
+    serialize,
+    stream_header,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIXES = {"db": ns.DIALBACK}
+
+
+class S2SHost(Protocol):
+    """What the server provides to server streams."""
+
+    limits: Limits
+
+    def is_local_host(self, domain: str) -> bool: ...
+
+    def dialback_allowed(self, domain: str) -> bool:
+        """Whether a peer may prove ``domain`` by dialback (policy per peer)."""
+        ...
+
+    def dialback_key(self, receiving: str, originating: str, stream_id: str) -> str: ...
+
+    def peer_certificate_names(self, stream: S2SIncoming) -> bool:
+        """Whether TLS gave a verified peer certificate (so EXTERNAL may be offered)."""
+        ...
+
+    def certificate_matches(self, stream: S2SIncoming, domain: str) -> bool:
+        """Whether the verified peer certificate names ``domain`` (RFC 6125)."""
+        ...
+
+    async def verify_dialback(
+        self, receiving: str, originating: str, stream_id: str, key: str
+    ) -> bool:
+        """Ask ``originating``'s authoritative server whether ``key`` is its key."""
+        ...
+
+    async def remote_stanza(self, stanza: Stanza) -> None:
+        """A stanza from an authenticated peer, addresses checked, in jabber:client."""
+
+
+class Phase(Enum):
+    WAIT_HEADER = auto()
+    WAIT_TLS = auto()
+    OPEN = auto()  # TLS done (or not required): authentication and stanzas
+    CLOSED = auto()
+
+
+def _domain(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        jid = JID.parse(value)
+    except InvalidJID:
+        return None
+    return jid.domain if jid.local is None and jid.resource is None else None
+
+
+class _Stream:
+    """What both directions share: parser, writing, closing."""
+
+    def __init__(self, link: Link, limits: Limits) -> None:
+        self.link = link
+        self.parser = StreamParser(limits)
+        self.phase = Phase.WAIT_HEADER
+        self.stream_id = ""
+        self.tls: TlsInfo | None = None
+        self.close_reason = ""
+        self.log = logging.LoggerAdapter(log, {"peer": link.peer})
+        self.pace: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    def _write(self, text: str) -> None:
+        self.link.write(text.encode())
+
+    def _send(self, el: Element) -> None:
+        self._write(serialize(el, ns.SERVER))
+
+    def close(self, error: StreamError | None = None) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        if error is not None:
+            self.close_reason = str(error.condition)
+            self._send(error.to_element())
+        self._write(STREAM_FOOTER)
+        self.phase = Phase.CLOSED
+        self.link.close()
+
+    def eof(self) -> None:
+        if self.phase is not Phase.CLOSED:
+            self.close_reason = self.close_reason or "connection lost"
+            self.phase = Phase.CLOSED
+
+    async def receive(self, data: bytes) -> None:
+        try:
+            for event in self.parser.feed(data):
+                if self.phase is Phase.CLOSED:
+                    return
+                if isinstance(event, ElementReceived):
+                    el = event.element
+                    if el.ns == ns.STREAM and el.tag == "error":
+                        condition = el.first()
+                        self.close_reason = f"peer error: {condition.tag if condition else '?'}"
+                        self.close()
+                        return
+                    if self.pace is not None:
+                        await self.pace()
+                    await self._element(el)
+                elif isinstance(event, StreamOpened):
+                    self._opened(event)
+                elif isinstance(event, StreamClosed):
+                    self.close_reason = self.close_reason or "closed by peer"
+                    self.close()
+        except XmlStreamError as exc:
+            self.log.info("s2s stream error %s: %s", exc.condition, exc.text)
+            self.close(StreamError(StreamCondition(exc.condition), exc.text))
+        except StreamError as exc:
+            self.log.info("s2s stream error %s: %s", exc.condition, exc.text)
+            self.close(exc)
+
+    def _opened(self, event: StreamOpened) -> None:
+        raise NotImplementedError
+
+    async def _element(self, el: Element) -> None:
+        raise NotImplementedError
+
+
+class S2SIncoming(_Stream):
+    """A stream a peer server opened to us."""
+
+    def __init__(self, host: S2SHost, link: Link, *, is_tls: bool = False) -> None:
+        super().__init__(link, host.limits)
+        self.host = host
+        self.is_tls = is_tls
+        self.local = ""  # our domain the peer addressed
+        self.claimed = ""  # the 'from' of the peer's header, if any
+        self.authenticated: set[tuple[str, str]] = set()  # (remote, local) pairs
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # --- header and features --------------------------------------------------------
+    def _opened(self, event: StreamOpened) -> None:
+        to = _domain(event.attrs.get("to")) or ""
+        self.claimed = _domain(event.attrs.get("from")) or ""
+        known = self.host.is_local_host(to)
+        self.local = to if known else self.local
+        self.stream_id = secrets.token_urlsafe(16)
+        self._write(
+            stream_header(
+                default_ns=ns.SERVER,
+                from_=self.local or None,
+                to=self.claimed or None,
+                stream_id=self.stream_id,
+                prefixes=PREFIXES,
+            )
+        )
+        if event.default_ns != ns.SERVER:
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "expected jabber:server")
+        if not known:
+            raise StreamError(StreamCondition.HOST_UNKNOWN, "this server does not serve that")
+        if not event.attrs.get("version", "").startswith("1."):
+            raise StreamError(StreamCondition.UNSUPPORTED_VERSION, "XMPP 1.0 is required")
+        features = Element("features", ns.STREAM)
+        if not self.is_tls:
+            features.add("starttls", ns.TLS).add("required", ns.TLS)
+            self.phase = Phase.WAIT_TLS
+        else:
+            if not self.authenticated and self.host.peer_certificate_names(self):
+                features.add("mechanisms", ns.SASL).add("mechanism", ns.SASL, text="EXTERNAL")
+            features.add("dialback", ns.DIALBACK_FEATURE).add("errors", ns.DIALBACK_FEATURE)
+            self.phase = Phase.OPEN
+        self._send(features)
+
+    # --- elements -------------------------------------------------------------------
+    async def _element(self, el: Element) -> None:
+        if el.ns == ns.TLS and el.tag == "starttls":
+            await self._starttls()
+        elif self.phase is not Phase.OPEN:
+            raise StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
+        elif el.ns == ns.SASL:
+            self._sasl(el)
+        elif el.ns == ns.DIALBACK and el.tag == "result":
+            self._dialback_result(el)
+        elif el.ns == ns.DIALBACK and el.tag == "verify":
+            self._dialback_verify(el)
+        elif el.ns == ns.SERVER and el.tag in KINDS:
+            await self._stanza(el)
+        else:
+            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
+
+    async def _starttls(self) -> None:
+        if self.is_tls or self.phase is not Phase.WAIT_TLS:
+            self._send(Element("failure", ns.TLS))
+            self.close()
+            return
+        self._send(Element("proceed", ns.TLS))
+        self.tls = await self.link.start_tls(self.local)
+        self.is_tls = True
+        self.parser.reset()
+        self.phase = Phase.WAIT_HEADER
+
+    def _sasl(self, el: Element) -> None:
+        """XEP-0178: EXTERNAL with the certificate TLS verified."""
+        if el.tag != "auth" or el.attrs.get("mechanism") != "EXTERNAL":
+            self._sasl_failure("invalid-mechanism")
+            return
+        text = el.text.strip()
+        try:
+            authzid = (
+                base64.b64decode(text, validate=True).decode() if text not in ("", "=") else ""
+            )
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            self._sasl_failure("incorrect-encoding")
+            return
+        domain = _domain(authzid) if authzid else self.claimed
+        if not domain or not self.host.certificate_matches(self, domain):
+            self.log.info("s2s EXTERNAL refused for %s", domain or "(no domain)")
+            self._sasl_failure("not-authorized")
+            return
+        self.authenticated.add((domain, self.local))
+        self.log.info("s2s peer %s authenticated by certificate", domain)
+        self._send(Element("success", ns.SASL))
+        self.parser.reset()
+        self.phase = Phase.WAIT_HEADER
+
+    def _sasl_failure(self, condition: str) -> None:
+        failure = Element("failure", ns.SASL)
+        failure.add(condition, ns.SASL)
+        self._send(failure)
+
+    def _dialback_result(self, el: Element) -> None:
+        """XEP-0220 §2.1: the peer claims a domain; ask that domain's server (not blocking
+        this stream: answers to our own questions may be waiting behind it)."""
+        remote, local = _domain(el.attrs.get("from")), _domain(el.attrs.get("to"))
+        if remote is None or local is None or el.attrs.get("type"):
+            raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "db:result needs from and to")
+        if not self.host.is_local_host(local):
+            self._dialback_answer(local, remote, "error", "item-not-found")
+            return
+        if not self.host.dialback_allowed(remote):
+            self._dialback_answer(local, remote, "error", "not-allowed")
+            return
+        key = el.text.strip()
+        task = asyncio.ensure_future(self._check_dialback(remote, local, key))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _check_dialback(self, remote: str, local: str, key: str) -> None:
+        try:
+            valid = await self.host.verify_dialback(local, remote, self.stream_id, key)
+        except Exception:
+            self.log.exception("dialback verification for %s failed", remote)
+            valid = False
+        if self.is_closed:
+            return
+        if valid:
+            self.authenticated.add((remote, local))
+            self.log.info("s2s peer %s authenticated by dialback", remote)
+            self._dialback_answer(local, remote, "valid")
+        else:
+            self.log.info("s2s peer %s failed dialback", remote)
+            self._dialback_answer(local, remote, "invalid")
+
+    def _dialback_answer(self, local: str, remote: str, type_: str, error: str = "") -> None:
+        answer = Element("result", ns.DIALBACK, {"from": local, "to": remote, "type": type_})
+        if error:
+            answer.add("error", ns.SERVER, {"type": "cancel"}).add(error, ns.STANZAS_ERRORS)
+        self._send(answer)
+
+    def _dialback_verify(self, el: Element) -> None:
+        """XEP-0220 §2.4: we are the authoritative server; was this key ours?"""
+        receiving, originating = _domain(el.attrs.get("from")), _domain(el.attrs.get("to"))
+        stream_id = el.attrs.get("id", "")
+        if receiving is None or originating is None or not stream_id:
+            raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "db:verify needs from, to, id")
+        answer = Element("verify", ns.DIALBACK, {"from": originating, "to": receiving})
+        answer.attrs["id"] = stream_id
+        if not self.host.is_local_host(originating):
+            answer.attrs["type"] = "invalid"
+        else:
+            expected = self.host.dialback_key(receiving, originating, stream_id)
+            valid = secrets.compare_digest(expected.encode(), el.text.strip().encode())
+            answer.attrs["type"] = "valid" if valid else "invalid"
+        self._send(answer)
+
+    async def _stanza(self, el: Element) -> None:
+        from_, to = el.attrs.get("from"), el.attrs.get("to")
+        try:
+            sender = JID.parse(from_ or "")
+            recipient = JID.parse(to or "")
+        except InvalidJID as exc:
+            raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "bad from or to") from exc
+        if not self.host.is_local_host(recipient.domain):
+            raise StreamError(
+                StreamCondition.HOST_UNKNOWN, f"{recipient.domain} is not served here"
+            )
+        if (sender.domain, recipient.domain) not in self.authenticated:
+            # RFC 6120 §4.9.3.9: a domain the peer has not proven.
+            raise StreamError(StreamCondition.INVALID_FROM, f"{sender.domain} is not authenticated")
+        element = el.renamespaced(ns.SERVER, ns.CLIENT)
+        await self.host.remote_stanza(Stanza(element, recipient, sender))
+
+
+class S2SOutgoing(_Stream):
+    """A stream we opened to a peer server, for one of our domains."""
+
+    def __init__(
+        self,
+        host: S2SHost,
+        link: Link,
+        local: str,
+        remote: str,
+        *,
+        use_external: bool,
+        is_tls: bool = False,
+    ) -> None:
+        super().__init__(link, host.limits)
+        self.host = host
+        self.local = local
+        self.remote = remote
+        self.is_tls = is_tls
+        self.use_external = use_external
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.secured: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._verifies: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._external_tried = False
+        self.method = ""  # how we authenticated: "EXTERNAL" or "dialback"
+
+    def start(self) -> None:
+        self._write(
+            stream_header(
+                default_ns=ns.SERVER,
+                from_=self.local,
+                to=self.remote,
+                stream_id=None,
+                prefixes=PREFIXES,
+            )
+        )
+
+    def close(self, error: StreamError | None = None) -> None:
+        super().close(error)
+        self._fail(ConnectionError(self.close_reason or "stream closed"))
+
+    def eof(self) -> None:
+        super().eof()
+        self._fail(ConnectionError(self.close_reason or "connection lost"))
+
+    def _fail(self, exc: Exception) -> None:
+        for waiting in (self.ready, self.secured):
+            if not waiting.done():
+                waiting.set_exception(exc)
+                waiting.exception()  # retrieved: nobody may be waiting on it
+        for answer in self._verifies.values():
+            if not answer.done():
+                answer.set_result(False)
+        self._verifies.clear()
+
+    # --- what the core calls ----------------------------------------------------------
+    def send(self, el: Element) -> None:
+        """A stanza (in jabber:client) for the peer; only once ``ready``."""
+        if not self.is_closed:
+            self._send(el.renamespaced(ns.CLIENT, ns.SERVER))
+
+    async def verify(self, originating: str, stream_id: str, key: str) -> bool:
+        """XEP-0220 §2.3: ask the peer (authoritative for ``originating``) about a key."""
+        await self.secured
+        future = self._verifies.get((originating, stream_id))
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._verifies[(originating, stream_id)] = future
+            request = Element(
+                "verify",
+                ns.DIALBACK,
+                {"from": self.local, "to": originating, "id": stream_id},
+                [key],
+            )
+            self._send(request)
+        return await future
+
+    # --- negotiation ------------------------------------------------------------------
+    def _opened(self, event: StreamOpened) -> None:
+        if event.default_ns != ns.SERVER:
+            raise StreamError(StreamCondition.INVALID_NAMESPACE, "expected jabber:server")
+        self.stream_id = event.attrs.get("id", "")
+        self.phase = Phase.OPEN
+
+    async def _element(self, el: Element) -> None:
+        if el.ns == ns.STREAM and el.tag == "features":
+            await self._features(el)
+        elif el.ns == ns.TLS and el.tag == "proceed":
+            self.tls = await self.link.start_tls(self.remote)
+            self.is_tls = True
+            self.parser.reset()
+            self.start()
+        elif el.ns == ns.TLS:
+            self.close_reason = "the peer refused TLS"
+            self.close()
+        elif el.ns == ns.SASL:
+            self._sasl_answer(el)
+        elif el.ns == ns.DIALBACK and el.tag == "result":
+            self._dialback_result(el)
+        elif el.ns == ns.DIALBACK and el.tag == "verify":
+            self._verify_answer(el)
+        elif el.ns == ns.SERVER and el.tag in KINDS:
+            # No bidirectional streams (XEP-0288) yet: stanzas come on the peer's own stream.
+            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "not on this stream")
+        else:
+            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
+
+    async def _features(self, features: Element) -> None:
+        if self.ready.done():
+            return  # after EXTERNAL's restart: nothing more to negotiate
+        if not self.is_tls:
+            if features.find("starttls", ns.TLS) is None:
+                self.close(StreamError(StreamCondition.POLICY_VIOLATION, "TLS is required"))
+                return
+            self._send(Element("starttls", ns.TLS))
+            return
+        if not self.secured.done():
+            self.secured.set_result(None)
+        mechanisms = features.find("mechanisms", ns.SASL)
+        offered = (
+            {m.text for m in mechanisms.find_all("mechanism", ns.SASL)} if mechanisms else set()
+        )
+        if self.use_external and "EXTERNAL" in offered and not self._external_tried:
+            self._external_tried = True
+            auth = Element("auth", ns.SASL, {"mechanism": "EXTERNAL"})
+            auth.children.append(base64.b64encode(self.local.encode()).decode())
+            self._send(auth)
+            return
+        self._start_dialback()
+
+    def _start_dialback(self) -> None:
+        key = self.host.dialback_key(self.remote, self.local, self.stream_id)
+        self._send(Element("result", ns.DIALBACK, {"from": self.local, "to": self.remote}, [key]))
+
+    def _sasl_answer(self, el: Element) -> None:
+        if el.tag == "success":
+            self.method = "EXTERNAL"
+            self.log.info("s2s to %s authenticated by certificate", self.remote)
+            if not self.ready.done():
+                self.ready.set_result(None)
+            self.parser.reset()
+            self.start()
+        else:
+            self.log.info("s2s EXTERNAL to %s refused; trying dialback", self.remote)
+            self._start_dialback()
+
+    def _dialback_result(self, el: Element) -> None:
+        if el.attrs.get("from") != self.remote or el.attrs.get("to") != self.local:
+            return
+        if el.attrs.get("type") == "valid":
+            self.method = "dialback"
+            self.log.info("s2s to %s authenticated by dialback", self.remote)
+            if not self.ready.done():
+                self.ready.set_result(None)
+        else:
+            self.close_reason = f"dialback {el.attrs.get('type', 'refused')}"
+            self.close()
+
+    def _verify_answer(self, el: Element) -> None:
+        key = (el.attrs.get("from", ""), el.attrs.get("id", ""))
+        future = self._verifies.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(el.attrs.get("type") == "valid")

@@ -1,0 +1,275 @@
+"""Federation between two Heron servers on loopback (RFC 6120 s2s, XEP-0220, XEP-0178).
+
+Users on a.test and b.test (slixmpp over TLS) subscribe to each other and chat; once with
+self-signed certificates (dialback proves the domains) and once with certificates from a
+test CA that both trust (SASL EXTERNAL). A peer that claims a domain it did not prove is cut
+off, and an unreachable domain comes back as remote-server-not-found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from slixmpp import ClientXMPP
+
+from heron.app import RunningServer, start
+from heron.jid import JID
+from heron.stream.s2s import S2SIncoming
+from heron.transport.s2s import S2SListener
+from tests.conftest import make_config
+from tests.hostile.test_xml_attacks import condition_of
+from tests.integration.clients import close, login
+from tests.rawclient import RawClient
+
+PASSWORD = "federation-password"
+S2S_HEADER = (
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+    "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+    "from='{from_}' to='{to}' version='1.0'>"
+)
+
+
+def listeners() -> list[dict[str, object]]:
+    return [
+        {"kind": "c2s", "host": "127.0.0.1", "port": 0},
+        {"kind": "s2s", "host": "127.0.0.1", "port": 0},
+    ]
+
+
+async def pair(
+    tmp_path: Path, hosts: dict[str, dict[str, object]], s2s: dict[str, object]
+) -> tuple[RunningServer, RunningServer]:
+    servers = []
+    for domain in ("a.test", "b.test"):
+        config = make_config(
+            tmp_path / domain,
+            hosts={domain: hosts.get(domain, {})},
+            listeners=listeners(),
+            s2s=s2s,
+        )
+        running = await start(config)
+        await running.server.accounts.create(JID.parse(f"user@{domain}"), PASSWORD)
+        servers.append(running)
+    a, b = servers
+    # Static peers instead of DNS; the ports are known only now.
+    assert a.connector is not None
+    assert b.connector is not None
+    a.connector.peers["b.test"] = f"127.0.0.1:{b.ports['s2s']}"
+    b.connector.peers["a.test"] = f"127.0.0.1:{a.ports['s2s']}"
+    return a, b
+
+
+async def online(server: RunningServer, jid: str) -> ClientXMPP:
+    client = await login(server, jid, PASSWORD)
+    client.roster.auto_authorize = None
+    client.roster.auto_subscribe = False
+    await client.get_roster(timeout=5)
+    client.send_presence()
+    return client
+
+
+async def befriend_and_chat(a: RunningServer, b: RunningServer) -> None:
+    alice = await online(a, "user@a.test/phone")
+    bob = await online(b, "user@b.test/desk")
+    try:
+        asked = asyncio.ensure_future(bob.wait_until("presence_subscribe", timeout=15))
+        alice.send_presence(pto="user@b.test", ptype="subscribe")
+        assert (await asked)["from"].bare == "user@a.test"
+        seen = asyncio.ensure_future(alice.wait_until("got_online", timeout=15))
+        bob.send_presence(pto="user@a.test", ptype="subscribed")
+        assert (await seen)["from"].full == "user@b.test/desk"
+        assert alice.client_roster["user@b.test"]["to"]
+
+        got = asyncio.ensure_future(bob.wait_until("message", timeout=15))
+        alice.send_message(mto="user@b.test", mbody="hello across servers", mtype="chat")
+        message = await got
+        assert message["body"] == "hello across servers"
+        assert message["from"].full == "user@a.test/phone"
+        back = asyncio.ensure_future(alice.wait_until("message", timeout=15))
+        bob.send_message(mto=message["from"], mbody="hello back", mtype="chat")
+        assert (await back)["body"] == "hello back"
+    finally:
+        await close(alice)
+        await close(bob)
+
+
+def incoming(server: RunningServer) -> list[S2SIncoming]:
+    return [
+        stream
+        for listener in server.listeners
+        if isinstance(listener, S2SListener)
+        for stream in listener.streams
+    ]
+
+
+@pytest.fixture
+async def dialback_pair(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+    a, b = await pair(tmp_path, {}, {})
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_users_on_two_servers_befriend_and_chat_over_dialback(
+    dialback_pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = dialback_pair
+    await befriend_and_chat(a, b)
+    assert any(("a.test", "b.test") in s.authenticated for s in incoming(b))
+    assert any(("b.test", "a.test") in s.authenticated for s in incoming(a))
+    assert a.connector is not None
+    assert {s.method for s in a.connector.streams} == {"dialback"}
+
+
+def make_ca(folder: Path) -> tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Heron test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "ca.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, cert, key
+
+
+def issue(
+    folder: Path, domain: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{domain}.crt", folder / f"{domain}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_certificates_from_a_trusted_ca_authenticate_with_sasl_external(
+    tmp_path: Path,
+) -> None:
+    ca_path, ca, ca_key = make_ca(tmp_path)
+    hosts: dict[str, dict[str, object]] = {}
+    for domain in ("a.test", "b.test"):
+        cert, key = issue(tmp_path, domain, ca, ca_key)
+        hosts[domain] = {"cert": str(cert), "key": str(key)}
+    s2s = {"require_valid_certificates": True, "ca_file": str(ca_path)}
+    a, b = await pair(tmp_path, hosts, s2s)
+    try:
+        a.certificates["a.test"] = b.certificates["b.test"] = ca_path  # clients trust the CA
+        await befriend_and_chat(a, b)
+        assert a.connector is not None
+        assert {s.method for s in a.connector.streams} == {"EXTERNAL"}
+        assert any(("a.test", "b.test") in s.authenticated for s in incoming(b))
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def s2s_raw(server: RunningServer, domain: str) -> RawClient:
+    """A peer connection to ``server`` pretending to be ``evil.test``, after STARTTLS."""
+    raw = await RawClient.connect(server.ports["s2s"])
+    await raw.send(S2S_HEADER.format(from_="evil.test", to=domain))
+    await raw.expect(r"<starttls")
+    await raw.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    await raw.expect(r"<proceed[^>]*/>")
+    context = ssl.create_default_context(cafile=str(server.certificates[domain]))
+    await raw.writer.start_tls(context, server_hostname=domain)
+    raw.buffer = ""
+    await raw.send(S2S_HEADER.format(from_="evil.test", to=domain))
+    await raw.expect(r"</stream:features>")
+    return raw
+
+
+async def test_a_domain_not_proven_is_refused(
+    dialback_pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = dialback_pair
+    raw = await s2s_raw(b, "b.test")
+    try:
+        # A dialback key the real a.test never issued: a.test says so, b.test refuses.
+        await raw.send("<db:result from='a.test' to='b.test'>00ff00ff</db:result>")
+        answer = await raw.expect(r"<(db:)?result [^>]*type=.(valid|invalid).", timeout=15)
+        assert answer.group(2) == "invalid"
+        await raw.send(
+            "<message from='user@a.test/x' to='user@b.test' type='chat'><body>forged</body>"
+            "</message>"
+        )
+        assert condition_of(await raw.closed()) == "invalid-from"
+    finally:
+        raw.close()
+    # The real servers still federate.
+    await befriend_and_chat(a, b)
+
+
+async def test_unreachable_domain_is_remote_server_not_found(
+    dialback_pair: tuple[RunningServer, RunningServer],
+) -> None:
+    a, _b = dialback_pair
+    assert a.connector is not None
+    a.connector.peers["nowhere.test"] = "127.0.0.1:1"  # nothing listens there
+    alice = await online(a, "user@a.test/phone")
+    try:
+        bounced = asyncio.ensure_future(alice.wait_until("message_error", timeout=15))
+        alice.send_message(mto="someone@nowhere.test", mbody="anyone?", mtype="chat")
+        error = await bounced
+        assert error["error"]["condition"] == "remote-server-not-found"
+        assert re.match(r"someone@nowhere\.test", str(error["from"]))
+    finally:
+        await close(alice)
