@@ -9,23 +9,19 @@ off, and an unreachable domain comes back as remote-server-not-found.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import re
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer, start
 from heron.jid import JID
 from heron.stream.s2s import S2SIncoming
 from heron.transport.s2s import S2SListener
+from tests.certs import issue, make_ca
 from tests.conftest import make_config
 from tests.hostile.test_xml_attacks import condition_of
 from tests.integration.clients import close, login
@@ -131,74 +127,6 @@ async def test_users_on_two_servers_befriend_and_chat_over_dialback(
     assert any(("b.test", "a.test") in s.authenticated for s in incoming(a))
     assert a.connector is not None
     assert {s.method for s in a.connector.streams} == {"dialback"}
-
-
-def make_ca(folder: Path) -> tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Heron test CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    path = folder / "ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path, cert, key
-
-
-def issue(
-    folder: Path, domain: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
-) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / f"{domain}.crt", folder / f"{domain}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 async def test_certificates_from_a_trusted_ca_authenticate_with_sasl_external(

@@ -2,9 +2,11 @@
 
 The test starts its own Prosody with a config, certificate and data directory of its own on
 loopback. Prosody finds Heron through a DNS server the test runs (an SRV record for the
-ephemeral s2s port); Heron finds Prosody through its static peers map. Both use self-signed
-certificates, so the domains are proven by dialback. A slixmpp user on each server
+ephemeral s2s port); Heron finds Prosody through its static peers map. A slixmpp user on each server
 subscribes to the other, sees the other come online, and they exchange messages both ways.
+
+It runs twice: with self-signed certificates (dialback proves the domains) and with
+certificates from a test CA both servers trust and require (SASL EXTERNAL both ways).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from slixmpp import ClientXMPP
 from heron.app import RunningServer, start
 from heron.jid import JID
 from heron.tls import ensure_certificate
+from tests.certs import issue, make_ca
 from tests.conftest import make_config, services_required
 from tests.dnsserver import DnsServer
 from tests.integration.clients import close, login
@@ -51,12 +54,12 @@ admin_socket = "{run}/prosody.sock"
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix"; }}
 c2s_require_encryption = true
 s2s_require_encryption = true
-s2s_secure_auth = false
+s2s_secure_auth = {secure}
 authentication = "internal_hashed"
 storage = "internal"
 unbound = {{ resolvconf = false; hoststxt = false; forward = "127.0.0.1@{dns}" }}
 certificates = "{run}/certs"
-ssl = {{ certificate = "{run}/certs/{domain}.crt"; key = "{run}/certs/{domain}.key" }}
+ssl = {{ certificate = "{cert}"; key = "{key}"; {cafile} }}
 
 VirtualHost "{domain}"
 """
@@ -83,8 +86,26 @@ class Prosody:
     process: asyncio.subprocess.Process
     c2s: int
     s2s: int
-    cert: Path
+    cert: Path  # what clients trust to reach it
     log: Path
+
+
+@dataclass
+class Trust:
+    """Self-signed certificates (``ca`` None) or certificates issued by a test CA."""
+
+    ca: Path | None
+    files: dict[str, tuple[Path, Path]]
+
+
+@pytest.fixture(params=["dialback", "certificates"])
+def trust(request: pytest.FixtureRequest, tmp_path: Path) -> Trust:
+    if request.param == "dialback":
+        return Trust(None, {})
+    folder = tmp_path / "ca"
+    folder.mkdir()
+    ca_path, ca, ca_key = make_ca(folder)
+    return Trust(ca_path, {d: issue(folder, d, ca, ca_key) for d in (HERON, PROSODY)})
 
 
 async def wait_for_port(port: int, process: asyncio.subprocess.Process, log: Path) -> None:
@@ -101,16 +122,28 @@ async def wait_for_port(port: int, process: asyncio.subprocess.Process, log: Pat
 
 
 @pytest.fixture
-async def prosody(tmp_path: Path) -> AsyncIterator[tuple[Prosody, DnsServer]]:
+async def prosody(tmp_path: Path, trust: Trust) -> AsyncIterator[tuple[Prosody, DnsServer]]:
     binary = prosody_binary()
     run = tmp_path / "prosody"
     (run / "data").mkdir(parents=True)
-    cert, _key = ensure_certificate(PROSODY, run / "certs")
+    cert, key = trust.files.get(PROSODY) or ensure_certificate(PROSODY, run / "certs")
     dns = DnsServer({})
     await dns.start()
     c2s, s2s = free_port(), free_port()
     config = run / "prosody.cfg.lua"
-    config.write_text(CONFIG.format(run=run, c2s=c2s, s2s=s2s, dns=dns.port, domain=PROSODY))
+    config.write_text(
+        CONFIG.format(
+            run=run,
+            c2s=c2s,
+            s2s=s2s,
+            dns=dns.port,
+            domain=PROSODY,
+            cert=cert,
+            key=key,
+            cafile=f'cafile = "{trust.ca}";' if trust.ca else "",
+            secure="true" if trust.ca else "false",
+        )
+    )
     register = await asyncio.create_subprocess_exec(
         "prosodyctl",
         "--config",
@@ -134,7 +167,7 @@ async def prosody(tmp_path: Path) -> AsyncIterator[tuple[Prosody, DnsServer]]:
     log = run / "prosody.log"
     try:
         await wait_for_port(c2s, process, log)
-        yield Prosody(process, c2s, s2s, cert, log), dns
+        yield Prosody(process, c2s, s2s, trust.ca or cert, log), dns
     finally:
         if process.returncode is None:
             process.terminate()
@@ -147,18 +180,28 @@ async def prosody(tmp_path: Path) -> AsyncIterator[tuple[Prosody, DnsServer]]:
 
 
 @pytest.fixture
-async def heron(tmp_path: Path, prosody: tuple[Prosody, DnsServer]) -> AsyncIterator[RunningServer]:
+async def heron(
+    tmp_path: Path, prosody: tuple[Prosody, DnsServer], trust: Trust
+) -> AsyncIterator[RunningServer]:
     peer, dns = prosody
+    host: dict[str, object] = {}
+    s2s: dict[str, object] = {"peers": {PROSODY: f"127.0.0.1:{peer.s2s}"}}
+    if trust.ca is not None:
+        cert, key = trust.files[HERON]
+        host = {"cert": str(cert), "key": str(key)}
+        s2s |= {"require_valid_certificates": True, "ca_file": str(trust.ca)}
     config = make_config(
         tmp_path / "heron",
-        hosts={HERON: {}},
+        hosts={HERON: host},
         listeners=[
             {"kind": "c2s", "host": "127.0.0.1", "port": 0},
             {"kind": "s2s", "host": "127.0.0.1", "port": 0},
         ],
-        s2s={"peers": {PROSODY: f"127.0.0.1:{peer.s2s}"}},
+        s2s=s2s,
     )
     running = await start(config)
+    if trust.ca is not None:
+        running.certificates[HERON] = trust.ca  # what our test client trusts
     await running.server.accounts.create(JID.parse(f"huser@{HERON}"), PASSWORD)
     # What Prosody's resolver will find for our domain.
     dns.records[(f"_xmpp-server._tcp.{HERON}.", "SRV")] = [f"0 5 {running.ports['s2s']} {HERON}."]
@@ -188,7 +231,7 @@ async def prosody_user(peer: Prosody) -> ClientXMPP:
 
 
 async def test_heron_and_prosody_users_befriend_and_chat(
-    heron: RunningServer, prosody: tuple[Prosody, DnsServer]
+    heron: RunningServer, prosody: tuple[Prosody, DnsServer], trust: Trust
 ) -> None:
     peer, _dns = prosody
     ours = await login(heron, f"huser@{HERON}/phone", PASSWORD)
@@ -227,3 +270,10 @@ async def test_heron_and_prosody_users_befriend_and_chat(
         await close(theirs)
     log = await asyncio.to_thread(peer.log.read_text)
     assert HERON in log  # Prosody really federated with us (not a local shortcut)
+    assert heron.connector is not None
+    methods = {s.method for s in heron.connector.streams}
+    if trust.ca is None:
+        assert methods == {"dialback"}
+    else:
+        assert methods == {"EXTERNAL"}  # Heron proved itself with its certificate
+        assert f"SASL EXTERNAL with {HERON} succeeded" in log  # and so did Prosody
