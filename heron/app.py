@@ -150,14 +150,18 @@ async def start(config: ServerConfig) -> RunningServer:
         raise_open_files_limit(lim.max_connections)
         s2s_tls = _s2s_tls(config, certs) if config.s2s.enabled else None
         if s2s_tls is not None:
-            running.connector = S2SConnector(server, s2s_tls, policy, config.s2s.peers)
+            running.connector = S2SConnector(
+                server, s2s_tls, policy, config.s2s.peers, config.s2s.resolver
+            )
             server.s2s.connect = running.connector.connect
         for spec in config.listeners:
             listener: C2SListener | S2SListener
-            if spec.kind == "s2s":
+            if spec.kind in ("s2s", "s2s_tls"):
                 if s2s_tls is None:
                     raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
-                listener = S2SListener(server, s2s_tls, policy=policy, guard=guard)
+                listener = S2SListener(
+                    server, s2s_tls, policy=policy, guard=guard, direct_tls=spec.kind == "s2s_tls"
+                )
             else:
                 listener = C2SListener(
                     server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard

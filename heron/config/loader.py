@@ -398,6 +398,27 @@ def _storage(table: _Table, base_dir: Path | None) -> StorageConfig:
     return storage
 
 
+def _domains(table: _Table, key: str) -> tuple[str, ...]:
+    raw = table.raw(key)
+    if raw is None:
+        return ()
+    domains = _as_str_tuple(raw, table.path(key))
+    for domain in domains:
+        check_domain(domain, table.path(key))
+    return domains
+
+
+def _address(table: _Table, key: str) -> str | None:
+    raw = table.raw(key)
+    if raw is None:
+        return None
+    address = _as_str(raw, table.path(key))
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f'{table.path(key)}: expected "host:port"')
+    return address
+
+
 def _s2s(table: _Table, base_dir: Path | None) -> S2SConfig:
     d = S2SConfig()
     peers: dict[str, str] = {}
@@ -417,6 +438,8 @@ def _s2s(table: _Table, base_dir: Path | None) -> S2SConfig:
         ),
         ca_file=table.optional_path("ca_file", base_dir),
         peers=types.MappingProxyType(peers),
+        deny=_domains(table, "deny"),
+        resolver=_address(table, "resolver"),
         connect_timeout_s=table.positive_float("connect_timeout_s", d.connect_timeout_s),
         idle_timeout_s=table.positive_float("idle_timeout_s", d.idle_timeout_s),
         max_queue=table.get_int("max_queue", d.max_queue, 1),

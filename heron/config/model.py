@@ -21,7 +21,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "blocking",
     "antispam",
 )
-LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s"})
+LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SCRAM_ITERATIONS: Final = 4096
@@ -109,6 +109,10 @@ class S2SConfig:
     ca_file: Path | None = None
     peers: Mapping[str, str] = field(default_factory=_no_peers)
     """domain → "host:port", used instead of DNS (private deployments, tests)."""
+    deny: tuple[str, ...] = ()
+    """Domains never federated with, in either direction."""
+    resolver: str | None = None
+    """A DNS server "host:port" for SRV and address lookups instead of the system's."""
     connect_timeout_s: float = 30.0
     idle_timeout_s: float = 600.0
     max_queue: int = 500

@@ -60,8 +60,15 @@ class Route:
 
 
 class S2SManager:
-    def __init__(self, connect: Connect | None, bounce: Bounce, limits: S2SLimits) -> None:
+    def __init__(
+        self,
+        connect: Connect | None,
+        bounce: Bounce,
+        limits: S2SLimits,
+        deny: frozenset[str] = frozenset(),
+    ) -> None:
         self.connect = connect
+        self.deny = deny
         self.bounce = bounce
         self.limits = limits
         self.routes: dict[tuple[str, str], Route] = {}
@@ -85,7 +92,7 @@ class S2SManager:
         """Queue or send a stanza for a remote domain; failures come back as bounces."""
         if stanza.from_ is None or stanza.to is None:
             return
-        if self.connect is None:
+        if self.connect is None or stanza.to.domain in self.deny:
             self.bounce(stanza, StanzaError(StanzaCondition.REMOTE_SERVER_NOT_FOUND))
             return
         route = self._route(stanza.from_.domain, stanza.to.domain)
@@ -143,7 +150,7 @@ class S2SManager:
     # --- dialback questions -----------------------------------------------------------
     async def verify(self, receiving: str, originating: str, stream_id: str, key: str) -> bool:
         """Ask ``originating``'s server about a dialback key (over our stream to it)."""
-        if self.connect is None:
+        if self.connect is None or originating in self.deny:
             return False
         route = self._route(receiving, originating)
         route.last_used = time.monotonic()

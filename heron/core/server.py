@@ -72,6 +72,7 @@ class Server:
             None,  # the wiring sets the connector when federation is on
             self.router.bounce,
             S2SLimits(s2s.connect_timeout_s, s2s.idle_timeout_s, s2s.max_queue),
+            deny=frozenset(s2s.deny),
         )
         if s2s.enabled:
             self.router.remote = self.s2s.send
@@ -167,7 +168,8 @@ class Server:
 
     # --- federation (S2SHost) ----------------------------------------------------------
     def dialback_allowed(self, domain: str) -> bool:
-        return not self.config.s2s.require_valid_certificates
+        s2s = self.config.s2s
+        return not s2s.require_valid_certificates and domain not in s2s.deny
 
     def dialback_key(self, receiving: str, originating: str, stream_id: str) -> str:
         return dialback_key(self._dialback_secret, receiving, originating, stream_id)
@@ -177,7 +179,9 @@ class Server:
 
     def certificate_matches(self, stream: S2SIncoming, domain: str) -> bool:
         der = stream.tls.peer_certificate if stream.tls is not None else None
-        return der is not None and certificate_names_domain(der, domain)
+        if der is None or domain in self.config.s2s.deny:
+            return False
+        return certificate_names_domain(der, domain)
 
     async def verify_dialback(
         self, receiving: str, originating: str, stream_id: str, key: str

@@ -1,7 +1,8 @@
 """Server-to-server TCP: the listener for peers (5269, STARTTLS) and our outgoing connector.
 
-Peers are found in the static ``peers`` map first, then by DNS SRV (`_xmpp-server._tcp`,
-ordered by priority, weighted at random within one) and last at the domain itself on 5269
+Peers are found in the static ``peers`` map first, then by DNS SRV (`_xmpps-server._tcp`
+for Direct TLS, XEP-0368, and `_xmpp-server._tcp` for STARTTLS, merged and ordered by
+priority, weighted at random within one) and last at the domain itself on 5269
 (RFC 6120 §3.2). Each connection runs one stream engine fed by ``pump`` under the same
 traffic policy as client streams.
 """
@@ -68,29 +69,65 @@ class _ClientLink(TcpLink):
         return tls_info(self.writer.get_extra_info("ssl_object"), domain, self.tls)
 
 
-async def resolve(domain: str, peers: Mapping[str, str]) -> list[tuple[str, int]]:
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    port: int
+    direct_tls: bool = False
+
+
+def make_resolver(address: str | None) -> dns.asyncresolver.Resolver:
+    """The system's resolver, or one asking only the DNS server at ``address``."""
+    if address is None:
+        resolver = dns.asyncresolver.Resolver()
+    else:
+        host, _, port = address.rpartition(":")
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [host.strip("[]")]
+        resolver.port = int(port)
+    resolver.lifetime = 10.0
+    return resolver
+
+
+async def _srv(
+    resolver: dns.asyncresolver.Resolver, name: str, direct_tls: bool
+) -> list[tuple[int, int, Target]] | None:
+    """(priority, weight, target) records; None when the name says "no service" (".")."""
+    try:
+        answer = await resolver.resolve(name, dns.rdatatype.SRV)
+    except (dns.exception.DNSException, OSError):
+        return []
+    records = [
+        (int(r.priority), int(r.weight), Target(str(r.target).rstrip("."), int(r.port), direct_tls))
+        for r in answer
+        if str(r.target) != "."
+    ]
+    return records if records or not len(answer) else None
+
+
+async def resolve(
+    domain: str, peers: Mapping[str, str], resolver: dns.asyncresolver.Resolver
+) -> list[Target]:
     """Where ``domain``'s server listens, best first."""
     static = peers.get(domain)
     if static is not None:
         host, _, port = static.rpartition(":")
-        return [(host.strip("[]"), int(port))]
-    try:
-        resolver = dns.asyncresolver.Resolver()
-        resolver.lifetime = 10.0
-        answer = await resolver.resolve(f"_xmpp-server._tcp.{domain}", dns.rdatatype.SRV)
-    except (dns.exception.DNSException, OSError):
-        return [(domain, DEFAULT_PORT)]
-    records = [r for r in answer if str(r.target) != "."]  # "." means: no service here
-    if not records and len(answer):
-        return []
-    ordered: list[tuple[str, int]] = []
-    for priority in sorted({r.priority for r in records}):
-        group = [r for r in records if r.priority == priority]
+        return [Target(host.strip("[]"), int(port))]
+    direct, starttls = await asyncio.gather(
+        _srv(resolver, f"_xmpps-server._tcp.{domain}", True),
+        _srv(resolver, f"_xmpp-server._tcp.{domain}", False),
+    )
+    if direct is None and starttls is None:
+        return []  # the domain declares it offers no XMPP service
+    records = (direct or []) + (starttls or [])
+    ordered: list[Target] = []
+    for priority in sorted({p for p, _w, _t in records}):
+        group = [(w, t) for p, w, t in records if p == priority]
         while group:  # RFC 2782: weighted random order within a priority
-            pick = random.choices(group, weights=[r.weight + 1 for r in group])[0]
+            pick = random.choices(group, weights=[w + 1 for w, _t in group])[0]
             group.remove(pick)
-            ordered.append((str(pick.target).rstrip("."), int(pick.port)))
-    return ordered or [(domain, DEFAULT_PORT)]
+            ordered.append(pick[1])
+    return ordered or [Target(domain, DEFAULT_PORT)]
 
 
 class S2SConnector:
@@ -102,11 +139,14 @@ class S2SConnector:
         tls: S2STls,
         policy: TrafficPolicy,
         peers: Mapping[str, str],
+        resolver: str | None = None,
     ) -> None:
         self.host = host
         self.tls = tls
         self.policy = policy
         self.peers = dict(peers)  # tests add peers whose ports are known only at run time
+        self.resolver = make_resolver(resolver)
+        self.own_resolver = resolver is not None  # then addresses come from it too
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams: set[S2SOutgoing] = set()
 
@@ -115,23 +155,58 @@ class S2SConnector:
         if context is None:
             raise ConnectionError(f"no certificate for {local}")
         last: Exception = ConnectionError(f"no address for {remote}")
-        for address, port in await resolve(remote, self.peers):
+        for target in await resolve(remote, self.peers, self.resolver):
             try:
+                address = await self._address(target.host)
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(address, port, limit=READ_CHUNK), 15.0
+                    asyncio.open_connection(
+                        address,
+                        target.port,
+                        limit=READ_CHUNK,
+                        ssl=context if target.direct_tls else None,
+                        server_hostname=remote if target.direct_tls else None,
+                    ),
+                    15.0,
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ssl.SSLError, dns.exception.DNSException) as exc:
                 last = exc
                 continue
             link = _ClientLink(reader, writer, context)
-            stream = S2SOutgoing(self.host, link, local, remote, use_external=self.tls.use_external)
-            stream.log.info("s2s connecting %s -> %s at %s:%d", local, remote, address, port)
+            stream = S2SOutgoing(
+                self.host,
+                link,
+                local,
+                remote,
+                use_external=self.tls.use_external,
+                is_tls=target.direct_tls,
+            )
+            if target.direct_tls:
+                stream.tls = tls_info(writer.get_extra_info("ssl_object"), remote, link.tls)
+            stream.log.info(
+                "s2s connecting %s -> %s at %s:%d%s",
+                local,
+                remote,
+                target.host,
+                target.port,
+                " (Direct TLS)" if target.direct_tls else "",
+            )
             stream.start()
             task = asyncio.ensure_future(self._run(stream, reader, writer))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             return stream
         raise ConnectionError(f"cannot reach {remote}: {last}")
+
+    async def _address(self, host: str) -> str:
+        """The address to connect to: the system resolves names, unless a DNS server is set."""
+        if not self.own_resolver:
+            return host
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            with contextlib.suppress(dns.exception.DNSException):
+                answer = await self.resolver.resolve(host, rdtype)
+                for record in answer:
+                    return str(record.address)
+        return host
 
     async def _run(
         self, stream: S2SOutgoing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -174,18 +249,26 @@ class S2SListener:
         *,
         policy: TrafficPolicy,
         guard: ConnectionGuard,
+        direct_tls: bool = False,
     ) -> None:
         self.host = host
         self.tls = tls
         self.policy = policy
         self.guard = guard
+        self.direct_tls = direct_tls
         self.streams: set[S2SIncoming] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
 
     async def start(self, address: str, port: int) -> int:
         self.server = await asyncio.start_server(
-            self._connection, address, port, backlog=1024, limit=READ_CHUNK
+            self._connection,
+            address,
+            port,
+            backlog=1024,
+            limit=READ_CHUNK,
+            ssl=self.tls.server_context if self.direct_tls else None,
+            ssl_handshake_timeout=15.0 if self.direct_tls else None,
         )
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound
@@ -207,8 +290,10 @@ class S2SListener:
         if self.guard.admit(link.peer, time.monotonic()) is not None:
             writer.transport.abort()
             return
-        stream = S2SIncoming(self.host, link)
-        stream.log.info("s2s peer connected")
+        stream = S2SIncoming(self.host, link, is_tls=self.direct_tls)
+        if self.direct_tls:
+            stream.tls = tls_info(writer.get_extra_info("ssl_object"), "", link.tls)
+        stream.log.info("s2s peer connected%s", " (Direct TLS)" if self.direct_tls else "")
         self.streams.add(stream)
         task = asyncio.current_task()
         if task is not None:

@@ -23,6 +23,7 @@ from heron.stream.s2s import S2SIncoming
 from heron.transport.s2s import S2SListener
 from tests.certs import issue, make_ca
 from tests.conftest import make_config
+from tests.dnsserver import DnsServer
 from tests.hostile.test_xml_attacks import condition_of
 from tests.integration.clients import close, login
 from tests.rawclient import RawClient
@@ -201,3 +202,61 @@ async def test_unreachable_domain_is_remote_server_not_found(
         assert re.match(r"someone@nowhere\.test", str(error["from"]))
     finally:
         await close(alice)
+
+
+async def test_direct_tls_peers_found_by_srv(tmp_path: Path) -> None:
+    """XEP-0368: `_xmpps-server._tcp` records lead to a TLS-from-the-first-byte port."""
+    dns = DnsServer({})
+    await dns.start()
+    servers = []
+    try:
+        for domain in ("a.test", "b.test"):
+            config = make_config(
+                tmp_path / domain,
+                hosts={domain: {}},
+                listeners=[
+                    {"kind": "c2s", "host": "127.0.0.1", "port": 0},
+                    {"kind": "s2s_tls", "host": "127.0.0.1", "port": 0},
+                ],
+                s2s={"resolver": f"127.0.0.1:{dns.port}"},
+            )
+            running = await start(config)
+            servers.append(running)
+            await running.server.accounts.create(JID.parse(f"user@{domain}"), PASSWORD)
+            dns.records[(f"_xmpps-server._tcp.{domain}.", "SRV")] = [
+                f"0 5 {running.ports['s2s_tls']} xmpp.{domain}."
+            ]
+            dns.records[(f"_xmpp-server._tcp.{domain}.", "SRV")] = ["0 0 0 ."]  # none
+            dns.records[(f"xmpp.{domain}.", "A")] = ["127.0.0.1"]
+        a, b = servers
+        await befriend_and_chat(a, b)
+        assert a.connector is not None
+        assert all(s.tls is not None for s in a.connector.streams)
+        assert any(("a.test", "b.test") in s.authenticated for s in incoming(b))
+    finally:
+        for running in servers:
+            await running.stop()
+        dns.stop()
+
+
+async def test_denied_domains_are_not_federated_with(tmp_path: Path) -> None:
+    a, b = await pair(tmp_path, {}, {"deny": ["b.test"]})
+    try:
+        alice = await online(a, "user@a.test/phone")
+        try:
+            bounced = asyncio.ensure_future(alice.wait_until("message_error", timeout=15))
+            alice.send_message(mto="user@b.test", mbody="hi", mtype="chat")
+            assert (await bounced)["error"]["condition"] == "remote-server-not-found"
+        finally:
+            await close(alice)
+        # b.test may not prove itself to a.test either (its dialback is refused).
+        bob = await online(b, "user@b.test/desk")
+        try:
+            bounced = asyncio.ensure_future(bob.wait_until("message_error", timeout=15))
+            bob.send_message(mto="user@a.test", mbody="hi", mtype="chat")
+            assert (await bounced)["error"]["condition"] == "remote-server-not-found"
+        finally:
+            await close(bob)
+    finally:
+        await a.stop()
+        await b.stop()
