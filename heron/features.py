@@ -31,7 +31,7 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
     (
         "Rosters, subscriptions, presence, offline messages",
         "RFC 6121, XEP-0160",
-        "yes (contacts on other servers arrive with federation)",
+        "yes",
         "yes",
         "yes",
     ),
@@ -56,7 +56,13 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "community modules",
         "no",
     ),
-    ("Server-to-server federation", "RFC 6120, XEP-0220", "planned", "yes", "yes"),
+    (
+        "Server-to-server federation: dialback, SASL EXTERNAL, Direct TLS, SRV",
+        "RFC 6120, XEP-0220, XEP-0178, XEP-0368",
+        "partial: no bidirectional streams (XEP-0288)",
+        "yes",
+        "yes",
+    ),
     (
         "Stream management, carbons, archive",
         "XEP-0198, XEP-0280, XEP-0313",

@@ -13,6 +13,7 @@ from heron.config import (
     HostConfig,
     LimitsConfig,
     ListenerConfig,
+    S2SConfig,
     ServerConfig,
     StorageConfig,
     build_options,
@@ -81,7 +82,8 @@ def test_example_file_loads() -> None:
     assert org.module_options["time"] == {}
     local = config.host("localhost")
     assert local == HostConfig("localhost")
-    assert [listener.port for listener in config.listeners] == [5222, 5223]
+    assert [listener.port for listener in config.listeners] == [5222, 5223, 5269]
+    assert config.s2s == S2SConfig()
     assert config.limits == LimitsConfig()
     assert config.storage.path is None
 
@@ -333,3 +335,28 @@ def test_build_options_required_and_misuse() -> None:
         build_options(Odd, {"value": {}}, PATH)
     with pytest.raises(TypeError, match="dataclass"):
         build_options(int, {}, PATH)
+
+
+def test_s2s_section() -> None:
+    config = config_from_dict(
+        minimal(
+            s2s={
+                "require_valid_certificates": True,
+                "deny": ["spam.example"],
+                "resolver": "127.0.0.1:5353",
+                "peers": {"partner.example": "10.0.0.5:5269"},
+            }
+        ),
+        "t",
+    )
+    assert config.s2s.require_valid_certificates
+    assert config.s2s.deny == ("spam.example",)
+    assert config.s2s.peers == {"partner.example": "10.0.0.5:5269"}
+    for bad, key in (
+        ({"peers": {"partner.example": "no-port"}}, "s2s.peers"),
+        ({"resolver": "nowhere"}, "s2s.resolver"),
+        ({"deny": ["Not A Domain"]}, "s2s.deny"),
+        ({"bogus": 1}, "s2s.bogus"),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            config_from_dict(minimal(s2s=bad), "t")
