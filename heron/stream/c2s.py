@@ -7,12 +7,13 @@ The engine knows nothing of sockets: bytes come in through ``receive`` and leave
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Protocol
@@ -143,7 +144,8 @@ class C2SStream:
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         # Set by the adapter: awaited before each top-level element (rate limiting).
-        self.pace: Callable[[], Awaitable[None]] | None = None
+        # Set by the adapter: before each top-level element, how long to wait (rate limit).
+        self.pace: Callable[[], float] | None = None
         self._available = False
         self._priority = 0
         self.presence: Element | None = None
@@ -325,9 +327,11 @@ class C2SStream:
     # --- elements ---------------------------------------------------------------------
     async def _element(self, el: Element) -> None:
         if self.pace is not None:
-            await self.pace()
-            if self.state is State.CLOSED:
-                return
+            wait = self.pace()  # may raise StreamError: a flood ends the stream
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if self.state is State.CLOSED:
+                    return
         state = self.state
         if state is State.BOUND:
             await self._stanza(el)

@@ -23,7 +23,7 @@ import base64
 import binascii
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import Enum, auto
 from typing import Protocol
 
@@ -109,7 +109,7 @@ class _Stream:
         self.tls: TlsInfo | None = None
         self.close_reason = ""
         self.log = logging.LoggerAdapter(log, {"peer": link.peer})
-        self.pace: Callable[[], Awaitable[None]] | None = None
+        self.pace: Callable[[], float] | None = None
 
     @property
     def is_closed(self) -> bool:
@@ -149,7 +149,9 @@ class _Stream:
                         self.close()
                         return
                     if self.pace is not None:
-                        await self.pace()
+                        wait = self.pace()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
                     await self._element(el)
                 elif isinstance(event, StreamOpened):
                     self._opened(event)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -217,7 +217,7 @@ class Pumped(Protocol):
     """What ``pump`` drives: a client or server stream engine."""
 
     parser: StreamParser
-    pace: Callable[[], Awaitable[None]] | None
+    pace: Callable[[], float] | None
     close_reason: str
 
     @property
@@ -243,55 +243,52 @@ async def pump(
     stanza_bucket = TokenBucket(policy.stanzas_per_s, policy.stanzas_burst, now)
     throttled_since: float | None = None
 
-    async def pace() -> None:
-        """Per stanza: over the rate, wait; held over it for long, the stream ends."""
+    def pace() -> float:
+        """Per stanza: over the rate, a wait; held over it for long, the stream ends."""
         nonlocal throttled_since
         now = loop.time()
         wait = stanza_bucket.take(1, now)
         if wait <= 0:
             throttled_since = None
-            return
+            return 0.0
         if throttled_since is None:
             throttled_since = now
         elif now - throttled_since > policy.max_backlog_s:
             stream.close_reason = "stanza flood"
             raise StreamError(StreamCondition.POLICY_VIOLATION, "too many stanzas")
-        await asyncio.sleep(wait)
+        return wait
 
     stream.pace = pace
-    stanza_deadline: float | None = None  # when the stanza now begun must be complete
-    while not stream.is_closed:
-        try:
-            if stanza_deadline is None:
+    # Slow loris: a timer runs while a stanza is begun and unfinished (one timer per
+    # stanza that spans reads, not one per read); when it fires the stream ends.
+    deadline: asyncio.TimerHandle | None = None
+    try:
+        while not stream.is_closed:
+            try:
                 data = await reader.read(READ_CHUNK)
-            else:
-                left = max(0.0, stanza_deadline - loop.time())
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), left)
-        except TimeoutError:
-            _stanza_deadline(stream)
-            return
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
-            stream.close_reason = f"read error: {exc.__class__.__name__}"
-            data = b""
-        if not data:
-            stream.eof()
-            return
-        await stream.receive(data)
-        if after_read is not None:
-            after_read()
-        now = loop.time()
-        if not stream.parser.mid_stanza:
-            stanza_deadline = None
-        elif stanza_deadline is None:
-            stanza_deadline = now + policy.stanza_timeout_s
-        elif now > stanza_deadline:
-            _stanza_deadline(stream)
-            return
-        # Over its byte rate a stream is read more slowly: TCP pushes back on the sender
-        # instead of the server buffering (floods of stanzas are cut off by ``pace``).
-        wait = byte_bucket.take(len(data), now)
-        if wait > 0 and not stream.is_closed:
-            await asyncio.sleep(wait)
+            except (ConnectionError, ssl.SSLError, OSError) as exc:
+                stream.close_reason = f"read error: {exc.__class__.__name__}"
+                data = b""
+            if not data:
+                stream.eof()
+                return
+            await stream.receive(data)
+            if after_read is not None:
+                after_read()
+            if not stream.parser.mid_stanza:
+                if deadline is not None:
+                    deadline.cancel()
+                    deadline = None
+            elif deadline is None:
+                deadline = loop.call_later(policy.stanza_timeout_s, _stanza_deadline, stream)
+            # Over its byte rate a stream is read more slowly: TCP pushes back on the sender
+            # instead of the server buffering (floods of stanzas are cut off by ``pace``).
+            wait = byte_bucket.take(len(data), loop.time())
+            if wait > 0 and not stream.is_closed:
+                await asyncio.sleep(wait)
+    finally:
+        if deadline is not None:
+            deadline.cancel()
 
 
 def _header_deadline(stream: C2SStream) -> None:
