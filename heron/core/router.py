@@ -167,6 +167,7 @@ class Router:
             session = self.sessions.get(to)
             if session is not None:
                 session.deliver(stanza.element)
+                await self._delivered(stanza, [session])
                 return
             # RFC 6121 §8.5.3.2.1: no such resource, treat as if sent to the bare JID.
             if type_ == "groupchat":
@@ -196,6 +197,7 @@ class Router:
                 chosen = [s for s in candidates if s.priority == top]
             for session in chosen:
                 session.deliver(stanza.element)
+            await self._delivered(stanza, chosen)
             return
         if type_ in ("headline", "error"):
             return
@@ -204,6 +206,16 @@ class Router:
         if registry is not None and await registry.run_hooks("message/offline", stanza):
             return
         raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+
+    async def _delivered(self, stanza: Stanza, sessions: list[Session]) -> None:
+        """``message/delivered``: after a message reached local sessions (carbons copy it to
+        the account's other devices); ``meta["delivered_to"]`` names the receivers."""
+        if stanza.to is None:
+            return
+        registry = self.registry_for(stanza.to.domain)
+        if registry is not None and registry.hooks.get("message/delivered"):
+            stanza.meta["delivered_to"] = {s.jid for s in sessions}
+            await registry.run_hooks("message/delivered", stanza)
 
     def _presence(self, stanza: Stanza, target: str) -> None:
         to = stanza.to

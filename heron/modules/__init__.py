@@ -6,6 +6,7 @@ from heron.config import DEFAULT_MODULES
 from heron.core.module import Module
 from heron.modules.antispam import AntispamModule
 from heron.modules.blocking import BlockingModule
+from heron.modules.carbons import CarbonsModule
 from heron.modules.disco import DiscoModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
@@ -30,6 +31,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         VcardModule,
         PrivateModule,
         AntispamModule,
+        CarbonsModule,
     )
 }
 
@@ -40,6 +42,7 @@ __all__ = [
     "DEFAULT_MODULES",
     "AntispamModule",
     "BlockingModule",
+    "CarbonsModule",
     "DiscoModule",
     "OfflineModule",
     "PingModule",

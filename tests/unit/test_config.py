@@ -148,6 +148,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "private",
         "blocking",
         "antispam",
+        "carbons",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
