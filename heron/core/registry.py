@@ -9,11 +9,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from heron.jid import JID
 from heron.stanza import Stanza
 from heron.xmlstream.element import Element
+
+if TYPE_CHECKING:
+    from heron.core.sessions import Session
 
 
 class Target(enum.Flag):
@@ -40,6 +43,9 @@ PreauthHandler = Callable[[Stanza, str, dict[str, object]], Awaitable[Element | 
 stream's pre-login state (what earlier IQs on the same stream established, e.g. a token)."""
 
 FeatureProvider = Callable[[], Element | None]
+
+NonzaHandler = Callable[["Session", Element], Awaitable[None]]
+"""A top-level element that is not a stanza (XEP-0352's <active/>) from a bound session."""
 
 
 class ContactDirectory(Protocol):
@@ -76,6 +82,7 @@ class HostRegistry:
     preauth_features: list[FeatureProvider] = field(default_factory=list)
     postauth_features: list[FeatureProvider] = field(default_factory=list)
     contacts: ContactDirectory | None = None  # set by the roster module while it runs
+    nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
 
     # --- IQ ---------------------------------------------------------------------------
     def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:

@@ -248,6 +248,14 @@ class Server:
                 session.set_presence(None)
         await self.router.route(stanza, session)
 
+    async def nonza(self, session: C2SStream, element: Element) -> bool:
+        registry = self.registries.get(session.jid.domain)
+        handler = registry.nonzas.get(element.ns) if registry is not None else None
+        if handler is None:
+            return False
+        await handler(session, element)
+        return True
+
     async def ended(self, session: C2SStream) -> None:
         if not session.was_bound or not self.sessions.unbind(session):
             return

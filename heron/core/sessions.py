@@ -6,11 +6,15 @@ replace it without the router changing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from heron.jid import JID
 from heron.stanza import StreamError
 from heron.xmlstream.element import Element
+
+Hold = Callable[[Element], list[Element]]
+"""Given a stanza about to be delivered, what to write now (none, it, or more)."""
 
 
 class Session(Protocol):
@@ -29,6 +33,9 @@ class Session(Protocol):
 
     def deliver(self, element: Element) -> None:
         """Queue a stanza for this client (never blocks; a stuck client is disconnected)."""
+
+    def set_hold(self, hold: Hold | None) -> None:
+        """Route every delivery through ``hold`` (client state indication), or stop."""
 
     def close(self, error: StreamError | None = None) -> None:
         """End the stream, with a stream error if given."""

@@ -7,6 +7,7 @@ from heron.core.module import Module
 from heron.modules.antispam import AntispamModule
 from heron.modules.blocking import BlockingModule
 from heron.modules.carbons import CarbonsModule
+from heron.modules.csi import CsiModule
 from heron.modules.disco import DiscoModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
@@ -32,6 +33,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         PrivateModule,
         AntispamModule,
         CarbonsModule,
+        CsiModule,
     )
 }
 
@@ -43,6 +45,7 @@ __all__ = [
     "AntispamModule",
     "BlockingModule",
     "CarbonsModule",
+    "CsiModule",
     "DiscoModule",
     "OfflineModule",
     "PingModule",

@@ -111,6 +111,10 @@ class C2SHost(Protocol):
     async def stanza(self, session: C2SStream, stanza: Stanza) -> None:
         """A stanza from the bound client, addresses parsed and ``from`` stamped."""
 
+    async def nonza(self, session: C2SStream, element: Element) -> bool:
+        """A top-level element that is not a stanza, from a bound client; True if handled."""
+        ...
+
     async def ended(self, session: C2SStream) -> None:
         """The stream ended (after binding): unregister and clean up."""
 
@@ -143,6 +147,7 @@ class C2SStream:
         self._sasl_failures = 0
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
+        self._hold: Callable[[Element], list[Element]] | None = None
         # Set by the adapter: awaited before each top-level element (rate limiting).
         # Set by the adapter: before each top-level element, how long to wait (rate limit).
         self.pace: Callable[[], float] | None = None
@@ -195,9 +200,19 @@ class C2SStream:
                 except ValueError:
                     self._priority = 0
 
+    def set_hold(self, hold: Callable[[Element], list[Element]] | None) -> None:
+        self._hold = hold
+
     def deliver(self, element: Element) -> None:
         if self.state is State.CLOSED:
             return
+        if self._hold is not None:
+            for now in self._hold(element):
+                self._deliver(now)
+            return
+        self._deliver(element)
+
+    def _deliver(self, element: Element) -> None:
         if self.link.buffered() > self.host.out_queue_bytes:
             # A client that stops reading must not make the server grow without bound.
             self.close(StreamError(StreamCondition.POLICY_VIOLATION, "output queue full"))
@@ -529,6 +544,8 @@ class C2SStream:
 
     # --- stanzas ----------------------------------------------------------------------
     async def _stanza(self, el: Element) -> None:
+        if el.ns not in (ns.CLIENT, ns.STREAM) and await self.host.nonza(self, el):
+            return  # a top-level element a module handles (XEP-0352 <active/>, ...)
         if el.tag not in KINDS or el.ns != ns.CLIENT:
             if el.tag in KINDS or el.ns == ns.CLIENT:
                 raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)

@@ -24,6 +24,7 @@ def make_client(
     *,
     direct_tls: bool = False,
     mech: str | None = None,
+    plugins: tuple[str, ...] = (),
 ) -> ClientXMPP:
     client = ClientXMPP(jid, password)
     domain = jid.split("@")[-1].split("/")[0]
@@ -32,7 +33,7 @@ def make_client(
     client.enable_starttls = not direct_tls
     client.enable_plaintext = False
     client.auto_reconnect = False
-    for plugin in ("xep_0030", "xep_0199", "xep_0092", "xep_0202", "xep_0077"):
+    for plugin in ("xep_0030", "xep_0199", "xep_0092", "xep_0202", "xep_0077", *plugins):
         client.register_plugin(plugin)
     if mech is not None:
         client.plugin["feature_mechanisms"].use_mech = mech
@@ -47,9 +48,10 @@ async def login(
     direct_tls: bool = False,
     mech: str | None = None,
     timeout: float = 10.0,
+    plugins: tuple[str, ...] = (),
 ) -> ClientXMPP:
     """Connect, authenticate and bind; raises LoginFailed with the reason."""
-    client = make_client(server, jid, password, direct_tls=direct_tls, mech=mech)
+    client = make_client(server, jid, password, direct_tls=direct_tls, mech=mech, plugins=plugins)
     done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def finish(result: str) -> Any:

@@ -92,6 +92,9 @@ class FakeHost:
     async def ended(self, session: C2SStream) -> None:
         pass
 
+    async def nonza(self, session: C2SStream, element: Element) -> bool:
+        return False
+
 
 def plain(user: str, password: str) -> bytes:
     token = base64.b64encode(f"\0{user}\0{password}".encode())

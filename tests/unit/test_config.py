@@ -149,6 +149,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "blocking",
         "antispam",
         "carbons",
+        "csi",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}

@@ -1,0 +1,101 @@
+"""XEP-0352 Client State Indication: an inactive client (a phone in a pocket) is spared what
+can wait.
+
+While a session is inactive, presence updates are held and collapsed (only the latest from
+each sender is kept), and so are messages that carry only chat states (XEP-0085). Anything
+else (a message with a body, an IQ, a subscription request) is delivered at once, after
+what was held, so the order a client sees never changes. ``<active/>`` flushes the rest;
+past ``max_held`` stanzas everything is flushed too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from heron.config import ConfigError, build_options
+from heron.core.module import Module, Xep, hook
+from heron.core.sessions import Session
+from heron.jid import JID
+from heron.stanza import Stanza
+from heron.xmlstream.element import Element
+
+CSI: Final = "urn:xmpp:csi:0"
+CHATSTATES: Final = "http://jabber.org/protocol/chatstates"
+
+
+@dataclass(frozen=True, slots=True)
+class CsiOptions:
+    max_held: int = 200
+
+
+def can_wait(el: Element) -> str | None:
+    """A key for a stanza that may be held (the latest per key survives), or None."""
+    if el.tag == "presence" and el.attrs.get("type") in (None, "unavailable"):
+        return f"presence {el.attrs.get('from', '')}"
+    if el.tag == "message" and el.attrs.get("type") != "error":
+        children = list(el.elements())
+        if children and all(c.ns == CHATSTATES for c in children):
+            return f"chatstate {el.attrs.get('from', '')}"
+    return None
+
+
+class Held:
+    """The stanzas an inactive session has not been sent yet, in order, collapsed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: dict[str, Element] = {}
+
+    def offer(self, el: Element) -> list[Element]:
+        key = can_wait(el)
+        if key is None or len(self.items) >= self.limit:
+            return [*self.flush(), el]
+        self.items.pop(key, None)  # the newer one replaces it, at the end of the queue
+        self.items[key] = el
+        return []
+
+    def flush(self) -> list[Element]:
+        items, self.items = list(self.items.values()), {}
+        return items
+
+
+class CsiModule(Module):
+    name = "csi"
+    description = "Client state indication: inactive clients get only what cannot wait"
+    xeps = (Xep(352, "1.0.0", "complete"),)
+
+    async def start(self) -> None:
+        path = f'hosts."{self.ctx.domain}".modules.csi'
+        self.options = build_options(CsiOptions, self.ctx.options, path)
+        if self.options.max_held < 1:
+            raise ConfigError(f"{path}.max_held: must be ≥ 1")
+        self.held: dict[JID, Held] = {}
+        self.ctx.registry.postauth_features.append(self._feature)
+        self.ctx.registry.nonzas[CSI] = self.on_state
+
+    async def stop(self) -> None:
+        self.ctx.registry.postauth_features.remove(self._feature)
+        self.ctx.registry.nonzas.pop(CSI, None)
+
+    @staticmethod
+    def _feature() -> Element:
+        return Element("csi", CSI)
+
+    async def on_state(self, session: Session, el: Element) -> None:
+        if el.tag == "inactive":
+            if session.jid not in self.held:
+                fresh = self.held[session.jid] = Held(self.options.max_held)
+                session.set_hold(fresh.offer)
+        elif el.tag == "active":
+            waiting = self.held.pop(session.jid, None)
+            session.set_hold(None)
+            if waiting is not None:
+                for stanza in waiting.flush():
+                    session.deliver(stanza)
+
+    @hook("session/ended")
+    async def forget(self, stanza: Stanza) -> bool:
+        if stanza.from_ is not None:
+            self.held.pop(stanza.from_, None)
+        return False
