@@ -379,6 +379,7 @@ def _limits(table: _Table) -> LimitsConfig:
         auth_window_s=table.positive_float("auth_window_s", d.auth_window_s),
         auth_block_s=table.positive_float("auth_block_s", d.auth_block_s),
         auth_max_delay_s=table.positive_float("auth_max_delay_s", d.auth_max_delay_s),
+        sm_resume_timeout_s=table.positive_float("sm_resume_timeout_s", d.sm_resume_timeout_s),
     )
     table.finish()
     if limits.pre_auth_max_stanza_bytes > limits.max_stanza_bytes:

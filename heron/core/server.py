@@ -77,6 +77,12 @@ class Server:
         if s2s.enabled:
             self.router.remote = self.s2s.send
         self._dialback_secret = b""
+        # XEP-0198: resumable sessions by id, and the timers of those waiting to resume.
+        self.sm_resume_timeout_s = lim.sm_resume_timeout_s
+        self.sm_sessions: dict[str, C2SStream] = {}
+        self._hibernation: dict[str, asyncio.TimerHandle] = {}
+        self._expiring: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.auth_throttle = AuthThrottle(
             AuthLimits(
                 max_delay_s=lim.auth_max_delay_s,
@@ -132,6 +138,10 @@ class Server:
         log.info("Heron %s serving %s", self.version, ", ".join(self.registries))
 
     async def stop(self) -> None:
+        self._stopping = True
+        for timer in self._hibernation.values():
+            timer.cancel()
+        self._hibernation.clear()
         await self.s2s.stop()
         for session in self.sessions.all():
             session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
@@ -256,7 +266,61 @@ class Server:
         await handler(session, element)
         return True
 
+    # --- stream management (C2SHost) ----------------------------------------------------
+    def sm_enabled(self, session: C2SStream) -> None:
+        assert session.sm is not None
+        self.sm_sessions[session.sm.id] = session
+
+    def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
+        old = self.sm_sessions.get(previd)
+        if old is None or old.superseded or session.username is None:
+            return None
+        if old.jid.bare != JID.make(session.username, session.domain):
+            return None  # another account's session: as if it did not exist
+        return old
+
+    def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
+        assert new.sm is not None
+        timer = self._hibernation.pop(new.sm.id, None)
+        if timer is not None:
+            timer.cancel()
+        old.superseded = True
+        old.hibernating = False
+        self.sm_sessions[new.sm.id] = new
+        self.sessions.unbind(old)
+        self.sessions.bind(new)
+        if not old.is_closed:
+            old.close_reason = "resumed on another connection"
+            old.link.close()  # a half-open old connection: dropped without a word
+
+    def _expire(self, session: C2SStream) -> None:
+        task = asyncio.ensure_future(self._end(session))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
     async def ended(self, session: C2SStream) -> None:
+        if session.superseded:
+            return
+        sm = session.sm
+        if sm is not None and sm.resumable and session.lost and not self._stopping:
+            # XEP-0198 §5: the client may come back; until then the user stays online and
+            # what arrives is kept.
+            session.hibernating = True
+            loop = asyncio.get_running_loop()
+            self._hibernation[sm.id] = loop.call_later(
+                self.sm_resume_timeout_s, self._expire, session
+            )
+            session.log.info("hibernating %s for %ds", session.jid, self.sm_resume_timeout_s)
+            return
+        await self._end(session)
+
+    async def _end(self, session: C2SStream) -> None:
+        session.hibernating = False
+        sm = session.sm
+        if sm is not None:
+            self._hibernation.pop(sm.id, None)
+            if self.sm_sessions.get(sm.id) is session:
+                del self.sm_sessions[sm.id]
         if not session.was_bound or not self.sessions.unbind(session):
             return
         if session.is_available:
@@ -266,6 +330,24 @@ class Server:
             registry = self.registries.get(session.jid.domain)
             if registry is not None:
                 await registry.run_hooks("session/ended", Stanza(unavailable, None, session.jid))
+        if sm is not None:
+            await self._hand_back(session, list(sm.unacked))
+
+    async def _hand_back(self, session: C2SStream, unacked: list[Element]) -> None:
+        """XEP-0198 §5: messages the client never acknowledged are not lost: routed again,
+        to the account's other resources or to offline storage."""
+        for el in unacked:
+            if el.tag != "message" or el.attrs.get("type", "normal") not in ("chat", "normal"):
+                continue
+            if any(child.ns == ns.CARBONS for child in el.elements()):
+                continue  # a copy of a message that went elsewhere anyway
+            try:
+                sender = JID.parse(el.attrs.get("from", ""))
+            except InvalidJID:
+                continue
+            copy = el.copy()
+            copy.attrs["to"] = str(session.jid.bare)
+            await self.router.route(Stanza(copy, session.jid.bare, sender))
 
 
 def load_secret(path: Path) -> bytes:

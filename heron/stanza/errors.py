@@ -151,14 +151,19 @@ class StreamCondition(StrEnum):
 class StreamError(Exception):
     """A stream-level error: the stream is closed with this condition."""
 
-    def __init__(self, condition: StreamCondition, text: str = "") -> None:
+    def __init__(
+        self, condition: StreamCondition, text: str = "", extra: Element | None = None
+    ) -> None:
         super().__init__(f"{condition}: {text}" if text else str(condition))
         self.condition = condition
         self.text = text
+        self.extra = extra  # an application-specific condition (RFC 6120 §4.9.4)
 
     def to_element(self) -> Element:
         error = Element("error", ns.STREAM)
         error.add(str(self.condition), ns.STREAMS_ERRORS)
         if self.text:
             error.add("text", ns.STREAMS_ERRORS, {f"{{{ns.XML}}}lang": "en"}, self.text)
+        if self.extra is not None:
+            error.append(self.extra)
         return error

@@ -32,6 +32,7 @@ from heron.stanza import (
 )
 from heron.stanza.stanza import KINDS
 from heron.stream.sasl import SaslFailure, ScramServer, parse_mechanism, parse_plain
+from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.xmlstream import (
     STREAM_FOOTER,
     Element,
@@ -115,6 +116,18 @@ class C2SHost(Protocol):
         """A top-level element that is not a stanza, from a bound client; True if handled."""
         ...
 
+    sm_resume_timeout_s: float
+
+    def sm_enabled(self, session: C2SStream) -> None:
+        """A session asked to be resumable (XEP-0198): remember it by its id."""
+
+    def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
+        """The resumable session ``previd`` of the same account, live or hibernating."""
+        ...
+
+    def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
+        """``new`` resumed ``old``: it replaces it everywhere; the old link is dropped."""
+
     async def ended(self, session: C2SStream) -> None:
         """The stream ended (after binding): unregister and clean up."""
 
@@ -148,6 +161,10 @@ class C2SStream:
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         self._hold: Callable[[Element], list[Element]] | None = None
+        self.sm: StreamManagement | None = None  # XEP-0198, once enabled
+        self.lost = False  # the connection went away (not a clean close): may hibernate
+        self.hibernating = False  # resumable and waiting for its client to come back
+        self.superseded = False  # another connection resumed this session
         # Set by the adapter: awaited before each top-level element (rate limiting).
         # Set by the adapter: before each top-level element, how long to wait (rate limit).
         self.pace: Callable[[], float] | None = None
@@ -204,7 +221,7 @@ class C2SStream:
         self._hold = hold
 
     def deliver(self, element: Element) -> None:
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED and not self.hibernating:
             return
         if self._hold is not None:
             for now in self._hold(element):
@@ -213,11 +230,22 @@ class C2SStream:
         self._deliver(element)
 
     def _deliver(self, element: Element) -> None:
+        sm = self.sm
+        ask = False
+        if sm is not None and element.tag in KINDS:
+            ask = sm.sent(element)
+            if self.hibernating:
+                return  # kept until the client resumes, or handed back when it does not
+            if sm.overflowing:
+                self.close(StreamError(StreamCondition.RESOURCE_CONSTRAINT, "too many unacked"))
+                return
         if self.link.buffered() > self.host.out_queue_bytes:
             # A client that stops reading must not make the server grow without bound.
             self.close(StreamError(StreamCondition.POLICY_VIOLATION, "output queue full"))
             return
         self.link.write(serialize(element, ns.CLIENT).encode())
+        if ask:
+            self._write(serialize(Element("r", ns.SM), ns.CLIENT))
 
     def close(self, error: StreamError | None = None) -> None:
         if self.state is State.CLOSED:
@@ -256,6 +284,7 @@ class C2SStream:
         if self.state is not State.CLOSED:
             self.close_reason = self.close_reason or "connection lost"
             self.state = State.CLOSED
+            self.lost = True
 
     def timed_out(self) -> None:
         """The adapter's deadline for TLS, login and resource binding passed."""
@@ -300,6 +329,7 @@ class C2SStream:
             features.add("bind", ns.BIND)
             session = features.add("session", ns.SESSION)
             session.add("optional", ns.SESSION)
+            features.add("sm", ns.SM)
             features.children.extend(self.host.stream_features(self.domain, True))
             self.state = State.WAIT_BIND
         elif not self.is_tls and self.host.tls_available(self.domain):
@@ -348,7 +378,9 @@ class C2SStream:
                 if self.state is State.CLOSED:
                     return
         state = self.state
-        if state is State.BOUND:
+        if el.ns == ns.SM and self.is_authenticated:
+            self._sm_element(el)
+        elif state is State.BOUND:
             await self._stanza(el)
         elif el.ns == ns.TLS and el.tag == "starttls":
             await self._starttls()
@@ -542,10 +574,76 @@ class C2SStream:
         self._write(serialize(reply, ns.CLIENT))
         self.log.info("bound %s", self._jid)
 
+    # --- stream management (XEP-0198) -----------------------------------------------
+    def _sm_element(self, el: Element) -> None:
+        tag, sm = el.tag, self.sm
+        if tag == "enable":
+            if self.state is not State.BOUND or sm is not None:
+                self._sm_failed("unexpected-request")
+                return
+            sm = self.sm = StreamManagement(el.attrs.get("resume") in ("true", "1"))
+            enabled = Element("enabled", ns.SM, {"id": sm.id})
+            if sm.resumable:
+                enabled.attrs["resume"] = "true"
+                enabled.attrs["max"] = str(int(self.host.sm_resume_timeout_s))
+                self.host.sm_enabled(self)
+            self._write(serialize(enabled, ns.CLIENT))
+        elif tag == "r" and sm is not None:
+            self._write(serialize(Element("a", ns.SM, {"h": str(sm.handled)}), ns.CLIENT))
+        elif tag == "a" and sm is not None:
+            self._sm_ack(sm, el)
+        elif tag == "resume":
+            self._sm_resume(el)
+        elif tag in ("r", "a"):
+            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "enable first")
+
+    def _sm_ack(self, sm: StreamManagement, el: Element) -> None:
+        try:
+            sm.acknowledge(int(el.attrs.get("h", "")))
+        except ValueError as exc:
+            raise StreamError(StreamCondition.INVALID_XML, "h must be a number") from exc
+        except HandledTooHigh as exc:
+            extra = Element("handled-count-too-high", ns.SM, {"h": el.attrs["h"]})
+            raise StreamError(StreamCondition.UNDEFINED_CONDITION, str(exc), extra) from exc
+
+    def _sm_failed(self, condition: str) -> None:
+        failed = Element("failed", ns.SM)
+        failed.add(condition, ns.STANZAS_ERRORS)
+        self._write(serialize(failed, ns.CLIENT))
+
+    def _sm_resume(self, el: Element) -> None:
+        """§5: take over a previous session of this account, resending what it missed."""
+        if self.state is not State.WAIT_BIND:
+            self._sm_failed("unexpected-request")
+            return
+        old = self.host.sm_find(self, el.attrs.get("previd", ""))
+        if old is None or old.sm is None:
+            self._sm_failed("item-not-found")
+            return
+        sm = old.sm
+        try:
+            sm.acknowledge(int(el.attrs.get("h", "")))
+        except (ValueError, HandledTooHigh):
+            self._sm_failed("unexpected-request")
+            return
+        self._jid = old._jid
+        self._available, self._priority, self.presence = old._available, old._priority, old.presence
+        self._hold = old._hold
+        self.sm = sm
+        self.state = State.BOUND
+        self.host.sm_takeover(old, self)
+        resumed = Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
+        self._write(serialize(resumed, ns.CLIENT))
+        for stanza in list(sm.unacked):  # still unacknowledged: sent again, kept until acked
+            self.link.write(serialize(stanza, ns.CLIENT).encode())
+        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(sm.unacked))
+
     # --- stanzas ----------------------------------------------------------------------
     async def _stanza(self, el: Element) -> None:
         if el.ns not in (ns.CLIENT, ns.STREAM) and await self.host.nonza(self, el):
             return  # a top-level element a module handles (XEP-0352 <active/>, ...)
+        if self.sm is not None and el.tag in KINDS:
+            self.sm.received()
         if el.tag not in KINDS or el.ns != ns.CLIENT:
             if el.tag in KINDS or el.ns == ns.CLIENT:
                 raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)

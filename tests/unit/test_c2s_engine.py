@@ -95,6 +95,17 @@ class FakeHost:
     async def nonza(self, session: C2SStream, element: Element) -> bool:
         return False
 
+    sm_resume_timeout_s = 300.0
+
+    def sm_enabled(self, session: C2SStream) -> None:
+        pass
+
+    def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
+        return None
+
+    def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
+        pass
+
 
 def plain(user: str, password: str) -> bytes:
     token = base64.b64encode(f"\0{user}\0{password}".encode())
