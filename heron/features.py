@@ -70,7 +70,6 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "yes",
         "yes",
     ),
-    ("Message archive", "XEP-0313", "planned", "yes", "yes"),
     (
         "Push notifications, SASL2/Bind2/FAST",
         "XEP-0357, XEP-0388, XEP-0386, XEP-0484",

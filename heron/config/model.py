@@ -22,6 +22,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "antispam",
     "carbons",
     "csi",
+    "mam",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})

@@ -9,6 +9,7 @@ from heron.modules.blocking import BlockingModule
 from heron.modules.carbons import CarbonsModule
 from heron.modules.csi import CsiModule
 from heron.modules.disco import DiscoModule
+from heron.modules.mam import MamModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
@@ -34,6 +35,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         AntispamModule,
         CarbonsModule,
         CsiModule,
+        MamModule,
     )
 }
 
@@ -47,6 +49,7 @@ __all__ = [
     "CarbonsModule",
     "CsiModule",
     "DiscoModule",
+    "MamModule",
     "OfflineModule",
     "PingModule",
     "PrivateModule",

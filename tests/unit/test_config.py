@@ -150,6 +150,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "antispam",
         "carbons",
         "csi",
+        "mam",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}

@@ -1,0 +1,401 @@
+"""XEP-0313 Message Archive Management for user accounts (``urn:xmpp:mam:2``).
+
+Chat and normal messages with a body are archived for the local account that sends or
+receives them (per the account's preference: always, never, or only with roster contacts).
+A received message gets a XEP-0359 ``<stanza-id/>`` naming its archive id before it is
+delivered, so every device can refer to it. Queries filter by ``with``, ``start``, ``end``,
+``before-id``/``after-id`` and ``ids``, page with XEP-0059 (``max``, ``after``, ``before``,
+forwards or backwards), and answer results before the ``<fin/>``. ``#extended`` metadata
+gives the first and last archived message. Archives keep ``max_days`` days.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from heron import ns
+from heron.config import ConfigError, build_options
+from heron.core.module import Module, Xep, hook, iq_handler
+from heron.core.registry import Target
+from heron.jid import JID, InvalidJID
+from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.storage.sqlite import Migration, transaction
+from heron.xmlstream import serialize
+from heron.xmlstream.element import Element
+from heron.xmlstream.stored import parse_stored
+
+MAM: Final = "urn:xmpp:mam:2"
+MAM_EXTENDED: Final = "urn:xmpp:mam:2#extended"
+SID: Final = "urn:xmpp:sid:0"
+RSM: Final = "http://jabber.org/protocol/rsm"
+DATA: Final = "jabber:x:data"
+MIGRATIONS: Final = (
+    Migration(
+        "mam",
+        1,
+        """
+        CREATE TABLE mam_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            archive_id TEXT NOT NULL UNIQUE,
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            with_jid TEXT NOT NULL,
+            at REAL NOT NULL,
+            xml TEXT NOT NULL
+        );
+        CREATE INDEX mam_by_user ON mam_messages (domain, username, id);
+        CREATE INDEX mam_by_with ON mam_messages (domain, username, with_jid, id);
+        CREATE TABLE mam_prefs (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            default_mode TEXT NOT NULL,
+            PRIMARY KEY (domain, username)
+        );
+        """,
+    ),
+)
+MODES: Final = ("always", "never", "roster")
+
+
+@dataclass(frozen=True, slots=True)
+class MamOptions:
+    default: str = "always"
+    max_days: float = 365.0
+    max_page: int = 250
+
+
+def _stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: str) -> float:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"bad time {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def eligible(stanza: Stanza) -> bool:
+    el = stanza.element
+    return stanza.type in ("chat", "normal") and el.find("body", ns.CLIENT) is not None
+
+
+@dataclass(slots=True)
+class Query:
+    with_jid: str | None = None
+    start: float | None = None
+    end: float | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+    ids: tuple[str, ...] = ()
+    max: int = 50
+    backwards: bool = False  # RSM <before/>: the page ending before a point (or the last)
+
+
+def parse_query(query: Element, max_page: int) -> Query:
+    q = Query()
+    form = query.find("x", DATA)
+    for field in form.find_all("field", DATA) if form is not None else []:
+        var = field.attrs.get("var", "")
+        values = [v.text for v in field.find_all("value", DATA)]
+        value = values[0] if values else ""
+        if var == "FORM_TYPE":
+            if value != MAM:
+                raise StanzaError(StanzaCondition.BAD_REQUEST, "FORM_TYPE must be urn:xmpp:mam:2")
+        elif var == "with":
+            try:
+                q.with_jid = str(JID.parse(value).bare)
+            except InvalidJID as exc:
+                raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
+        elif var == "start":
+            q.start = _parse_time(value)
+        elif var == "end":
+            q.end = _parse_time(value)
+        elif var == "after-id":
+            q.after_id = value
+        elif var == "before-id":
+            q.before_id = value
+        elif var == "ids":
+            q.ids = tuple(values)
+        elif var:
+            raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED, f"no field {var!r}")
+    rsm = query.find("set", RSM)
+    if rsm is not None:
+        limit = rsm.find("max", RSM)
+        if limit is not None:
+            try:
+                q.max = max(0, min(int(limit.text), max_page))
+            except ValueError as exc:
+                raise StanzaError(StanzaCondition.BAD_REQUEST, "max must be a number") from exc
+        after, before = rsm.find("after", RSM), rsm.find("before", RSM)
+        if after is not None and after.text:
+            q.after_id = after.text
+        if before is not None:
+            q.backwards = True
+            if before.text:
+                q.before_id = before.text
+    return q
+
+
+class MamModule(Module):
+    name = "mam"
+    description = "Message archive: every device can fetch the history, page by page"
+    xeps = (
+        Xep(313, "1.1.1", "complete", "user archives (not MUC rooms yet)"),
+        Xep(359, "0.7.0", "complete", "stanza-id on archived messages"),
+        Xep(59, "1.0", "complete", "result set paging for archive queries"),
+    )
+    disco_features = (MAM, MAM_EXTENDED, SID)
+
+    async def start(self) -> None:
+        path = f'hosts."{self.ctx.domain}".modules.mam'
+        self.options = build_options(MamOptions, self.ctx.options, path)
+        if self.options.default not in MODES:
+            raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
+        self.db = self.ctx.server.db_or_fail()
+        await self.db.migrate(MIGRATIONS)
+        self.prefs: dict[JID, str] = {}
+
+    # --- archiving --------------------------------------------------------------------
+    async def _mode(self, account: JID) -> str:
+        cached = self.prefs.get(account)
+        if cached is not None:
+            return cached
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT default_mode FROM mam_prefs WHERE domain = ? AND username = ?",
+                (account.domain, account.local),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        mode = await self.db.run(read) or self.options.default
+        self.prefs[account] = mode
+        return mode
+
+    async def _wanted(self, account: JID, other: JID) -> bool:
+        mode = await self._mode(account)
+        if mode == "always":
+            return True
+        contacts = self.ctx.registry.contacts
+        return (
+            mode == "roster" and contacts is not None and await contacts.is_contact(account, other)
+        )
+
+    async def _archive(self, account: JID, other: JID, element: Element, archive_id: str) -> None:
+        xml = serialize(element, ns.CLIENT)
+        now = time.time()
+        cutoff = now - self.options.max_days * 86400
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    "INSERT INTO mam_messages (archive_id, domain, username, with_jid, at, xml)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (archive_id, account.domain, account.local, str(other.bare), now, xml),
+                )
+                conn.execute(
+                    "DELETE FROM mam_messages WHERE domain = ? AND username = ? AND at < ?",
+                    (account.domain, account.local, cutoff),
+                )
+
+        await self.db.run(insert)
+
+    @hook("message/bare", priority=5)
+    @hook("message/full", priority=5)
+    async def incoming(self, stanza: Stanza) -> bool:
+        """Archived for the recipient (if the account exists) with a stanza-id, then routed."""
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None or not eligible(stanza):
+            return False
+        account = to.bare
+        if not await self._wanted(account, sender) or not await self.ctx.server.accounts.exists(
+            account
+        ):
+            return False
+        el = stanza.element
+        for old in [c for c in el.elements() if c.ns == SID and c.tag == "stanza-id"]:
+            if old.attrs.get("by") == str(account):
+                el.children.remove(old)  # XEP-0359 §5: never trust one claiming to be ours
+        archive_id = _new_id()
+        el.add("stanza-id", SID, {"by": str(account), "id": archive_id})
+        await self._archive(account, sender, el, archive_id)
+        return False
+
+    @hook("pre-message", priority=5)
+    async def outgoing(self, stanza: Stanza) -> bool:
+        """Archived for the sender (the copy every other device can fetch later)."""
+        sender, to = stanza.from_, stanza.to
+        if sender is None or to is None or sender.local is None or not eligible(stanza):
+            return False
+        account = sender.bare
+        if to.bare == account or not await self._wanted(account, to):
+            return False
+        await self._archive(account, to, stanza.element, _new_id())
+        return False
+
+    # --- queries ----------------------------------------------------------------------
+    @iq_handler("set", MAM, Target.SELF)
+    async def on_query(self, iq: Stanza) -> Element | None:
+        assert iq.from_ is not None
+        payload = iq.payload
+        if payload is not None and payload.tag == "prefs":
+            return await self.set_prefs(iq, payload)
+        if payload is None or payload.tag != "query":
+            raise StanzaError(StanzaCondition.BAD_REQUEST)
+        account = iq.from_.bare
+        q = parse_query(payload, self.options.max_page)
+        rows, complete, count = await self.db.run(lambda conn: _select(conn, account, q))
+        session = self.ctx.server.sessions.get(iq.from_)
+        queryid = payload.attrs.get("queryid")
+        for archive_id, at, xml in rows:
+            original = parse_stored(xml)
+            if original is None or session is None:
+                continue
+            result_msg = Element("message", ns.CLIENT, {"to": str(iq.from_)})
+            result = result_msg.add("result", MAM, {"id": archive_id})
+            if queryid:
+                result.attrs["queryid"] = queryid
+            forwarded = result.add("forwarded", ns.FORWARD)
+            forwarded.add("delay", ns.DELAY, {"stamp": _stamp(at)})
+            forwarded.append(original)
+            session.deliver(result_msg)
+        fin = Element("fin", MAM)
+        if complete:
+            fin.attrs["complete"] = "true"
+        rsm = fin.add("set", RSM)
+        if rows:
+            rsm.add("first", RSM, text=rows[0][0])
+            rsm.add("last", RSM, text=rows[-1][0])
+        rsm.add("count", RSM, text=str(count))
+        return fin
+
+    @iq_handler("get", MAM, Target.SELF)
+    async def on_get(self, iq: Stanza) -> Element | None:
+        """The query form (§4.1.1), the preferences (§7) or the metadata (#extended)."""
+        assert iq.from_ is not None
+        payload = iq.payload
+        assert payload is not None
+        account = iq.from_.bare
+        if payload.tag == "query":
+            query = Element("query", MAM)
+            form = query.add("x", DATA, {"type": "form"})
+            form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
+                "value", DATA, text=MAM
+            )
+            for var, type_ in (
+                ("with", "jid-single"),
+                ("start", "text-single"),
+                ("end", "text-single"),
+                ("after-id", "text-single"),
+                ("before-id", "text-single"),
+                ("ids", "text-multi"),
+            ):
+                form.add("field", DATA, {"var": var, "type": type_})
+            return query
+        if payload.tag == "prefs":
+            return Element("prefs", MAM, {"default": await self._mode(account)})
+        if payload.tag == "metadata":
+            ends = await self.db.run(lambda conn: _ends(conn, account))
+            metadata = Element("metadata", MAM)
+            for tag, row in zip(("start", "end"), ends, strict=True):
+                if row is not None:
+                    metadata.add(tag, MAM, {"id": row[0], "timestamp": _stamp(row[1])})
+            return metadata
+        raise StanzaError(StanzaCondition.FEATURE_NOT_IMPLEMENTED)
+
+    async def set_prefs(self, iq: Stanza, prefs: Element) -> Element:
+        assert iq.from_ is not None
+        account = iq.from_.bare
+        mode = prefs.attrs.get("default", "")
+        if mode not in MODES:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "default: always, never or roster")
+
+        def write(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO mam_prefs (domain, username, default_mode)"
+                    " VALUES (?, ?, ?)",
+                    (account.domain, account.local, mode),
+                )
+
+        await self.db.run(write)
+        self.prefs[account] = mode
+        return Element("prefs", MAM, {"default": mode})
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _row_id(conn: sqlite3.Connection, account: JID, archive_id: str) -> int:
+    row = conn.execute(
+        "SELECT id FROM mam_messages WHERE domain = ? AND username = ? AND archive_id = ?",
+        (account.domain, account.local, archive_id),
+    ).fetchone()
+    if row is None:
+        raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, f"no archived message {archive_id}")
+    return int(row[0])
+
+
+def _select(
+    conn: sqlite3.Connection, account: JID, q: Query
+) -> tuple[list[tuple[str, float, str]], bool, int]:
+    where = ["domain = ?", "username = ?"]
+    args: list[object] = [account.domain, account.local]
+    if q.with_jid is not None:
+        where.append("with_jid = ?")
+        args.append(q.with_jid)
+    if q.start is not None:
+        where.append("at >= ?")
+        args.append(q.start)
+    if q.end is not None:
+        where.append("at <= ?")
+        args.append(q.end)
+    if q.ids:
+        where.append(f"archive_id IN ({', '.join('?' for _ in q.ids)})")
+        args.extend(q.ids)
+    count_where, count_args = list(where), list(args)
+    if q.after_id is not None:
+        where.append("id > ?")
+        args.append(_row_id(conn, account, q.after_id))
+    if q.before_id is not None:
+        where.append("id < ?")
+        args.append(_row_id(conn, account, q.before_id))
+    order = "DESC" if q.backwards else "ASC"
+    rows = conn.execute(
+        f"SELECT archive_id, at, xml FROM mam_messages WHERE {' AND '.join(where)}"  # noqa: S608
+        f" ORDER BY id {order} LIMIT ?",
+        (*args, q.max + 1),
+    ).fetchall()
+    complete = len(rows) <= q.max
+    page = [(str(a), float(t), str(x)) for a, t, x in rows[: q.max]]
+    if q.backwards:
+        page.reverse()
+    (count,) = conn.execute(
+        f"SELECT COUNT(*) FROM mam_messages WHERE {' AND '.join(count_where)}",  # noqa: S608
+        count_args,
+    ).fetchone()
+    return page, complete, int(count)
+
+
+def _ends(
+    conn: sqlite3.Connection, account: JID
+) -> tuple[tuple[str, float] | None, tuple[str, float] | None]:
+    found = []
+    for order in ("ASC", "DESC"):
+        row = conn.execute(
+            "SELECT archive_id, at FROM mam_messages WHERE domain = ? AND username = ?"  # noqa: S608
+            f" ORDER BY id {order} LIMIT 1",
+            (account.domain, account.local),
+        ).fetchone()
+        found.append((str(row[0]), float(row[1])) if row else None)
+    return found[0], found[1]

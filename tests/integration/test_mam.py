@@ -1,0 +1,116 @@
+"""XEP-0313 with slixmpp: 200 messages both ways archived, paged forwards and backwards,
+filtered by correspondent, found by stanza-id, and not archived when the user says never."""
+
+from __future__ import annotations
+
+import asyncio
+
+from slixmpp import JID as SJID
+from slixmpp import ClientXMPP
+from slixmpp.xmlstream import ET
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from heron.app import RunningServer
+from heron.jid import JID
+from tests.integration.clients import close, login
+
+PASSWORD = "mam-password"
+
+
+async def chatters(server: RunningServer) -> tuple[ClientXMPP, ClientXMPP, ClientXMPP]:
+    clients = []
+    for user in ("alice", "bob", "carol"):
+        await server.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        client = await login(server, f"{user}@localhost/x", PASSWORD, plugins=("xep_0313",))
+        client.send_presence()
+        clients.append(client)
+    alice, bob, carol = clients
+    return alice, bob, carol
+
+
+async def history(client: ClientXMPP, **kwargs: object) -> list[str]:
+    return [
+        str(m["mam_result"]["forwarded"]["stanza"]["body"])
+        async for m in client.plugin["xep_0313"].iterate(**kwargs)
+    ]
+
+
+async def test_archive_paging_filters_and_preferences(server: RunningServer) -> None:
+    alice, bob, carol = await chatters(server)
+    try:
+        bodies = []
+        for n in range(200):
+            sender, to = (alice, "bob") if n % 2 == 0 else (bob, "alice")
+            body = f"m{n:03d}"
+            bodies.append(body)
+            sender.send_message(mto=f"{to}@localhost", mbody=body, mtype="chat")
+        carol.send_message(mto="alice@localhost", mbody="from carol", mtype="chat")
+        stamped = asyncio.ensure_future(alice.wait_until("message", timeout=5))
+        bob.send_message(mto="alice@localhost", mbody="find me", mtype="chat")
+        found = await stamped
+        while found["body"] != "find me":
+            found = await alice.wait_until("message", timeout=5)
+        stanza_id = found.xml.find("{urn:xmpp:sid:0}stanza-id")
+        assert stanza_id is not None
+        assert stanza_id.get("by") == "alice@localhost"
+        for client in (alice, bob, carol):
+            await client.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+
+        with_bob = SJID("bob@localhost")
+        forwards = await history(alice, with_jid=with_bob, rsm={"max": 25})
+        assert forwards == [*bodies, "find me"]  # both directions, in order, all pages
+        backwards = await history(alice, with_jid=with_bob, reverse=True, rsm={"max": 30})
+        assert backwards == list(reversed(forwards))
+        assert await history(alice, with_jid=SJID("carol@localhost")) == ["from carol"]
+        assert await history(bob, with_jid=SJID("carol@localhost")) == []  # alice's only
+
+        by_id = alice.make_iq_set()
+        by_id.append(
+            ET.fromstring(
+                "<query xmlns='urn:xmpp:mam:2' queryid='q1'><x xmlns='jabber:x:data'"
+                " type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2"
+                "</value></field><field var='ids'><value>"
+                f"{stanza_id.get('id')}</value></field></x></query>"
+            )
+        )
+        results: list[str] = []
+
+        def collect(message: object) -> None:
+            xml = getattr(message, "xml", None)
+            body = (
+                xml.find(
+                    ".//{urn:xmpp:forward:0}forwarded/{jabber:client}message/{jabber:client}body"
+                )
+                if xml is not None
+                else None
+            )
+            if body is not None:
+                results.append(str(body.text))
+
+        alice.register_handler(
+            Callback(
+                "mam-ids", MatchXPath("{jabber:client}message/{urn:xmpp:mam:2}result"), collect
+            )
+        )
+        await by_id.send(timeout=5)  # results come before the answer
+        assert results == ["find me"]
+
+        metadata = alice.make_iq_get()
+        metadata.append(ET.fromstring("<metadata xmlns='urn:xmpp:mam:2'/>"))
+        answer = await metadata.send(timeout=5)
+        ends = answer.xml.find("{urn:xmpp:mam:2}metadata")
+        assert ends is not None
+        assert ends.find("{urn:xmpp:mam:2}end") is not None
+
+        # "never": nothing new is archived.
+        prefs = alice.make_iq_set()
+        prefs.append(ET.fromstring("<prefs xmlns='urn:xmpp:mam:2' default='never'/>"))
+        await prefs.send(timeout=5)
+        bob.send_message(mto="alice@localhost", mbody="off the record", mtype="chat")
+        await bob.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        latest = await history(alice, with_jid=with_bob, reverse=True, rsm={"max": 1}, total=1)
+        assert latest == ["find me"]
+    finally:
+        for client in (alice, bob, carol):
+            await close(client)
