@@ -347,7 +347,8 @@ class Server:
                 continue
             copy = el.copy()
             copy.attrs["to"] = str(session.jid.bare)
-            await self.router.route(Stanza(copy, session.jid.bare, sender))
+            # "redelivered": archives and the like have seen this message already.
+            await self.router.route(Stanza(copy, session.jid.bare, sender, {"redelivered": True}))
 
 
 def load_secret(path: Path) -> bytes:

@@ -216,6 +216,8 @@ class MamModule(Module):
         to, sender = stanza.to, stanza.from_
         if to is None or sender is None or to.local is None or not eligible(stanza):
             return False
+        if stanza.meta.get("redelivered"):
+            return False  # archived when it first arrived (XEP-0198 hand-back)
         account = to.bare
         if not await self._wanted(account, sender) or not await self.ctx.server.accounts.exists(
             account
