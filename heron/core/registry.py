@@ -83,6 +83,7 @@ class HostRegistry:
     postauth_features: list[FeatureProvider] = field(default_factory=list)
     contacts: ContactDirectory | None = None  # set by the roster module while it runs
     nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
+    account_features: set[str] = field(default_factory=set)  # disco#info of an account
 
     # --- IQ ---------------------------------------------------------------------------
     def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:

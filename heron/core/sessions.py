@@ -31,6 +31,11 @@ class Session(Protocol):
     @property
     def priority(self) -> int: ...
 
+    @property
+    def hibernating(self) -> bool:
+        """The connection is gone but the session waits to be resumed (XEP-0198)."""
+        ...
+
     def deliver(self, element: Element) -> None:
         """Queue a stanza for this client (never blocks; a stuck client is disconnected)."""
 

@@ -13,6 +13,7 @@ from heron.modules.mam import MamModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
+from heron.modules.push import PushModule
 from heron.modules.register import RegisterModule
 from heron.modules.roster import RosterModule
 from heron.modules.time import TimeModule
@@ -36,6 +37,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         CarbonsModule,
         CsiModule,
         MamModule,
+        PushModule,
     )
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "OfflineModule",
     "PingModule",
     "PrivateModule",
+    "PushModule",
     "RegisterModule",
     "RosterModule",
     "TimeModule",

@@ -108,7 +108,8 @@ class DiscoModule(Module):
     async def on_own_account_info(self, iq: Stanza) -> Element | None:
         # The sender is authenticated as this account, so it exists.
         _refuse_node(iq.payload)
-        return info_query([ACCOUNT_IDENTITY], [ns.DISCO_INFO, ns.DISCO_ITEMS])
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, *sorted(self.ctx.registry.account_features)]
+        return info_query([ACCOUNT_IDENTITY], features)
 
     @iq_handler("get", ns.DISCO_INFO, Target.BARE)
     async def on_other_account_info(self, iq: Stanza) -> Element | None:

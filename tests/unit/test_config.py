@@ -151,6 +151,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "carbons",
         "csi",
         "mam",
+        "push",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
