@@ -42,6 +42,7 @@ features: $(STAMP)
 # Load figures with the shared harness (needs ../shared/bench); never part of `make test`.
 bench: $(STAMP)
 	bench/run-heron
+	$(PY) bench/mam_query.py 1000000
 
 # Long fuzzing runs (10 minutes a target); crashes are written to fuzz-artifacts/.
 fuzz: $(STAMP)

@@ -58,6 +58,13 @@ MIGRATIONS: Final = (
         );
         """,
     ),
+    Migration(
+        "mam",
+        2,
+        """
+        CREATE INDEX mam_by_time ON mam_messages (domain, username, at);
+        """,
+    ),
 )
 MODES: Final = ("always", "never", "roster")
 
@@ -277,7 +284,8 @@ class MamModule(Module):
         if rows:
             rsm.add("first", RSM, text=rows[0][0])
             rsm.add("last", RSM, text=rows[-1][0])
-        rsm.add("count", RSM, text=str(count))
+        if count is not None:
+            rsm.add("count", RSM, text=str(count))
         return fin
 
     @iq_handler("get", MAM, Target.SELF)
@@ -350,7 +358,7 @@ def _row_id(conn: sqlite3.Connection, account: JID, archive_id: str) -> int:
 
 def _select(
     conn: sqlite3.Connection, account: JID, q: Query
-) -> tuple[list[tuple[str, float, str]], bool, int]:
+) -> tuple[list[tuple[str, float, str]], bool, int | None]:
     where = ["domain = ?", "username = ?"]
     args: list[object] = [account.domain, account.local]
     if q.with_jid is not None:
@@ -382,6 +390,12 @@ def _select(
     page = [(str(a), float(t), str(x)) for a, t, x in rows[: q.max]]
     if q.backwards:
         page.reverse()
+    if q.with_jid is None and q.start is None and q.end is None and not q.ids:
+        return (
+            page,
+            complete,
+            None,
+        )  # counting a whole archive costs a scan: RSM's count is optional
     (count,) = conn.execute(
         f"SELECT COUNT(*) FROM mam_messages WHERE {' AND '.join(count_where)}",  # noqa: S608
         count_args,
