@@ -28,6 +28,8 @@ from heron.jid import JID, InvalidJID
 from heron.ratelimit import AuthLimits, AuthThrottle
 from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, StreamError
 from heron.storage.accounts import SqliteAccountStore
+from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
+from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.stream.c2s import C2SStream
 from heron.stream.dialback import dialback_key
@@ -66,6 +68,7 @@ class Server:
         self.router = Router(self.sessions, self.registry_for, self._user_exists)
         self.db: SqliteDatabase | None = None
         self._accounts: AccountService | None = None
+        self._fast: FastTokenStore | None = None
         self.tls_domains: set[str] = set()
         s2s = config.s2s
         self.s2s = S2SManager(
@@ -98,6 +101,11 @@ class Server:
         return self.db
 
     @property
+    def fast(self) -> FastTokenStore:
+        assert self._fast is not None, "server not started"
+        return self._fast
+
+    @property
     def accounts(self) -> AccountService:
         assert self._accounts is not None, "server not started"
         return self._accounts
@@ -109,6 +117,8 @@ class Server:
         db_path = self.config.storage.path or data_dir / "heron.db"
         self.db = await SqliteDatabase.open(db_path)  # before modules: their stores use it
         await self.db.migrate(SqliteAccountStore.MIGRATIONS)
+        await self.db.migrate(FAST_MIGRATIONS)
+        self._fast = FastTokenStore(self.db)
         secret = load_secret(self.config.server_secret_file or data_dir / "secret")
         self._dialback_secret = hashlib.sha256(b"heron dialback\0" + secret).digest()
         self.s2s.start()
@@ -175,6 +185,19 @@ class Server:
             self.auth_throttle.succeeded(account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
             log.warning("blocking logins from %s: too many failed attempts", peer)
+
+    # --- FAST tokens (C2SHost) ---------------------------------------------------------
+    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
+        return await self.fast.issue(username, domain, agent)
+
+    async def fast_verify(
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+    ) -> tuple[bytes, float] | None:
+        try:
+            local = JID.make(username, domain).local or username
+        except InvalidJID:
+            return None
+        return await self.fast.verify(local, domain, agent, mechanism, proof)
 
     # --- federation (S2SHost) ----------------------------------------------------------
     def dialback_allowed(self, domain: str) -> bool:

@@ -61,7 +61,11 @@ def summary(count: int, sender: JID) -> Element:
 class PushModule(Module):
     name = "push"
     description = "Push notifications to app servers while a phone's app sleeps"
-    xeps = (Xep(357, "0.4.1", "complete", "summaries without message bodies"),)
+    xeps = (
+        Xep(
+            357, "0.4.1", "complete", "summaries without message bodies", prosody="community module"
+        ),
+    )
 
     async def start(self) -> None:
         self.db = self.ctx.server.db_or_fail()

@@ -345,6 +345,7 @@ class RegisterModule(Module):
         if len(list(query.elements())) != 1:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "<remove/> must be alone")
         await self.ctx.server.accounts.delete(account)
+        await self.ctx.server.fast.revoke(account.local or "", account.domain)
         self.ctx.log.info("account %s removed by its owner", account)
         # The account's streams end right after the result is written (XEP-0077 §3.2):
         # call_soon runs once this handler's reply has been queued.
@@ -372,5 +373,7 @@ class RegisterModule(Module):
             raise StanzaError(StanzaCondition.REGISTRATION_REQUIRED) from None
         except ValueError:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "unusable password") from None
+        # A new password ends every device's FAST token (XEP-0484: revocation).
+        await self.ctx.server.fast.revoke(account.local or "", account.domain)
         self.ctx.log.info("password changed for %s", account)
         return None

@@ -49,6 +49,7 @@ from heron.xmlstream import (
 log = logging.getLogger(__name__)
 
 MAX_SASL_FAILURES = 3
+FAST_MECHANISM = "HT-SHA-256-NONE"  # XEP-0484 tokens without channel binding
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,16 @@ class C2SHost(Protocol):
         ...
 
     def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None: ...
+
+    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
+        """A FAST token (XEP-0484) for this client: the token and its expiry (Unix time)."""
+        ...
+
+    async def fast_verify(
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+    ) -> tuple[bytes, float] | None:
+        """The server's proof and the token's expiry, or None when the token is no good."""
+        ...
 
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
 
@@ -159,6 +170,8 @@ class C2SStream:
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
         self._sasl_user: str | None = None  # the name the current login attempt gave
+        self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
+        self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         self._hold: Callable[[Element], list[Element]] | None = None
         self.sm: StreamManagement | None = None  # XEP-0198, once enabled
@@ -326,11 +339,7 @@ class C2SStream:
             raise StreamError(StreamCondition.UNSUPPORTED_VERSION, "XMPP 1.0 is required")
         features = Element("features", ns.STREAM)
         if self.is_authenticated:
-            features.add("bind", ns.BIND)
-            session = features.add("session", ns.SESSION)
-            session.add("optional", ns.SESSION)
-            features.add("sm", ns.SM)
-            features.children.extend(self.host.stream_features(self.domain, True))
+            features = self._post_auth_features()
             self.state = State.WAIT_BIND
         elif not self.is_tls and self.host.tls_available(self.domain):
             starttls = features.add("starttls", ns.TLS)
@@ -348,6 +357,16 @@ class C2SStream:
             self.state = State.WAIT_AUTH
         self._write(serialize(features, ns.CLIENT))
 
+    def _post_auth_features(self) -> Element:
+        features = Element("features", ns.STREAM)
+        if self._jid is None:
+            features.add("bind", ns.BIND)
+            session = features.add("session", ns.SESSION)
+            session.add("optional", ns.SESSION)
+        features.add("sm", ns.SM)
+        features.children.extend(self.host.stream_features(self.domain, True))
+        return features
+
     def _mechanisms(self) -> list[str]:
         names: list[str] = []
         cb = self.tls.channel_bindings if self.tls else {}
@@ -363,6 +382,13 @@ class C2SStream:
         mechs = features.add("mechanisms", ns.SASL)
         for name in self._mechanisms():
             mechs.add("mechanism", ns.SASL, text=name)
+        if self.is_tls:  # XEP-0388 with Bind2 (XEP-0386) and FAST (XEP-0484) inline
+            sasl2 = features.add("authentication", ns.SASL2)
+            for name in self._mechanisms():
+                sasl2.add("mechanism", ns.SASL2, text=name)
+            inline = sasl2.add("inline", ns.SASL2)
+            inline.add("bind", ns.BIND2)
+            inline.add("fast", ns.FAST).add("mechanism", ns.FAST, text=FAST_MECHANISM)
         if self.tls and self.tls.channel_bindings:
             cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
             for cb_type in self.tls.channel_bindings:
@@ -384,7 +410,7 @@ class C2SStream:
             await self._stanza(el)
         elif el.ns == ns.TLS and el.tag == "starttls":
             await self._starttls()
-        elif el.ns == ns.SASL:
+        elif el.ns in (ns.SASL, ns.SASL2):
             await self._sasl_element(el)
         elif state is State.WAIT_BIND and el.tag == "iq" and el.ns == ns.CLIENT:
             self._pre_bind_iq(el)
@@ -414,12 +440,13 @@ class C2SStream:
 
     # --- SASL (RFC 6120 §6) -----------------------------------------------------------
     def _sasl_fail(self, condition: str, text: str = "") -> None:
-        failure = Element("failure", ns.SASL)
+        failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
-            failure.add("text", ns.SASL, {f"{{{ns.XML}}}lang": "en"}, text)
+            failure.add("text", self._sasl_ns, {f"{{{ns.XML}}}lang": "en"}, text)
         self._write(serialize(failure, ns.CLIENT))
         self._sasl = None
+        self._sasl2 = None
         self.state = State.WAIT_AUTH
         if condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
@@ -427,7 +454,7 @@ class C2SStream:
                 self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many failures"))
 
     def _sasl_send(self, tag: str, data: bytes) -> None:
-        el = Element(tag, ns.SASL)
+        el = Element(tag, self._sasl_ns)
         el.children.append(base64.b64encode(data).decode() if data else "=")
         self._write(serialize(el, ns.CLIENT))
 
@@ -446,7 +473,11 @@ class C2SStream:
             self._sasl_fail("encryption-required")
             return
         try:
-            if el.tag == "auth" and self.state is State.WAIT_AUTH:
+            if el.tag in ("auth", "authenticate") and self.state is State.WAIT_AUTH:
+                self._sasl_ns = el.ns
+                self._sasl2 = el if el.tag == "authenticate" and el.ns == ns.SASL2 else None
+                if el.ns == ns.SASL2 and el.tag != "authenticate":
+                    raise SaslFailure("malformed-request")
                 await self._sasl_auth(el)
             elif el.tag == "response" and self.state is State.SASL and self._sasl is not None:
                 await self._sasl_response(el)
@@ -463,9 +494,16 @@ class C2SStream:
     async def _sasl_auth(self, el: Element) -> None:
         self._sasl_user = None
         mechanism = el.attrs.get("mechanism", "")
+        if self._sasl2 is not None and mechanism == FAST_MECHANISM:
+            await self._fast_auth(self._sasl2)
+            return
         if mechanism not in self._mechanisms():
             raise SaslFailure("invalid-mechanism")
-        data = self._decode(el)
+        if self._sasl2 is not None:
+            initial = self._sasl2.find("initial-response", ns.SASL2)
+            data = self._decode(initial) if initial is not None else b""
+        else:
+            data = self._decode(el)
         if mechanism == "PLAIN":
             authzid, authcid, password = parse_plain(data)
             await self._throttle(authcid)
@@ -475,7 +513,7 @@ class C2SStream:
                 raise SaslFailure("not-authorized")
             self._check_authzid(authzid, authcid)
             self.mechanism = mechanism
-            self._authenticated(authcid, b"")
+            await self._authenticated_async(authcid, b"")
             return
         parsed = parse_mechanism(mechanism)
         if parsed is None:
@@ -490,6 +528,33 @@ class C2SStream:
         self._sasl = scram
         self.state = State.SASL
         self._sasl_send("challenge", challenge)
+
+    async def _fast_auth(self, request: Element) -> None:
+        """XEP-0484 with HT-SHA-256-NONE: one round trip with a token issued earlier."""
+        agent = request.find("user-agent", ns.SASL2)
+        agent_id = agent.attrs.get("id", "") if agent is not None else ""
+        initial = request.find("initial-response", ns.SASL2)
+        data = self._decode(initial) if initial is not None else b""
+        authcid_raw, sep, proof = data.partition(b"\0")
+        if not sep or not agent_id or request.find("fast", ns.FAST) is None:
+            raise SaslFailure("malformed-request")
+        try:
+            authcid = authcid_raw.decode()
+        except UnicodeDecodeError as exc:
+            raise SaslFailure("malformed-request") from exc
+        await self._throttle(authcid)
+        verified = await self.host.fast_verify(
+            authcid, self.domain, agent_id, FAST_MECHANISM, proof
+        )
+        if verified is None:
+            raise SaslFailure("not-authorized")
+        responder, expiry = verified
+        self.mechanism = FAST_MECHANISM
+        # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
+        rotate = expiry - time.time() < self._FAST_ROTATE_S
+        await self._authenticated_async(authcid, responder, rotate=rotate)
+
+    _FAST_ROTATE_S = 7 * 86400
 
     async def _throttle(self, username: str) -> None:
         """Earlier failures from this address or for this name slow or refuse this one."""
@@ -506,7 +571,7 @@ class C2SStream:
         self._check_authzid(scram.authzid or "", self._sasl_user)
         self._sasl = None
         self.mechanism = scram.mechanism_name
-        self._authenticated(self._sasl_user, final)
+        await self._authenticated_async(self._sasl_user, final)
 
     def _check_authzid(self, authzid: str, authcid: str) -> None:
         if not authzid:
@@ -518,15 +583,43 @@ class C2SStream:
         except InvalidJID as exc:
             raise SaslFailure("invalid-authzid") from exc
 
-    def _authenticated(self, username: str, final: bytes) -> None:
+    async def _authenticated_async(
+        self, username: str, final: bytes, *, rotate: bool = False
+    ) -> None:
         self.host.auth_result(self.link.peer, username, self.domain, True)
         self.username = JID.make(username, self.domain).local
         self.is_authenticated = True
-        self._sasl_send("success", final)
         self.log.info("authenticated as %s@%s (%s)", self.username, self.domain, self.mechanism)
-        self.parser.reset()
         self.parser.set_limits(self.host.limits)
-        self.state = State.WAIT_HEADER
+        request, self._sasl2 = self._sasl2, None
+        if request is None:
+            self._sasl_send("success", final)
+            self.parser.reset()
+            self.state = State.WAIT_HEADER
+            return
+        # XEP-0388: no stream restart; inline Bind2 and FAST, then the new features.
+        success = Element("success", ns.SASL2)
+        if final:
+            success.add("additional-data", ns.SASL2, text=base64.b64encode(final).decode())
+        self.state = State.WAIT_BIND
+        bind = request.find("bind", ns.BIND2)
+        if bind is not None:
+            tag = bind.child_text("tag", ns.BIND2) or "heron"
+            self._bind_resource(f"{tag[:32]}.{secrets.token_hex(4)}")
+        identity = str(self._jid) if self._jid is not None else f"{self.username}@{self.domain}"
+        success.add("authorization-identifier", ns.SASL2, text=identity)
+        if bind is not None:
+            success.add("bound", ns.BIND2)
+        agent = request.find("user-agent", ns.SASL2)
+        agent_id = agent.attrs.get("id", "") if agent is not None else ""
+        wants_token = request.find("request-token", ns.FAST) is not None
+        if agent_id and (wants_token or rotate):
+            assert self.username is not None
+            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry))
+            success.add("token", ns.FAST, {"token": token, "expiry": stamp})
+        self._write(serialize(success, ns.CLIENT))
+        self._write(serialize(self._post_auth_features(), ns.CLIENT))
 
     # --- before login: registration ---------------------------------------------------
     async def _preauth_iq(self, el: Element) -> None:
@@ -565,9 +658,7 @@ class C2SStream:
             return
         if not resource:
             resource = "heron-" + secrets.token_hex(6)
-        self._jid = JID(self.username, self.domain, resource)
-        self.state = State.BOUND
-        self.host.bind(self)
+        self._bind_resource(resource)
         reply = _result(el)
         bind = reply.add("bind", ns.BIND)
         bind.add("jid", ns.BIND, text=str(self._jid))
@@ -637,6 +728,16 @@ class C2SStream:
         for stanza in list(sm.unacked):  # still unacknowledged: sent again, kept until acked
             self.link.write(serialize(stanza, ns.CLIENT).encode())
         self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(sm.unacked))
+
+    def _bind_resource(self, resource: str) -> None:
+        assert self.username is not None
+        try:
+            resource = normalize_resource(resource)
+        except InvalidJID:
+            resource = "heron-" + secrets.token_hex(6)
+        self._jid = JID(self.username, self.domain, resource)
+        self.state = State.BOUND
+        self.host.bind(self)
 
     # --- stanzas ----------------------------------------------------------------------
     async def _stanza(self, el: Element) -> None:

@@ -106,6 +106,14 @@ class FakeHost:
     def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
         pass
 
+    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
+        return "token", 0.0
+
+    async def fast_verify(
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+    ) -> tuple[bytes, float] | None:
+        return None
+
 
 def plain(user: str, password: str) -> bytes:
     token = base64.b64encode(f"\0{user}\0{password}".encode())

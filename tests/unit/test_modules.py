@@ -28,6 +28,8 @@ from heron.modules.time import TimeModule, format_datetime
 from heron.modules.version import VersionModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import MemoryAccountStore
+from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
+from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
 
@@ -55,6 +57,10 @@ class FakeServer:
         assert self.db is not None
         return self.db
 
+    @property
+    def fast(self) -> FastTokenStore:
+        return FastTokenStore(self.db_or_fail())
+
     def registry_for(self, domain: str) -> HostRegistry | None:
         return self.registries.get(domain)
 
@@ -80,6 +86,7 @@ class Host:
         if self.server.db is None:
             folder = Path(tempfile.mkdtemp(prefix="heron-unit-"))
             self.server.db = await SqliteDatabase.open(folder / "heron.db")
+            await self.server.db.migrate(FAST_MIGRATIONS)
         ctx = ModuleContext(
             server=cast("Server", self.server),  # a stub with only what modules use
             domain=DOMAIN,
