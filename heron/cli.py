@@ -25,6 +25,8 @@ from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
 from heron.storage.accounts import SqliteAccountStore
+from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
+from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
 
@@ -67,14 +69,20 @@ def _account_jid(config: ServerConfig, text: str) -> JID:
 
 
 async def _with_accounts(
-    config: ServerConfig, action: Callable[[AccountService], Awaitable[None]]
+    config: ServerConfig,
+    action: Callable[[AccountService], Awaitable[None]],
+    revoke_tokens: JID | None = None,
 ) -> None:
+    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
     try:
         await db.migrate(SqliteAccountStore.MIGRATIONS)
         secret = load_secret(config.server_secret_file or config.data_dir / "secret")
         await action(AccountService(SqliteAccountStore(db), secret, config.scram_iterations))
+        if revoke_tokens is not None:
+            await db.migrate(FAST_MIGRATIONS)
+            await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
     finally:
         await db.close()
 
@@ -111,7 +119,7 @@ def cmd_adduser(config: ServerConfig, args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(f"unusable password: {exc}") from exc
 
-    asyncio.run(_with_accounts(config, act))
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
     print(f"created {jid}")
     return 0
 
@@ -142,7 +150,7 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
 
-    asyncio.run(_with_accounts(config, act))
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
     print(f"deleted {jid}")
     return 0
 

@@ -1,0 +1,62 @@
+"""FAST token storage: two slots per client, nothing stored that logs anyone in."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from heron.storage.fast import MECHANISM, MIGRATIONS, FastTokenStore, proofs
+from heron.storage.sqlite import SqliteDatabase
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[FastTokenStore]:
+    db = await SqliteDatabase.open(tmp_path / "heron.db")
+    await db.migrate(MIGRATIONS)
+    try:
+        yield FastTokenStore(db)
+    finally:
+        await db.close()
+
+
+async def test_tokens_rotate_through_two_slots(store: FastTokenStore) -> None:
+    first, _ = await store.issue("u", "h", "phone")
+    initiator, responder = proofs(first)
+    found = await store.verify("u", "h", "phone", MECHANISM, initiator)
+    assert found is not None
+    assert found[0] == responder
+    second, _ = await store.issue("u", "h", "phone")  # waits in "new"; "current" still works
+    assert await store.verify("u", "h", "phone", MECHANISM, initiator) is not None
+    assert await store.verify("u", "h", "phone", MECHANISM, proofs(second)[0]) is not None
+    # Using the new one retires the old one.
+    assert await store.verify("u", "h", "phone", MECHANISM, initiator) is None
+    assert await store.verify("u", "h", "laptop", MECHANISM, proofs(second)[0]) is None
+    assert await store.verify("u", "h", "phone", "HT-SHA-256-ENDP", proofs(second)[0]) is None
+
+
+async def test_nothing_stored_logs_in_and_revocation(store: FastTokenStore) -> None:
+    token, _ = await store.issue("u", "h", "phone")
+
+    def rows(conn: sqlite3.Connection) -> list[tuple[bytes, bytes]]:
+        return conn.execute("SELECT proof_hash, responder FROM fast_tokens").fetchall()
+
+    stored = await store.db.run(rows)
+    initiator, _ = proofs(token)
+    assert all(token.encode() not in bytes(p) + bytes(r) for p, r in stored)
+    assert all(bytes(p) != initiator for p, _r in stored)  # only a hash of the proof
+    await store.revoke("u", "h")
+    assert await store.verify("u", "h", "phone", MECHANISM, initiator) is None
+
+
+async def test_expired_tokens_fail(tmp_path: Path) -> None:
+    db = await SqliteDatabase.open(tmp_path / "x.db")
+    await db.migrate(MIGRATIONS)
+    try:
+        short = FastTokenStore(db, lifetime_s=-1.0)
+        token, _ = await short.issue("u", "h", "phone")
+        assert await short.verify("u", "h", "phone", MECHANISM, proofs(token)[0]) is None
+    finally:
+        await db.close()
