@@ -64,6 +64,7 @@ class Server:
         self.out_queue_bytes = lim.out_queue_bytes
         self.sessions = SessionManager()
         self.registries: dict[str, HostRegistry] = {}
+        self.services: set[str] = set()  # registries that are services, not user hosts
         self.managers: dict[str, ModuleManager] = {}
         self.router = Router(self.sessions, self.registry_for, self._user_exists)
         self.db: SqliteDatabase | None = None
@@ -229,7 +230,24 @@ class Server:
         return self.registries.get(domain)
 
     def is_local_host(self, domain: str) -> bool:
+        """A host users log in to (service domains such as conference.* are not)."""
+        return domain in self.registries and domain not in self.services
+
+    def serves_domain(self, domain: str) -> bool:
         return domain in self.registries
+
+    def add_service(self, domain: str) -> HostRegistry:
+        """A service domain (a MUC service) routed to like a host, with its own tables."""
+        if domain in self.registries:
+            raise ConfigError(f"{domain}: already a host or a service of this server")
+        registry = self.registries[domain] = HostRegistry(domain)
+        self.services.add(domain)
+        return registry
+
+    def remove_service(self, domain: str) -> None:
+        if domain in self.services:
+            self.services.discard(domain)
+            self.registries.pop(domain, None)
 
     def tls_available(self, domain: str) -> bool:
         return domain in self.tls_domains

@@ -10,6 +10,7 @@ from heron.modules.carbons import CarbonsModule
 from heron.modules.csi import CsiModule
 from heron.modules.disco import DiscoModule
 from heron.modules.mam import MamModule
+from heron.modules.muc import MucModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
@@ -38,6 +39,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         CsiModule,
         MamModule,
         PushModule,
+        MucModule,
     )
 }
 
@@ -52,6 +54,7 @@ __all__ = [
     "CsiModule",
     "DiscoModule",
     "MamModule",
+    "MucModule",
     "OfflineModule",
     "PingModule",
     "PrivateModule",

@@ -55,7 +55,9 @@ class S2SHost(Protocol):
 
     limits: Limits
 
-    def is_local_host(self, domain: str) -> bool: ...
+    def serves_domain(self, domain: str) -> bool:
+        """A domain of ours: a user host or a service on it (conference.example.org)."""
+        ...
 
     def dialback_allowed(self, domain: str) -> bool:
         """Whether a peer may prove ``domain`` by dialback (policy per peer)."""
@@ -188,7 +190,7 @@ class S2SIncoming(_Stream):
     def _opened(self, event: StreamOpened) -> None:
         to = _domain(event.attrs.get("to")) or ""
         self.claimed = _domain(event.attrs.get("from")) or ""
-        known = self.host.is_local_host(to)
+        known = self.host.serves_domain(to)
         self.local = to if known else self.local
         self.stream_id = secrets.token_urlsafe(16)
         self._write(
@@ -280,7 +282,7 @@ class S2SIncoming(_Stream):
         remote, local = _domain(el.attrs.get("from")), _domain(el.attrs.get("to"))
         if remote is None or local is None or el.attrs.get("type"):
             raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "db:result needs from and to")
-        if not self.host.is_local_host(local):
+        if not self.host.serves_domain(local):
             self._dialback_answer(local, remote, "error", "item-not-found")
             return
         if not self.host.dialback_allowed(remote):
@@ -321,7 +323,7 @@ class S2SIncoming(_Stream):
             raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "db:verify needs from, to, id")
         answer = Element("verify", ns.DIALBACK, {"from": originating, "to": receiving})
         answer.attrs["id"] = stream_id
-        if not self.host.is_local_host(originating):
+        if not self.host.serves_domain(originating):
             answer.attrs["type"] = "invalid"
         else:
             expected = self.host.dialback_key(receiving, originating, stream_id)
@@ -336,7 +338,7 @@ class S2SIncoming(_Stream):
             recipient = JID.parse(to or "")
         except InvalidJID as exc:
             raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "bad from or to") from exc
-        if not self.host.is_local_host(recipient.domain):
+        if not self.host.serves_domain(recipient.domain):
             raise StreamError(
                 StreamCondition.HOST_UNKNOWN, f"{recipient.domain} is not served here"
             )

@@ -1,0 +1,360 @@
+"""XEP-0045 Multi-User Chat, first part: the service, joining and leaving, presence with status
+codes, group messages with history and subject, nick changes and private messages.
+
+The service lives at ``conference.DOMAIN`` (option ``service``) with its own routing tables.
+Rooms are created on first join, unlocked at once (an "instant room", XEP-0045 §10.1.2),
+semi-anonymous (real JIDs shown to moderators only) and in memory: they end with their
+last occupant. The creator is the owner (moderator); everyone else joins as participant.
+Not here yet: configuration forms, persistent rooms, affiliation and role changes, kicks and
+bans, passwords, members-only rooms, invitations, voice requests, the room archive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from heron import ns
+from heron.config import ConfigError, build_options
+from heron.core.module import Module, Xep
+from heron.core.registry import HostRegistry, Target
+from heron.jid import JID
+from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.xmlstream.element import Element
+
+MUC: Final = "http://jabber.org/protocol/muc"
+MUC_USER: Final = "http://jabber.org/protocol/muc#user"
+
+
+@dataclass(frozen=True, slots=True)
+class MucOptions:
+    service: str = ""  # default: conference.<host>
+    history_length: int = 20
+    max_occupants: int = 200
+    max_rooms: int = 10000
+
+
+@dataclass(slots=True)
+class Occupant:
+    nick: str
+    jid: JID  # the real full JID
+    affiliation: str
+    role: str
+    presence: Element
+
+
+@dataclass(slots=True)
+class Room:
+    jid: JID
+    occupants: dict[str, Occupant] = field(default_factory=dict)  # by nick
+    nicks: dict[JID, str] = field(default_factory=dict)  # real full JID → nick
+    owners: set[JID] = field(default_factory=set)  # bare JIDs
+    history: deque[tuple[Element, float]] = field(default_factory=deque)
+    subject: str = ""
+    subject_by: str = ""
+
+
+def _stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MucModule(Module):
+    name = "muc"
+    description = "Group chat rooms: join, talk, history, subject, nicks, private messages"
+    xeps = (
+        Xep(
+            45,
+            "1.35",
+            "partial",
+            "join/leave, presence codes, history, subject, nick change, PMs; no room "
+            "configuration, persistence, affiliations, kicks or bans yet",
+        ),
+    )
+
+    async def start(self) -> None:
+        path = f'hosts."{self.ctx.domain}".modules.muc'
+        self.options = build_options(MucOptions, self.ctx.options, path)
+        if self.options.history_length < 0 or self.options.max_occupants < 1:
+            raise ConfigError(f"{path}: history_length ≥ 0 and max_occupants ≥ 1")
+        self.domain = self.options.service or f"conference.{self.ctx.domain}"
+        self.rooms: dict[JID, Room] = {}
+        registry = self.service = self.ctx.server.add_service(self.domain)
+        registry.add_hook("presence/full", self.on_presence)
+        registry.add_hook("presence/bare", self.on_presence)
+        registry.add_hook("message/bare", self.on_room_message)
+        registry.add_hook("message/full", self.on_private_message)
+        registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
+        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
+        registry.add_iq_handler("get", ns.DISCO_INFO, Target.BARE, self.room_info)
+        self._registry: HostRegistry = registry
+        self.ctx.registry.add_feature(MUC)  # the host points clients at its service
+
+    async def stop(self) -> None:
+        self.ctx.server.remove_service(self.domain)
+        self.ctx.registry.remove_feature(MUC)
+
+    # --- sending ----------------------------------------------------------------------
+    async def _send(self, element: Element) -> None:
+        await self.ctx.send(element)
+
+    def _item(self, occupant: Occupant, to_moderator: bool) -> Element:
+        x = Element("x", MUC_USER)
+        item = x.add("item", MUC_USER, {"affiliation": occupant.affiliation, "role": occupant.role})
+        if to_moderator:
+            item.attrs["jid"] = str(occupant.jid)  # semi-anonymous: moderators see real JIDs
+        return x
+
+    def _presence_of(
+        self, room: Room, occupant: Occupant, to: Occupant, codes: tuple[str, ...] = ()
+    ) -> Element:
+        el = occupant.presence.shallow_copy()
+        el.children = [
+            c for c in el.children if not (isinstance(c, Element) and c.ns in (MUC, MUC_USER))
+        ]
+        el.attrs = {k: v for k, v in el.attrs.items() if k not in ("to", "from", "id")}
+        el.attrs["from"] = f"{room.jid}/{occupant.nick}"
+        el.attrs["to"] = str(to.jid)
+        x = self._item(occupant, to.role == "moderator")
+        for code in codes:
+            x.add("status", MUC_USER, {"code": code})
+        el.append(x)
+        return el
+
+    # --- presence: join, update, nick change, leave -------------------------------------
+    async def on_presence(self, stanza: Stanza) -> bool:
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None:
+            return False  # presence to the service itself: nothing to do
+        room_jid = to.bare
+        nick = to.resource
+        room = self.rooms.get(room_jid)
+        type_ = stanza.type
+        if type_ == "unavailable":
+            if room is not None and sender in room.nicks:
+                await self._leave(room, room.nicks[sender], stanza.element)
+            return True
+        if type_ not in ("available",):
+            return True  # subscriptions and probes are not for rooms
+        if not nick:
+            raise StanzaError(StanzaCondition.JID_MALFORMED, "join with room@service/nick")
+        if room is not None and sender in room.nicks:
+            current = room.nicks[sender]
+            if current != nick:
+                await self._change_nick(room, current, nick, stanza)
+            else:
+                occupant = room.occupants[current]
+                occupant.presence = stanza.element
+                await self._broadcast_presence(room, occupant)
+            return True
+        await self._join(room_jid, nick, sender, stanza)
+        return True
+
+    async def _join(self, room_jid: JID, nick: str, sender: JID, stanza: Stanza) -> None:
+        room = self.rooms.get(room_jid)
+        created = room is None
+        if room is None:
+            if len(self.rooms) >= self.options.max_rooms:
+                raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, "too many rooms")
+            room = Room(room_jid)
+            room.owners.add(sender.bare)
+        existing = room.occupants.get(nick)
+        if existing is not None and existing.jid.bare != sender.bare:
+            raise StanzaError(StanzaCondition.CONFLICT, "that nickname is taken")  # §7.2.9
+        if len(room.occupants) >= self.options.max_occupants:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the room is full")  # §7.2.10
+        if created:
+            self.rooms[room_jid] = room
+        owner = sender.bare in room.owners
+        occupant = Occupant(
+            nick,
+            sender,
+            "owner" if owner else "none",
+            "moderator" if owner else "participant",
+            stanza.element,
+        )
+        # §7.2.3: first everyone already there, to the newcomer ...
+        for other in room.occupants.values():
+            await self._send(self._presence_of(room, other, occupant))
+        room.occupants[nick] = occupant
+        room.nicks[sender] = nick
+        # ... then the newcomer to everyone, itself last with 110 (and 201 for a new room).
+        for other in list(room.occupants.values()):
+            if other is not occupant:
+                await self._send(self._presence_of(room, occupant, other))
+        codes = ("110", "201") if created else ("110",)
+        await self._send(self._presence_of(room, occupant, occupant, codes))
+        await self._send_history(room, occupant, stanza.element)
+        subject = Element(
+            "message",
+            ns.CLIENT,
+            {"from": f"{room.jid}/{room.subject_by}" if room.subject_by else str(room.jid)},
+        )
+        subject.attrs.update(to=str(sender), type="groupchat")
+        subject.add("subject", ns.CLIENT, text=room.subject)  # §7.2.15: always, even empty
+        await self._send(subject)
+
+    async def _send_history(self, room: Room, occupant: Occupant, join: Element) -> None:
+        """§7.2.14: the recent messages, limited as the joining client asked."""
+        wanted = list(room.history)
+        request = join.find("x", MUC)
+        history = request.find("history", MUC) if request is not None else None
+        if history is not None:
+            if "maxstanzas" in history.attrs:
+                try:
+                    count = max(0, int(history.attrs["maxstanzas"]))
+                except ValueError:
+                    count = len(wanted)
+                wanted = wanted[len(wanted) - count :] if count else []
+            if "seconds" in history.attrs:
+                try:
+                    horizon = time.time() - float(history.attrs["seconds"])
+                    wanted = [(m, at) for m, at in wanted if at >= horizon]
+                except ValueError:
+                    pass
+            if history.attrs.get("maxchars") == "0":
+                wanted = []
+        for message, at in wanted:
+            copy = message.copy()
+            copy.attrs["to"] = str(occupant.jid)
+            copy.add("delay", ns.DELAY, {"from": str(room.jid), "stamp": _stamp(at)})
+            await self._send(copy)
+
+    async def _broadcast_presence(self, room: Room, occupant: Occupant) -> None:
+        for other in list(room.occupants.values()):
+            codes = ("110",) if other is occupant else ()
+            await self._send(self._presence_of(room, occupant, other, codes))
+
+    async def _change_nick(self, room: Room, old: str, new: str, stanza: Stanza) -> None:
+        """§7.6: unavailable with 303 and the new nick, then available under the new one."""
+        taken = room.occupants.get(new)
+        occupant = room.occupants[old]
+        if taken is not None and taken.jid.bare != occupant.jid.bare:
+            raise StanzaError(StanzaCondition.CONFLICT, "that nickname is taken")
+        for other in list(room.occupants.values()):
+            gone = Element("presence", ns.CLIENT, {"type": "unavailable"})
+            gone.attrs.update({"from": f"{room.jid}/{old}", "to": str(other.jid)})
+            x = self._item(occupant, other.role == "moderator")
+            item = x.find("item", MUC_USER)
+            assert item is not None
+            item.attrs["nick"] = new
+            x.add("status", MUC_USER, {"code": "303"})
+            if other is occupant:
+                x.add("status", MUC_USER, {"code": "110"})
+            gone.append(x)
+            await self._send(gone)
+        del room.occupants[old]
+        occupant.nick = new
+        occupant.presence = stanza.element
+        room.occupants[new] = occupant
+        room.nicks[occupant.jid] = new
+        await self._broadcast_presence(room, occupant)
+
+    async def _leave(self, room: Room, nick: str, presence: Element) -> None:
+        occupant = room.occupants.pop(nick)
+        room.nicks.pop(occupant.jid, None)
+        occupant.presence = presence
+        occupant.role = "none"
+        for other in [*room.occupants.values(), occupant]:
+            el = self._presence_of(room, occupant, other, ("110",) if other is occupant else ())
+            el.attrs["type"] = "unavailable"
+            await self._send(el)
+        if not room.occupants:
+            del self.rooms[room.jid]  # temporary rooms end with their last occupant
+
+    # --- messages ---------------------------------------------------------------------
+    async def on_room_message(self, stanza: Stanza) -> bool:
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None:
+            return False
+        if stanza.type == "error":
+            return True
+        room = self.rooms.get(to.bare)
+        if room is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
+        nick = room.nicks.get(sender)
+        if nick is None:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "join the room first")  # §7.4
+        if stanza.type != "groupchat":
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
+        occupant = room.occupants[nick]
+        el = stanza.element
+        subject = el.find("subject", ns.CLIENT)
+        if subject is not None and el.find("body", ns.CLIENT) is None:
+            if occupant.role != "moderator":
+                raise StanzaError(StanzaCondition.FORBIDDEN, "only moderators change the subject")
+            room.subject, room.subject_by = subject.text, nick
+        message = el.copy()
+        message.attrs = {k: v for k, v in message.attrs.items() if k in ("id", "type")}
+        message.attrs["from"] = f"{room.jid}/{nick}"
+        if message.find("body", ns.CLIENT) is not None and self.options.history_length:
+            room.history.append((message, time.time()))
+            while len(room.history) > self.options.history_length:
+                room.history.popleft()
+        for other in list(room.occupants.values()):
+            copy = message.shallow_copy()
+            copy.attrs["to"] = str(other.jid)
+            await self._send(copy)
+        return True
+
+    async def on_private_message(self, stanza: Stanza) -> bool:
+        """§7.5: a message to room/nick goes to that occupant, from the sender's nick."""
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None or to.resource is None:
+            return False
+        if stanza.type == "error":
+            return True
+        room = self.rooms.get(to.bare)
+        target = room.occupants.get(to.resource) if room is not None else None
+        nick = room.nicks.get(sender) if room is not None else None
+        if room is None or target is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
+        if nick is None:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "join the room first")
+        if stanza.type == "groupchat":
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "a private message is not groupchat")
+        message = stanza.element.copy()
+        message.attrs["from"] = f"{room.jid}/{nick}"
+        message.attrs["to"] = str(target.jid)
+        message.add("x", MUC_USER)  # XEP-0045 §7.5: marks it as a MUC private message
+        await self._send(message)
+        return True
+
+    # --- discovery --------------------------------------------------------------------
+    async def service_info(self, iq: Stanza) -> Element | None:
+        query = Element("query", ns.DISCO_INFO)
+        query.add("identity", ns.DISCO_INFO, {"category": "conference", "type": "text"})
+        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, MUC):
+            query.add("feature", ns.DISCO_INFO, {"var": feature})
+        return query
+
+    async def service_items(self, iq: Stanza) -> Element | None:
+        query = Element("query", ns.DISCO_ITEMS)
+        for room in sorted(self.rooms.values(), key=lambda r: str(r.jid)):
+            query.add("item", ns.DISCO_ITEMS, {"jid": str(room.jid), "name": room.jid.local or ""})
+        return query
+
+    async def room_info(self, iq: Stanza) -> Element | None:
+        assert iq.to is not None
+        room = self.rooms.get(iq.to.bare)
+        if room is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
+        query = Element("query", ns.DISCO_INFO)
+        query.add(
+            "identity",
+            ns.DISCO_INFO,
+            {"category": "conference", "type": "text", "name": room.jid.local or ""},
+        )
+        for feature in (
+            MUC,
+            "muc_public",
+            "muc_open",
+            "muc_semianonymous",
+            "muc_temporary",
+            "muc_unmoderated",
+            "muc_unsecured",
+        ):
+            query.add("feature", ns.DISCO_INFO, {"var": feature})
+        return query

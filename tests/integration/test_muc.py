@@ -1,0 +1,112 @@
+"""XEP-0045 with slixmpp's xep_0045 plugin: join with status codes, history and subject,
+talk, change nick, private messages, leave; the errors for a taken nick and outsiders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from slixmpp import JID as SJID
+from slixmpp import ClientXMPP
+from slixmpp.exceptions import PresenceError
+
+from heron.app import RunningServer, start
+from heron.config import ServerConfig
+from heron.jid import JID
+from tests.integration.clients import close, login
+
+PASSWORD = "muc-password"
+ROOM = SJID("lounge@conference.localhost")
+
+
+@pytest.fixture
+async def muc_server(config_factory: Callable[..., ServerConfig]) -> AsyncIterator[RunningServer]:
+    running = await start(config_factory(hosts={"localhost": {"modules": {"muc": True}}}))
+    for user in ("alice", "bob", "carol"):
+        await running.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def member(server: RunningServer, user: str) -> ClientXMPP:
+    client = await login(server, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+    client.send_presence()
+    return client
+
+
+async def test_rooms_join_talk_rename_whisper_and_leave(muc_server: RunningServer) -> None:
+    alice = await member(muc_server, "alice")
+    bob = await member(muc_server, "bob")
+    carol = await member(muc_server, "carol")
+    muc = alice.plugin["xep_0045"]
+    try:
+        info = await alice.plugin["xep_0030"].get_info(jid="conference.localhost", timeout=5)
+        assert "http://jabber.org/protocol/muc" in info["disco_info"]["features"]
+
+        # Alice creates the room by joining it: owner, moderator, codes 110 and 201.
+        own, subject, occupants, history = await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        codes = {int(s) for s in own["muc"]["status_codes"]}
+        assert {110, 201} <= codes
+        assert own["muc"]["affiliation"] == "owner"
+        assert own["muc"]["role"] == "moderator"
+        alice.send_message(mto=ROOM, mbody="first!", mtype="groupchat")
+        muc.set_subject(ROOM, "Heron development")
+        await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+
+        # Bob joins: he sees Alice, gets the history and the subject; Alice sees him.
+        bob_seen = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::got_online", timeout=5))
+        own, subject, occupants, history = await bob.plugin["xep_0045"].join_muc_wait(
+            ROOM, "Bob", maxstanzas=10, timeout=5
+        )
+        assert own["muc"]["role"] == "participant"
+        assert subject["subject"] == "Heron development"
+        assert [m["body"] for m in history] == ["first!"]
+        assert "Alice" in [p["muc"]["nick"] for p in occupants]
+        assert (await bob_seen)["muc"]["nick"] == "Bob"
+
+        # A taken nick is a conflict; talking without joining is not acceptable.
+        with pytest.raises(PresenceError) as taken:
+            await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        assert taken.value.condition == "conflict"
+        refused = asyncio.ensure_future(carol.wait_until("message_error", timeout=5))
+        carol.send_message(mto=ROOM, mbody="let me in", mtype="groupchat")
+        assert (await refused)["error"]["condition"] == "not-acceptable"
+
+        # Group messages reach everyone, from room/nick.
+        got = asyncio.ensure_future(bob.wait_until("groupchat_message", timeout=5))
+        alice.send_message(mto=ROOM, mbody="hello room", mtype="groupchat")
+        message = await got
+        assert message["body"] == "hello room"
+        assert message["from"] == SJID("lounge@conference.localhost/Alice")
+
+        # Only moderators change the subject.
+        denied = asyncio.ensure_future(bob.wait_until("message_error", timeout=5))
+        bob.plugin["xep_0045"].set_subject(ROOM, "mine now")
+        assert (await denied)["error"]["condition"] == "forbidden"
+
+        # Nick change: everyone learns the new nick (303); PMs go by nick.
+        renamed = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::got_online", timeout=5))
+        await bob.plugin["xep_0045"].set_self_nick(ROOM, "Robert", timeout=5)
+        assert (await renamed)["muc"]["nick"] == "Robert"
+        whisper = asyncio.ensure_future(bob.wait_until("message", timeout=5))
+        alice.send_message(mto=SJID(f"{ROOM}/Robert"), mbody="psst", mtype="chat")
+        pm = await whisper
+        assert pm["body"] == "psst"
+        assert pm["from"] == SJID("lounge@conference.localhost/Alice")
+
+        # Leaving: the others see the occupant go.
+        left = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::got_offline", timeout=5))
+        bob.plugin["xep_0045"].leave_muc(ROOM, "Robert")
+        assert (await left)["muc"]["nick"] == "Robert"
+
+        # Logging out leaves every room (the directed presence is undone).
+        await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Carol", timeout=5)
+        gone = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::got_offline", timeout=5))
+        await close(carol)
+        assert (await gone)["muc"]["nick"] == "Carol"
+    finally:
+        for client in (alice, bob, carol):
+            await close(client)
