@@ -5,8 +5,9 @@ The service lives at ``conference.DOMAIN`` (option ``service``) with its own rou
 Rooms are created on first join, unlocked at once (an "instant room", XEP-0045 §10.1.2),
 semi-anonymous (real JIDs shown to moderators only) and in memory: they end with their
 last occupant. The creator is the owner (moderator); everyone else joins as participant.
-Not here yet: configuration forms, persistent rooms, affiliation and role changes, kicks and
-bans, passwords, members-only rooms, invitations, voice requests, the room archive.
+Moderators kick and grant or revoke voice; admins and owners ban and set affiliations
+(muc#admin, §8-§10). Not here yet: configuration forms, persistent rooms, passwords,
+members-only rooms, invitations, voice requests, the room archive.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from heron.xmlstream.element import Element
 
 MUC: Final = "http://jabber.org/protocol/muc"
 MUC_USER: Final = "http://jabber.org/protocol/muc#user"
+MUC_ADMIN: Final = "http://jabber.org/protocol/muc#admin"
+AFFILIATIONS: Final = ("owner", "admin", "member", "none", "outcast")
+ROLES: Final = ("moderator", "participant", "visitor", "none")
+RANK: Final = {"owner": 4, "admin": 3, "member": 2, "none": 1, "outcast": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,7 @@ class Room:
     jid: JID
     occupants: dict[str, Occupant] = field(default_factory=dict)  # by nick
     nicks: dict[JID, str] = field(default_factory=dict)  # real full JID → nick
-    owners: set[JID] = field(default_factory=set)  # bare JIDs
+    affiliations: dict[JID, str] = field(default_factory=dict)  # bare JID → affiliation
     history: deque[tuple[Element, float]] = field(default_factory=deque)
     subject: str = ""
     subject_by: str = ""
@@ -69,8 +74,8 @@ class MucModule(Module):
             45,
             "1.35",
             "partial",
-            "join/leave, presence codes, history, subject, nick change, PMs; no room "
-            "configuration, persistence, affiliations, kicks or bans yet",
+            "join/leave, presence codes, history, subject, nick change, PMs, kick, ban, "
+            "voice, affiliations; no room configuration or persistence yet",
         ),
     )
 
@@ -89,6 +94,8 @@ class MucModule(Module):
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
         registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.BARE, self.room_info)
+        registry.add_iq_handler("set", MUC_ADMIN, Target.BARE, self.admin_set)
+        registry.add_iq_handler("get", MUC_ADMIN, Target.BARE, self.admin_get)
         self._registry: HostRegistry = registry
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
 
@@ -159,7 +166,10 @@ class MucModule(Module):
             if len(self.rooms) >= self.options.max_rooms:
                 raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, "too many rooms")
             room = Room(room_jid)
-            room.owners.add(sender.bare)
+            room.affiliations[sender.bare] = "owner"
+        affiliation = room.affiliations.get(sender.bare, "none")
+        if affiliation == "outcast":
+            raise StanzaError(StanzaCondition.FORBIDDEN, "you are banned from this room")  # §7.2.7
         existing = room.occupants.get(nick)
         if existing is not None and existing.jid.bare != sender.bare:
             raise StanzaError(StanzaCondition.CONFLICT, "that nickname is taken")  # §7.2.9
@@ -167,12 +177,11 @@ class MucModule(Module):
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the room is full")  # §7.2.10
         if created:
             self.rooms[room_jid] = room
-        owner = sender.bare in room.owners
         occupant = Occupant(
             nick,
             sender,
-            "owner" if owner else "none",
-            "moderator" if owner else "participant",
+            affiliation,
+            "moderator" if affiliation in ("owner", "admin") else "participant",
             stanza.element,
         )
         # §7.2.3: first everyone already there, to the newcomer ...
@@ -280,6 +289,8 @@ class MucModule(Module):
         if stanza.type != "groupchat":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
         occupant = room.occupants[nick]
+        if occupant.role == "visitor":
+            raise StanzaError(StanzaCondition.FORBIDDEN, "visitors have no voice")  # §7.4
         el = stanza.element
         subject = el.find("subject", ns.CLIENT)
         if subject is not None and el.find("body", ns.CLIENT) is None:
@@ -321,6 +332,123 @@ class MucModule(Module):
         message.add("x", MUC_USER)  # XEP-0045 §7.5: marks it as a MUC private message
         await self._send(message)
         return True
+
+    # --- moderation (muc#admin, XEP-0045 §8-§9) ---------------------------------------
+    def _actor(self, iq: Stanza) -> tuple[Room, Occupant | None, str]:
+        assert iq.to is not None
+        assert iq.from_ is not None
+        room = self.rooms.get(iq.to.bare)
+        if room is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
+        nick = room.nicks.get(iq.from_)
+        actor = room.occupants.get(nick) if nick is not None else None
+        return room, actor, room.affiliations.get(iq.from_.bare, "none")
+
+    async def admin_set(self, iq: Stanza) -> Element | None:
+        room, actor, rank = self._actor(iq)
+        payload = iq.payload
+        assert payload is not None
+        for item in payload.find_all("item", MUC_ADMIN):
+            reason = item.child_text("reason", MUC_ADMIN) or ""
+            if "role" in item.attrs:
+                await self._set_role(
+                    room, actor, item.attrs.get("nick", ""), item.attrs["role"], reason
+                )
+            elif "affiliation" in item.attrs:
+                await self._set_affiliation(
+                    room, rank, item.attrs.get("jid", ""), item.attrs["affiliation"], reason
+                )
+            else:
+                raise StanzaError(
+                    StanzaCondition.BAD_REQUEST, "an item needs a role or an affiliation"
+                )
+        return None
+
+    async def admin_get(self, iq: Stanza) -> Element | None:
+        """§9.5/§10.5: the list of one affiliation (admins and owners only)."""
+        room, _actor, rank = self._actor(iq)
+        if rank not in ("owner", "admin"):
+            raise StanzaError(StanzaCondition.FORBIDDEN)
+        payload = iq.payload
+        assert payload is not None
+        wanted = {i.attrs.get("affiliation") for i in payload.find_all("item", MUC_ADMIN)}
+        query = Element("query", MUC_ADMIN)
+        for jid, affiliation in sorted(room.affiliations.items(), key=lambda kv: str(kv[0])):
+            if affiliation in wanted:
+                query.add("item", MUC_ADMIN, {"jid": str(jid), "affiliation": affiliation})
+        return query
+
+    async def _set_role(
+        self, room: Room, actor: Occupant | None, nick: str, role: str, reason: str
+    ) -> None:
+        """§8.2 kick (role none), §8.3-8.4 voice (participant/visitor)."""
+        if role not in ROLES:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, f"no role {role!r}")
+        if actor is None or actor.role != "moderator":
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only moderators change roles")
+        target = room.occupants.get(nick)
+        if target is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
+        if RANK[target.affiliation] > RANK[actor.affiliation] or (
+            target.affiliation in ("owner", "admin") and role != "moderator"
+        ):
+            raise StanzaError(StanzaCondition.NOT_ALLOWED, "not over that occupant")  # §8.2
+        if role == "moderator" and RANK[actor.affiliation] < RANK["admin"]:
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only admins grant moderation")
+        if role == "none":
+            await self._remove(room, target, "307", reason)
+            return
+        target.role = role
+        await self._broadcast_presence(room, target)
+
+    async def _set_affiliation(
+        self, room: Room, rank: str, jid_text: str, affiliation: str, reason: str
+    ) -> None:
+        """§9.1 ban (outcast) and §9.3-§10 memberships; admins and owners only."""
+        if affiliation not in AFFILIATIONS:
+            raise StanzaError(StanzaCondition.BAD_REQUEST, f"no affiliation {affiliation!r}")
+        try:
+            target = JID.parse(jid_text).bare
+        except ValueError as exc:
+            raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
+        if rank not in ("owner", "admin"):
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only admins change affiliations")
+        current = room.affiliations.get(target, "none")
+        if RANK[current] >= RANK[rank] and rank != "owner":
+            raise StanzaError(StanzaCondition.NOT_ALLOWED, "not over that affiliation")  # §9.1
+        if affiliation in ("owner", "admin") and rank != "owner":
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only owners grant that")
+        if current == "owner" and sum(a == "owner" for a in room.affiliations.values()) == 1:
+            raise StanzaError(StanzaCondition.CONFLICT, "a room keeps at least one owner")
+        if affiliation == "none":
+            room.affiliations.pop(target, None)
+        else:
+            room.affiliations[target] = affiliation
+        for occupant in [o for o in room.occupants.values() if o.jid.bare == target]:
+            occupant.affiliation = affiliation
+            if affiliation == "outcast":
+                await self._remove(room, occupant, "301", reason)
+            else:
+                occupant.role = "moderator" if affiliation in ("owner", "admin") else "participant"
+                await self._broadcast_presence(room, occupant)
+
+    async def _remove(self, room: Room, occupant: Occupant, code: str, reason: str) -> None:
+        """Kicked (307) or banned (301): everyone, the occupant too, sees it leave."""
+        del room.occupants[occupant.nick]
+        room.nicks.pop(occupant.jid, None)
+        occupant.role = "none"
+        for other in [*room.occupants.values(), occupant]:
+            codes = (code, "110") if other is occupant else (code,)
+            el = self._presence_of(room, occupant, other, codes)
+            el.attrs["type"] = "unavailable"
+            if reason:
+                x = el.find("x", MUC_USER)
+                item = x.find("item", MUC_USER) if x is not None else None
+                if item is not None:
+                    item.add("reason", MUC_USER, text=reason)
+            await self._send(el)
+        if not room.occupants:
+            del self.rooms[room.jid]
 
     # --- discovery --------------------------------------------------------------------
     async def service_info(self, iq: Stanza) -> Element | None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from slixmpp import JID as SJID
 from slixmpp import ClientXMPP
-from slixmpp.exceptions import PresenceError
+from slixmpp.exceptions import IqError, PresenceError
 
 from heron.app import RunningServer, start
 from heron.config import ServerConfig
@@ -107,6 +107,50 @@ async def test_rooms_join_talk_rename_whisper_and_leave(muc_server: RunningServe
         gone = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::got_offline", timeout=5))
         await close(carol)
         assert (await gone)["muc"]["nick"] == "Carol"
+    finally:
+        for client in (alice, bob, carol):
+            await close(client)
+
+
+async def test_moderators_kick_silence_and_ban(muc_server: RunningServer) -> None:
+    alice = await member(muc_server, "alice")
+    bob = await member(muc_server, "bob")
+    carol = await member(muc_server, "carol")
+    muc = alice.plugin["xep_0045"]
+    try:
+        await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Carol", timeout=5)
+
+        # A participant may not kick.
+        with pytest.raises(IqError) as refused:
+            await bob.plugin["xep_0045"].set_role(ROOM, "Carol", "none", timeout=5)
+        assert refused.value.condition == "forbidden"
+
+        # Voice: a visitor's messages are refused until voice comes back.
+        await muc.set_role(ROOM, "Bob", "visitor", timeout=5)
+        silenced = asyncio.ensure_future(bob.wait_until("message_error", timeout=5))
+        bob.send_message(mto=ROOM, mbody="can I talk?", mtype="groupchat")
+        assert (await silenced)["error"]["condition"] == "forbidden"
+        await muc.set_role(ROOM, "Bob", "participant", timeout=5)
+
+        # Kick: Carol is told (307, 110) and leaves; she may come back.
+        kicked = asyncio.ensure_future(carol.wait_until(f"muc::{ROOM}::presence", timeout=5))
+        await muc.set_role(ROOM, "Carol", "none", reason="calm down", timeout=5)
+        notice = await kicked
+        assert notice["type"] == "unavailable"
+        assert {307, 110} <= {int(c) for c in notice["muc"]["status_codes"]}
+        await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Carol", timeout=5)
+
+        # Ban: 301, and joining again is forbidden; the owner can list outcasts.
+        banned = asyncio.ensure_future(carol.wait_until(f"muc::{ROOM}::presence", timeout=5))
+        await muc.set_affiliation(ROOM, "outcast", jid=SJID("carol@localhost"), timeout=5)
+        assert 301 in {int(c) for c in (await banned)["muc"]["status_codes"]}
+        with pytest.raises(PresenceError) as barred:
+            await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Carol", timeout=5)
+        assert barred.value.condition == "forbidden"
+        outcasts = await muc.get_affiliation_list(ROOM, "outcast", timeout=5)
+        assert [str(j) for j in outcasts] == ["carol@localhost"]
     finally:
         for client in (alice, bob, carol):
             await close(client)
