@@ -3,15 +3,22 @@ codes, group messages with history and subject, nick changes and private message
 
 The service lives at ``conference.DOMAIN`` (option ``service``) with its own routing tables.
 Rooms are created on first join, unlocked at once (an "instant room", XEP-0045 §10.1.2),
-semi-anonymous (real JIDs shown to moderators only) and in memory: they end with their
-last occupant. The creator is the owner (moderator); everyone else joins as participant.
+semi-anonymous (real JIDs shown to moderators only) and temporary (they end with their last
+occupant) until configured otherwise. The creator is the owner (moderator); everyone else
+joins as participant.
 Moderators kick and grant or revoke voice; admins and owners ban and set affiliations
-(muc#admin, §8-§10). Not here yet: configuration forms, persistent rooms, passwords,
-members-only rooms, invitations, voice requests, the room archive.
+(muc#admin, §8-§10). Owners configure rooms with the muc#roomconfig form (§10.2: name,
+description, persistent, public, members-only, moderated, password, whois, max users,
+subject changes) and destroy them; persistent rooms keep configuration, affiliations and
+subject across restarts. Not here yet: invitations, voice requests, registration with a
+room, the room archive, occupant-id, moderation of messages, self-ping.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,11 +31,29 @@ from heron.core.module import Module, Xep
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream.element import Element
 
 MUC: Final = "http://jabber.org/protocol/muc"
 MUC_USER: Final = "http://jabber.org/protocol/muc#user"
 MUC_ADMIN: Final = "http://jabber.org/protocol/muc#admin"
+MUC_OWNER: Final = "http://jabber.org/protocol/muc#owner"
+ROOMCONFIG: Final = "http://jabber.org/protocol/muc#roomconfig"
+DATA: Final = "jabber:x:data"
+MIGRATIONS: Final = (
+    Migration(
+        "muc",
+        1,
+        """
+        CREATE TABLE muc_rooms (
+            jid TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            affiliations TEXT NOT NULL,
+            subject TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    ),
+)
 AFFILIATIONS: Final = ("owner", "admin", "member", "none", "outcast")
 ROLES: Final = ("moderator", "participant", "visitor", "none")
 RANK: Final = {"owner": 4, "admin": 3, "member": 2, "none": 1, "outcast": 0}
@@ -40,6 +65,45 @@ class MucOptions:
     history_length: int = 20
     max_occupants: int = 200
     max_rooms: int = 10000
+
+
+@dataclass(slots=True)
+class RoomConfig:
+    """The muc#roomconfig fields Heron honours (XEP-0045 §10.2, §15.5.3)."""
+
+    name: str = ""
+    description: str = ""
+    persistent: bool = False
+    public: bool = True
+    members_only: bool = False
+    moderated: bool = False
+    password: str = ""
+    whois: str = "moderators"  # or "anyone": who sees occupants' real JIDs
+    max_users: int = 0  # 0: the service's limit
+    change_subject: bool = False  # may participants change the subject?
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RoomConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+FIELDS: Final = (
+    ("muc#roomconfig_roomname", "text-single", "name"),
+    ("muc#roomconfig_roomdesc", "text-single", "description"),
+    ("muc#roomconfig_persistentroom", "boolean", "persistent"),
+    ("muc#roomconfig_publicroom", "boolean", "public"),
+    ("muc#roomconfig_membersonly", "boolean", "members_only"),
+    ("muc#roomconfig_moderatedroom", "boolean", "moderated"),
+    ("muc#roomconfig_passwordprotectedroom", "boolean", None),
+    ("muc#roomconfig_roomsecret", "text-private", "password"),
+    ("muc#roomconfig_whois", "list-single", "whois"),
+    ("muc#roomconfig_maxusers", "text-single", "max_users"),
+    ("muc#roomconfig_changesubject", "boolean", "change_subject"),
+)
 
 
 @dataclass(slots=True)
@@ -60,6 +124,7 @@ class Room:
     history: deque[tuple[Element, float]] = field(default_factory=deque)
     subject: str = ""
     subject_by: str = ""
+    config: RoomConfig = field(default_factory=RoomConfig)
 
 
 def _stamp(at: float) -> str:
@@ -74,8 +139,8 @@ class MucModule(Module):
             45,
             "1.35",
             "partial",
-            "join/leave, presence codes, history, subject, nick change, PMs, kick, ban, "
-            "voice, affiliations; no room configuration or persistence yet",
+            "rooms, presence codes, history, subject, nicks, PMs, kick, ban, voice, "
+            "affiliations, configuration, persistence; no invitations or room archive yet",
         ),
     )
 
@@ -86,6 +151,10 @@ class MucModule(Module):
             raise ConfigError(f"{path}: history_length ≥ 0 and max_occupants ≥ 1")
         self.domain = self.options.service or f"conference.{self.ctx.domain}"
         self.rooms: dict[JID, Room] = {}
+        self.db = self.ctx.server.db_or_fail()
+        await self.db.migrate(MIGRATIONS)
+        for room in await self.db.run(_load_rooms):
+            self.rooms[room.jid] = room
         registry = self.service = self.ctx.server.add_service(self.domain)
         registry.add_hook("presence/full", self.on_presence)
         registry.add_hook("presence/bare", self.on_presence)
@@ -96,6 +165,8 @@ class MucModule(Module):
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.BARE, self.room_info)
         registry.add_iq_handler("set", MUC_ADMIN, Target.BARE, self.admin_set)
         registry.add_iq_handler("get", MUC_ADMIN, Target.BARE, self.admin_get)
+        registry.add_iq_handler("get", MUC_OWNER, Target.BARE, self.owner_get)
+        registry.add_iq_handler("set", MUC_OWNER, Target.BARE, self.owner_set)
         self._registry: HostRegistry = registry
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
 
@@ -124,7 +195,7 @@ class MucModule(Module):
         el.attrs = {k: v for k, v in el.attrs.items() if k not in ("to", "from", "id")}
         el.attrs["from"] = f"{room.jid}/{occupant.nick}"
         el.attrs["to"] = str(to.jid)
-        x = self._item(occupant, to.role == "moderator")
+        x = self._item(occupant, to.role == "moderator" or room.config.whois == "anyone")
         for code in codes:
             x.add("status", MUC_USER, {"code": code})
         el.append(x)
@@ -170,10 +241,19 @@ class MucModule(Module):
         affiliation = room.affiliations.get(sender.bare, "none")
         if affiliation == "outcast":
             raise StanzaError(StanzaCondition.FORBIDDEN, "you are banned from this room")  # §7.2.7
+        config = room.config
+        if config.members_only and affiliation == "none":
+            raise StanzaError(StanzaCondition.REGISTRATION_REQUIRED, "members only")  # §7.2.6
+        if config.password and affiliation not in ("owner", "admin"):
+            request = stanza.element.find("x", MUC)
+            given = request.child_text("password", MUC) if request is not None else None
+            if given != config.password:
+                raise StanzaError(StanzaCondition.NOT_AUTHORIZED, "a password is required")
         existing = room.occupants.get(nick)
         if existing is not None and existing.jid.bare != sender.bare:
             raise StanzaError(StanzaCondition.CONFLICT, "that nickname is taken")  # §7.2.9
-        if len(room.occupants) >= self.options.max_occupants:
+        limit = min(self.options.max_occupants, config.max_users or self.options.max_occupants)
+        if len(room.occupants) >= limit:
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the room is full")  # §7.2.10
         if created:
             self.rooms[room_jid] = room
@@ -181,7 +261,11 @@ class MucModule(Module):
             nick,
             sender,
             affiliation,
-            "moderator" if affiliation in ("owner", "admin") else "participant",
+            "moderator"
+            if affiliation in ("owner", "admin")
+            else "visitor"
+            if config.moderated and affiliation == "none"
+            else "participant",
             stanza.element,
         )
         # §7.2.3: first everyone already there, to the newcomer ...
@@ -194,6 +278,8 @@ class MucModule(Module):
             if other is not occupant:
                 await self._send(self._presence_of(room, occupant, other))
         codes = ("110", "201") if created else ("110",)
+        if config.whois == "anyone":
+            codes = (*codes, "100")  # §7.2.3: the room is non-anonymous
         await self._send(self._presence_of(room, occupant, occupant, codes))
         await self._send_history(room, occupant, stanza.element)
         subject = Element(
@@ -270,7 +356,7 @@ class MucModule(Module):
             el = self._presence_of(room, occupant, other, ("110",) if other is occupant else ())
             el.attrs["type"] = "unavailable"
             await self._send(el)
-        if not room.occupants:
+        if not room.occupants and not room.config.persistent:
             del self.rooms[room.jid]  # temporary rooms end with their last occupant
 
     # --- messages ---------------------------------------------------------------------
@@ -294,9 +380,10 @@ class MucModule(Module):
         el = stanza.element
         subject = el.find("subject", ns.CLIENT)
         if subject is not None and el.find("body", ns.CLIENT) is None:
-            if occupant.role != "moderator":
+            if occupant.role != "moderator" and not room.config.change_subject:
                 raise StanzaError(StanzaCondition.FORBIDDEN, "only moderators change the subject")
             room.subject, room.subject_by = subject.text, nick
+            await self._save(room)
         message = el.copy()
         message.attrs = {k: v for k, v in message.attrs.items() if k in ("id", "type")}
         message.attrs["from"] = f"{room.jid}/{nick}"
@@ -424,6 +511,7 @@ class MucModule(Module):
             room.affiliations.pop(target, None)
         else:
             room.affiliations[target] = affiliation
+        await self._save(room)
         for occupant in [o for o in room.occupants.values() if o.jid.bare == target]:
             occupant.affiliation = affiliation
             if affiliation == "outcast":
@@ -447,8 +535,99 @@ class MucModule(Module):
                 if item is not None:
                     item.add("reason", MUC_USER, text=reason)
             await self._send(el)
-        if not room.occupants:
+        if not room.occupants and not room.config.persistent:
             del self.rooms[room.jid]
+
+    # --- configuration (muc#owner, XEP-0045 §10) -------------------------------------
+    def _owner_room(self, iq: Stanza) -> Room:
+        room, _actor, rank = self._actor(iq)
+        if rank != "owner":
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only owners configure a room")
+        return room
+
+    async def owner_get(self, iq: Stanza) -> Element | None:
+        """§10.2: the configuration form with the room's current values."""
+        config = self._owner_room(iq).config
+        query = Element("query", MUC_OWNER)
+        form = query.add("x", DATA, {"type": "form"})
+        form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
+            "value", DATA, text=ROOMCONFIG
+        )
+        for var, type_, attr in FIELDS:
+            value = getattr(config, attr) if attr else bool(config.password)
+            text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            fld = form.add("field", DATA, {"var": var, "type": type_})
+            if var == "muc#roomconfig_whois":
+                for option in ("moderators", "anyone"):
+                    fld.add("option", DATA).add("value", DATA, text=option)
+            fld.add("value", DATA, text=text)
+        return query
+
+    async def owner_set(self, iq: Stanza) -> Element | None:
+        """§10.2 submit or cancel the form; §10.9 destroy the room."""
+        room = self._owner_room(iq)
+        payload = iq.payload
+        assert payload is not None
+        destroy = payload.find("destroy", MUC_OWNER)
+        if destroy is not None:
+            await self._destroy(room, destroy)
+            return None
+        form = payload.find("x", DATA)
+        if form is None or form.attrs.get("type") == "cancel":
+            return None
+        if form.attrs.get("type") != "submit":
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "submit or cancel the form")
+        room.config = _apply(room.config, form)
+        await self._save(room)
+        if not room.occupants and not room.config.persistent:
+            self.rooms.pop(room.jid, None)
+        return None
+
+    async def _destroy(self, room: Room, destroy: Element) -> None:
+        """§10.9: everyone leaves with the reason (and an alternate venue, if given)."""
+        for occupant in list(room.occupants.values()):
+            el = self._presence_of(room, occupant, occupant, ())
+            el.attrs["type"] = "unavailable"
+            x = el.find("x", MUC_USER)
+            assert x is not None
+            x.append(destroy.renamespaced(MUC_OWNER, MUC_USER))
+            await self._send(el)
+        self.rooms.pop(room.jid, None)
+        jid = str(room.jid)
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute("DELETE FROM muc_rooms WHERE jid = ?", (jid,))
+
+        await self.db.run(delete)
+
+    async def _save(self, room: Room) -> None:
+        """Persistent rooms keep their configuration, affiliations and subject."""
+        jid = str(room.jid)
+        if not room.config.persistent:
+
+            def forget(conn: sqlite3.Connection) -> None:
+                with transaction(conn):
+                    conn.execute("DELETE FROM muc_rooms WHERE jid = ?", (jid,))
+
+            await self.db.run(forget)
+            return
+        row = (
+            jid,
+            room.config.to_json(),
+            json.dumps({str(k): v for k, v in room.affiliations.items()}),
+            room.subject,
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    "INSERT OR REPLACE INTO muc_rooms (jid, config, affiliations, subject)"
+                    " VALUES (?, ?, ?, ?)",
+                    row,
+                )
+
+        await self.db.run(write)
 
     # --- discovery --------------------------------------------------------------------
     async def service_info(self, iq: Stanza) -> Element | None:
@@ -461,6 +640,8 @@ class MucModule(Module):
     async def service_items(self, iq: Stanza) -> Element | None:
         query = Element("query", ns.DISCO_ITEMS)
         for room in sorted(self.rooms.values(), key=lambda r: str(r.jid)):
+            if not room.config.public:
+                continue
             query.add("item", ns.DISCO_ITEMS, {"jid": str(room.jid), "name": room.jid.local or ""})
         return query
 
@@ -475,14 +656,61 @@ class MucModule(Module):
             ns.DISCO_INFO,
             {"category": "conference", "type": "text", "name": room.jid.local or ""},
         )
+        c = room.config
         for feature in (
             MUC,
-            "muc_public",
-            "muc_open",
-            "muc_semianonymous",
-            "muc_temporary",
-            "muc_unmoderated",
-            "muc_unsecured",
+            "muc_public" if c.public else "muc_hidden",
+            "muc_membersonly" if c.members_only else "muc_open",
+            "muc_nonanonymous" if c.whois == "anyone" else "muc_semianonymous",
+            "muc_persistent" if c.persistent else "muc_temporary",
+            "muc_moderated" if c.moderated else "muc_unmoderated",
+            "muc_passwordprotected" if c.password else "muc_unsecured",
         ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query
+
+
+def _apply(config: RoomConfig, form: Element) -> RoomConfig:
+    """The configuration a submitted form asks for; unknown fields are ignored."""
+    values: dict[str, object] = {}
+    by_var = {var: (type_, attr) for var, type_, attr in FIELDS}
+    protected: bool | None = None
+    for fld in form.find_all("field", DATA):
+        var = fld.attrs.get("var", "")
+        if var not in by_var:
+            continue
+        type_, attr = by_var[var]
+        text = fld.child_text("value", DATA) or ""
+        if type_ == "boolean":
+            flag = text in ("1", "true")
+            if attr is None:
+                protected = flag
+            else:
+                values[attr] = flag
+        elif attr == "max_users":
+            try:
+                values[attr] = max(0, int(text or "0"))
+            except ValueError as exc:
+                raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "maxusers is a number") from exc
+        elif attr == "whois":
+            if text not in ("moderators", "anyone"):
+                raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "whois: moderators or anyone")
+            values[attr] = text
+        elif attr is not None:
+            values[attr] = text
+    updated = dataclasses.replace(config, **values)  # type: ignore[arg-type]
+    if protected is False:
+        updated = dataclasses.replace(updated, password="")
+    return updated
+
+
+def _load_rooms(conn: sqlite3.Connection) -> list[Room]:
+    rooms = []
+    for jid, config, affiliations, subject in conn.execute(
+        "SELECT jid, config, affiliations, subject FROM muc_rooms"
+    ).fetchall():
+        room = Room(JID.parse(str(jid)), config=RoomConfig.from_json(str(config)))
+        room.affiliations = {JID.parse(k): str(v) for k, v in json.loads(str(affiliations)).items()}
+        room.subject = str(subject)
+        rooms.append(room)
+    return rooms

@@ -154,3 +154,63 @@ async def test_moderators_kick_silence_and_ban(muc_server: RunningServer) -> Non
     finally:
         for client in (alice, bob, carol):
             await close(client)
+
+
+async def test_configured_rooms_survive_a_restart(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    config = config_factory(hosts={"localhost": {"modules": {"muc": True}}})
+    running = await start(config)
+    try:
+        for user in ("alice", "bob", "carol"):
+            await running.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        alice = await member(running, "alice")
+        try:
+            muc = alice.plugin["xep_0045"]
+            await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+            form = await muc.get_room_config(ROOM, timeout=5)
+            values = {
+                "muc#roomconfig_persistentroom": True,
+                "muc#roomconfig_membersonly": True,
+                "muc#roomconfig_passwordprotectedroom": True,
+                "muc#roomconfig_roomsecret": "open sesame",
+                "muc#roomconfig_roomname": "Lounge",
+            }
+            form.set_values(values)
+            await muc.set_room_config(ROOM, form, timeout=5)
+            await muc.set_affiliation(ROOM, "member", jid=SJID("bob@localhost"), timeout=5)
+            muc.set_subject(ROOM, "kept across restarts")
+            await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        finally:
+            await close(alice)
+    finally:
+        await running.stop()
+
+    running = await start(config)  # the room, its settings and members are still there
+    try:
+        bob = await member(running, "bob")
+        carol = await member(running, "carol")
+        try:
+            items = await bob.plugin["xep_0030"].get_items(jid="conference.localhost", timeout=5)
+            assert "lounge@conference.localhost" in [
+                str(i[0]) for i in items["disco_items"]["items"]
+            ]
+            info = await bob.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
+            features = info["disco_info"]["features"]
+            assert {"muc_persistent", "muc_membersonly", "muc_passwordprotected"} <= set(features)
+
+            with pytest.raises(PresenceError) as outsider:
+                await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Carol", timeout=5)
+            assert outsider.value.condition == "registration-required"
+            with pytest.raises(PresenceError) as wrong:
+                await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", password="guess", timeout=5)
+            assert wrong.value.condition == "not-authorized"
+            _own, subject, _occupants, _history = await bob.plugin["xep_0045"].join_muc_wait(
+                ROOM, "Bob", password="open sesame", timeout=5
+            )
+            assert subject["subject"] == "kept across restarts"
+        finally:
+            await close(bob)
+            await close(carol)
+    finally:
+        await running.stop()
