@@ -10,8 +10,9 @@ Moderators kick and grant or revoke voice; admins and owners ban and set affilia
 (muc#admin, §8-§10). Owners configure rooms with the muc#roomconfig form (§10.2: name,
 description, persistent, public, members-only, moderated, password, whois, max users,
 subject changes) and destroy them; persistent rooms keep configuration, affiliations and
-subject across restarts. Not here yet: invitations, voice requests, registration with a
-room, the room archive, occupant-id, moderation of messages, self-ping.
+subject across restarts. Mediated invitations are passed on (and make members of
+members-only rooms). Not here yet: voice requests, registration with a room, the room
+archive, occupant-id, moderation of messages, self-ping.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class MucModule(Module):
             "1.35",
             "partial",
             "rooms, presence codes, history, subject, nicks, PMs, kick, ban, voice, "
-            "affiliations, configuration, persistence; no invitations or room archive yet",
+            "affiliations, configuration, persistence, invitations; no room archive yet",
         ),
     )
 
@@ -372,6 +373,10 @@ class MucModule(Module):
         nick = room.nicks.get(sender)
         if nick is None:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "join the room first")  # §7.4
+        user_x = stanza.element.find("x", MUC_USER)
+        if user_x is not None and user_x.find("invite", MUC_USER) is not None:
+            await self._invite(room, room.occupants[nick], user_x)
+            return True
         if stanza.type != "groupchat":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
         occupant = room.occupants[nick]
@@ -419,6 +424,30 @@ class MucModule(Module):
         message.add("x", MUC_USER)  # XEP-0045 §7.5: marks it as a MUC private message
         await self._send(message)
         return True
+
+    async def _invite(self, room: Room, inviter: Occupant, x: Element) -> None:
+        """§7.8.2 mediated invitations: the room passes them on, from itself. In a
+        members-only room only admins and owners invite, and the invitee becomes a member."""
+        privileged = inviter.affiliation in ("owner", "admin")
+        if room.config.members_only and not privileged:
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only admins invite to this room")
+        for invite in x.find_all("invite", MUC_USER):
+            try:
+                invitee = JID.parse(invite.attrs.get("to", ""))
+            except ValueError as exc:
+                raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
+            if room.config.members_only and room.affiliations.get(invitee.bare) is None:
+                room.affiliations[invitee.bare] = "member"
+                await self._save(room)
+            message = Element("message", ns.CLIENT, {"from": str(room.jid), "to": str(invitee)})
+            out = message.add("x", MUC_USER)
+            forwarded = out.add("invite", MUC_USER, {"from": str(inviter.jid.bare)})
+            reason = invite.child_text("reason", MUC_USER)
+            if reason:
+                forwarded.add("reason", MUC_USER, text=reason)
+            if room.config.password:
+                out.add("password", MUC_USER, text=room.config.password)
+            await self._send(message)
 
     # --- moderation (muc#admin, XEP-0045 §8-§9) ---------------------------------------
     def _actor(self, iq: Stanza) -> tuple[Room, Occupant | None, str]:

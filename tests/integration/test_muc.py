@@ -214,3 +214,28 @@ async def test_configured_rooms_survive_a_restart(
             await close(carol)
     finally:
         await running.stop()
+
+
+async def test_mediated_invitation_makes_a_member(muc_server: RunningServer) -> None:
+    alice = await member(muc_server, "alice")
+    bob = await member(muc_server, "bob")
+    try:
+        muc = alice.plugin["xep_0045"]
+        await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        form = await muc.get_room_config(ROOM, timeout=5)
+        form.set_values({"muc#roomconfig_membersonly": True})
+        await muc.set_room_config(ROOM, form, timeout=5)
+        invited = asyncio.ensure_future(bob.wait_until("groupchat_invite", timeout=5))
+        muc.invite(ROOM, SJID("bob@localhost"), reason="come chat")
+        invitation = await invited
+        assert invitation["from"] == ROOM
+        assert invitation["muc"]["invite"]["from"] == SJID("alice@localhost")
+        assert invitation["muc"]["invite"]["reason"] == "come chat"
+        # Invited into a members-only room: now a member, so the door opens.
+        own, _subject, _occupants, _history = await bob.plugin["xep_0045"].join_muc_wait(
+            ROOM, "Bob", timeout=5
+        )
+        assert own["muc"]["affiliation"] == "member"
+    finally:
+        await close(alice)
+        await close(bob)
