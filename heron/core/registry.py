@@ -48,6 +48,18 @@ NonzaHandler = Callable[["Session", Element], Awaitable[None]]
 """A top-level element that is not a stanza (XEP-0352's <active/>) from a bound session."""
 
 
+class ArchiveService(Protocol):
+    """The message archive (XEP-0313), offered by the mam module to other parts (MUC rooms)."""
+
+    async def archive(self, owner: JID, other: JID, element: Element) -> str:
+        """Keep ``element`` in ``owner``'s archive; returns its archive (stanza) id."""
+        ...
+
+    async def answer(self, owner: JID, iq: Stanza) -> Element:
+        """Answer a MAM query on ``owner``'s archive: results to the asker, then <fin/>."""
+        ...
+
+
 class ContactDirectory(Protocol):
     """Who is a contact of an account: provided by the roster, asked by spam controls."""
 
@@ -82,6 +94,7 @@ class HostRegistry:
     preauth_features: list[FeatureProvider] = field(default_factory=list)
     postauth_features: list[FeatureProvider] = field(default_factory=list)
     contacts: ContactDirectory | None = None  # set by the roster module while it runs
+    archive: ArchiveService | None = None  # set by the mam module while it runs
     nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
     account_features: set[str] = field(default_factory=set)  # disco#info of an account
 

@@ -170,6 +170,23 @@ class MamModule(Module):
         self.db = self.ctx.server.db_or_fail()
         await self.db.migrate(MIGRATIONS)
         self.prefs: dict[JID, str] = {}
+        self.ctx.registry.archive = self
+
+    async def stop(self) -> None:
+        if self.ctx.registry.archive is self:
+            self.ctx.registry.archive = None
+
+    # --- ArchiveService (for rooms) -----------------------------------------------------
+    async def archive(self, owner: JID, other: JID, element: Element) -> str:
+        archive_id = _new_id()
+        await self._archive(owner, other, element, archive_id)
+        return archive_id
+
+    async def answer(self, owner: JID, iq: Stanza) -> Element:
+        payload = iq.payload
+        if payload is None or payload.tag != "query":
+            raise StanzaError(StanzaCondition.BAD_REQUEST)
+        return await self._answer(owner, iq, payload)
 
     # --- archiving --------------------------------------------------------------------
     async def _mode(self, account: JID) -> str:
@@ -260,9 +277,13 @@ class MamModule(Module):
             return await self.set_prefs(iq, payload)
         if payload is None or payload.tag != "query":
             raise StanzaError(StanzaCondition.BAD_REQUEST)
-        account = iq.from_.bare
+        return await self._answer(iq.from_.bare, iq, payload)
+
+    async def _answer(self, owner: JID, iq: Stanza, payload: Element) -> Element:
+        """Results to the asker (from the archive's JID when it is not theirs), then fin."""
+        assert iq.from_ is not None
         q = parse_query(payload, self.options.max_page)
-        rows, complete, count = await self.db.run(lambda conn: _select(conn, account, q))
+        rows, complete, count = await self.db.run(lambda conn: _select(conn, owner, q))
         session = self.ctx.server.sessions.get(iq.from_)
         queryid = payload.attrs.get("queryid")
         for archive_id, at, xml in rows:
@@ -270,6 +291,8 @@ class MamModule(Module):
             if original is None or session is None:
                 continue
             result_msg = Element("message", ns.CLIENT, {"to": str(iq.from_)})
+            if owner != iq.from_.bare:
+                result_msg.attrs["from"] = str(owner)
             result = result_msg.add("result", MAM, {"id": archive_id})
             if queryid:
                 result.attrs["queryid"] = queryid

@@ -11,8 +11,10 @@ Moderators kick and grant or revoke voice; admins and owners ban and set affilia
 description, persistent, public, members-only, moderated, password, whois, max users,
 subject changes) and destroy them; persistent rooms keep configuration, affiliations and
 subject across restarts. Mediated invitations are passed on (and make members of
-members-only rooms). Not here yet: voice requests, registration with a room, the room
-archive, occupant-id, moderation of messages, self-ping.
+members-only rooms). Group messages are kept in the room's archive (XEP-0313 on the room
+JID, through the mam module's ArchiveService) with the room's stanza-id; occupants and
+members page through it. Not here yet: voice requests, registration with a room,
+occupant-id, moderation of messages, self-ping.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ MUC_ADMIN: Final = "http://jabber.org/protocol/muc#admin"
 MUC_OWNER: Final = "http://jabber.org/protocol/muc#owner"
 ROOMCONFIG: Final = "http://jabber.org/protocol/muc#roomconfig"
 DATA: Final = "jabber:x:data"
+MAM: Final = "urn:xmpp:mam:2"
+SID: Final = "urn:xmpp:sid:0"
 MIGRATIONS: Final = (
     Migration(
         "muc",
@@ -82,6 +86,7 @@ class RoomConfig:
     whois: str = "moderators"  # or "anyone": who sees occupants' real JIDs
     max_users: int = 0  # 0: the service's limit
     change_subject: bool = False  # may participants change the subject?
+    logging: bool = True  # keep messages in the room archive (XEP-0313 on the room JID)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -104,6 +109,7 @@ FIELDS: Final = (
     ("muc#roomconfig_whois", "list-single", "whois"),
     ("muc#roomconfig_maxusers", "text-single", "max_users"),
     ("muc#roomconfig_changesubject", "boolean", "change_subject"),
+    ("muc#roomconfig_enablelogging", "boolean", "logging"),
 )
 
 
@@ -141,7 +147,8 @@ class MucModule(Module):
             "1.35",
             "partial",
             "rooms, presence codes, history, subject, nicks, PMs, kick, ban, voice, "
-            "affiliations, configuration, persistence, invitations; no room archive yet",
+            "affiliations, configuration, persistence, invitations, room archive; no "
+            "occupant-id, message moderation or self-ping yet",
         ),
     )
 
@@ -168,6 +175,7 @@ class MucModule(Module):
         registry.add_iq_handler("get", MUC_ADMIN, Target.BARE, self.admin_get)
         registry.add_iq_handler("get", MUC_OWNER, Target.BARE, self.owner_get)
         registry.add_iq_handler("set", MUC_OWNER, Target.BARE, self.owner_set)
+        registry.add_iq_handler("set", MAM, Target.BARE, self.archive_query)
         self._registry: HostRegistry = registry
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
 
@@ -392,6 +400,13 @@ class MucModule(Module):
         message = el.copy()
         message.attrs = {k: v for k, v in message.attrs.items() if k in ("id", "type")}
         message.attrs["from"] = f"{room.jid}/{nick}"
+        message.children = [  # only the room stamps its own stanza-ids (XEP-0359 §5)
+            c for c in message.children if not (isinstance(c, Element) and c.ns == SID)
+        ]
+        archive = self.ctx.registry.archive
+        if archive is not None and room.config.logging and message.find("body", ns.CLIENT):
+            archive_id = await archive.archive(room.jid, occupant.jid, message)
+            message.add("stanza-id", SID, {"by": str(room.jid), "id": archive_id})
         if message.find("body", ns.CLIENT) is not None and self.options.history_length:
             room.history.append((message, time.time()))
             while len(room.history) > self.options.history_length:
@@ -448,6 +463,19 @@ class MucModule(Module):
             if room.config.password:
                 out.add("password", MUC_USER, text=room.config.password)
             await self._send(message)
+
+    async def archive_query(self, iq: Stanza) -> Element | None:
+        """XEP-0313 §6 on a room: its occupants and members read its archive."""
+        assert iq.to is not None
+        assert iq.from_ is not None
+        room = self.rooms.get(iq.to.bare)
+        archive = self.ctx.registry.archive
+        if room is None or archive is None or not room.config.logging:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no archive for that room")
+        affiliation = room.affiliations.get(iq.from_.bare, "none")
+        if iq.from_ not in room.nicks and affiliation in ("none", "outcast"):
+            raise StanzaError(StanzaCondition.FORBIDDEN, "join the room to read its history")
+        return await archive.answer(room.jid, iq)
 
     # --- moderation (muc#admin, XEP-0045 §8-§9) ---------------------------------------
     def _actor(self, iq: Stanza) -> tuple[Room, Occupant | None, str]:
@@ -694,6 +722,7 @@ class MucModule(Module):
             "muc_persistent" if c.persistent else "muc_temporary",
             "muc_moderated" if c.moderated else "muc_unmoderated",
             "muc_passwordprotected" if c.password else "muc_unsecured",
+            *((MAM, SID) if c.logging and self.ctx.registry.archive is not None else ()),
         ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query

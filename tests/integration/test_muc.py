@@ -10,6 +10,7 @@ import pytest
 from slixmpp import JID as SJID
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError, PresenceError
+from slixmpp.xmlstream import ET
 
 from heron.app import RunningServer, start
 from heron.config import ServerConfig
@@ -239,3 +240,34 @@ async def test_mediated_invitation_makes_a_member(muc_server: RunningServer) -> 
     finally:
         await close(alice)
         await close(bob)
+
+
+async def test_room_archive_is_paged_for_occupants_only(muc_server: RunningServer) -> None:
+    alice = await login(muc_server, "alice@localhost/x", PASSWORD, plugins=("xep_0045", "xep_0313"))
+    bob = await login(muc_server, "bob@localhost/x", PASSWORD, plugins=("xep_0045", "xep_0313"))
+    carol = await login(muc_server, "carol@localhost/x", PASSWORD, plugins=("xep_0313",))
+    try:
+        await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        stamped = asyncio.ensure_future(bob.wait_until("groupchat_message", timeout=5))
+        for n in range(30):
+            alice.send_message(mto=ROOM, mbody=f"r{n:02d}", mtype="groupchat")
+        first = await stamped
+        stanza_id = first.xml.find("{urn:xmpp:sid:0}stanza-id")
+        assert stanza_id is not None
+        assert stanza_id.get("by") == "lounge@conference.localhost"
+        await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+
+        bodies = [
+            str(m["mam_result"]["forwarded"]["stanza"]["body"])
+            async for m in bob.plugin["xep_0313"].iterate(jid=ROOM, rsm={"max": 10})
+        ]
+        assert bodies == [f"r{n:02d}" for n in range(30)]
+        outsider = carol.make_iq_set(ito=ROOM)
+        outsider.append(ET.fromstring("<query xmlns='urn:xmpp:mam:2'/>"))
+        with pytest.raises(IqError) as refused:
+            await outsider.send(timeout=5)
+        assert refused.value.condition == "forbidden"
+    finally:
+        for client in (alice, bob, carol):
+            await close(client)
