@@ -13,14 +13,18 @@ subject changes) and destroy them; persistent rooms keep configuration, affiliat
 subject across restarts. Mediated invitations are passed on (and make members of
 members-only rooms). Group messages are kept in the room's archive (XEP-0313 on the room
 JID, through the mam module's ArchiveService) with the room's stanza-id; occupants and
-members page through it. Not here yet: voice requests, registration with a room,
-occupant-id, moderation of messages, self-ping.
+members page through it. Presences and messages carry an XEP-0421 occupant-id; XEP-0410
+self-pings are answered. Not here yet: voice requests, registration with a room,
+moderation of messages.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hmac
 import json
+import secrets
 import sqlite3
 import time
 from collections import deque
@@ -45,6 +49,7 @@ ROOMCONFIG: Final = "http://jabber.org/protocol/muc#roomconfig"
 DATA: Final = "jabber:x:data"
 MAM: Final = "urn:xmpp:mam:2"
 SID: Final = "urn:xmpp:sid:0"
+OCCUPANT_ID: Final = "urn:xmpp:occupant-id:0"
 MIGRATIONS: Final = (
     Migration(
         "muc",
@@ -147,8 +152,8 @@ class MucModule(Module):
             "1.35",
             "partial",
             "rooms, presence codes, history, subject, nicks, PMs, kick, ban, voice, "
-            "affiliations, configuration, persistence, invitations, room archive; no "
-            "occupant-id, message moderation or self-ping yet",
+            "affiliations, configuration, persistence, invitations, room archive, "
+            "occupant-id, self-ping; no voice requests or message moderation yet",
         ),
     )
 
@@ -161,6 +166,7 @@ class MucModule(Module):
         self.rooms: dict[JID, Room] = {}
         self.db = self.ctx.server.db_or_fail()
         await self.db.migrate(MIGRATIONS)
+        self.secret = secrets.token_bytes(32)  # occupant ids are stable while the server runs
         for room in await self.db.run(_load_rooms):
             self.rooms[room.jid] = room
         registry = self.service = self.ctx.server.add_service(self.domain)
@@ -176,6 +182,7 @@ class MucModule(Module):
         registry.add_iq_handler("get", MUC_OWNER, Target.BARE, self.owner_get)
         registry.add_iq_handler("set", MUC_OWNER, Target.BARE, self.owner_set)
         registry.add_iq_handler("set", MAM, Target.BARE, self.archive_query)
+        registry.add_hook("iq/full", self.self_ping)
         self._registry: HostRegistry = registry
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
 
@@ -204,11 +211,20 @@ class MucModule(Module):
         el.attrs = {k: v for k, v in el.attrs.items() if k not in ("to", "from", "id")}
         el.attrs["from"] = f"{room.jid}/{occupant.nick}"
         el.attrs["to"] = str(to.jid)
+        el.children = [
+            c for c in el.children if not (isinstance(c, Element) and c.ns == OCCUPANT_ID)
+        ]
+        el.add("occupant-id", OCCUPANT_ID, {"id": self._occupant_id(room, occupant)})
         x = self._item(occupant, to.role == "moderator" or room.config.whois == "anyone")
         for code in codes:
             x.add("status", MUC_USER, {"code": code})
         el.append(x)
         return el
+
+    def _occupant_id(self, room: Room, occupant: Occupant) -> str:
+        """XEP-0421: stable per room and real account, revealing neither."""
+        digest = hmac.new(self.secret, f"{room.jid}\0{occupant.jid.bare}".encode(), "sha256")
+        return base64.urlsafe_b64encode(digest.digest()[:18]).decode()
 
     # --- presence: join, update, nick change, leave -------------------------------------
     async def on_presence(self, stanza: Stanza) -> bool:
@@ -400,9 +416,12 @@ class MucModule(Module):
         message = el.copy()
         message.attrs = {k: v for k, v in message.attrs.items() if k in ("id", "type")}
         message.attrs["from"] = f"{room.jid}/{nick}"
-        message.children = [  # only the room stamps its own stanza-ids (XEP-0359 §5)
-            c for c in message.children if not (isinstance(c, Element) and c.ns == SID)
+        message.children = [  # only the room stamps its own ids (XEP-0359 §5, XEP-0421 §4)
+            c
+            for c in message.children
+            if not (isinstance(c, Element) and c.ns in (SID, OCCUPANT_ID))
         ]
+        message.add("occupant-id", OCCUPANT_ID, {"id": self._occupant_id(room, occupant)})
         archive = self.ctx.registry.archive
         if archive is not None and room.config.logging and message.find("body", ns.CLIENT):
             archive_id = await archive.archive(room.jid, occupant.jid, message)
@@ -463,6 +482,23 @@ class MucModule(Module):
             if room.config.password:
                 out.add("password", MUC_USER, text=room.config.password)
             await self._send(message)
+
+    async def self_ping(self, stanza: Stanza) -> bool:
+        """XEP-0410: a ping to one's own occupant JID says whether one is still joined."""
+        to, sender = stanza.to, stanza.from_
+        payload = stanza.payload
+        if to is None or sender is None or payload is None or payload.ns != ns.PING:
+            return False
+        if stanza.type != "get":
+            return True
+        room = self.rooms.get(to.bare)
+        if room is None or room.nicks.get(sender) != to.resource:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "not joined as that occupant")
+        reply = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(sender)})
+        if stanza.id is not None:
+            reply.attrs["id"] = stanza.id
+        await self._send(reply)
+        return True
 
     async def archive_query(self, iq: Stanza) -> Element | None:
         """XEP-0313 §6 on a room: its occupants and members read its archive."""
@@ -723,6 +759,8 @@ class MucModule(Module):
             "muc_moderated" if c.moderated else "muc_unmoderated",
             "muc_passwordprotected" if c.password else "muc_unsecured",
             *((MAM, SID) if c.logging and self.ctx.registry.archive is not None else ()),
+            OCCUPANT_ID,
+            "http://jabber.org/protocol/muc#self-ping-optimization",
         ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query

@@ -271,3 +271,33 @@ async def test_room_archive_is_paged_for_occupants_only(muc_server: RunningServe
     finally:
         for client in (alice, bob, carol):
             await close(client)
+
+
+async def test_self_ping_and_occupant_ids(muc_server: RunningServer) -> None:
+    alice = await member(muc_server, "alice")
+    bob = await member(muc_server, "bob")
+    carol = await member(muc_server, "carol")
+    try:
+        await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        # XEP-0410: still joined? Yes for Bob himself, not-acceptable for anyone else.
+        await bob.plugin["xep_0199"].ping(jid=SJID(f"{ROOM}/Bob"), timeout=5)
+        with pytest.raises(IqError) as stranger:
+            await carol.plugin["xep_0199"].send_ping(jid=SJID(f"{ROOM}/Bob"), timeout=5)
+        assert stranger.value.condition == "not-acceptable"
+
+        # XEP-0421: one opaque, stable id per account in the room.
+        ids = []
+        for body in ("one", "two"):
+            got = asyncio.ensure_future(bob.wait_until("groupchat_message", timeout=5))
+            alice.send_message(mto=ROOM, mbody=body, mtype="groupchat")
+            ids.append((await got).xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id"))
+        assert ids[0] == ids[1]
+        assert "alice" not in ids[0]
+        got = asyncio.ensure_future(alice.wait_until("groupchat_message", timeout=5))
+        bob.send_message(mto=ROOM, mbody="three", mtype="groupchat")
+        other = (await got).xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id")
+        assert other != ids[0]
+    finally:
+        for client in (alice, bob, carol):
+            await close(client)
