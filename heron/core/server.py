@@ -81,6 +81,7 @@ class Server:
         if s2s.enabled:
             self.router.remote = self.s2s.send
         self._dialback_secret = b""
+        self._secret = b""
         # XEP-0198: resumable sessions by id, and the timers of those waiting to resume.
         self.sm_resume_timeout_s = lim.sm_resume_timeout_s
         self.sm_sessions: dict[str, C2SStream] = {}
@@ -121,7 +122,8 @@ class Server:
         await self.db.migrate(FAST_MIGRATIONS)
         self._fast = FastTokenStore(self.db)
         secret = load_secret(self.config.server_secret_file or data_dir / "secret")
-        self._dialback_secret = hashlib.sha256(b"heron dialback\0" + secret).digest()
+        self._secret = secret
+        self._dialback_secret = self.derived_secret("dialback")
         self.s2s.start()
         self._accounts = AccountService(
             SqliteAccountStore(self.db), secret, self.config.scram_iterations
@@ -186,6 +188,10 @@ class Server:
             self.auth_throttle.succeeded(account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
             log.warning("blocking logins from %s: too many failed attempts", peer)
+
+    def derived_secret(self, purpose: str) -> bytes:
+        """A key for one purpose, derived from the server secret (stable across restarts)."""
+        return hashlib.sha256(f"heron {purpose}\0".encode() + self._secret).digest()
 
     # --- FAST tokens (C2SHost) ---------------------------------------------------------
     async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:

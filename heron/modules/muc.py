@@ -24,7 +24,6 @@ import base64
 import dataclasses
 import hmac
 import json
-import secrets
 import sqlite3
 import time
 from collections import deque
@@ -166,7 +165,7 @@ class MucModule(Module):
         self.rooms: dict[JID, Room] = {}
         self.db = self.ctx.server.db_or_fail()
         await self.db.migrate(MIGRATIONS)
-        self.secret = secrets.token_bytes(32)  # occupant ids are stable while the server runs
+        self.secret = self.ctx.server.derived_secret("muc occupant-id")  # stable ids
         for room in await self.db.run(_load_rooms):
             self.rooms[room.jid] = room
         registry = self.service = self.ctx.server.add_service(self.domain)
