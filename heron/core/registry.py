@@ -59,6 +59,14 @@ class ArchiveService(Protocol):
         """Answer a MAM query on ``owner``'s archive: results to the asker, then <fin/>."""
         ...
 
+    async def lookup(self, owner: JID, archive_id: str) -> Element | None:
+        """The stanza kept in ``owner``'s archive under ``archive_id``, if any."""
+        ...
+
+    async def replace(self, owner: JID, archive_id: str, element: Element) -> bool:
+        """Put ``element`` in place of an archived stanza (a moderation tombstone)."""
+        ...
+
 
 class ContactDirectory(Protocol):
     """Who is a contact of an account: provided by the roster, asked by spam controls."""

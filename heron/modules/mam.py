@@ -188,6 +188,31 @@ class MamModule(Module):
             raise StanzaError(StanzaCondition.BAD_REQUEST)
         return await self._answer(owner, iq, payload)
 
+    async def lookup(self, owner: JID, archive_id: str) -> Element | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT xml FROM mam_messages WHERE domain = ? AND username = ? AND archive_id = ?",
+                (owner.domain, owner.local, archive_id),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        xml = await self.db.run(read)
+        return None if xml is None else parse_stored(xml, ("message", ns.CLIENT))
+
+    async def replace(self, owner: JID, archive_id: str, element: Element) -> bool:
+        xml = serialize(element, ns.CLIENT)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                cursor = conn.execute(
+                    "UPDATE mam_messages SET xml = ?"
+                    " WHERE domain = ? AND username = ? AND archive_id = ?",
+                    (xml, owner.domain, owner.local, archive_id),
+                )
+            return cursor.rowcount > 0
+
+        return await self.db.run(write)
+
     # --- archiving --------------------------------------------------------------------
     async def _mode(self, account: JID) -> str:
         cached = self.prefs.get(account)
