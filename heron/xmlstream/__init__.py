@@ -10,7 +10,13 @@ from heron.xmlstream.parser import (
     StreamOpened,
     StreamParser,
 )
-from heron.xmlstream.serializer import STREAM_FOOTER, serialize, serialize_bytes, stream_header
+from heron.xmlstream.serializer import (
+    STREAM_FOOTER,
+    prepare,
+    serialize,
+    serialize_bytes,
+    stream_header,
+)
 
 __all__ = [
     "STREAM_FOOTER",
@@ -22,6 +28,7 @@ __all__ = [
     "StreamOpened",
     "StreamParser",
     "XmlStreamError",
+    "prepare",
     "serialize",
     "serialize_bytes",
     "stream_header",

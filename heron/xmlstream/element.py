@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+Prepared = tuple[tuple["Element | str", ...], str | None, str]
+"""Children serialized ahead of time: (the children they were, their parent namespace, XML)."""
+
 
 class Element:
-    __slots__ = ("attrs", "children", "ns", "tag")
+    __slots__ = ("attrs", "children", "ns", "prepared", "tag")
 
     def __init__(
         self,
@@ -25,6 +28,9 @@ class Element:
         self.ns = ns
         self.attrs: dict[str, str] = attrs if attrs is not None else {}
         self.children: list[Element | str] = children if children is not None else []
+        # Set by serializer.prepare() for fan-out: used only while ``children`` still holds
+        # exactly the same objects, so changing the children simply makes it stale.
+        self.prepared: Prepared | None = None
 
     def __repr__(self) -> str:
         return f"<Element {{{self.ns}}}{self.tag} {self.attrs!r} ({len(self.children)} children)>"
@@ -108,8 +114,11 @@ class Element:
         )
 
     def shallow_copy(self) -> Element:
-        """A copy sharing children: cheap when only attributes change."""
-        return Element(self.tag, self.ns, dict(self.attrs), list(self.children))
+        """A copy sharing children (and their prepared XML): cheap when only attributes
+        change, as for each recipient of a group chat message."""
+        copy = Element(self.tag, self.ns, dict(self.attrs), list(self.children))
+        copy.prepared = self.prepared
+        return copy
 
     def renamespaced(self, old: str, new: str) -> Element:
         """A deep copy with every element in ``old`` moved to ``new`` (``jabber:client`` ↔

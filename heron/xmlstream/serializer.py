@@ -3,6 +3,7 @@ characters illegal in XML 1.0 replaced by U+FFFD."""
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Final
 
@@ -70,16 +71,42 @@ def _write(el: Element, parent_ns: str | None, out: list[str]) -> None:
                 )
         else:
             out.append(f' {_check_name(key)}="{escape_attr(value)}"')
-    if not el.children:
+    children = el.children
+    if not children:
         out.append("/>")
         return
     out.append(">")
-    for child in el.children:
+    prepared = el.prepared
+    if (
+        prepared is not None
+        and prepared[1] == child_parent
+        and len(prepared[0]) == len(children)
+        and all(map(operator.is_, prepared[0], children))
+    ):
+        out.append(prepared[2])
+    else:
+        _write_children(children, child_parent, out)
+    out.append(f"</{tag}>")
+
+
+def _write_children(children: list[Element | str], parent_ns: str | None, out: list[str]) -> None:
+    for child in children:
         if isinstance(child, str):
             out.append(escape_text(child))
         else:
-            _write(child, child_parent, out)
-    out.append(f"</{tag}>")
+            _write(child, parent_ns, out)
+
+
+def prepare(el: Element, parent_ns: str | None = None) -> None:
+    """Serialize ``el``'s children once, for the many copies of a fan-out: each copy then
+    costs only its own start tag. ``parent_ns`` as for serialize(); the stream namespace
+    decides the children's context, so a copy renamespaced for a server stream (a deep
+    copy) is serialized afresh."""
+    stream_prefixed = el.ns == ns.STREAM and parent_ns is not None and parent_ns != ns.STREAM
+    child_parent = parent_ns if stream_prefixed else el.ns
+    out: list[str] = []
+    _write_children(el.children, child_parent, out)
+    el.prepared = (tuple(el.children), child_parent, "".join(out))
 
 
 def serialize(el: Element, parent_ns: str | None = None) -> str:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from heron import ns
 from heron.xmlstream import (
     Element,
     ElementReceived,
@@ -13,6 +14,7 @@ from heron.xmlstream import (
     StreamEvent,
     StreamParser,
     XmlStreamError,
+    prepare,
     serialize,
 )
 
@@ -131,3 +133,37 @@ def test_an_endless_start_tag_is_refused_by_size() -> None:
     with pytest.raises(XmlStreamError) as info:
         parser.feed(b"x" * 32768)
     assert info.value.condition == "policy-violation"
+
+
+def _groupchat() -> Element:
+    message = Element("message", ns.CLIENT, {"type": "groupchat", "from": "room@muc/nick"})
+    message.add("body", ns.CLIENT, text="fish & <chips>")
+    message.add("occupant-id", "urn:xmpp:occupant-id:0", {"id": "abc"})
+    return message
+
+
+def test_prepared_copies_serialize_exactly_like_fresh_ones() -> None:
+    message = _groupchat()
+    prepare(message, ns.CLIENT)
+    for to in ("a@x/1", "b@y/2"):
+        copy = message.shallow_copy()
+        copy.attrs["to"] = to
+        fresh = _groupchat()
+        fresh.attrs["to"] = to
+        assert serialize(copy, ns.CLIENT) == serialize(fresh, ns.CLIENT)
+    # Written on a server stream, the message (still jabber:client) comes out the same.
+    assert serialize(message, ns.SERVER) == serialize(_groupchat(), ns.SERVER)
+
+
+def test_changed_children_make_the_prepared_xml_stale() -> None:
+    message = _groupchat()
+    prepare(message, ns.CLIENT)
+    added = message.shallow_copy()
+    added.add("delay", ns.DELAY, {"stamp": "2026-01-01T00:00:00Z"})
+    assert "urn:xmpp:delay" in serialize(added, ns.CLIENT)
+    filtered = message.shallow_copy()
+    filtered.children = [c for c in filtered.children if getattr(c, "tag", "") == "body"]
+    assert "occupant-id" not in serialize(filtered, ns.CLIENT)
+    deep = message.renamespaced(ns.CLIENT, ns.SERVER)
+    assert deep.prepared is None
+    assert "<body>" in serialize(deep, ns.SERVER)

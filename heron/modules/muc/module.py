@@ -58,7 +58,7 @@ from heron.modules.muc.model import (
 from heron.ratelimit import TokenBucket
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.storage.sqlite import transaction
-from heron.xmlstream import serialize
+from heron.xmlstream import prepare, serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
 
@@ -112,13 +112,33 @@ class MucModule(Module):
             "1.35",
             "complete",
             "instant and configured rooms, every role and affiliation change, voice requests, "
-            "registration, invitations, persistence; no room locking before configuration",
+            "registration, invitations, persistence; rooms are not locked before configuration",
         ),
-        Xep(249, "1.2", "complete", "direct invitations are passed between users unchanged"),
-        Xep(421, "0.1", "complete", "occupant ids on room presences and messages"),
+        Xep(249, "1.2", "complete", "direct invitations pass between users unchanged"),
+        Xep(
+            421,
+            "0.1",
+            "complete",
+            "occupant ids on room presences and messages",
+            prosody="community module",
+            ejabberd="no",
+        ),
         Xep(410, "1.1", "complete", "self-ping answered by the room"),
-        Xep(425, "0.3", "complete", "moderators retract messages; the archive keeps a tombstone"),
-        Xep(486, "0.1", "complete", "room avatars from the room's vCard, hash in roominfo"),
+        Xep(
+            425,
+            "0.3",
+            "complete",
+            "urn:xmpp:message-moderate:1; the archive keeps a tombstone",
+            prosody="community module",
+            ejabberd="older version",
+        ),
+        Xep(
+            486,
+            "0.1",
+            "complete",
+            "room avatars from the room's vCard, hash in muc#roominfo",
+            prosody="community module",
+        ),
     )
 
     async def start(self) -> None:
@@ -224,7 +244,9 @@ class MucModule(Module):
             await self._send(message)
 
     async def _fan_out(self, room: Room, message: Element) -> None:
-        """One copy per occupant, sharing everything but ``to``."""
+        """One copy per occupant, sharing everything but ``to``: the shared part is
+        serialized once (prepare), each delivery writes only its own start tag."""
+        prepare(message, ns.CLIENT)
         for occupant in list(room.occupants.values()):
             copy = message.shallow_copy()
             copy.attrs["to"] = str(occupant.jid)
