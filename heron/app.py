@@ -27,6 +27,8 @@ from heron.tls import (
     s2s_server_context,
     sni_context,
 )
+from heron.transport.bosh import Bosh
+from heron.transport.http import HttpListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
@@ -154,9 +156,19 @@ async def start(config: ServerConfig) -> RunningServer:
                 server, s2s_tls, policy, config.s2s.peers, config.s2s.resolver
             )
             server.s2s.connect = running.connector.connect
+        bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
         for spec in config.listeners:
-            listener: C2SListener | S2SListener
-            if spec.kind in ("s2s", "s2s_tls"):
+            listener: C2SListener | S2SListener | HttpListener
+            if spec.kind in ("http", "https"):
+                listener = HttpListener(
+                    server,
+                    config.http,
+                    tls=context if spec.kind == "https" else None,
+                    policy=policy,
+                    guard=guard,
+                    bosh=bosh,
+                )
+            elif spec.kind in ("s2s", "s2s_tls"):
                 if s2s_tls is None:
                     raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
                 listener = S2SListener(

@@ -32,3 +32,4 @@ CARBONS: Final = "urn:xmpp:carbons:2"
 SM: Final = "urn:xmpp:sm:3"
 FORWARD: Final = "urn:xmpp:forward:0"
 HINTS: Final = "urn:xmpp:hints"
+WEBSOCKET_REL: Final = "urn:xmpp:alt-connections:websocket"  # XEP-0156 link relation

@@ -50,6 +50,7 @@ from heron.config.model import (
     STORAGE_ENGINES,
     ConfigError,
     HostConfig,
+    HttpConfig,
     LimitsConfig,
     ListenerConfig,
     LoggingConfig,
@@ -67,6 +68,8 @@ EMBEDDED_DEFAULT: Final[Mapping[str, object]] = types.MappingProxyType(
         "listeners": [
             {"kind": "c2s", "host": "127.0.0.1", "port": 5222},
             {"kind": "c2s_tls", "host": "127.0.0.1", "port": 5223},
+            {"kind": "http", "host": "127.0.0.1", "port": 5280},
+            {"kind": "https", "host": "127.0.0.1", "port": 5443},
         ],
     }
 )
@@ -83,6 +86,7 @@ _TOP_LEVEL: Final = frozenset(
         "storage",
         "logging",
         "s2s",
+        "http",
         "require_tls",
         "scram_iterations",
         "server_secret_file",
@@ -313,6 +317,7 @@ def _server(
         storage=_storage(top.table("storage"), base_dir),
         logging=_logging(top.table("logging")),
         s2s=_s2s(top.table("s2s"), base_dir),
+        http=_http(top.table("http"), base_dir),
         require_tls=top.get_bool("require_tls", True),
         scram_iterations=iterations,
         server_secret_file=top.optional_path("server_secret_file", base_dir),
@@ -444,6 +449,41 @@ def _s2s(table: _Table, base_dir: Path | None) -> S2SConfig:
         connect_timeout_s=table.positive_float("connect_timeout_s", d.connect_timeout_s),
         idle_timeout_s=table.positive_float("idle_timeout_s", d.idle_timeout_s),
         max_queue=table.get_int("max_queue", d.max_queue, 1),
+    )
+    table.finish()
+    return config
+
+
+def _http_path(table: _Table, key: str, default: str) -> str:
+    value = table.get_str(key, default)
+    if not value.startswith("/") or any(c in value for c in "?#\\ "):
+        raise ConfigError(f"{table.path(key)}: a URL path starting with /")
+    return value.rstrip("/") or "/"
+
+
+def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
+    d = HttpConfig()
+    proxies = table.raw("trusted_proxies")
+    origins = table.raw("cors_origins")
+    public_url = table.get_str("public_url", "").rstrip("/")
+    if public_url and not public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{table.path('public_url')}: an http:// or https:// URL")
+    config = HttpConfig(
+        websocket_path=_http_path(table, "websocket_path", d.websocket_path),
+        bosh_path=_http_path(table, "bosh_path", d.bosh_path),
+        chat_path=_http_path(table, "chat_path", d.chat_path),
+        public_url=public_url,
+        trusted_proxies=_as_str_tuple(proxies, table.path("trusted_proxies")) if proxies else (),
+        cors_origins=(
+            _as_str_tuple(origins, table.path("cors_origins"))
+            if origins is not None
+            else d.cors_origins
+        ),
+        bosh_max_wait_s=table.get_int("bosh_max_wait_s", d.bosh_max_wait_s, 1, 3600),
+        bosh_max_inactivity_s=table.get_int(
+            "bosh_max_inactivity_s", d.bosh_max_inactivity_s, 5, 3600
+        ),
+        web_dir=table.optional_path("web_dir", base_dir),
     )
     table.finish()
     return config

@@ -24,8 +24,11 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "csi",
     "mam",
     "push",
+    "muc",
 )
-LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls"})
+LISTENER_KINDS: Final[frozenset[str]] = frozenset(
+    {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https"}
+)
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SCRAM_ITERATIONS: Final = 4096
@@ -46,7 +49,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     kind: str
-    """`c2s` (plain TCP, then STARTTLS) or `c2s_tls` (Direct TLS, XEP-0368)."""
+    """`c2s` (plain TCP, then STARTTLS), `c2s_tls` (Direct TLS, XEP-0368), `s2s`, `s2s_tls`,
+    `http` or `https` (WebSocket, BOSH, upload, the chat page)."""
     host: str
     port: int
 
@@ -126,6 +130,29 @@ class S2SConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The HTTP side (`http`/`https` listeners): WebSocket (RFC 7395), BOSH (XEP-0206),
+    connection discovery (XEP-0156), the chat page, and routes modules add (upload)."""
+
+    websocket_path: str = "/xmpp-websocket"
+    bosh_path: str = "/http-bind"
+    chat_path: str = "/chat"
+    public_url: str = ""
+    """How clients reach this server's HTTP side ("https://chat.example.org"), for discovery
+    and upload URLs; empty: the address each request came to."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses whose X-Forwarded-For/-Proto headers are believed."""
+    cors_origins: tuple[str, ...] = ("*",)
+    """Origins allowed to use BOSH, upload and WebSocket from a web page; "*" means any (and
+    then no credentials are ever allowed)."""
+    bosh_max_wait_s: int = 60
+    bosh_max_inactivity_s: int = 60
+    web_dir: Path | None = None
+    """Where the chat page's web client is installed (`make web`); None: `web/` in the
+    project."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
 
@@ -133,6 +160,8 @@ class LoggingConfig:
 DEFAULT_LISTENERS: Final[tuple[ListenerConfig, ...]] = (
     ListenerConfig("c2s", "127.0.0.1", 5222),
     ListenerConfig("c2s_tls", "127.0.0.1", 5223),
+    ListenerConfig("http", "127.0.0.1", 5280),
+    ListenerConfig("https", "127.0.0.1", 5443),
 )
 
 
@@ -147,6 +176,7 @@ class ServerConfig:
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
     s2s: S2SConfig = S2SConfig()
+    http: HttpConfig = HttpConfig()
     require_tls: bool = True
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None

@@ -12,8 +12,9 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from heron import __version__, ns
 from heron.config import ConfigError, ServerConfig, build_options
@@ -71,6 +72,9 @@ class Server:
         self._accounts: AccountService | None = None
         self._fast: FastTokenStore | None = None
         self.tls_domains: set[str] = set()
+        # (method, path, handler) that modules serve on the HTTP listeners (upload); the
+        # handler takes and returns aiohttp's request and response.
+        self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         s2s = config.s2s
         self.s2s = S2SManager(
             None,  # the wiring sets the connector when federation is on

@@ -75,6 +75,21 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+class Framing:
+    """How the stream's XML is cut into writes. Over TCP (RFC 6120) it is one long document:
+    a header, top-level elements in the header's namespaces, a footer. Other transports
+    (RFC 7395 WebSocket, XEP-0206 BOSH) override these; each call is one whole element."""
+
+    def header(self, from_: str | None, stream_id: str) -> str:
+        return stream_header(default_ns=ns.CLIENT, from_=from_, to=None, stream_id=stream_id)
+
+    def element(self, element: Element) -> str:
+        return serialize(element, ns.CLIENT)
+
+    def footer(self) -> str:
+        return STREAM_FOOTER
+
+
 class C2SHost(Protocol):
     """What the server provides to client streams."""
 
@@ -156,9 +171,12 @@ class State(Enum):
 class C2SStream:
     """One client connection. Also the core's ``Session`` once bound."""
 
-    def __init__(self, host: C2SHost, link: Link, *, is_tls: bool) -> None:
+    def __init__(
+        self, host: C2SHost, link: Link, *, is_tls: bool, framing: Framing | None = None
+    ) -> None:
         self.host = host
         self.link = link
+        self.framing = framing or Framing()
         self.is_tls = is_tls
         self.tls: TlsInfo | None = None
         self.parser = StreamParser(host.pre_auth_limits)
@@ -256,9 +274,9 @@ class C2SStream:
             # A client that stops reading must not make the server grow without bound.
             self.close(StreamError(StreamCondition.POLICY_VIOLATION, "output queue full"))
             return
-        self.link.write(serialize(element, ns.CLIENT).encode())
+        self._send(element)
         if ask:
-            self._write(serialize(Element("r", ns.SM), ns.CLIENT))
+            self._send(Element("r", ns.SM))
 
     def close(self, error: StreamError | None = None) -> None:
         if self.state is State.CLOSED:
@@ -267,8 +285,8 @@ class C2SStream:
             self.close_reason = str(error.condition)
             if self.state is State.WAIT_HEADER:
                 self._send_header()
-            self._write(serialize(error.to_element(), ns.CLIENT))
-        self._write(STREAM_FOOTER)
+            self._send(error.to_element())
+        self._write(self.framing.footer())
         self.state = State.CLOSED
         self.link.close()
 
@@ -309,16 +327,12 @@ class C2SStream:
     def _write(self, text: str) -> None:
         self.link.write(text.encode())
 
+    def _send(self, element: Element) -> None:
+        self.link.write(self.framing.element(element).encode())
+
     def _send_header(self) -> None:
         self.stream_id = secrets.token_urlsafe(12)
-        self._write(
-            stream_header(
-                default_ns=ns.CLIENT,
-                from_=self.domain or None,
-                to=None,
-                stream_id=self.stream_id,
-            )
-        )
+        self._write(self.framing.header(self.domain or None, self.stream_id))
 
     def _opened(self, event: StreamOpened) -> None:
         to = event.attrs.get("to", "")
@@ -355,7 +369,7 @@ class C2SStream:
                 return
             self._auth_features(features)
             self.state = State.WAIT_AUTH
-        self._write(serialize(features, ns.CLIENT))
+        self._send(features)
 
     def _post_auth_features(self) -> Element:
         features = Element("features", ns.STREAM)
@@ -423,10 +437,10 @@ class C2SStream:
 
     async def _starttls(self) -> None:
         if self.is_tls or self.state not in (State.WAIT_TLS, State.WAIT_AUTH):
-            self._write(serialize(Element("failure", ns.TLS), ns.CLIENT))
+            self._send(Element("failure", ns.TLS))
             self.close()
             return
-        self._write(serialize(Element("proceed", ns.TLS), ns.CLIENT))
+        self._send(Element("proceed", ns.TLS))
         self.tls = await self.link.start_tls(self.domain)
         self.is_tls = True
         self.log.info("TLS established (%s)", self.tls.version)
@@ -444,7 +458,7 @@ class C2SStream:
         failure.add(condition, ns.SASL)
         if text:
             failure.add("text", self._sasl_ns, {f"{{{ns.XML}}}lang": "en"}, text)
-        self._write(serialize(failure, ns.CLIENT))
+        self._send(failure)
         self._sasl = None
         self._sasl2 = None
         self.state = State.WAIT_AUTH
@@ -456,7 +470,7 @@ class C2SStream:
     def _sasl_send(self, tag: str, data: bytes) -> None:
         el = Element(tag, self._sasl_ns)
         el.children.append(base64.b64encode(data).decode() if data else "=")
-        self._write(serialize(el, ns.CLIENT))
+        self._send(el)
 
     @staticmethod
     def _decode(el: Element) -> bytes:
@@ -618,8 +632,8 @@ class C2SStream:
             token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id)
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry))
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
-        self._write(serialize(success, ns.CLIENT))
-        self._write(serialize(self._post_auth_features(), ns.CLIENT))
+        self._send(success)
+        self._send(self._post_auth_features())
 
     # --- before login: registration ---------------------------------------------------
     async def _preauth_iq(self, el: Element) -> None:
@@ -634,7 +648,7 @@ class C2SStream:
         except StanzaError as err:
             reply = error_reply(el, err)
         reply.attrs.pop("from", None)
-        self._write(serialize(reply, ns.CLIENT))
+        self._send(reply)
 
     # --- resource binding (RFC 6120 §7) -----------------------------------------------
     def _pre_bind_iq(self, el: Element) -> None:
@@ -642,10 +656,10 @@ class C2SStream:
         if el.attrs.get("type") == "set" and payload is not None and payload.ns == ns.BIND:
             self._bind(el, payload)
         elif payload is not None and payload.ns == ns.SESSION:
-            self._write(serialize(_result(el), ns.CLIENT))
+            self._send(_result(el))
         elif el.attrs.get("type") in ("get", "set"):
             err = StanzaError(StanzaCondition.NOT_AUTHORIZED, "bind a resource first")
-            self._write(serialize(error_reply(el, err), ns.CLIENT))
+            self._send(error_reply(el, err))
 
     def _bind(self, el: Element, payload: Element) -> None:
         assert self.username is not None
@@ -654,7 +668,7 @@ class C2SStream:
             resource = normalize_resource(requested.strip()) if requested else None
         except InvalidJID:
             err = StanzaError(StanzaCondition.BAD_REQUEST, "invalid resource")
-            self._write(serialize(error_reply(el, err), ns.CLIENT))
+            self._send(error_reply(el, err))
             return
         if not resource:
             resource = "heron-" + secrets.token_hex(6)
@@ -662,7 +676,7 @@ class C2SStream:
         reply = _result(el)
         bind = reply.add("bind", ns.BIND)
         bind.add("jid", ns.BIND, text=str(self._jid))
-        self._write(serialize(reply, ns.CLIENT))
+        self._send(reply)
         self.log.info("bound %s", self._jid)
 
     # --- stream management (XEP-0198) -----------------------------------------------
@@ -678,9 +692,9 @@ class C2SStream:
                 enabled.attrs["resume"] = "true"
                 enabled.attrs["max"] = str(int(self.host.sm_resume_timeout_s))
                 self.host.sm_enabled(self)
-            self._write(serialize(enabled, ns.CLIENT))
+            self._send(enabled)
         elif tag == "r" and sm is not None:
-            self._write(serialize(Element("a", ns.SM, {"h": str(sm.handled)}), ns.CLIENT))
+            self._send(Element("a", ns.SM, {"h": str(sm.handled)}))
         elif tag == "a" and sm is not None:
             self._sm_ack(sm, el)
         elif tag == "resume":
@@ -700,7 +714,7 @@ class C2SStream:
     def _sm_failed(self, condition: str) -> None:
         failed = Element("failed", ns.SM)
         failed.add(condition, ns.STANZAS_ERRORS)
-        self._write(serialize(failed, ns.CLIENT))
+        self._send(failed)
 
     def _sm_resume(self, el: Element) -> None:
         """§5: take over a previous session of this account, resending what it missed."""
@@ -724,9 +738,9 @@ class C2SStream:
         self.state = State.BOUND
         self.host.sm_takeover(old, self)
         resumed = Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
-        self._write(serialize(resumed, ns.CLIENT))
+        self._send(resumed)
         for stanza in list(sm.unacked):  # still unacknowledged: sent again, kept until acked
-            self.link.write(serialize(stanza, ns.CLIENT).encode())
+            self._send(stanza)
         self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(sm.unacked))
 
     def _bind_resource(self, resource: str) -> None:

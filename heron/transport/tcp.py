@@ -161,56 +161,93 @@ class C2SListener:
         if self.direct_tls:
             stream.tls_established(tls_info(writer.get_extra_info("ssl_object"), "", self.tls))
         stream.log.info("connected%s", " (Direct TLS)" if self.direct_tls else "")
-        self.streams.add(stream)
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-        counted_login = False
         try:
-            counted_login = await self._run(stream, reader)
-        except asyncio.CancelledError:
-            stream.close_reason = stream.close_reason or "server shutting down"
-        except Exception:
-            stream.log.exception("internal error on a client stream")
-            stream.close(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
+            await run_client(self, stream, reader)
         finally:
-            self.guard.closed(link.peer, authenticated=counted_login or stream.is_authenticated)
-            self.streams.discard(stream)
-            if task is not None:
-                self.tasks.discard(task)
-            link.close()
-            try:
-                await self.host.ended(stream)
-            except Exception:
-                stream.log.exception("error cleaning up a session")
-            stream.log.info("disconnected: %s", stream.close_reason or "closed")
             with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
-    async def _run(self, stream: C2SStream, reader: asyncio.StreamReader) -> bool:
-        """Read until the stream ends; returns whether the guard was told of the login."""
-        policy = self.policy
-        loop = asyncio.get_running_loop()
-        header_timer = loop.call_later(policy.header_timeout_s, _header_deadline, stream)
-        auth_timer = loop.call_later(policy.auth_timeout_s, stream.timed_out)
-        told_guard = False
 
-        def after_read() -> None:
-            nonlocal told_guard
-            if stream.is_authenticated and not told_guard:
-                told_guard = True
-                self.guard.authenticated(stream.link.peer)
-            if stream.is_bound:
-                auth_timer.cancel()
-            if stream.stream_id:
-                header_timer.cancel()
+class ClientRunner(Protocol):
+    """A listener's share of client sessions: the server, its limits and the live streams."""
 
+    @property
+    def host(self) -> C2SHost: ...
+
+    @property
+    def policy(self) -> TrafficPolicy: ...
+
+    @property
+    def guard(self) -> ConnectionGuard: ...
+
+    @property
+    def streams(self) -> set[C2SStream]: ...
+
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]: ...
+
+
+async def run_client(runner: ClientRunner, stream: C2SStream, reader: Reader) -> None:
+    """Run an admitted client stream to its end, whatever carries it (TCP, WebSocket):
+    deadlines for the header and the login, the traffic policy, and the cleanup."""
+    runner.streams.add(stream)
+    task = asyncio.current_task()
+    if task is not None:
+        runner.tasks.add(task)
+    counted_login = False
+    try:
+        counted_login = await _run(runner, stream, reader)
+    except asyncio.CancelledError:
+        stream.close_reason = stream.close_reason or "server shutting down"
+    except Exception:
+        stream.log.exception("internal error on a client stream")
+        stream.close(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
+    finally:
+        authenticated = counted_login or stream.is_authenticated
+        runner.guard.closed(stream.link.peer, authenticated=authenticated)
+        runner.streams.discard(stream)
+        if task is not None:
+            runner.tasks.discard(task)
+        stream.link.close()
         try:
-            await pump(stream, reader, policy, after_read)
-        finally:
-            header_timer.cancel()
+            await runner.host.ended(stream)
+        except Exception:
+            stream.log.exception("error cleaning up a session")
+        stream.log.info("disconnected: %s", stream.close_reason or "closed")
+
+
+async def _run(runner: ClientRunner, stream: C2SStream, reader: Reader) -> bool:
+    """Read until the stream ends; returns whether the guard was told of the login."""
+    policy = runner.policy
+    loop = asyncio.get_running_loop()
+    header_timer = loop.call_later(policy.header_timeout_s, _header_deadline, stream)
+    auth_timer = loop.call_later(policy.auth_timeout_s, stream.timed_out)
+    told_guard = False
+
+    def after_read() -> None:
+        nonlocal told_guard
+        if stream.is_authenticated and not told_guard:
+            told_guard = True
+            runner.guard.authenticated(stream.link.peer)
+        if stream.is_bound:
             auth_timer.cancel()
-        return told_guard
+        if stream.stream_id:
+            header_timer.cancel()
+
+    try:
+        await pump(stream, reader, policy, after_read)
+    finally:
+        header_timer.cancel()
+        auth_timer.cancel()
+    return told_guard
+
+
+class Reader(Protocol):
+    """Where a stream's bytes come from: a socket, or the messages of a WebSocket."""
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes; b"" at the end."""
+        ...
 
 
 class Pumped(Protocol):
@@ -232,7 +269,7 @@ class Pumped(Protocol):
 
 async def pump(
     stream: Pumped,
-    reader: asyncio.StreamReader,
+    reader: Reader,
     policy: TrafficPolicy,
     after_read: Callable[[], None] | None = None,
 ) -> None:

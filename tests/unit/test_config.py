@@ -50,6 +50,8 @@ def test_embedded_default() -> None:
     assert config.listeners == (
         ListenerConfig("c2s", "127.0.0.1", 5222),
         ListenerConfig("c2s_tls", "127.0.0.1", 5223),
+        ListenerConfig("http", "127.0.0.1", 5280),
+        ListenerConfig("https", "127.0.0.1", 5443),
     )
     assert config.limits == LimitsConfig()
     assert config.storage == StorageConfig("sqlite", None)
