@@ -24,6 +24,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "csi",
     "mam",
     "push",
+    "pubsub",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls"})
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})

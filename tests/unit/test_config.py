@@ -152,6 +152,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "csi",
         "mam",
         "push",
+        "pubsub",
         "muc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
