@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from omemo.storage import Just, Maybe, Nothing, Storage
@@ -48,7 +48,7 @@ class TestOmemo(XEP_0384):  # type: ignore[misc]  # slixmpp-omemo ships no compl
     """Trust on first use (blind trust before verification) and in-memory storage."""
 
     __test__ = False  # not a pytest class
-    default_config = {"fallback_message": "This message is OMEMO encrypted."}
+    default_config: ClassVar[dict[str, str]] = {"fallback_message": "OMEMO encrypted."}
 
     def plugin_init(self) -> None:
         self._memory = MemoryStorage()
