@@ -196,6 +196,12 @@ class PubsubModule(Module):
                     default_config=PEP_DEFAULT if is_pep else NodeConfig(),
                 )
                 found = PubsubService(jid, policy, owner=jid if is_pep else None)
+                if is_pep and not await self.ctx.server.router.user_exists(jid):
+                    # No such account: an empty service, not kept (a stranger asking about
+                    # many made-up JIDs must not fill memory), and answered like an
+                    # account without that node, so nothing tells which accounts exist.
+                    self._loading.pop(jid, None)
+                    return found
                 await self.store.load(found)
                 self.services[jid] = found
         self._loading.pop(jid, None)

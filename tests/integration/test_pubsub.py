@@ -306,6 +306,11 @@ async def test_pep_avatar_reaches_contacts_not_strangers(ps_server: RunningServe
         assert error_of(refused.value) == ("not-authorized", {"presence-subscription-required"})
         with pytest.raises(asyncio.TimeoutError):
             await carol.wait_until("avatar_metadata_publish", timeout=0.5)
+
+        # A missing account looks like an account without that node.
+        with pytest.raises(IqError) as nobody:
+            await carol.plugin["xep_0060"].get_items("nobody@localhost", AVATAR_META, timeout=5)
+        assert nobody.value.condition == "item-not-found"
     finally:
         for client in (alice, bob, carol):
             await close(client)
