@@ -238,7 +238,8 @@ class PubsubModule(Module):
             raise StanzaError(C.BAD_REQUEST, "expected a <pubsub/> element")
         target = iq.to.bare if iq.to.local is not None else JID.parse(self.domain)
         svc = await self._service(target)
-        audience = await self._audience(svc) if svc.owner is not None else None
+        is_pep_change = svc.owner is not None and iq.type == "set"
+        audience = await self._audience(svc) if is_pep_change else None
         svc.audience = audience
         try:
             if payload.ns == OWNER:
