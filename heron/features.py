@@ -77,7 +77,6 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "community modules",
         "no",
     ),
-    ("Publish-subscribe and PEP", "XEP-0060, XEP-0163", "planned", "yes", "yes"),
     ("BOSH and WebSocket", "XEP-0206, RFC 7395", "planned", "yes", "yes"),
 )
 

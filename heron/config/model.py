@@ -25,6 +25,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "mam",
     "push",
     "muc",
+    "pubsub",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(
     {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https"}

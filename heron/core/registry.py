@@ -68,11 +68,25 @@ class ArchiveService(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """``other``'s standing in an account's roster (RFC 6121 §2.1.2)."""
+
+    subscription: str = "none"  # none, to, from or both
+    in_roster: bool = False
+    groups: tuple[str, ...] = ()
+
+
 class ContactDirectory(Protocol):
-    """Who is a contact of an account: provided by the roster, asked by spam controls."""
+    """Who is a contact of an account: provided by the roster, asked by spam controls and
+    by PEP access models (XEP-0163 §4.1: presence and roster)."""
 
     async def is_contact(self, account: JID, other: JID) -> bool:
         """True when ``other`` is in ``account``'s roster or has a subscription either way."""
+        ...
+
+    async def contact(self, account: JID, other: JID) -> Contact:
+        """``other``'s roster entry in ``account``'s roster (subscription none if absent)."""
         ...
 
 

@@ -14,6 +14,7 @@ from heron.modules.muc import MucModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
+from heron.modules.pubsub import PubsubModule
 from heron.modules.push import PushModule
 from heron.modules.register import RegisterModule
 from heron.modules.roster import RosterModule
@@ -39,6 +40,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         CsiModule,
         MamModule,
         PushModule,
+        PubsubModule,
         MucModule,
     )
 }
@@ -58,6 +60,7 @@ __all__ = [
     "OfflineModule",
     "PingModule",
     "PrivateModule",
+    "PubsubModule",
     "PushModule",
     "RegisterModule",
     "RosterModule",

@@ -155,6 +155,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "mam",
         "push",
         "muc",
+        "pubsub",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
 

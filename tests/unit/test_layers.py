@@ -15,6 +15,8 @@ ALLOWED: dict[str, set[str]] = {
     "heron.stanza": {"heron.xmlstream", "heron.stanza"},
     "heron.stream": {"heron.xmlstream", "heron.stanza", "heron.stream"},
     "heron.storage": {"heron.storage"},
+    # the sans-IO pubsub engine; its store.py uses the storage engine
+    "heron.pubsub": {"heron.xmlstream", "heron.stanza", "heron.storage", "heron.pubsub"},
     "heron.core": {
         "heron.xmlstream",
         "heron.stanza",
@@ -29,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
         "heron.core",
         "heron.config",
         "heron.storage",  # a module's own store uses the storage engines
+        "heron.pubsub",  # the pubsub module drives the sans-IO engine
         "heron.modules",
     },
 }

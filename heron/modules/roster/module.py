@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from heron import ns
 from heron.config import build_options
 from heron.core.module import Module, Xep, hook, iq_handler
-from heron.core.registry import Target
+from heron.core.registry import Contact, Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
     MIGRATIONS,
@@ -102,6 +102,11 @@ class RosterModule(Module):
         """ContactDirectory: in the roster, or a subscription in either direction."""
         item = await self._item(account, other.bare)
         return item.in_roster or item.subscription != "none"
+
+    async def contact(self, account: JID, other: JID) -> Contact:
+        """ContactDirectory: the subscription state and groups of ``other``."""
+        item = await self._item(account, other.bare)
+        return Contact(item.subscription, item.in_roster, tuple(item.groups))
 
     @staticmethod
     def _ver_feature() -> Element:
