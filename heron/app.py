@@ -27,6 +27,7 @@ from heron.tls import (
     s2s_server_context,
     sni_context,
 )
+from heron.transport.component import ComponentListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
@@ -66,6 +67,9 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
             cert, key = ensure_certificate(host.domain, config.data_dir / "certs")
             log.info("using certificate %s for %s (trust this file in clients)", cert, host.domain)
             certs[host.domain] = (cert, key)
+    for component in config.components:
+        # Remote servers reach a component's domain over s2s: TLS needs a certificate for it.
+        certs[component.domain] = ensure_certificate(component.domain, config.data_dir / "certs")
     return certs
 
 
@@ -155,8 +159,10 @@ async def start(config: ServerConfig) -> RunningServer:
             )
             server.s2s.connect = running.connector.connect
         for spec in config.listeners:
-            listener: C2SListener | S2SListener
-            if spec.kind in ("s2s", "s2s_tls"):
+            listener: C2SListener | S2SListener | ComponentListener
+            if spec.kind == "component":
+                listener = ComponentListener(server, policy=policy, guard=guard)
+            elif spec.kind in ("s2s", "s2s_tls"):
                 if s2s_tls is None:
                     raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
                 listener = S2SListener(

@@ -25,7 +25,8 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "mam",
     "push",
 )
-LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls"})
+LISTENER_KINDS: Final[frozenset[str]] = frozenset({"c2s", "c2s_tls", "s2s", "s2s_tls", "component"})
+COMPONENT_PORT: Final = 5347  # XEP-0114's customary port
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SCRAM_ITERATIONS: Final = 4096
@@ -46,7 +47,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     kind: str
-    """`c2s` (plain TCP, then STARTTLS) or `c2s_tls` (Direct TLS, XEP-0368)."""
+    """`c2s` (plain TCP, then STARTTLS), `c2s_tls` (Direct TLS, XEP-0368), `s2s`, `s2s_tls`,
+    or `component` (external components, XEP-0114; port 5347 unless given)."""
     host: str
     port: int
 
@@ -126,6 +128,17 @@ class S2SConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ComponentConfig:
+    """An external component (XEP-0114) allowed to serve `domain` (a gateway, a bot)."""
+
+    domain: str
+    secret: str
+    """The shared secret of the handshake (at least 16 characters)."""
+    replace: bool = False
+    """A second connection for the domain replaces the first; by default it is refused."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
 
@@ -147,6 +160,7 @@ class ServerConfig:
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
     s2s: S2SConfig = S2SConfig()
+    components: tuple[ComponentConfig, ...] = ()
     require_tls: bool = True
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None
