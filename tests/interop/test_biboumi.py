@@ -179,9 +179,12 @@ async def test_xmpp_user_and_irc_user_talk_through_biboumi(
             biboumi, str(run / "biboumi.cfg"),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        async with asyncio.timeout(15):  # the component handshake
-            while GATEWAY not in heron.server.components.connected:
-                await asyncio.sleep(0.1)
+        for _ in range(150):  # the component handshake, within 15 s
+            if GATEWAY in heron.server.components.connected:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"biboumi did not connect; see {run / 'biboumi.log'}")
 
         alice = await login(heron, "alice@localhost/phone", PASSWORD, plugins=("xep_0045",))
         alice.send_presence()
