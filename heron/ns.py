@@ -32,3 +32,4 @@ CARBONS: Final = "urn:xmpp:carbons:2"
 SM: Final = "urn:xmpp:sm:3"
 FORWARD: Final = "urn:xmpp:forward:0"
 HINTS: Final = "urn:xmpp:hints"
+JINGLE_MESSAGE: Final = "urn:xmpp:jingle-message:0"  # XEP-0353
