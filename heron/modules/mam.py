@@ -3,7 +3,8 @@
 Chat and normal messages with a body, a XEP-0334 ``<store/>`` hint or a XEP-0353 call
 signal (``propose``, ``proceed``, ``reject``, ``retract``, ``finish``...) are archived for
 the local account that sends or receives them, unless hinted ``<no-store/>`` or
-``<no-permanent-store/>`` (per the account's preference: always, never, or only with roster contacts).
+``<no-permanent-store/>`` (per the account's preference: always, never, or only with
+roster contacts).
 A received message gets a XEP-0359 ``<stanza-id/>`` naming its archive id before it is
 delivered, so every device can refer to it. Queries filter by ``with``, ``start``, ``end``,
 ``before-id``/``after-id`` and ``ids``, page with XEP-0059 (``max``, ``after``, ``before``,
