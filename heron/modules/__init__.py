@@ -9,6 +9,7 @@ from heron.modules.blocking import BlockingModule
 from heron.modules.carbons import CarbonsModule
 from heron.modules.csi import CsiModule
 from heron.modules.disco import DiscoModule
+from heron.modules.extdisco import ExtdiscoModule
 from heron.modules.mam import MamModule
 from heron.modules.muc import MucModule
 from heron.modules.offline import OfflineModule
@@ -40,6 +41,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         MamModule,
         PushModule,
         MucModule,
+        ExtdiscoModule,
     )
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "CarbonsModule",
     "CsiModule",
     "DiscoModule",
+    "ExtdiscoModule",
     "MamModule",
     "MucModule",
     "OfflineModule",
