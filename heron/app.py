@@ -29,6 +29,7 @@ from heron.tls import (
 )
 from heron.transport.component import ComponentListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
+from heron.transport.socks5 import Socks5Listener
 from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,14 @@ async def start(config: ServerConfig) -> RunningServer:
             running.listeners.append(listener)
             running.ports.setdefault(spec.kind, port)
             log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+        for request in server.bytestreams.listen_requests:
+            # XEP-0065: the proxy module asked for its SOCKS5 listener.
+            socks5 = Socks5Listener(server.bytestreams)
+            port = await socks5.start(request.host, request.port)
+            request.bound.set_result(port)
+            running.listeners.append(socks5)
+            running.ports.setdefault("proxy65", port)
+            log.info("listening for SOCKS5 bytestreams on %s:%d", request.host, port)
     except BaseException:
         await running.stop()
         raise

@@ -18,6 +18,7 @@ from pathlib import Path
 from heron import __version__, ns
 from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
+from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry
@@ -82,6 +83,8 @@ class Server:
         )
         if s2s.enabled:
             self.router.remote = self.s2s.send
+        # XEP-0065: SOCKS5 streams paired and activated for the proxy module's listener.
+        self.bytestreams = BytestreamBroker()
         # XEP-0114: each configured component domain is routed to its connection.
         self.components = ComponentManager(config.components)
         for component in config.components:

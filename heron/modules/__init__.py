@@ -15,6 +15,7 @@ from heron.modules.muc import MucModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
+from heron.modules.proxy65 import Proxy65Module
 from heron.modules.push import PushModule
 from heron.modules.register import RegisterModule
 from heron.modules.roster import RosterModule
@@ -42,6 +43,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         PushModule,
         MucModule,
         ExtdiscoModule,
+        Proxy65Module,
     )
 }
 
@@ -61,6 +63,7 @@ __all__ = [
     "OfflineModule",
     "PingModule",
     "PrivateModule",
+    "Proxy65Module",
     "PushModule",
     "RegisterModule",
     "RosterModule",
