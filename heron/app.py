@@ -28,8 +28,10 @@ from heron.tls import (
     sni_context,
 )
 from heron.transport.bosh import Bosh
+from heron.transport.component import ComponentListener
 from heron.transport.http import HttpListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
+from heron.transport.socks5 import Socks5Listener
 from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
             cert, key = ensure_certificate(host.domain, config.data_dir / "certs")
             log.info("using certificate %s for %s (trust this file in clients)", cert, host.domain)
             certs[host.domain] = (cert, key)
+    for component in config.components:
+        # Remote servers reach a component's domain over s2s: TLS needs a certificate for it.
+        certs[component.domain] = ensure_certificate(component.domain, config.data_dir / "certs")
     return certs
 
 
@@ -158,8 +163,10 @@ async def start(config: ServerConfig) -> RunningServer:
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
         for spec in config.listeners:
-            listener: C2SListener | S2SListener | HttpListener
-            if spec.kind in ("http", "https"):
+            listener: C2SListener | S2SListener | HttpListener | ComponentListener
+            if spec.kind == "component":
+                listener = ComponentListener(server, policy=policy, guard=guard)
+            elif spec.kind in ("http", "https"):
                 listener = HttpListener(
                     server,
                     config.http,
@@ -182,6 +189,14 @@ async def start(config: ServerConfig) -> RunningServer:
             running.listeners.append(listener)
             running.ports.setdefault(spec.kind, port)
             log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+        for request in server.bytestreams.listen_requests:
+            # XEP-0065: the proxy module asked for its SOCKS5 listener.
+            socks5 = Socks5Listener(server.bytestreams)
+            port = await socks5.start(request.host, request.port)
+            request.bound.set_result(port)
+            running.listeners.append(socks5)
+            running.ports.setdefault("proxy65", port)
+            log.info("listening for SOCKS5 bytestreams on %s:%d", request.host, port)
     except BaseException:
         await running.stop()
         raise

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from heron.core import components
+from heron.core.module import Xep
 from heron.modules import AVAILABLE
 
 START: Final = "<!-- feature-table:start -->"
@@ -81,21 +83,22 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
 )
 
 
+# Parts of the core that declare the XEPs they implement, as modules do: (title, XEPs).
+CORE_XEPS: Final[tuple[tuple[str, tuple[Xep, ...]], ...]] = (
+    (components.DESCRIPTION, components.XEPS),
+)
+
+
+def _xep_row(title: str, xep: Xep) -> tuple[str, str, str, str, str]:
+    status = "yes" if xep.status == "complete" else f"partial: {xep.note}"
+    return (title, f"XEP-{xep.number:04d} v{xep.version}", status, xep.prosody, xep.ejabberd)
+
+
 def _module_rows() -> list[tuple[str, str, str, str, str]]:
-    rows = []
+    rows = [_xep_row(title, xep) for title, xeps in CORE_XEPS for xep in xeps]
     for cls in AVAILABLE.values():
-        for xep in cls.xeps:
-            status = "yes" if xep.status == "complete" else f"partial: {xep.note}"
-            title = cls.description.rstrip(".") or cls.name
-            rows.append(
-                (
-                    f"{title} (`{cls.name}`)",
-                    f"XEP-{xep.number:04d} v{xep.version}",
-                    status,
-                    xep.prosody,
-                    xep.ejabberd,
-                )
-            )
+        title = cls.description.rstrip(".") or cls.name
+        rows.extend(_xep_row(f"{title} (`{cls.name}`)", xep) for xep in cls.xeps)
     return rows
 
 

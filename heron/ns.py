@@ -33,3 +33,4 @@ SM: Final = "urn:xmpp:sm:3"
 FORWARD: Final = "urn:xmpp:forward:0"
 HINTS: Final = "urn:xmpp:hints"
 WEBSOCKET_REL: Final = "urn:xmpp:alt-connections:websocket"  # XEP-0156 link relation
+JINGLE_MESSAGE: Final = "urn:xmpp:jingle-message:0"  # XEP-0353

@@ -9,6 +9,7 @@ from heron.config.loader import (
 )
 from heron.config.model import (
     DEFAULT_MODULES,
+    ComponentConfig,
     ConfigError,
     HostConfig,
     HttpConfig,
@@ -23,6 +24,7 @@ from heron.config.model import (
 __all__ = [
     "DEFAULT_MODULES",
     "EMBEDDED_DEFAULT",
+    "ComponentConfig",
     "ConfigError",
     "HostConfig",
     "HttpConfig",

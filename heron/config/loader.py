@@ -12,6 +12,13 @@ Shape of the file (`heron.example.toml` documents every key)::
     host = "0.0.0.0"
     port = 5222
 
+    [[listeners]]                  # external components (XEP-0114); added on 127.0.0.1:5347
+    kind = "component"             # when components are configured and no such listener is
+
+    [components."irc.example.org"] # an external component for this domain
+    secret = "a long shared secret"
+    replace = false                # true: a new connection replaces the old (else refused)
+
     [limits]                       # LimitsConfig's fields
     [storage]                      # engine = "sqlite", path = "heron.db" (default data_dir/…)
     [logging]                      # level = "INFO"
@@ -42,12 +49,14 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from heron.config.model import (
+    COMPONENT_PORT,
     DEFAULT_LISTENERS,
     DEFAULT_MODULES,
     LISTENER_KINDS,
     LOG_LEVELS,
     MIN_SCRAM_ITERATIONS,
     STORAGE_ENGINES,
+    ComponentConfig,
     ConfigError,
     HostConfig,
     HttpConfig,
@@ -87,6 +96,7 @@ _TOP_LEVEL: Final = frozenset(
         "logging",
         "s2s",
         "http",
+        "components",
         "require_tls",
         "scram_iterations",
         "server_secret_file",
@@ -309,15 +319,21 @@ def _server(
             )
     data_dir = top.optional_path("data_dir", base_dir) or _as_path("data", "data_dir", base_dir)
     iterations = top.get_int("scram_iterations", MIN_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS)
+    hosts = _hosts(top, base_dir, known_modules)
+    components = _components(top.table("components"), {h.domain for h in hosts})
+    listeners = _listeners(top)
+    if components and not any(spec.kind == "component" for spec in listeners):
+        listeners = (*listeners, ListenerConfig("component", "127.0.0.1", COMPONENT_PORT))
     config = ServerConfig(
         data_dir=data_dir,
-        hosts=_hosts(top, base_dir, known_modules),
-        listeners=_listeners(top),
+        hosts=hosts,
+        listeners=listeners,
         limits=_limits(top.table("limits")),
         storage=_storage(top.table("storage"), base_dir),
         logging=_logging(top.table("logging")),
         s2s=_s2s(top.table("s2s"), base_dir),
         http=_http(top.table("http"), base_dir),
+        components=components,
         require_tls=top.get_bool("require_tls", True),
         scram_iterations=iterations,
         server_secret_file=top.optional_path("server_secret_file", base_dir),
@@ -342,7 +358,10 @@ def _listeners(top: _Table) -> tuple[ListenerConfig, ...]:
         host = table.get_str("host", "127.0.0.1")
         if not host:
             raise ConfigError(f"{table.path('host')}: must not be empty")
-        port = _as_int(table.raw("port"), table.path("port"))
+        raw_port = table.raw("port")
+        if raw_port is None and kind == "component":
+            raw_port = COMPONENT_PORT
+        port = _as_int(raw_port, table.path("port"))
         if not 0 <= port <= 65535:
             raise ConfigError(f"{table.path('port')}: must be between 0 and 65535")
         table.finish()
@@ -487,6 +506,29 @@ def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
     )
     table.finish()
     return config
+
+
+MIN_COMPONENT_SECRET: Final = 16
+
+
+def _components(table: _Table, hosts: set[str]) -> tuple[ComponentConfig, ...]:
+    """`[components."gw.example.org"]`: the domains external components may serve."""
+    result: list[ComponentConfig] = []
+    for domain in table.data:
+        entry = table.table(domain)
+        check_domain(domain, table.path(domain))
+        if domain in hosts:
+            raise ConfigError(f"{table.path(domain)}: already a host of this server")
+        secret = entry.get_str("secret", "")
+        if len(secret) < MIN_COMPONENT_SECRET:
+            raise ConfigError(
+                f"{entry.path('secret')}: at least {MIN_COMPONENT_SECRET} characters are needed"
+            )
+        replace = entry.get_bool("replace", False)
+        entry.finish()
+        result.append(ComponentConfig(domain, secret, replace))
+    table.finish()
+    return tuple(result)
 
 
 def _logging(table: _Table) -> LoggingConfig:

@@ -28,8 +28,9 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "pubsub",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(
-    {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https"}
+    {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https", "component"}
 )
+COMPONENT_PORT: Final = 5347  # XEP-0114's customary port
 STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SCRAM_ITERATIONS: Final = 4096
@@ -51,7 +52,8 @@ class ConfigError(Exception):
 class ListenerConfig:
     kind: str
     """`c2s` (plain TCP, then STARTTLS), `c2s_tls` (Direct TLS, XEP-0368), `s2s`, `s2s_tls`,
-    `http` or `https` (WebSocket, BOSH, upload, the chat page)."""
+    `http` or `https` (WebSocket, BOSH, upload, the chat page), or `component` (external
+    components, XEP-0114; port 5347 unless given)."""
     host: str
     port: int
 
@@ -154,6 +156,17 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ComponentConfig:
+    """An external component (XEP-0114) allowed to serve `domain` (a gateway, a bot)."""
+
+    domain: str
+    secret: str
+    """The shared secret of the handshake (at least 16 characters)."""
+    replace: bool = False
+    """A second connection for the domain replaces the first; by default it is refused."""
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
 
@@ -178,6 +191,7 @@ class ServerConfig:
     logging: LoggingConfig = LoggingConfig()
     s2s: S2SConfig = S2SConfig()
     http: HttpConfig = HttpConfig()
+    components: tuple[ComponentConfig, ...] = ()
     require_tls: bool = True
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None

@@ -119,6 +119,7 @@ class HostRegistry:
     archive: ArchiveService | None = None  # set by the mam module while it runs
     nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
     account_features: set[str] = field(default_factory=set)  # disco#info of an account
+    items: dict[str, str] = field(default_factory=dict)  # disco#items of the host: JID → name
 
     # --- IQ ---------------------------------------------------------------------------
     def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:

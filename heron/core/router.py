@@ -35,6 +35,14 @@ class Router:
         self._user_exists = user_exists
         # Set by the server when federation is on: hands a stanza to the s2s routes.
         self.remote: Callable[[Stanza], None] | None = None
+        # Domains of this server served by something other than its own tables (external
+        # components, XEP-0114): domain → a function that delivers there or raises
+        # StanzaError (service-unavailable while the component is offline).
+        self.external: dict[str, Callable[[Stanza], None]] = {}
+
+    def is_ours(self, domain: str) -> bool:
+        """A domain this server answers for: a host, a service or a component."""
+        return domain in self.external or self.registry_for(domain) is not None
 
     async def user_exists(self, jid: JID) -> bool:
         result = self._user_exists(jid)
@@ -68,6 +76,9 @@ class Router:
         reply = error_reply(stanza.element, err)
         if stanza.from_ is None:
             return
+        if stanza.from_.domain in self.external:
+            self._external(Stanza(reply, stanza.from_, stanza.to))
+            return
         if self.registry_for(stanza.from_.domain) is None:
             # From another server: the error goes back over federation.
             if self.remote is not None and stanza.to is not None:
@@ -86,6 +97,9 @@ class Router:
             if home is not None and await home.run_hooks(f"pre-{stanza.kind}", stanza):
                 return
         to = stanza.to
+        if to is not None and to.domain in self.external:
+            self.external[to.domain](stanza)  # XEP-0114: the component's whole domain
+            return
         if to is None:
             # RFC 6120 §10.3: no 'to' means the sender's own account.
             if stanza.from_ is None:
@@ -114,7 +128,7 @@ class Router:
         if target == "remote":
             if self.remote is None:  # federation is off
                 raise StanzaError(StanzaCondition.REMOTE_SERVER_NOT_FOUND)
-            if stanza.from_ is None or self.registry_for(stanza.from_.domain) is None:
+            if stanza.from_ is None or not self.is_ours(stanza.from_.domain):
                 return  # never relay between two other servers
             self.remote(stanza)
             return
@@ -152,11 +166,25 @@ class Router:
             self.reply(stanza, iq_result(stanza, result))
 
     def reply(self, request: Stanza, reply: Element) -> None:
-        if request.from_ is None:
+        """Answer a request: to a local session, or back to a component or remote server."""
+        sender = request.from_
+        if sender is None:
             return
-        session = self.sessions.get(request.from_)
+        session = self.sessions.get(sender)
         if session is not None:
             session.deliver(reply)
+        elif sender.domain in self.external:
+            self._external(Stanza(reply, sender, request.to))
+        elif self.remote is not None and request.to is not None and not self.is_ours(sender.domain):
+            self.remote(Stanza(reply, sender, request.to))  # a remote server's request
+
+    def _external(self, stanza: Stanza) -> None:
+        """An answer for a component: dropped when it is offline (never bounced back)."""
+        assert stanza.to is not None
+        try:
+            self.external[stanza.to.domain](stanza)
+        except StanzaError:
+            log.debug("answer for offline component %s dropped", stanza.to.domain)
 
     async def _message(self, stanza: Stanza, target: str) -> None:
         type_ = stanza.type

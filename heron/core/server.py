@@ -19,6 +19,8 @@ from typing import Any
 from heron import __version__, ns
 from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
+from heron.core.bytestreams import BytestreamBroker
+from heron.core.components import ComponentManager
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
@@ -33,6 +35,7 @@ from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
 from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.stream.c2s import C2SStream
+from heron.stream.component import ComponentStream
 from heron.stream.dialback import dialback_key
 from heron.stream.identity import certificate_names_domain
 from heron.stream.s2s import S2SIncoming
@@ -84,6 +87,12 @@ class Server:
         )
         if s2s.enabled:
             self.router.remote = self.s2s.send
+        # XEP-0065: SOCKS5 streams paired and activated for the proxy module's listener.
+        self.bytestreams = BytestreamBroker()
+        # XEP-0114: each configured component domain is routed to its connection.
+        self.components = ComponentManager(config.components)
+        for component in config.components:
+            self.router.external[component.domain] = self.components.send
         self._dialback_secret = b""
         self._secret = b""
         # XEP-0198: resumable sessions by id, and the timers of those waiting to resume.
@@ -152,6 +161,11 @@ class Server:
                     ),
                 )
                 await manager.load(cls, ctx)
+        for component in self.config.components:
+            # Listed in the disco#items of the host it is a subdomain of (else the first).
+            parents = [d for d in self.registries if component.domain.endswith("." + d)]
+            parent = max(parents, key=len) if parents else self.config.hosts[0].domain
+            self.registries[parent].items.setdefault(component.domain, "")
         log.info("Heron %s serving %s", self.version, ", ".join(self.registries))
 
     async def stop(self) -> None:
@@ -160,6 +174,7 @@ class Server:
             timer.cancel()
         self._hibernation.clear()
         await self.s2s.stop()
+        self.components.close_all(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "shutting down"))
         for session in self.sessions.all():
             session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
         for manager in self.managers.values():
@@ -244,7 +259,7 @@ class Server:
         return domain in self.registries and domain not in self.services
 
     def serves_domain(self, domain: str) -> bool:
-        return domain in self.registries
+        return domain in self.registries or domain in self.components
 
     def add_service(self, domain: str) -> HostRegistry:
         """A service domain (a MUC service) routed to like a host, with its own tables."""
@@ -258,6 +273,19 @@ class Server:
         if domain in self.services:
             self.services.discard(domain)
             self.registries.pop(domain, None)
+
+    # --- external components (ComponentHost) -------------------------------------------
+    def component_secret(self, domain: str) -> str | None:
+        return self.components.secret(domain)
+
+    def component_connected(self, stream: ComponentStream) -> None:
+        self.components.attach(stream)
+
+    async def component_stanza(self, stream: ComponentStream, stanza: Stanza) -> None:
+        await self.router.route(stanza)
+
+    def component_ended(self, stream: ComponentStream) -> None:
+        self.components.detach(stream)
 
     def tls_available(self, domain: str) -> bool:
         return domain in self.tls_domains

@@ -9,11 +9,13 @@ from heron.modules.blocking import BlockingModule
 from heron.modules.carbons import CarbonsModule
 from heron.modules.csi import CsiModule
 from heron.modules.disco import DiscoModule
+from heron.modules.extdisco import ExtdiscoModule
 from heron.modules.mam import MamModule
 from heron.modules.muc import MucModule
 from heron.modules.offline import OfflineModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
+from heron.modules.proxy65 import Proxy65Module
 from heron.modules.pubsub import PubsubModule
 from heron.modules.push import PushModule
 from heron.modules.register import RegisterModule
@@ -42,6 +44,8 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         PushModule,
         PubsubModule,
         MucModule,
+        ExtdiscoModule,
+        Proxy65Module,
     )
 }
 
@@ -55,11 +59,13 @@ __all__ = [
     "CarbonsModule",
     "CsiModule",
     "DiscoModule",
+    "ExtdiscoModule",
     "MamModule",
     "MucModule",
     "OfflineModule",
     "PingModule",
     "PrivateModule",
+    "Proxy65Module",
     "PubsubModule",
     "PushModule",
     "RegisterModule",

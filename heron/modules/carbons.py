@@ -5,6 +5,10 @@ reached another resource of its account, and a ``<sent/>`` copy of each eligible
 another resource sent. Eligible (XEP-0280 §6, the suggested rules): type ``chat``, or type
 ``normal`` with a body; never a message marked ``<private/>`` (the mark is removed before
 delivery) or ``<no-copy/>`` (XEP-0334), nor a message that already is a carbon.
+
+XEP-0353 call signals (``propose``, ``ringing``, ``proceed``, ``reject``, ``retract``,
+``finish``) are type ``chat``, so they are copied: every device of the callee rings, and
+stops when one answers; every device of the caller learns the outcome.
 """
 
 from __future__ import annotations
@@ -42,7 +46,10 @@ def wrap(kind: str, message: Element, account: JID, to: JID) -> Element:
 class CarbonsModule(Module):
     name = "carbons"
     description = "Message carbons: copies of each conversation on every device"
-    xeps = (Xep(280, "1.0.1", "complete"),)
+    xeps = (
+        Xep(280, "1.0.1", "complete"),
+        Xep(353, "0.8.0", "complete"),
+    )
     disco_features = (ns.CARBONS,)
 
     async def start(self) -> None:

@@ -92,8 +92,8 @@ class DiscoModule(Module):
                 raise ConfigError(f"{path}.items: {text!r} is not a valid JID ({exc})") from exc
 
     def extra_items(self) -> list[DiscoItem]:
-        """Items added at run time (components, MUC services); none yet."""
-        return []
+        """Items added at run time: external components, services (the registry's items)."""
+        return [DiscoItem(JID.parse(jid), name) for jid, name in self.ctx.registry.items.items()]
 
     # --- disco#info -------------------------------------------------------------------
     @iq_handler("get", ns.DISCO_INFO, Target.HOST)

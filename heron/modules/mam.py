@@ -1,7 +1,10 @@
 """XEP-0313 Message Archive Management for user accounts (``urn:xmpp:mam:2``).
 
-Chat and normal messages with a body are archived for the local account that sends or
-receives them (per the account's preference: always, never, or only with roster contacts).
+Chat and normal messages with a body, a XEP-0334 ``<store/>`` hint or a XEP-0353 call
+signal (``propose``, ``proceed``, ``reject``, ``retract``, ``finish``...) are archived for
+the local account that sends or receives them, unless hinted ``<no-store/>`` or
+``<no-permanent-store/>`` (per the account's preference: always, never, or only with
+roster contacts).
 A received message gets a XEP-0359 ``<stanza-id/>`` naming its archive id before it is
 delivered, so every device can refer to it. Queries filter by ``with``, ``start``, ``end``,
 ``before-id``/``after-id`` and ``ids``, page with XEP-0059 (``max``, ``after``, ``before``,
@@ -91,8 +94,20 @@ def _parse_time(value: str) -> float:
 
 
 def eligible(stanza: Stanza) -> bool:
+    """XEP-0313 §6.1 (chat/normal with a body) with XEP-0334's hints: <store/> archives a
+    message without a body (XEP-0353 call signals carry it so every device sees the call)."""
     el = stanza.element
-    return stanza.type in ("chat", "normal") and el.find("body", ns.CLIENT) is not None
+    if stanza.type not in ("chat", "normal"):
+        return False
+    wanted = el.find("body", ns.CLIENT) is not None
+    for child in el.elements():
+        if child.ns == ns.HINTS:
+            if child.tag in ("no-store", "no-permanent-store"):
+                return False
+            wanted = wanted or child.tag == "store"
+        elif child.ns == ns.JINGLE_MESSAGE:
+            wanted = True
+    return wanted
 
 
 @dataclass(slots=True)

@@ -131,7 +131,7 @@ def stream_header(
     from_: str | None,
     to: str | None,
     stream_id: str | None,
-    version: str = "1.0",
+    version: str | None = "1.0",
     lang: str | None = "en",
     prefixes: dict[str, str] | None = None,
 ) -> str:

@@ -84,7 +84,8 @@ def test_example_file_loads() -> None:
     assert org.module_options["time"] == {}
     local = config.host("localhost")
     assert local == HostConfig("localhost")
-    assert [listener.port for listener in config.listeners] == [5222, 5223, 5269]
+    assert [listener.port for listener in config.listeners] == [5222, 5223, 5269, 5347]
+    assert [c.domain for c in config.components] == ["irc.example.org"]
     assert config.s2s == S2SConfig()
     assert config.limits == LimitsConfig()
     assert config.storage.path is None
@@ -367,3 +368,32 @@ def test_s2s_section() -> None:
     ):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             config_from_dict(minimal(s2s=bad), "t")
+
+
+def test_components_need_a_long_secret_and_a_domain_of_their_own() -> None:
+    base: dict[str, object] = {"hosts": {"example.org": {}}}
+    with pytest.raises(ConfigError, match=r"components\.\"gw\.example\.org\"\.secret"):
+        config_from_dict({**base, "components": {"gw.example.org": {"secret": "short"}}}, "t")
+    with pytest.raises(ConfigError, match="already a host"):
+        config_from_dict({**base, "components": {"example.org": {"secret": "s" * 16}}}, "t")
+    with pytest.raises(ConfigError, match="unknown key"):
+        config_from_dict(
+            {**base, "components": {"gw.example.org": {"secret": "s" * 16, "port": 1}}}, "t"
+        )
+
+
+def test_a_component_listener_is_added_when_components_are_configured() -> None:
+    config = config_from_dict(
+        {
+            "hosts": {"example.org": {}},
+            "listeners": [{"kind": "c2s", "host": "127.0.0.1", "port": 5222}],
+            "components": {"gw.example.org": {"secret": "s" * 16, "replace": True}},
+        },
+        "t",
+    )
+    assert config.listeners[-1] == ListenerConfig("component", "127.0.0.1", 5347)
+    assert config.components[0].replace
+    explicit = config_from_dict(
+        {"hosts": {"example.org": {}}, "listeners": [{"kind": "component"}]}, "t"
+    )
+    assert explicit.listeners == (ListenerConfig("component", "127.0.0.1", 5347),)

@@ -1,0 +1,188 @@
+"""XEP-0215: External Service Discovery, for the STUN and TURN servers calls need.
+
+The host's users ask their server (``<services xmlns='urn:xmpp:extdisco:2'/>``, optionally
+with a ``type``) and get the configured services. With a ``secret`` shared with the TURN
+server (coturn's ``use-auth-secret`` and ``static-auth-secret``), every answer carries
+fresh time-limited credentials for each TURN service, as the TURN REST API draft describes:
+the username is ``"<expiry as Unix time>:<the user's bare JID>"`` and the password
+``base64(HMAC-SHA1(secret, username))``, with the expiry in ``expires`` (XEP-0082, UTC).
+``<credentials/>`` asks for them for one service (by host and type, optionally port).
+
+Only the host's own accounts get an answer (``forbidden`` otherwise): the credentials open a
+relay. Services are configured as RFC 7064/7065 URIs, such as ``stun:stun.example.org``,
+``turn:turn.example.org:3478?transport=udp`` or ``turns:turn.example.org``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+from urllib.parse import parse_qs
+
+from heron.config import ConfigError, build_options
+from heron.core.module import Module, ModuleContext, Xep, iq_handler
+from heron.core.registry import Target
+from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.xmlstream.element import Element
+
+EXTDISCO: Final = "urn:xmpp:extdisco:2"
+DEFAULT_PORTS: Final = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349}
+DEFAULT_TRANSPORTS: Final = {"stun": "udp", "turn": "udp", "stuns": "tcp", "turns": "tcp"}
+
+
+@dataclass(frozen=True, slots=True)
+class ExtdiscoOptions:
+    services: tuple[str, ...] = ()
+    """STUN/TURN URIs (RFC 7064/7065): "turn:host:port?transport=udp"."""
+    secret: str = ""
+    """Shared with the TURN server (coturn static-auth-secret); empty: no credentials."""
+    credential_ttl_s: int = 86400
+    """How long issued TURN credentials stay valid."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalService:
+    type: str
+    host: str
+    port: int
+    transport: str
+
+    @property
+    def needs_credentials(self) -> bool:
+        return self.type in ("turn", "turns")
+
+    @classmethod
+    def from_uri(cls, uri: str) -> ExternalService:
+        """Parse ``scheme:host[:port][?transport=udp|tcp]``; ValueError when malformed."""
+        scheme, sep, rest = uri.partition(":")
+        if not sep or scheme not in DEFAULT_PORTS:
+            raise ValueError("the scheme must be stun, stuns, turn or turns")
+        address, _, query = rest.partition("?")
+        if address.startswith("["):  # an IPv6 literal
+            host, _, tail = address[1:].partition("]")
+            port_text = tail.removeprefix(":") if tail.startswith(":") else ""
+            if tail and not tail.startswith(":"):
+                raise ValueError("junk after the IPv6 address")
+        else:
+            host, _, port_text = address.partition(":")
+        if not host or "/" in host or "@" in host:
+            raise ValueError("a host is needed")
+        port = DEFAULT_PORTS[scheme]
+        if port_text:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ValueError(f"bad port {port_text!r}")
+            port = int(port_text)
+        transport = DEFAULT_TRANSPORTS[scheme]
+        params = parse_qs(query, keep_blank_values=True) if query else {}
+        if set(params) - {"transport"} or (params and not scheme.startswith("turn")):
+            raise ValueError("only turn URIs take a query, and only ?transport=")
+        if "transport" in params:
+            transport = params["transport"][-1]
+            if transport not in ("udp", "tcp"):
+                raise ValueError("transport must be udp or tcp")
+        return cls(scheme, host, port, transport)
+
+    def to_element(self) -> Element:
+        return Element(
+            "service",
+            EXTDISCO,
+            {
+                "host": self.host,
+                "port": str(self.port),
+                "transport": self.transport,
+                "type": self.type,
+            },
+        )
+
+
+def turn_credentials(secret: str, user: str, expiry: int) -> tuple[str, str]:
+    """TURN REST API credentials: ("<expiry>:<user>", base64(HMAC-SHA1(secret, username)))."""
+    username = f"{expiry}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+def _stamp(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ExtdiscoModule(Module):
+    name = "extdisco"
+    description = "External service discovery: STUN and TURN servers with TURN credentials"
+    xeps = (Xep(215, "1.0.0", "partial", "no pushes of updated services"),)
+    disco_features = (EXTDISCO,)
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        path = f'hosts."{ctx.domain}".modules.{self.name}'
+        self.options = build_options(ExtdiscoOptions, ctx.options, path)
+        self.services: list[ExternalService] = []
+        for uri in self.options.services:
+            try:
+                self.services.append(ExternalService.from_uri(uri))
+            except ValueError as exc:
+                raise ConfigError(f"{path}.services: {uri!r}: {exc}") from exc
+        if self.options.credential_ttl_s < 60:
+            raise ConfigError(f"{path}.credential_ttl_s: must be ≥ 60")
+
+    def _requester(self, iq: Stanza) -> str:
+        sender = iq.from_
+        if sender is None or sender.local is None or sender.domain != self.ctx.domain:
+            raise StanzaError(StanzaCondition.FORBIDDEN, "for this server's users only")
+        return str(sender.bare)
+
+    def _with_credentials(self, service: ExternalService, user: str) -> Element:
+        el = service.to_element()
+        if service.needs_credentials and self.options.secret:
+            expiry = int(time.time()) + self.options.credential_ttl_s
+            username, password = turn_credentials(self.options.secret, user, expiry)
+            el.attrs.update({"username": username, "password": password})
+            el.attrs["expires"] = _stamp(expiry)
+        elif service.needs_credentials:
+            el.attrs["restricted"] = "true"  # credentials come from elsewhere
+        return el
+
+    @iq_handler("get", EXTDISCO, Target.HOST)
+    async def on_get(self, iq: Stanza) -> Element | None:
+        user = self._requester(iq)
+        payload = iq.payload
+        assert payload is not None
+        if payload.tag == "services":
+            wanted = payload.attrs.get("type")
+            answer = Element("services", EXTDISCO)
+            if wanted is not None:
+                answer.attrs["type"] = wanted
+            for service in self.services:
+                if wanted is None or service.type == wanted:
+                    answer.append(self._with_credentials(service, user))
+            return answer
+        if payload.tag == "credentials":
+            return self._credentials(payload, user)
+        raise StanzaError(StanzaCondition.BAD_REQUEST, "services or credentials")
+
+    def _credentials(self, payload: Element, user: str) -> Element:
+        """XEP-0215 §3.3: credentials for a service named by host and type (and port)."""
+        asked = payload.find("service", EXTDISCO)
+        if asked is None or not asked.attrs.get("host") or not asked.attrs.get("type"):
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "a service with host and type")
+        port = asked.attrs.get("port")
+        matches = [
+            s
+            for s in self.services
+            if s.host == asked.attrs["host"]
+            and s.type == asked.attrs["type"]
+            and (port is None or str(s.port) == port)
+        ]
+        if not matches:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such service")
+        if any(s.needs_credentials for s in matches) and not self.options.secret:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no credentials for it here")
+        answer = Element("credentials", EXTDISCO)
+        for service in matches:
+            answer.append(self._with_credentials(service, user))
+        return answer
