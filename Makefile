@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint fmt clean features bench fuzz
+.PHONY: run test unit integration lint fmt clean features bench fuzz web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) web
+	@echo "Heron: clients on 127.0.0.1:5222 (STARTTLS) and 5223 (TLS);"
+	@echo "       chat in a browser at http://127.0.0.1:5280/chat"
 	$(VENV)/bin/heron serve
 
-test: $(STAMP)
+# The browser side: Converse.js for /chat and Playwright for the browser test, when npm is
+# here (without it the page says how to enable it). Nothing under web/node_modules is committed.
+web:
+	@if command -v npm >/dev/null 2>&1; then \
+		test -d web/node_modules/converse.js -a -d web/node_modules/playwright-core || \
+		npm install --prefix web --no-audit --no-fund --no-package-lock --loglevel=error; \
+	else echo "npm not found: /chat will explain how to install the web client"; fi
+
+test: $(STAMP) web
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: $(STAMP)

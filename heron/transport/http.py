@@ -245,9 +245,9 @@ class HttpListener:
                 "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
                 "<meta name='viewport' content='width=device-width, initial-scale=1'>"
                 f"<title>Heron chat</title><link rel='stylesheet' href='{chat}/dist/"
-                f"converse.min.css'><script src='{chat}/dist/converse.min.js'></script>"
-                f"</head><body class='converse-fullscreen'>"
-                f"<script src='{chat}/init.js'></script></body></html>"
+                f"converse.min.css'><script type='module' src='{chat}/dist/converse.min.js'>"
+                f"</script></head><body class='converse-fullscreen'>"
+                f"<script type='module' src='{chat}/init.js'></script></body></html>"
             )
         return web.Response(
             text=body, content_type="text/html", headers={"Content-Security-Policy": CHAT_CSP}
