@@ -41,12 +41,17 @@ def need_browser() -> None:
         pytest.skip(message)
 
 
+@pytest.fixture
+def artefacts() -> Path:
+    folder = Path(os.environ.get("HERON_ARTIFACTS", ROOT / "artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 async def test_two_people_chat_in_their_browsers(
-    config_factory: Callable[..., ServerConfig],
+    config_factory: Callable[..., ServerConfig], artefacts: Path
 ) -> None:
     need_browser()
-    artefacts = Path(os.environ.get("HERON_ARTIFACTS", ROOT / "artifacts"))
-    artefacts.mkdir(parents=True, exist_ok=True)
     listeners = [{"kind": "http", "host": "127.0.0.1", "port": 0}]
     running = await start(config_factory(listeners=listeners))
     try:
@@ -67,7 +72,7 @@ async def test_two_people_chat_in_their_browsers(
         )
         output, _ = await asyncio.wait_for(process.communicate(), 180)
         assert process.returncode == 0, output.decode(errors="replace")[-3000:]
-        assert (artefacts / "chat-1.png").stat().st_size > 0
-        assert (artefacts / "chat-2.png").stat().st_size > 0
+        shots = [artefacts / f"chat-{n}.png" for n in (1, 2)]
+        assert all(shot.stat().st_size > 0 for shot in shots)  # noqa: ASYNC240 (after the run)
     finally:
         await running.stop()
