@@ -73,6 +73,6 @@ async def test_two_people_chat_in_their_browsers(
         output, _ = await asyncio.wait_for(process.communicate(), 180)
         assert process.returncode == 0, output.decode(errors="replace")[-3000:]
         shots = [artefacts / f"chat-{n}.png" for n in (1, 2)]
-        assert all(shot.stat().st_size > 0 for shot in shots)  # noqa: ASYNC240 (after the run)
+        assert all(shot.stat().st_size > 0 for shot in shots)
     finally:
         await running.stop()
