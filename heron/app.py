@@ -113,6 +113,18 @@ def _s2s_tls(config: ServerConfig, certs: dict[str, tuple[Path, Path]]) -> S2STl
     return S2STls(server_context, client_context, use_external=True)
 
 
+def _base_url(config: ServerConfig, kind: str, host: str, port: int) -> str:
+    """The configured public URL, else this listener's own address."""
+    if config.http.public_url:
+        return config.http.public_url
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (comparing, not binding)
+        host = config.hosts[0].domain
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if kind == "https" else "http"
+    return f"{scheme}://{host}:{port}"
+
+
 async def start(config: ServerConfig) -> RunningServer:
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
@@ -186,6 +198,9 @@ async def start(config: ServerConfig) -> RunningServer:
                     server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
                 )
             port = await listener.start(spec.host, spec.port)
+            if isinstance(listener, HttpListener) and not server.http_base_url:
+                server.http_base_url = _base_url(config, spec.kind, spec.host, port)
+                log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
             running.listeners.append(listener)
             running.ports.setdefault(spec.kind, port)
             log.info("listening for %s on %s:%d", spec.kind, spec.host, port)

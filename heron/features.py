@@ -79,7 +79,21 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "community modules",
         "no",
     ),
-    ("BOSH and WebSocket", "XEP-0206, RFC 7395", "planned", "yes", "yes"),
+    (
+        "Web clients: WebSocket and BOSH into the same stream engine, with stream management",
+        "RFC 7395, XEP-0124, XEP-0206",
+        "yes",
+        "yes",
+        "yes",
+    ),
+    ("HTTP connection discovery (host-meta, host-meta.json)", "XEP-0156", "yes", "yes", "yes"),
+    (
+        "A browser chat page on the server itself (Converse.js over WebSocket)",
+        "",
+        "yes, at /chat",
+        "community module",
+        "no",
+    ),
 )
 
 

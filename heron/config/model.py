@@ -26,6 +26,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "push",
     "muc",
     "pubsub",
+    "upload",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(
     {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https", "component"}

@@ -78,6 +78,7 @@ class Server:
         # (method, path, handler) that modules serve on the HTTP listeners (upload); the
         # handler takes and returns aiohttp's request and response.
         self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
+        self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
         s2s = config.s2s
         self.s2s = S2SManager(
             None,  # the wiring sets the connector when federation is on

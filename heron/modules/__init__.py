@@ -21,6 +21,7 @@ from heron.modules.push import PushModule
 from heron.modules.register import RegisterModule
 from heron.modules.roster import RosterModule
 from heron.modules.time import TimeModule
+from heron.modules.upload import UploadModule
 from heron.modules.vcard import VcardModule
 from heron.modules.version import VersionModule
 
@@ -46,6 +47,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         MucModule,
         ExtdiscoModule,
         Proxy65Module,
+        UploadModule,
     )
 }
 
@@ -71,6 +73,7 @@ __all__ = [
     "RegisterModule",
     "RosterModule",
     "TimeModule",
+    "UploadModule",
     "VcardModule",
     "VersionModule",
 ]

@@ -84,7 +84,7 @@ def test_example_file_loads() -> None:
     assert org.module_options["time"] == {}
     local = config.host("localhost")
     assert local == HostConfig("localhost")
-    assert [listener.port for listener in config.listeners] == [5222, 5223, 5269, 5347]
+    assert [listener.port for listener in config.listeners] == [5222, 5223, 5269, 5347, 5280]
     assert [c.domain for c in config.components] == ["irc.example.org"]
     assert config.s2s == S2SConfig()
     assert config.limits == LimitsConfig()
@@ -157,6 +157,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "push",
         "muc",
         "pubsub",
+        "upload",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
 

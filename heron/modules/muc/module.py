@@ -177,6 +177,7 @@ class MucModule(Module):
         registry.add_iq_handler("set", VCARD, Target.BARE, self.vcard_set)
         registry.add_hook("iq/full", self.self_ping)
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
+        self.ctx.registry.items[self.domain] = "Group chat"  # found in the host's disco#items
 
     async def stop(self) -> None:
         """§15.6 code 332: occupants learn the service is going away."""
@@ -185,6 +186,7 @@ class MucModule(Module):
                 await self._send(self._unavailable(room, occupant, occupant, ("332", "110")))
         self.ctx.server.remove_service(self.domain)
         self.ctx.registry.remove_feature(MUC)
+        self.ctx.registry.items.pop(self.domain, None)
 
     # --- sending ----------------------------------------------------------------------
     async def _send(self, element: Element) -> None:
