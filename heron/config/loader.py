@@ -480,6 +480,13 @@ def _http_path(table: _Table, key: str, default: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def _ws_uri(table: _Table, key: str) -> str:
+    value = table.get_str(key, "")
+    if value and not value.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{table.path(key)}: a ws:// or wss:// URL")
+    return value
+
+
 def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
     d = HttpConfig()
     proxies = table.raw("trusted_proxies")
@@ -503,6 +510,7 @@ def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
             "bosh_max_inactivity_s", d.bosh_max_inactivity_s, 5, 3600
         ),
         web_dir=table.optional_path("web_dir", base_dir),
+        websocket_see_other_uri=_ws_uri(table, "websocket_see_other_uri"),
     )
     table.finish()
     return config

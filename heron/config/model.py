@@ -151,6 +151,8 @@ class HttpConfig:
     then no credentials are ever allowed)."""
     bosh_max_wait_s: int = 60
     bosh_max_inactivity_s: int = 60
+    websocket_see_other_uri: str = ""
+    """When set, WebSocket clients are sent there (RFC 7395 §3.6.1), e.g. while moving."""
     web_dir: Path | None = None
     """Where the chat page's web client is installed (`make web`); None: `web/` in the
     project."""

@@ -104,6 +104,7 @@ class BoshSession:
     answered: OrderedDict[int, str] = field(default_factory=OrderedDict)  # rid → response
     early: dict[int, asyncio.Future[None]] = field(default_factory=dict)  # ahead of order
     last_seen: float = field(default_factory=time.monotonic)
+    allowed_idle: float = 0.0  # beyond the inactivity limit: a pause the client asked for
     stream: C2SStream | None = None
     task: asyncio.Task[None] | None = None
 
@@ -144,6 +145,7 @@ class Bosh:
     def __init__(self, max_wait_s: int, inactivity_s: int) -> None:
         self.max_wait_s = max_wait_s
         self.inactivity_s = inactivity_s
+        self.max_pause_s = max(inactivity_s, 120)
         self.sessions: dict[str, BoshSession] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -218,6 +220,7 @@ class Bosh:
             "sid": session.sid,
             "wait": str(wait),
             "inactivity": str(self.inactivity_s),
+            "maxpause": str(self.max_pause_s),
             "polling": "1",
             "requests": str(REQUESTS),
             "hold": str(HOLD),
@@ -256,6 +259,7 @@ class Bosh:
     # --- requests (XEP-0124 §9-§14) ----------------------------------------------------
     async def _request(self, session: BoshSession, body: Element, rid: int) -> web.StreamResponse:
         session.last_seen = time.monotonic()
+        session.allowed_idle = 0.0
         if rid in session.answered:  # §14.3: a repeated request gets the same answer
             return _respond(session.answered[rid])
         if rid < session.next_rid or rid > session.next_rid + WINDOW:
@@ -277,6 +281,16 @@ class Bosh:
                 session.inbox.put_nowait(child)
             await self._end(session)
             return self._remember(session, rid, _body({"type": "terminate"}))
+        if "pause" in body.attrs:  # §10: the client will be away; answer what is held
+            try:
+                pause = min(max(int(body.attrs["pause"]), 0), self.max_pause_s)
+            except ValueError:
+                return _terminate("bad-request")
+            session.allowed_idle = pause
+            for held in list(session.held):
+                if not held.done():
+                    held.set_result(None)
+            return self._remember(session, rid, _body({}, session.take_output()))
         if body.attrs.get(f"{{{XBOSH}}}restart") == "true":
             session.inbox.put_nowait(self._header(body, body.attrs.get("to", "")))
         for child in self._children(body):
@@ -335,7 +349,7 @@ class Bosh:
             now = time.monotonic()
             for session in list(self.sessions.values()):
                 idle = now - session.last_seen
-                if not session.held and idle > self.inactivity_s:
+                if not session.held and idle > max(self.inactivity_s, session.allowed_idle):
                     self.sessions.pop(session.sid, None)
                     if session.stream is not None:
                         session.stream.close_reason = "BOSH inactivity"

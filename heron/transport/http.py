@@ -30,7 +30,7 @@ from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SStream
 from heron.transport.bosh import LISTENER
 from heron.transport.tcp import TrafficPolicy, run_client
-from heron.transport.websocket import WebSocketFraming, WebSocketLink, WebSocketReader
+from heron.transport.websocket import FRAMING, WebSocketFraming, WebSocketLink, WebSocketReader
 from heron.xmlstream import Element, serialize
 
 if TYPE_CHECKING:
@@ -186,6 +186,15 @@ class HttpListener:
         except Exception:
             self.guard.closed(peer, authenticated=False)
             raise
+        if self.config.websocket_see_other_uri:  # §3.6.1: the service lives elsewhere now
+            await ws.receive()  # the client's <open/>
+            moved = Element(
+                "close", FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
+            )
+            await ws.send_str(serialize(moved))
+            await ws.close()
+            self.guard.closed(peer, authenticated=False)
+            return ws
         link = WebSocketLink(ws, peer)
         framing = WebSocketFraming()
         stream = C2SStream(self.server, link, is_tls=secure, framing=framing)

@@ -274,3 +274,36 @@ async def test_discovery_and_chat_page(web_server: RunningServer) -> None:
             assert response.status == 204
             assert response.headers["Access-Control-Allow-Origin"] == "*"
             assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+async def test_websocket_clients_are_sent_elsewhere_when_configured(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    listeners = [{"kind": "http", "host": "127.0.0.1", "port": 0}]
+    moved = "wss://new.example/xmpp-websocket"
+    running = await start(
+        config_factory(listeners=listeners, http={"websocket_see_other_uri": moved})
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url(running, "/xmpp-websocket", "ws"), protocols=("xmpp",))
+            await ws.send_str(f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>")
+            message = await ws.receive()
+            assert f'see-other-uri="{moved}"' in message.data
+            assert message.data.startswith("<close ")
+            await ws.close()
+    finally:
+        await running.stop()
+
+
+async def test_bosh_pause_answers_and_keeps_the_session(web_server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, url(web_server, "/http-bind"))
+        created = await client.post(to="localhost", wait="5", xmpp_version="1.0")
+        sid = re.search(r"sid='([^']+)'", created)
+        assert sid is not None
+        assert "maxpause=" in created
+        client.sid = sid.group(1)
+        paused = await client.post(pause="90")
+        assert "type='terminate'" not in paused
+        assert "success" in await client.post(plain("alice"))  # still the same session
