@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -307,3 +308,29 @@ async def test_bosh_pause_answers_and_keeps_the_session(web_server: RunningServe
         paused = await client.post(pause="90")
         assert "type='terminate'" not in paused
         assert "success" in await client.post(plain("alice"))  # still the same session
+
+
+async def test_websocket_over_https_with_the_domain_certificate(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    listeners = [{"kind": "https", "host": "127.0.0.1", "port": 0}]
+    running = await start(config_factory(listeners=listeners))
+    try:
+        await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
+        trust = ssl.create_default_context(cafile=str(running.certificates["localhost"]))
+        endpoint = f"wss://127.0.0.1:{running.ports['https']}/xmpp-websocket"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(
+                endpoint, protocols=("xmpp",), ssl=trust, server_hostname="localhost"
+            )
+            client = WsClient(ws)
+            await client.login("alice")  # encrypted by TLS itself: PLAIN is offered
+            await client.send(f"<close xmlns='{FRAMING}'/>")
+            await client.expect(r"^<close ")
+            await ws.close()
+            discovery = f"https://127.0.0.1:{running.ports['https']}/.well-known/host-meta.json"
+            async with http.get(discovery, ssl=trust, server_hostname="localhost") as response:
+                links = json.loads(await response.text())["links"]
+        assert any(link["href"].startswith("wss://") for link in links)
+    finally:
+        await running.stop()
