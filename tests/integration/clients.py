@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from slixmpp import ClientXMPP
+from slixmpp.xmlstream import ET
 
 from heron.app import RunningServer
 
@@ -81,3 +82,15 @@ async def close(client: ClientXMPP) -> None:
         await asyncio.wait_for(client.disconnect(wait=1.0), 5)
     except (TimeoutError, Exception):  # best effort in teardown
         client.abort()
+
+
+async def instant_room(client: ClientXMPP, room: str) -> None:
+    """XEP-0045 §10.1.2: accept the default configuration, which opens a new room."""
+    iq = client.make_iq_set(ito=room)
+    iq.append(
+        ET.fromstring(
+            "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+            "<x xmlns='jabber:x:data' type='submit'/></query>"
+        )
+    )
+    await iq.send(timeout=5)

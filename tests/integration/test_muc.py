@@ -15,7 +15,7 @@ from slixmpp.xmlstream import ET
 from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
-from tests.integration.clients import close, login
+from tests.integration.clients import close, instant_room, login
 
 PASSWORD = "muc-password"
 ROOM = SJID("lounge@conference.localhost")
@@ -49,6 +49,7 @@ async def test_rooms_join_talk_rename_whisper_and_leave(muc_server: RunningServe
 
         # Alice creates the room by joining it: owner, moderator, codes 110 and 201.
         own, subject, occupants, history = await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         codes = {int(s) for s in own["muc"]["status_codes"]}
         assert {110, 201} <= codes
         assert own["muc"]["affiliation"] == "owner"
@@ -120,6 +121,7 @@ async def test_moderators_kick_silence_and_ban(muc_server: RunningServer) -> Non
     muc = alice.plugin["xep_0045"]
     try:
         await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
         await carol.plugin["xep_0045"].join_muc_wait(ROOM, "Carol", timeout=5)
 
@@ -223,6 +225,7 @@ async def test_mediated_invitation_makes_a_member(muc_server: RunningServer) -> 
     try:
         muc = alice.plugin["xep_0045"]
         await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         form = await muc.get_room_config(ROOM, timeout=5)
         form.set_values({"muc#roomconfig_membersonly": True})
         await muc.set_room_config(ROOM, form, timeout=5)
@@ -248,6 +251,7 @@ async def test_room_archive_is_paged_for_occupants_only(muc_server: RunningServe
     carol = await login(muc_server, "carol@localhost/x", PASSWORD, plugins=("xep_0313",))
     try:
         await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
         stamped = asyncio.ensure_future(bob.wait_until("groupchat_message", timeout=5))
         for n in range(30):
@@ -279,6 +283,7 @@ async def test_self_ping_and_occupant_ids(muc_server: RunningServer) -> None:
     carol = await member(muc_server, "carol")
     try:
         await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
         # XEP-0410: still joined? Yes for Bob himself, not-acceptable for anyone else.
         await bob.plugin["xep_0199"].ping(jid=SJID(f"{ROOM}/Bob"), timeout=5)

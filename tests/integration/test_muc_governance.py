@@ -21,7 +21,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
-from tests.integration.clients import close, login
+from tests.integration.clients import close, instant_room, login
 
 PASSWORD = "muc-password"
 ROOM = SJID("hall@conference.localhost")
@@ -64,6 +64,7 @@ async def test_voice_is_requested_and_granted_in_a_moderated_room(
     try:
         own, *_ = await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
         assert 170 in codes(own)  # the room is logged (§7.2.12)
+        await instant_room(alice, ROOM)
         notice = asyncio.ensure_future(alice.wait_until("groupchat_config_status", timeout=5))
         await configure(alice, ROOM, {"muc#roomconfig_moderatedroom": True})
         assert 104 in codes(await notice)
@@ -107,6 +108,7 @@ async def test_roles_and_affiliations_follow_the_tables(muc_server: RunningServe
     muc = alice.plugin["xep_0045"]
     try:
         await muc.join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         for client, nick in ((bob, "Bob"), (carol, "Carol"), (dave, "Dave")):
             await client.plugin["xep_0045"].join_muc_wait(ROOM, nick, timeout=5)
 
@@ -162,6 +164,7 @@ async def test_registration_reserves_a_nick(muc_server: RunningServer) -> None:
     alice, bob, carol = [await member(muc_server, u) for u in ("alice", "bob", "carol")]
     try:
         await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         ask = bob.make_iq_get(queryxmlns="jabber:iq:register", ito=ROOM)
         form = (await ask.send(timeout=5)).xml.find(".//{jabber:x:data}x")
         assert form is not None
@@ -199,6 +202,7 @@ async def test_moderators_retract_messages_everywhere(muc_server: RunningServer)
     alice, bob, carol = [await member(muc_server, u) for u in ("alice", "bob", "carol")]
     try:
         await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
         got = asyncio.ensure_future(alice.wait_until("groupchat_message", timeout=5))
         bob.send_message(mto=ROOM, mbody="buy cheap potions", mtype="groupchat")
@@ -241,6 +245,7 @@ async def test_room_avatar_from_the_room_vcard(muc_server: RunningServer) -> Non
     image = b"\x89PNG\r\n\x1a\n a tiny test image"
     try:
         await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
         await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
         card = (
             "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE>"
@@ -308,3 +313,42 @@ async def test_service_limits(muc_server: RunningServer) -> None:
     finally:
         for client in (alice, bob, carol):
             await close(client)
+
+
+async def test_a_new_room_stays_locked_until_configured(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    options = {"muc": {"lock_timeout_s": 0.5}}
+    running = await start(config_factory(hosts={"localhost": {"modules": options}}))
+    for user in ("alice", "bob"):
+        await running.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+    alice, bob = await member(running, "alice"), await member(running, "bob")
+    try:
+        own, *_ = await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        assert 201 in codes(own)
+        with pytest.raises(PresenceError) as locked:  # §10.1.1: nobody else before that
+            await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        assert locked.value.condition == "item-not-found"
+
+        # Cancelling the first configuration destroys the room (§10.1.3).
+        gone = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::presence", timeout=5))
+        await alice.plugin["xep_0045"].cancel_config(ROOM, timeout=5)
+        assert (await gone)["type"] == "unavailable"
+        info = alice.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
+        with pytest.raises(IqError):
+            await info
+
+        # A room nobody configures in time is destroyed as well.
+        await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        expired = asyncio.ensure_future(alice.wait_until(f"muc::{ROOM}::presence", timeout=5))
+        assert (await expired)["type"] == "unavailable"
+
+        # Configured (an instant room), it opens to everyone.
+        await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
+        own, *_ = await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        assert own["muc"]["role"] == "participant"
+    finally:
+        await close(alice)
+        await close(bob)
+        await running.stop()

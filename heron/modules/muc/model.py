@@ -3,6 +3,7 @@ with the forms that read and write them and the rows that persist them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import sqlite3
@@ -126,6 +127,8 @@ class Room:
     subject_by: str = ""
     vcard: str = ""  # the room's vcard-temp (XEP-0486 avatar), serialized
     config: RoomConfig = field(default_factory=RoomConfig)
+    locked: bool = False  # new, until its owner configures it (§10.1.1)
+    unlock_deadline: asyncio.TimerHandle | None = None
 
     def affiliation(self, jid: JID) -> str:
         return self.affiliations.get(jid.bare, "none")

@@ -1,9 +1,10 @@
 """XEP-0045 Multi-User Chat: the service at ``conference.DOMAIN`` (option ``service``) with its
 own routing tables, and every room on it.
 
-Rooms are created on first join, unlocked at once (an "instant room", §10.1.2; the creator
-may then submit the configuration form as for a reserved room), semi-anonymous and
-temporary until configured otherwise. Occupants join, talk, change nick, whisper, ask for
+Rooms are created on first join and stay locked (§10.1.1) until the creator submits the
+configuration form, empty for an "instant room" (§10.1.2); cancelling it, or not answering
+within ``lock_timeout_s``, destroys the room. Rooms are semi-anonymous and temporary until
+configured otherwise. Occupants join, talk, change nick, whisper, ask for
 voice and leave with the status codes of §15.6; moderators kick and grant or revoke voice,
 admins and owners ban and set affiliations (muc#admin, §8-§10); owners configure rooms with
 muc#roomconfig (§10.2) and destroy them. Users register with a room for a reserved nick
@@ -18,6 +19,7 @@ The room model and its forms are in model.py; this module routes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -84,6 +86,8 @@ class MucOptions:
     messages_per_s: float = 5.0  # per occupant, to the room; beyond: resource-constraint
     messages_burst: int = 50
     max_vcard_bytes: int = 256 * 1024
+    lock_new_rooms: bool = True  # §10.1.1: nobody else enters before the owner configures
+    lock_timeout_s: float = 300.0  # a room still locked then is destroyed
 
 
 def _stamp(at: float) -> str:
@@ -111,8 +115,8 @@ class MucModule(Module):
             45,
             "1.35",
             "complete",
-            "instant and configured rooms, every role and affiliation change, voice requests, "
-            "registration, invitations, persistence; rooms are not locked before configuration",
+            "instant and reserved rooms (locked until configured), every role and affiliation "
+            "change, voice requests, registration, invitations, persistence",
         ),
         Xep(249, "1.2", "complete", "direct invitations pass between users unchanged"),
         Xep(
@@ -147,10 +151,13 @@ class MucModule(Module):
         o = self.options
         if o.history_length < 0 or o.max_occupants < 1 or o.max_rooms_per_user < 1:
             raise ConfigError(f"{path}: history_length ≥ 0, max_occupants and rooms ≥ 1")
+        if o.lock_timeout_s <= 0:
+            raise ConfigError(f"{path}.lock_timeout_s: must be > 0")
         if o.messages_per_s <= 0 or o.messages_burst < 1:
             raise ConfigError(f"{path}: messages_per_s > 0 and messages_burst ≥ 1")
         self.domain = o.service or f"conference.{self.ctx.domain}"
         self.rooms: dict[JID, Room] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.db = self.ctx.server.db_or_fail()
         await self.db.migrate(MIGRATIONS)
         self.secret = self.ctx.server.derived_secret("muc occupant-id")  # stable ids
@@ -182,6 +189,7 @@ class MucModule(Module):
     async def stop(self) -> None:
         """§15.6 code 332: occupants learn the service is going away."""
         for room in list(self.rooms.values()):
+            self._unlock(room)
             for occupant in list(room.occupants.values()):
                 await self._send(self._unavailable(room, occupant, occupant, ("332", "110")))
         self.ctx.server.remove_service(self.domain)
@@ -304,6 +312,8 @@ class MucModule(Module):
             room = Room(room_jid, config=RoomConfig(history_length=self.options.history_length))
             room.affiliations[sender.bare] = "owner"
         affiliation = room.affiliation(sender)
+        if room.locked and affiliation != "owner":  # §10.1.1: locked until configured
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "the room is not configured yet")
         config = room.config
         if affiliation == "outcast":
             raise StanzaError(StanzaCondition.FORBIDDEN, "you are banned from this room")  # §7.2.7
@@ -320,6 +330,11 @@ class MucModule(Module):
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the room is full")  # §7.2.10
         if created:
             self.rooms[room_jid] = room
+            if self.options.lock_new_rooms:
+                room.locked = True
+                room.unlock_deadline = asyncio.get_running_loop().call_later(
+                    self.options.lock_timeout_s, self._never_configured, room
+                )
         role = (
             "moderator"
             if affiliation in ("owner", "admin")
@@ -838,19 +853,25 @@ class MucModule(Module):
             await self._destroy(room, destroy)
             return None
         form = payload.find("x", DATA)
-        if form is None or form.attrs.get("type") == "cancel":
+        if form is None:
+            return None
+        if form.attrs.get("type") == "cancel":
+            if room.locked:  # §10.1.3: cancelling the first configuration destroys the room
+                await self._destroy(room, Element("destroy", MUC_OWNER))
             return None
         if form.attrs.get("type") != "submit":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "submit or cancel the form")
         before = room.config
         room.config = after = apply_form(before, form, self.options.history_length)
+        was_locked = self._unlock(room)  # an empty form makes an instant room (§10.1.2)
         await self._save(room)
         codes = ["104"]  # §10.2.1: what changed, as status codes
         if after.logging != before.logging:
             codes.append("170" if after.logging else "171")
         if after.whois != before.whois:
             codes.append("172" if after.whois == "anyone" else "173")
-        await self._notice(room, tuple(codes))
+        if not was_locked:
+            await self._notice(room, tuple(codes))
         if after.whois != before.whois:
             for occupant in list(room.occupants.values()):  # real JIDs shown or hidden
                 await self._broadcast_presence(room, occupant)
@@ -860,6 +881,22 @@ class MucModule(Module):
                     await self._remove(room, occupant, "322", "")  # §9.4: members only now
         self._maybe_end(room)
         return None
+
+    @staticmethod
+    def _unlock(room: Room) -> bool:
+        was_locked, room.locked = room.locked, False
+        if room.unlock_deadline is not None:
+            room.unlock_deadline.cancel()
+            room.unlock_deadline = None
+        return was_locked
+
+    def _never_configured(self, room: Room) -> None:
+        if room.locked and self.rooms.get(room.jid) is room:
+            reason = Element("destroy", MUC_OWNER)
+            reason.add("reason", MUC_OWNER, text="the room was not configured in time")
+            task = asyncio.create_task(self._destroy(room, reason))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _destroy(self, room: Room, destroy: Element) -> None:
         """§10.9: everyone leaves with the reason (and an alternate venue, if given)."""
@@ -871,6 +908,7 @@ class MucModule(Module):
             x.append(destroy.renamespaced(MUC_OWNER, MUC_USER))
             await self._send(el)
         self.rooms.pop(room.jid, None)
+        self._unlock(room)
         jid = str(room.jid)
 
         def delete(conn: sqlite3.Connection) -> None:
