@@ -28,10 +28,21 @@ SERVER_IDENTITY = Identity("server", "im", "Heron")
 ACCOUNT_IDENTITY = Identity("account", "registered")
 
 
+SERVERINFO = "http://jabber.org/network/serverinfo"
+CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoOptions:
     items: tuple[str, ...] = ()
     """JIDs listed in the server's disco#items (for example services run elsewhere)."""
+    # XEP-0157: whom to contact about this server, as URIs ("mailto:", "xmpp:", "https:").
+    abuse: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+    feedback: tuple[str, ...] = ()
+    sales: tuple[str, ...] = ()
+    security: tuple[str, ...] = ()
+    support: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +88,10 @@ def _refuse_node(payload: Element | None) -> None:
 class DiscoModule(Module):
     name = "disco"
     description = "Service discovery: what the server and its accounts support."
-    xeps = (Xep(30, "2.5.0", "partial", "no nodes; account info answered to its owner only"),)
+    xeps = (
+        Xep(30, "2.5.0", "partial", "no nodes; account info answered to its owner only"),
+        Xep(157, "1.1.1", "complete", "contact addresses from the disco options"),
+    )
     disco_features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -90,6 +104,10 @@ class DiscoModule(Module):
                 self.items.append(DiscoItem(JID.parse(text)))
             except InvalidJID as exc:
                 raise ConfigError(f"{path}.items: {text!r} is not a valid JID ({exc})") from exc
+        for kind in CONTACT_KINDS:
+            for uri in getattr(self.options, kind):
+                if ":" not in uri or any(c.isspace() for c in uri):
+                    raise ConfigError(f"{path}.{kind}: {uri!r} is not a URI (mailto:, xmpp:...)")
 
     def extra_items(self) -> list[DiscoItem]:
         """Items added at run time: external components, services (the registry's items)."""
@@ -102,7 +120,19 @@ class DiscoModule(Module):
         registry = self.ctx.registry
         identities = [SERVER_IDENTITY]
         identities += [i for i in registry.identities if i not in identities]
-        return info_query(identities, sorted(registry.features))
+        query = info_query(identities, sorted(registry.features))
+        contacts = [(k, getattr(self.options, k)) for k in CONTACT_KINDS]
+        if any(uris for _kind, uris in contacts):  # XEP-0157 §2: an extended-info form
+            form = query.add("x", "jabber:x:data", {"type": "result"})
+            form.add("field", "jabber:x:data", {"var": "FORM_TYPE", "type": "hidden"}).add(
+                "value", "jabber:x:data", text=SERVERINFO
+            )
+            for kind, uris in contacts:
+                if uris:
+                    field = form.add("field", "jabber:x:data", {"var": f"{kind}-addresses"})
+                    for uri in uris:
+                        field.add("value", "jabber:x:data", text=uri)
+        return query
 
     @iq_handler("get", ns.DISCO_INFO, Target.SELF)
     async def on_own_account_info(self, iq: Stanza) -> Element | None:

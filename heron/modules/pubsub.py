@@ -151,6 +151,7 @@ class PubsubModule(Module):
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
         registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
         host: HostRegistry = self.ctx.registry
+        host.items[self.domain] = "Publish-subscribe"  # found in the host's disco#items
         if options.pep:
             for type_ in ("get", "set"):
                 host.add_iq_handler(type_, PUBSUB, Target.SELF | Target.BARE, self.on_pubsub)
@@ -166,6 +167,7 @@ class PubsubModule(Module):
     async def stop(self) -> None:
         self.ctx.server.remove_service(self.domain)
         host = self.ctx.registry
+        host.items.pop(self.domain, None)
         if self.options.pep:
             for type_ in ("get", "set"):
                 host.remove_iq_handler(type_, PUBSUB, self.on_pubsub)

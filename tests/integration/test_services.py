@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError
 
 from heron import ns
-from heron.app import RunningServer
+from heron.app import RunningServer, start
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 
@@ -73,3 +74,28 @@ async def test_message_between_two_clients(server: RunningServer, client: Client
         assert msg["from"].full == "alice@localhost/test"
     finally:
         await close(bob)
+
+
+async def test_contact_addresses_and_services_are_discoverable(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    disco = {"abuse": ["mailto:abuse@example.org", "xmpp:abuse@example.org"]}
+    running = await start(config_factory(hosts={"localhost": {"modules": {"disco": disco}}}))
+    try:
+        await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
+        alice = await login(running, "alice@localhost/test", PASSWORD)
+        try:
+            info = await alice.plugin["xep_0030"].get_info(jid="localhost", timeout=5)
+            fields = {
+                f.get("var"): [v.text for v in f.findall("{jabber:x:data}value")]
+                for f in info.xml.findall(".//{jabber:x:data}x/{jabber:x:data}field")
+            }
+            assert fields["FORM_TYPE"] == ["http://jabber.org/network/serverinfo"]
+            assert fields["abuse-addresses"] == disco["abuse"]
+            items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
+            found = {str(i[0]) for i in items["disco_items"]["items"]}
+            assert {"conference.localhost", "pubsub.localhost", "upload.localhost"} <= found
+        finally:
+            await close(alice)
+    finally:
+        await running.stop()
