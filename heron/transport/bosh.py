@@ -345,7 +345,7 @@ class Bosh:
         """Sessions nobody polls end as a dropped connection would (stream management may
         keep them to resume)."""
         while True:
-            await asyncio.sleep(min(5, self.inactivity_s))
+            await asyncio.sleep(1.0)
             now = time.monotonic()
             for session in list(self.sessions.values()):
                 idle = now - session.last_seen

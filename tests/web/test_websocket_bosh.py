@@ -17,6 +17,7 @@ import pytest
 from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
+from heron.transport.http import HttpListener
 from tests.integration.clients import close, login
 
 PASSWORD = "web-password"
@@ -334,3 +335,20 @@ async def test_websocket_over_https_with_the_domain_certificate(
         assert any(link["href"].startswith("wss://") for link in links)
     finally:
         await running.stop()
+
+
+async def test_bosh_session_nobody_polls_ends(web_server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, url(web_server, "/http-bind"))
+        created = await client.post(to="localhost", wait="5", xmpp_version="1.0")
+        sid = re.search(r"sid='([^']+)'", created)
+        assert sid is not None
+        client.sid = sid.group(1)
+        assert "success" in await client.post(plain("alice"))
+        http_listener = next(x for x in web_server.listeners if isinstance(x, HttpListener))
+        sessions = http_listener.bosh
+        sessions.sessions[client.sid].last_seen -= 3600  # as if an hour had passed
+        async with asyncio.timeout(5):
+            while client.sid in sessions.sessions:
+                await asyncio.sleep(0.1)
+        assert "item-not-found" in await client.post()
