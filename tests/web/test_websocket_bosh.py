@@ -347,8 +347,9 @@ async def test_bosh_session_nobody_polls_ends(web_server: RunningServer) -> None
         assert "success" in await client.post(plain("alice"))
         http_listener = next(x for x in web_server.listeners if isinstance(x, HttpListener))
         sessions = http_listener.bosh
-        sessions.sessions[client.sid].last_seen -= 3600  # as if an hour had passed
-        async with asyncio.timeout(5):
-            while client.sid in sessions.sessions:
-                await asyncio.sleep(0.1)
+        session = sessions.sessions[client.sid]
+        session.last_seen -= 3600  # as if an hour had passed
+        assert session.task is not None
+        await asyncio.wait_for(session.task, 5)  # the reaper ends it like a lost connection
+        assert client.sid not in sessions.sessions
         assert "item-not-found" in await client.post()
