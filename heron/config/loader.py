@@ -511,6 +511,11 @@ def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
         ),
         web_dir=table.optional_path("web_dir", base_dir),
         websocket_see_other_uri=_ws_uri(table, "websocket_see_other_uri"),
+        metrics_allow=(
+            _as_str_tuple(table.raw("metrics_allow"), table.path("metrics_allow"))
+            if table.raw("metrics_allow") is not None
+            else d.metrics_allow
+        ),
     )
     table.finish()
     return config

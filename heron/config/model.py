@@ -151,6 +151,8 @@ class HttpConfig:
     then no credentials are ever allowed)."""
     bosh_max_wait_s: int = 60
     bosh_max_inactivity_s: int = 60
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Addresses that may read /metrics (OpenMetrics); empty: nobody."""
     websocket_see_other_uri: str = ""
     """When set, WebSocket clients are sent there (RFC 7395 §3.6.1), e.g. while moving."""
     web_dir: Path | None = None

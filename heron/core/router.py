@@ -9,6 +9,7 @@ The table of defaults is in docs/routing.md.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from heron.core.registry import HostRegistry, Target
@@ -35,6 +36,7 @@ class Router:
         self._user_exists = user_exists
         # Set by the server when federation is on: hands a stanza to the s2s routes.
         self.remote: Callable[[Stanza], None] | None = None
+        self.metrics: Counter[str] = Counter()  # stanzas routed, by kind
         # Domains of this server served by something other than its own tables (external
         # components, XEP-0114): domain → a function that delivers there or raises
         # StanzaError (service-unavailable while the component is offline).
@@ -59,6 +61,7 @@ class Router:
 
     async def route(self, stanza: Stanza, origin: Session | None = None) -> None:
         """Deliver or handle one stanza. Never raises for bad input: it answers with errors."""
+        self.metrics[stanza.kind] += 1
         try:
             await self._route(stanza, origin)
         except StanzaError as err:

@@ -21,6 +21,7 @@ from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
+from heron.core.metrics import Metrics
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
@@ -79,6 +80,17 @@ class Server:
         # handler takes and returns aiohttp's request and response.
         self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
+        self.metrics = Metrics()
+        self.router.metrics = self.metrics.stanzas
+        self.metrics.gauge("heron_c2s_sessions", "Bound client sessions", self._session_gauge)
+        self.metrics.gauge(
+            "heron_s2s_routes", "Outgoing federation routes", lambda: [({}, len(self.s2s.routes))]
+        )
+        self.metrics.gauge(
+            "heron_components",
+            "Connected external components",
+            lambda: [({}, len(self.components.connected))],
+        )
         s2s = config.s2s
         self.s2s = S2SManager(
             None,  # the wiring sets the connector when federation is on
@@ -203,11 +215,18 @@ class Server:
         return True
 
     def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None:
+        self.metrics.logins["ok" if ok else "failed"] += 1
         account = self._account_key(username, domain)
         if ok:
             self.auth_throttle.succeeded(account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
             log.warning("blocking logins from %s: too many failed attempts", peer)
+
+    def _session_gauge(self) -> list[tuple[dict[str, str], float]]:
+        counts: dict[str, int] = {"active": 0, "hibernating": 0}
+        for session in self.sessions.all():
+            counts["hibernating" if session.hibernating else "active"] += 1
+        return [({"state": state}, float(n)) for state, n in counts.items()]
 
     def derived_secret(self, purpose: str) -> bytes:
         """A key for one purpose, derived from the server secret (stable across restarts)."""

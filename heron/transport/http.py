@@ -97,6 +97,7 @@ class HttpListener:
         app.router.add_route("*", c.bosh_path, self.bosh.handle)
         app.router.add_get("/.well-known/host-meta", self.host_meta)
         app.router.add_get("/.well-known/host-meta.json", self.host_meta_json)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_get(c.chat_path, self.chat_page)
         app.router.add_get(f"{c.chat_path}/init.js", self.chat_script)
         dist = self.web_dir / CONVERSE_DIST
@@ -235,6 +236,17 @@ class HttpListener:
             text=json.dumps({"links": links}),
             content_type="application/json",
             headers={"Access-Control-Allow-Origin": "*"},
+        )
+
+    # --- operations -------------------------------------------------------------------
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """OpenMetrics for monitoring, to the addresses in ``http.metrics_allow`` only."""
+        peer, _secure = self.client(request)
+        if peer not in self.config.metrics_allow:
+            raise web.HTTPForbidden(text="metrics are not public\n")
+        return web.Response(
+            text=self.server.metrics.render(),
+            headers={"Content-Type": "application/openmetrics-text; version=1.0.0; charset=utf-8"},
         )
 
     # --- the chat page ----------------------------------------------------------------

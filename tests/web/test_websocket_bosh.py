@@ -353,3 +353,36 @@ async def test_bosh_session_nobody_polls_ends(web_server: RunningServer) -> None
         await asyncio.wait_for(session.task, 5)  # the reaper ends it like a lost connection
         assert client.sid not in sessions.sessions
         assert "item-not-found" in await client.post()
+
+
+async def test_metrics_for_monitoring_from_allowed_addresses_only(
+    web_server: RunningServer, config_factory: Callable[..., ServerConfig]
+) -> None:
+    bob = await login(web_server, "bob@localhost/tcp", PASSWORD, plugins=("xep_0045",))
+    try:
+        bob.send_presence()
+        await bob.plugin["xep_0045"].join_muc_wait("metrics@conference.localhost", "Bob", timeout=5)
+        await bob.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        async with aiohttp.ClientSession() as http, http.get(url(web_server, "/metrics")) as got:
+            assert got.status == 200
+            assert got.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = await got.text()
+    finally:
+        await close(bob)
+    assert 'heron_c2s_sessions{state="active"} 1' in text
+    assert re.search(r'heron_stanzas_routed_total\{kind="iq"\} [1-9]', text)
+    assert 'heron_logins_total{result="ok"} 1' in text
+    assert 'heron_muc{service="conference.localhost",what="rooms"} 1' in text
+    assert text.endswith("# EOF\n")
+
+    closed = await start(
+        config_factory(
+            listeners=[{"kind": "http", "host": "127.0.0.1", "port": 0}],
+            http={"metrics_allow": []},
+        )
+    )
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url(closed, "/metrics")) as got:
+            assert got.status == 403
+    finally:
+        await closed.stop()

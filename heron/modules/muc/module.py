@@ -185,6 +185,9 @@ class MucModule(Module):
         registry.add_hook("iq/full", self.self_ping)
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
         self.ctx.registry.items[self.domain] = "Group chat"  # found in the host's disco#items
+        self.ctx.server.metrics.gauge(
+            self._gauge_name, "Group chat rooms and occupants", self._gauge
+        )
 
     async def stop(self) -> None:
         """§15.6 code 332: occupants learn the service is going away."""
@@ -195,6 +198,17 @@ class MucModule(Module):
         self.ctx.server.remove_service(self.domain)
         self.ctx.registry.remove_feature(MUC)
         self.ctx.registry.items.pop(self.domain, None)
+        self.ctx.server.metrics.remove(self._gauge_name, self._gauge)
+
+    _gauge_name = "heron_muc"
+
+    def _gauge(self) -> list[tuple[dict[str, str], float]]:
+        occupants = sum(len(r.occupants) for r in self.rooms.values())
+        service = {"service": self.domain}
+        return [
+            ({**service, "what": "rooms"}, float(len(self.rooms))),
+            ({**service, "what": "occupants"}, float(occupants)),
+        ]
 
     # --- sending ----------------------------------------------------------------------
     async def _send(self, element: Element) -> None:
