@@ -19,6 +19,7 @@ from heron.xmlstream.limits import Limits
 
 SEP: Final = "\x01"  # namespace separator: a character that cannot appear in XML
 SLICE: Final = 16384
+TEXT_BUFFER: Final = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,9 @@ class StreamParser:
     def _new_parser(self) -> None:
         p = expat.ParserCreate("UTF-8", SEP)
         p.buffer_text = True
-        p.buffer_size = SLICE
+        # The text buffer is allocated per parser, i.e. per connection, idle or not: a
+        # small one keeps idle sessions small (longer text arrives in pieces, joined in _text).
+        p.buffer_size = TEXT_BUFFER
         p.ordered_attributes = False
         p.specified_attributes = True
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
