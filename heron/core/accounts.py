@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 
 from heron.credentials import HASHES, ScramKeys, derive_all, fake_keys, prepare_password
@@ -18,11 +19,20 @@ from heron.storage.accounts import AccountStore, UserExists, UserNotFound
 __all__ = ["AccountService", "InvalidJID", "UserExists", "UserNotFound"]
 
 
+KNOWN_TTL_S = 60.0  # an account seen to exist is believed to for this long
+KNOWN_MAX = 100_000
+
+
 class AccountService:
     def __init__(self, store: AccountStore, secret: bytes, iterations: int = 4096) -> None:
         self.store = store
         self.secret = secret
         self.iterations = iterations
+        # Every message to a bare JID asks whether the account exists; remembering the
+        # answer "yes" for a minute spares a database round trip per message. Deletions
+        # through this service forget at once; one made by another process is seen within
+        # KNOWN_TTL_S.
+        self._known: dict[tuple[str, str], float] = {}
 
     async def _derive(self, password: str) -> Sequence[ScramKeys]:
         prepared = prepare_password(password)  # raises ValueError on an invalid password
@@ -46,10 +56,22 @@ class AccountService:
     async def delete(self, jid: JID) -> None:
         if jid.local is None:
             raise InvalidJID("an account needs a localpart")
+        self._known.pop((jid.local, jid.domain), None)
         await self.store.delete(jid.local, jid.domain)
 
     async def exists(self, jid: JID) -> bool:
-        return jid.local is not None and await self.store.exists(jid.local, jid.domain)
+        if jid.local is None:
+            return False
+        key = (jid.local, jid.domain)
+        now = time.monotonic()
+        if self._known.get(key, 0.0) > now:
+            return True
+        found = await self.store.exists(jid.local, jid.domain)
+        if found:
+            if len(self._known) >= KNOWN_MAX:
+                self._known.clear()
+            self._known[key] = now + KNOWN_TTL_S
+        return found
 
     async def users(self, domain: str | None = None) -> list[JID]:
         return [JID(u, d, None) for u, d in await self.store.list_users(domain)]

@@ -14,6 +14,8 @@ gives the first and last archived message. Archives keep ``max_days`` days.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import sqlite3
 import time
@@ -32,6 +34,7 @@ from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
 
+log = logging.getLogger(__name__)
 MAM: Final = "urn:xmpp:mam:2"
 MAM_EXTENDED: Final = "urn:xmpp:mam:2#extended"
 SID: Final = "urn:xmpp:sid:0"
@@ -68,7 +71,17 @@ MIGRATIONS: Final = (
         CREATE INDEX mam_by_time ON mam_messages (domain, username, at);
         """,
     ),
+    Migration(
+        "mam",
+        3,
+        """
+        CREATE INDEX mam_by_age ON mam_messages (at);
+        """,
+    ),
 )
+FLUSH_AFTER_S: Final = 0.02  # archived rows wait at most this long to be written together
+FLUSH_ROWS: Final = 256  # ... or until this many are waiting
+Row = tuple[str, str, str, str, float, str]
 MODES: Final = ("always", "never", "roster")
 
 
@@ -185,9 +198,17 @@ class MamModule(Module):
         self.db = self.ctx.server.db_or_fail()
         await self.db.migrate(MIGRATIONS)
         self.prefs: dict[JID, str] = {}
+        # Write-behind: rows are written in one transaction per batch, off the event loop.
+        self._pending: list[Row] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushing = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
 
     async def stop(self) -> None:
+        self._expiry.cancel()
+        await self.flush()
         if self.ctx.registry.archive is self:
             self.ctx.registry.archive = None
 
@@ -204,6 +225,8 @@ class MamModule(Module):
         return await self._answer(owner, iq, payload)
 
     async def lookup(self, owner: JID, archive_id: str) -> Element | None:
+        await self.flush()
+
         def read(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT xml FROM mam_messages WHERE domain = ? AND username = ? AND archive_id = ?",
@@ -215,6 +238,7 @@ class MamModule(Module):
         return None if xml is None else parse_stored(xml, ("message", ns.CLIENT))
 
     async def replace(self, owner: JID, archive_id: str, element: Element) -> bool:
+        await self.flush()
         xml = serialize(element, ns.CLIENT)
 
         def write(conn: sqlite3.Connection) -> bool:
@@ -255,23 +279,65 @@ class MamModule(Module):
         )
 
     async def _archive(self, account: JID, other: JID, element: Element, archive_id: str) -> None:
+        """Queue a row; a batch is written within FLUSH_AFTER_S (or at FLUSH_ROWS at once).
+        A crash can lose at most that window of archive rows; the messages themselves were
+        already routed. Every read of the archive flushes first."""
         xml = serialize(element, ns.CLIENT)
-        now = time.time()
-        cutoff = now - self.options.max_days * 86400
+        row = (archive_id, account.domain, account.local or "", str(other.bare), time.time(), xml)
+        self._pending.append(row)
+        if len(self._pending) >= FLUSH_ROWS:
+            await self.flush()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(FLUSH_AFTER_S, self._flush_later)
 
-        def insert(conn: sqlite3.Connection) -> None:
+    def _flush_later(self) -> None:
+        self._flush_timer = None
+        task = asyncio.create_task(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Write every queued row (one transaction)."""
+        async with self._flushing:
+            rows, self._pending = self._pending, []
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            if not rows:
+                return
+
+            def insert(conn: sqlite3.Connection) -> None:
+                with transaction(conn):
+                    conn.executemany(
+                        "INSERT INTO mam_messages"
+                        " (archive_id, domain, username, with_jid, at, xml)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+
+            try:
+                await self.db.run(insert)
+            except Exception:
+                log.exception("could not archive %d messages", len(rows))
+
+    async def expire(self, now: float | None = None) -> None:
+        """Forget what is older than max_days (every hour, and at start)."""
+        cutoff = (time.time() if now is None else now) - self.options.max_days * 86400
+
+        def delete(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute(
-                    "INSERT INTO mam_messages (archive_id, domain, username, with_jid, at, xml)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (archive_id, account.domain, account.local, str(other.bare), now, xml),
-                )
-                conn.execute(
-                    "DELETE FROM mam_messages WHERE domain = ? AND username = ? AND at < ?",
-                    (account.domain, account.local, cutoff),
-                )
+                conn.execute("DELETE FROM mam_messages WHERE at < ?", (cutoff,))
 
-        await self.db.run(insert)
+        await self.db.run(delete)
+
+    async def _expire_forever(self) -> None:
+        while True:
+            try:
+                await self.expire()
+            except Exception:
+                log.exception("could not expire old archive entries")
+            await asyncio.sleep(3600)
 
     @hook("message/bare", priority=5)
     @hook("message/full", priority=5)
@@ -323,6 +389,7 @@ class MamModule(Module):
         """Results to the asker (from the archive's JID when it is not theirs), then fin."""
         assert iq.from_ is not None
         q = parse_query(payload, self.options.max_page)
+        await self.flush()
         rows, complete, count = await self.db.run(lambda conn: _select(conn, owner, q))
         session = self.ctx.server.sessions.get(iq.from_)
         queryid = payload.attrs.get("queryid")
@@ -377,6 +444,7 @@ class MamModule(Module):
         if payload.tag == "prefs":
             return Element("prefs", MAM, {"default": await self._mode(account)})
         if payload.tag == "metadata":
+            await self.flush()
             ends = await self.db.run(lambda conn: _ends(conn, account))
             metadata = Element("metadata", MAM)
             for tag, row in zip(("start", "end"), ends, strict=True):

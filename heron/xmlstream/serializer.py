@@ -13,6 +13,9 @@ from heron.xmlstream.element import Element
 STREAM_FOOTER: Final = "</stream:stream>"
 
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Fast paths: most text and attribute values need no escaping at all.
+_TEXT_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ATTR_SPECIAL = re.compile("[&<>\"'\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _XML_LANG: Final = f"{{{ns.XML}}}"
 
@@ -22,12 +25,16 @@ def _clean(text: str) -> str:
 
 
 def escape_text(text: str) -> str:
+    if _TEXT_SPECIAL.search(text) is None:
+        return text
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     # A raw CR would come back as LF (XML 1.0 §2.11 end-of-line handling).
     return _clean(text.replace("\r", "&#13;"))
 
 
 def escape_attr(text: str) -> str:
+    if _ATTR_SPECIAL.search(text) is None:
+        return text
     text = (
         text.replace("&", "&amp;")
         .replace("<", "&lt;")
@@ -41,9 +48,16 @@ def escape_attr(text: str) -> str:
     return _clean(text)
 
 
+_GOOD_NAMES: set[str] = set()  # names already checked (a handful in practice)
+
+
 def _check_name(name: str) -> str:
+    if name in _GOOD_NAMES:
+        return name
     if not _NAME.match(name) or ":" in name:
         raise ValueError(f"invalid XML name {name!r}")
+    if len(_GOOD_NAMES) < 4096:
+        _GOOD_NAMES.add(name)
     return name
 
 
