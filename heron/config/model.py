@@ -26,6 +26,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "push",
     "muc",
     "pubsub",
+    "pepcompat",
     "upload",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(

@@ -15,6 +15,7 @@ gives the first and last archived message. Archives keep ``max_days`` days.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import sqlite3
@@ -69,13 +70,6 @@ MIGRATIONS: Final = (
         2,
         """
         CREATE INDEX mam_by_time ON mam_messages (domain, username, at);
-        """,
-    ),
-    Migration(
-        "mam",
-        3,
-        """
-        CREATE INDEX mam_by_age ON mam_messages (at);
         """,
     ),
 )
@@ -326,8 +320,9 @@ class MamModule(Module):
         cutoff = (time.time() if now is None else now) - self.options.max_days * 86400
 
         def delete(conn: sqlite3.Connection) -> None:
+            first = _first_row_at_or_after(conn, cutoff)
             with transaction(conn):
-                conn.execute("DELETE FROM mam_messages WHERE at < ?", (cutoff,))
+                conn.execute("DELETE FROM mam_messages WHERE id < ?", (first,))
 
         await self.db.run(delete)
 
@@ -473,8 +468,39 @@ class MamModule(Module):
         return Element("prefs", MAM, {"default": mode})
 
 
+def _first_row_at_or_after(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Rows are appended in time order, so ``at`` grows with ``id``: a binary search over
+    the row ids finds the first row to keep without an index on ``at``. Returns one past
+    the last row when every row is older."""
+    low, high = conn.execute("SELECT MIN(id), MAX(id) FROM mam_messages").fetchone()
+    if low is None:
+        return 0
+    low, high = int(low), int(high)
+    answer = high + 1
+    while low <= high:
+        middle = (low + high) // 2
+        row = conn.execute(
+            "SELECT id, at FROM mam_messages WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        ).fetchone()
+        if row is None:
+            high = middle - 1
+        elif float(row[1]) >= cutoff:
+            answer = min(answer, int(row[0]))
+            high = middle - 1
+        else:
+            low = int(row[0]) + 1
+    return answer
+
+
+_SEQUENCE = itertools.count()
+
+
 def _new_id() -> str:
-    return secrets.token_urlsafe(12)
+    """Unique, and increasing with time, so that new rows land at the end of the archive id
+    index instead of at random pages (random ids made each insert several times dearer as
+    the archive grew). Not secret: reading an archive needs its owner's login anyway."""
+    micros = time.time_ns() // 1000
+    return f"{micros:013x}{next(_SEQUENCE) % 0x1000:03x}{secrets.token_hex(2)}"
 
 
 def _row_id(conn: sqlite3.Connection, account: JID, archive_id: str) -> int:

@@ -157,6 +157,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "push",
         "muc",
         "pubsub",
+        "pepcompat",
         "upload",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
