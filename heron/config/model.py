@@ -26,7 +26,6 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "push",
     "muc",
     "pubsub",
-    "pepcompat",
     "upload",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(

@@ -90,44 +90,6 @@ class ContactDirectory(Protocol):
         ...
 
 
-class DocumentStore(Protocol):
-    """An account's stored XML of one kind (its vCard, a private XML fragment), offered by
-    the module that owns it to conversions (XEP-0398, XEP-0411). ``put`` stores without
-    telling the document listeners, so conversions do not echo."""
-
-    async def get(self, account: JID, key: str) -> Element | None:
-        """The stored element (``key``: "" for a vCard, ``{namespace}tag`` for private XML)."""
-        ...
-
-    async def put(self, account: JID, key: str, element: Element) -> None: ...
-
-
-DocumentListener = Callable[[str, JID, Element], Awaitable[None]]
-"""Told when a client stored a document: (kind "vcard" or "private", account, element)."""
-
-
-class PepService(Protocol):
-    """An account's PEP nodes for the server's own use, offered by the pubsub module."""
-
-    async def items(self, account: JID, node: str) -> list[tuple[str, Element]]:
-        """(item id, payload) pairs, newest last; empty when the node does not exist."""
-        ...
-
-    async def publish(
-        self, account: JID, node: str, item_id: str, payload: Element, options: dict[str, str]
-    ) -> None:
-        """Publish as the account (creating the node with ``options``); subscribers are
-        notified, PEP listeners are not."""
-        ...
-
-    async def retract(self, account: JID, node: str, item_id: str) -> None: ...
-
-
-PepListener = Callable[[JID, str, str, Element | None], Awaitable[None]]
-"""Told when a client changed an account's PEP node: (account, node, item id, payload or
-None when the item was retracted)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     category: str
@@ -158,10 +120,6 @@ class HostRegistry:
     nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
     account_features: set[str] = field(default_factory=set)  # disco#info of an account
     items: dict[str, str] = field(default_factory=dict)  # disco#items of the host: JID → name
-    documents: dict[str, DocumentStore] = field(default_factory=dict)  # "vcard", "private"
-    document_listeners: list[DocumentListener] = field(default_factory=list)
-    pep: PepService | None = None  # set by the pubsub module while it runs
-    pep_listeners: list[PepListener] = field(default_factory=list)
 
     # --- IQ ---------------------------------------------------------------------------
     def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:

@@ -13,7 +13,6 @@ from heron.modules.extdisco import ExtdiscoModule
 from heron.modules.mam import MamModule
 from heron.modules.muc import MucModule
 from heron.modules.offline import OfflineModule
-from heron.modules.pepcompat import PepCompatModule
 from heron.modules.ping import PingModule
 from heron.modules.private import PrivateModule
 from heron.modules.proxy65 import Proxy65Module
@@ -45,7 +44,6 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
         MamModule,
         PushModule,
         PubsubModule,
-        PepCompatModule,
         MucModule,
         ExtdiscoModule,
         Proxy65Module,
@@ -67,7 +65,6 @@ __all__ = [
     "MamModule",
     "MucModule",
     "OfflineModule",
-    "PepCompatModule",
     "PingModule",
     "PrivateModule",
     "Proxy65Module",

@@ -145,19 +145,6 @@ class PrivateModule(Module):
 
     async def start(self) -> None:
         await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
-        self.ctx.registry.documents["private"] = self  # for XEP-0411 bookmark conversion
-
-    async def stop(self) -> None:
-        self.ctx.registry.documents.pop("private", None)
-
-    # --- DocumentStore: key "{namespace}tag" ------------------------------------------
-    async def get(self, account: JID, key: str) -> Element | None:
-        namespace, _, tag = key[1:].partition("}")
-        xml = await self.store.get(account.bare, namespace, tag)
-        return None if xml is None else _parse_stored(xml, tag, namespace)
-
-    async def put(self, account: JID, key: str, element: Element) -> None:
-        await self.store.put(account.bare, [(element.ns, element.tag, serialize(element))])
 
     @iq_handler("get", PRIVATE, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
@@ -182,11 +169,7 @@ class PrivateModule(Module):
                     f"<{child.tag}/> is {size} bytes; at most {self.options.max_bytes} are stored",
                 )
             fragments[(child.ns, child.tag)] = xml  # the last of duplicates wins
-        owner = _owner(iq)
-        await self.store.put(owner, [(n, tag, xml) for (n, tag), xml in fragments.items()])
-        for child in _children(iq):
-            for listener in list(self.ctx.registry.document_listeners):
-                await listener("private", owner, child)
+        await self.store.put(_owner(iq), [(n, tag, xml) for (n, tag), xml in fragments.items()])
         return None
 
     @iq_handler("get", PRIVATE, Target.BARE)

@@ -122,8 +122,6 @@ class PubsubModule(Module):
         Xep(163, "1.2.2", "complete", "with access models decided on the owner's roster"),
         Xep(115, "1.6.0", "partial", "hashes verified and cached for PEP +notify; not sent"),
         Xep(223, "1.1.1", "complete", "private storage with whitelist publish-options"),
-        Xep(384, "0.8.3", "complete", "device lists and bundles on PEP (open access)"),
-        Xep(172, "1.1", "complete", "user nickname on PEP"),
         Xep(59, "1.0", "complete", "paging of pubsub items"),
     )
 
@@ -155,7 +153,6 @@ class PubsubModule(Module):
         host: HostRegistry = self.ctx.registry
         host.items[self.domain] = "Publish-subscribe"  # found in the host's disco#items
         if options.pep:
-            host.pep = self
             for type_ in ("get", "set"):
                 host.add_iq_handler(type_, PUBSUB, Target.SELF | Target.BARE, self.on_pubsub)
                 host.add_iq_handler(type_, OWNER, Target.SELF | Target.BARE, self.on_pubsub)
@@ -171,8 +168,6 @@ class PubsubModule(Module):
         self.ctx.server.remove_service(self.domain)
         host = self.ctx.registry
         host.items.pop(self.domain, None)
-        if host.pep is self:
-            host.pep = None
         if self.options.pep:
             for type_ in ("get", "set"):
                 host.remove_iq_handler(type_, PUBSUB, self.on_pubsub)
@@ -256,82 +251,15 @@ class PubsubModule(Module):
         finally:
             svc.audience = None
             out = svc.drain()
-        changed_pep = svc.owner is not None and iq.type == "set" and payload.ns == PUBSUB
-        verb = _verb(payload) if changed_pep else None
-        await self._commit(svc, out, iq, result, verb)
+        await self._commit(svc, out, iq, result)
         return None
 
-    async def _tell_listeners(self, svc: PubsubService, verb: Element) -> None:
-        """A client changed a PEP node: conversions (XEP-0398, XEP-0411) hear of it."""
-        listeners = list(self.ctx.registry.pep_listeners)
-        name = verb.attrs.get("node", "")
-        node = svc.nodes.get(name)
-        if not listeners or svc.owner is None or node is None:
-            return
-        changes: list[tuple[str, Element | None]] = []
-        if verb.tag == "publish":
-            newest = next(reversed(node.items.values()), None)
-            if newest is not None:
-                changes.append((newest.id, newest.payload))
-        elif verb.tag == "retract":
-            changes.extend((i.attrs.get("id", ""), None) for i in verb.find_all("item", PUBSUB))
-        for item_id, item_payload in changes:
-            for listener in listeners:
-                await listener(svc.owner, name, item_id, item_payload)
-
-    # --- PepService (for the server's own conversions) -------------------------------
-    async def items(self, account: JID, node: str) -> list[tuple[str, Element]]:
-        svc = await self._service(account.bare)
-        found = svc.nodes.get(node)
-        if found is None:
-            return []
-        return [(i.id, i.payload) for i in found.items.values() if i.payload is not None]
-
-    async def publish(
-        self, account: JID, node: str, item_id: str, payload: Element, options: dict[str, str]
-    ) -> None:
-        svc = await self._service(account.bare)
-        form = Element("x", DATA, {"type": "submit"})
-        form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
-            "value", DATA, text=f"{PUBSUB}#publish-options"
-        )
-        for var, value in options.items():
-            form.add("field", DATA, {"var": var}).add("value", DATA, text=value)
-        item = Element("item", PUBSUB, {"id": item_id}, [payload])
-        svc.audience = await self._audience(svc)
-        try:
-            svc.publish(node, account.bare, item, form if options else None, may_create=True)
-        finally:
-            svc.audience = None
-            out = svc.drain()
-        await self._commit(svc, out, None, None)
-
-    async def retract(self, account: JID, node: str, item_id: str) -> None:
-        svc = await self._service(account.bare)
-        if node not in svc.nodes or item_id not in svc.nodes[node].items:
-            return
-        svc.audience = await self._audience(svc)
-        try:
-            svc.retract(node, account.bare, item_id, True)
-        finally:
-            svc.audience = None
-            out = svc.drain()
-        await self._commit(svc, out, None, None)
-
     async def _commit(
-        self,
-        svc: PubsubService,
-        out: Outbox,
-        iq: Stanza | None,
-        result: Element | None,
-        verb: Element | None = None,
+        self, svc: PubsubService, out: Outbox, iq: Stanza | None, result: Element | None
     ) -> None:
-        """Durable first, then the conversions that follow a client's PEP change (so the
-        client finds them done when it hears back), then the answer, then the
-        notifications (§7.1.2: the publisher hears of success before subscribers)."""
+        """Durable first, then the answer, then the notifications (§7.1.2: the publisher
+        hears of success before subscribers hear of the item)."""
         await self.store.save(svc, out)
-        if verb is not None:
-            await self._tell_listeners(svc, verb)
         if iq is not None:
             self.ctx.server.router.reply(iq, iq_result(iq, result))
             iq.meta["answered"] = True

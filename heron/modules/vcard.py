@@ -16,8 +16,6 @@ Choices where XEP-0054 (version 1.2) leaves room:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ from heron.xmlstream import (
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored as parse_stored_xml
 
-UPDATE: Final = "vcard-temp:x:update"
 VCARD: Final = "vcard-temp"
 
 MIGRATIONS: Final = (
@@ -114,30 +111,10 @@ def _owner(iq: Stanza) -> JID:
     return to.bare
 
 
-def photo_hash(vcard: Element | None) -> str:
-    """XEP-0153: the SHA-1 of the vCard's photo, "" when it has none."""
-    photo = vcard.find("PHOTO", VCARD) if vcard is not None else None
-    binval = photo.child_text("BINVAL", VCARD) if photo is not None else None
-    if not binval:
-        return ""
-    try:
-        data = base64.b64decode("".join(binval.split()), validate=True)
-    except ValueError:
-        return ""
-    return hashlib.sha1(data).hexdigest()  # noqa: S324 (XEP-0153 names SHA-1)
-
-
 class VcardModule(Module):
-    """Also: the vCard is offered to conversions (registry.documents["vcard"]), and every
-    available presence of an account carries its photo's hash (XEP-0153, as XEP-0398 §5
-    asks of servers) unless the client sent an empty <photo/> itself."""
-
     name = "vcard"
     description = "vcard-temp: each account stores a vCard that others may read."
-    xeps = (
-        Xep(54, "1.2", "complete"),
-        Xep(153, "1.1", "complete", "the server adds the photo hash to presence (XEP-0398)"),
-    )
+    xeps = (Xep(54, "1.2", "complete"),)
     disco_features = (VCARD,)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -152,39 +129,6 @@ class VcardModule(Module):
 
     async def start(self) -> None:
         await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
-        self.hashes: dict[JID, str] = {}  # account → photo hash, once looked up
-        self.ctx.registry.documents["vcard"] = self
-        self.ctx.registry.add_hook("pre-presence", self.stamp_presence, 30)
-
-    async def stop(self) -> None:
-        self.ctx.registry.documents.pop("vcard", None)
-        self.ctx.registry.remove_hook("pre-presence", self.stamp_presence)
-
-    # --- DocumentStore (for XEP-0398 conversion) ----------------------------------------
-    async def get(self, account: JID, key: str) -> Element | None:
-        return await self._load(account.bare)
-
-    async def put(self, account: JID, key: str, element: Element) -> None:
-        await self.store.put(account.bare, serialize(element))
-        self.hashes[account.bare] = photo_hash(element)
-
-    # --- XEP-0153 presence --------------------------------------------------------------
-    async def stamp_presence(self, stanza: Stanza) -> bool:
-        if stanza.type != "available" or stanza.from_ is None:
-            return False
-        el = stanza.element
-        update = el.find("x", UPDATE)
-        if update is not None and update.find("photo", UPDATE) is not None:
-            return False  # the client said it itself (an empty <photo/>: not ready to tell)
-        account = stanza.from_.bare
-        if account not in self.hashes:
-            if len(self.hashes) > 100_000:
-                self.hashes.clear()
-            self.hashes[account] = photo_hash(await self._load(account))
-        if update is None:
-            update = el.add("x", UPDATE)
-        update.add("photo", UPDATE, text=self.hashes[account])
-        return False
 
     async def _load(self, jid: JID) -> Element | None:
         xml = await self.store.get(jid)
@@ -217,11 +161,7 @@ class VcardModule(Module):
                 StanzaCondition.NOT_ACCEPTABLE,
                 f"vCard is {size} bytes; at most {self.options.max_bytes} are stored",
             )
-        owner = _owner(iq)
-        await self.store.put(owner, xml)
-        self.hashes[owner] = photo_hash(vcard)
-        for listener in list(self.ctx.registry.document_listeners):
-            await listener("vcard", owner, vcard)
+        await self.store.put(_owner(iq), xml)
         return None
 
     @iq_handler("set", VCARD, Target.BARE)

@@ -23,16 +23,7 @@ from tests.integration.clients import close, login
 
 PASSWORD = "pubsub-password"
 SERVICE = "pubsub.localhost"
-PLUGINS = (
-    "xep_0004",
-    "xep_0059",
-    "xep_0060",
-    "xep_0115",
-    "xep_0163",
-    "xep_0084",
-    "xep_0172",
-    "xep_0054",
-)
+PLUGINS = ("xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163", "xep_0084", "xep_0172")
 AVATAR_META = "urn:xmpp:avatar:metadata"
 BOOKMARKS = "urn:xmpp:bookmarks:1"
 # COMPAT: slixmpp 1.17 leaves RSM (XEP-0059) off its <pubsub/> stanza; item paging needs it.

@@ -157,7 +157,6 @@ def test_modules_table_adjusts_defaults() -> None:
         "push",
         "muc",
         "pubsub",
-        "pepcompat",
         "upload",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
