@@ -20,16 +20,19 @@ stores what changed (``heron.pubsub.store``) before answering, and sends notific
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
 from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep
-from heron.core.registry import HostRegistry, Target
+from heron.core.registry import Avatar, HostRegistry, Identity, Target
 from heron.jid import JID, InvalidJID
+from heron.pubsub import avatar as avatars
+from heron.pubsub import bookmarks
 from heron.pubsub.caps import Caps, CapsCache
 from heron.pubsub.config import NodeConfig, config_form
 from heron.pubsub.engine import (
@@ -53,7 +56,10 @@ PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
 RSM: Final = "http://jabber.org/protocol/rsm"
 DATA: Final = "jabber:x:data"
+VCARD_CONVERSION: Final = "urn:xmpp:pep-vcard-conversion:0"
+PEP_IDENTITY: Final = Identity("pubsub", "pep")
 C = StanzaCondition
+log = logging.getLogger(__name__)
 
 FEATURES: Final = tuple(
     f"{PUBSUB}#{f}"
@@ -162,6 +168,16 @@ class PubsubModule(Module):
             host.add_hook("session/ended", self.on_session_ended, 20)
             host.add_hook("iq/host", self.on_caps_answer, 60)
             host.add_feature(f"{PUBSUB}#pep")  # hint for clients that look at the server
+            # XEP-0163 §6.1, XEP-0030 for the nodes; the services other modules use.
+            host.account_identities.append(PEP_IDENTITY)
+            host.account_items = self
+            host.pep_avatar = self
+            host.private_watcher = self
+            host.account_deleted.append(self.on_account_deleted)
+            if host.vcard_avatar is not None:
+                host.account_features.add(VCARD_CONVERSION)  # XEP-0398 §2
+            if host.private_xml is not None:
+                host.account_features.add(bookmarks.COMPAT)  # XEP-0402 §5.3
 
     async def stop(self) -> None:
         self.ctx.server.remove_service(self.domain)
@@ -177,6 +193,15 @@ class PubsubModule(Module):
             host.remove_hook("session/ended", self.on_session_ended)
             host.remove_hook("iq/host", self.on_caps_answer)
             host.remove_feature(f"{PUBSUB}#pep")
+            host.account_identities.remove(PEP_IDENTITY)
+            host.account_features.difference_update((VCARD_CONVERSION, bookmarks.COMPAT))
+            if host.account_items is self:
+                host.account_items = None
+            if host.pep_avatar is self:
+                host.pep_avatar = None
+            if host.private_watcher is self:
+                host.private_watcher = None
+            host.account_deleted.remove(self.on_account_deleted)
 
     # --- services -----------------------------------------------------------------------
     async def _service(self, jid: JID) -> PubsubService:
@@ -249,15 +274,32 @@ class PubsubModule(Module):
         finally:
             svc.audience = None
             out = svc.drain()
-        await self._commit(svc, out, iq, result)
+        mirror = None
+        if is_pep_change:
+            verb = _verb(payload)
+            changed = verb.attrs.get("node")
+            if verb.tag == "publish" and changed == avatars.AVATAR_METADATA:
+                mirror = self._avatar_to_vcard
+            elif changed == bookmarks.BOOKMARKS:
+                mirror = self._bookmarks_to_private
+        await self._commit(svc, out, iq, result, mirror)
         return None
 
     async def _commit(
-        self, svc: PubsubService, out: Outbox, iq: Stanza | None, result: Element | None
+        self,
+        svc: PubsubService,
+        out: Outbox,
+        iq: Stanza | None,
+        result: Element | None,
+        mirror: Callable[[PubsubService], Awaitable[None]] | None = None,
     ) -> None:
-        """Durable first, then the answer, then the notifications (§7.1.2: the publisher
-        hears of success before subscribers hear of the item)."""
+        """Durable first (with its copy in the older protocol, ``mirror``, so that a
+        client told of success finds it there too), then the answer, then the
+        notifications (§7.1.2: the publisher hears of success before subscribers hear of
+        the item)."""
         await self.store.save(svc, out)
+        if mirror is not None:
+            await mirror(svc)
         if iq is not None:
             self.ctx.server.router.reply(iq, iq_result(iq, result))
             iq.meta["answered"] = True
@@ -444,6 +486,116 @@ class PubsubModule(Module):
             svc.set_affiliations(name, sender, changes)
             return None
         raise StanzaError(C.BAD_REQUEST, f"no pubsub#owner {type_} for <{tag}/>")
+
+    # --- PEP seen from other modules (registry services) ---------------------------------
+    async def account_items(self, account: JID, asker: JID) -> list[Element]:
+        """XEP-0163 §6.2 (and XEP-0060 §5.2): the account's nodes ``asker`` may read."""
+        if not self.options.pep or account.domain != self.ctx.domain:
+            return []
+        svc = await self._service(account)
+        relation = NO_RELATION
+        if asker.bare != account and svc.nodes:
+            relation = await self._relation(account, asker)
+        return [
+            Element("item", ns.DISCO_ITEMS, {"jid": str(account), "node": node.name})
+            for node in sorted(svc.nodes.values(), key=lambda n: n.name)
+            if svc.may_access(node, asker, relation)
+        ]
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The account is gone: so are its PEP nodes and items."""
+        self.services.pop(account, None)
+        for full in list(self.seen.pop(account, {})):
+            self._forget_if_unwatched(full)
+        await self.store.forget(account)
+
+    async def _publish_as_owner(self, account: JID, steps: Callable[[PubsubService], None]) -> None:
+        """Changes the server makes on an account's PEP for it (conversions): notified to
+        the account's followers like the owner's own publishes, stored first."""
+        svc = await self._service(account)
+        if svc.owner is None or account not in self.services:
+            return  # no such account
+        svc.audience = await self._audience(svc)
+        try:
+            steps(svc)
+        except StanzaError as exc:
+            log.info("PEP of %s not converted: %s", account, exc.text or exc.condition)
+        finally:
+            svc.audience = None
+            out = svc.drain()
+        await self._commit(svc, out, None, None)
+
+    async def avatar_changed(self, account: JID, avatar: Avatar | None) -> None:
+        """XEP-0398 §3.2: a vCard PHOTO was set; publish data, then metadata."""
+
+        def publish(svc: PubsubService) -> None:
+            if avatar is None and avatars.AVATAR_METADATA not in svc.nodes:
+                return  # no avatar before either: nothing to disable
+            if avatar is not None:
+                svc.publish(avatars.AVATAR_DATA, account, avatars.data_item(avatar),
+                            may_create=True)  # fmt: skip
+            svc.publish(avatars.AVATAR_METADATA, account, avatars.metadata_item(avatar),
+                        may_create=True)  # fmt: skip
+
+        await self._publish_as_owner(account, publish)
+
+    async def _avatar_to_vcard(self, svc: PubsubService) -> None:
+        """XEP-0398 §3.1: the owner published avatar metadata; the vCard gets the image."""
+        sink = self.ctx.registry.vcard_avatar
+        owner = svc.owner
+        node = svc.nodes.get(avatars.AVATAR_METADATA)
+        last = node.last_item() if node is not None else None
+        if sink is None or owner is None or last is None or last.payload is None:
+            return
+        try:
+            info = avatars.chosen_info(last.payload)
+            if info is None:
+                await sink.avatar_changed(owner, None)
+                return
+            data_node = svc.nodes.get(avatars.AVATAR_DATA)
+            item = data_node.items.get(info.attrs["id"]) if data_node is not None else None
+            avatar = avatars.avatar_of(info, item.payload if item is not None else None)
+        except avatars.NoAvatar as exc:
+            log.info("avatar of %s not copied to the vCard: %s", owner, exc)
+            return
+        await sink.avatar_changed(owner, avatar)
+
+    async def private_changed(self, account: JID, element: Element) -> None:
+        """XEP-0402 §5.3.2: legacy bookmarks were stored; update the PEP items that differ
+        (unchanged ones are not notified) and retract those no longer listed."""
+        if element.tag != "storage" or element.ns != bookmarks.LEGACY:
+            return
+        wanted = bookmarks.from_storage(element)
+
+        def update(svc: PubsubService) -> None:
+            node = svc.nodes.get(bookmarks.BOOKMARKS)
+            if node is None:
+                if not wanted:
+                    return
+                node = svc.create(bookmarks.BOOKMARKS, account)
+                node.config = bookmarks.NODE_CONFIG
+            for room, conference in wanted.items():
+                old = node.items.get(room)
+                if old is None or old.payload != conference:
+                    item = Element("item", PUBSUB, {"id": room})
+                    item.append(conference)
+                    svc.publish(bookmarks.BOOKMARKS, account, item)
+            for room in [r for r in node.items if r not in wanted]:
+                svc.retract(bookmarks.BOOKMARKS, account, room, notify=True)
+
+        await self._publish_as_owner(account, update)
+
+    async def _bookmarks_to_private(self, svc: PubsubService) -> None:
+        """XEP-0402 §5.3.1: the owner changed the PEP bookmarks; the legacy storage gets
+        every item, cast into storage:bookmarks."""
+        private = self.ctx.registry.private_xml
+        owner = svc.owner
+        if private is None or owner is None:
+            return
+        node = svc.nodes.get(bookmarks.BOOKMARKS)
+        items = [(i.id, i.payload) for i in node.items.values()] if node is not None else []
+        keep = await private.get_private(owner, bookmarks.LEGACY, "storage")
+        await private.put_private(owner, bookmarks.to_storage(items, keep))
 
     # --- disco of the service (XEP-0060 §5) ----------------------------------------------
     async def service_info(self, iq: Stanza) -> Element | None:
