@@ -13,8 +13,11 @@ stores what changed (``heron.pubsub.store``) before answering, and sends notific
   ``NODE+notify``: Heron asks a client with unknown caps for its disco#info, checks the
   hash, and caches features per ver. The last item goes to such a resource when it comes
   online (``send_last_published_item`` on_sub_and_presence).
-- Access model ``authorize`` and subscription options are refused with
-  feature-not-implemented; the ``pubsub`` error conditions follow XEP-0060 §6-§8.
+- Access model ``authorize`` (§6.1.2, §8.6): a subscription stays pending and each owner
+  gets a ``subscribe_authorization`` form in a message; the owner submits it back in a
+  message to the service (for PEP: to its own bare JID), or sets the subscription (§8.8.2).
+- Subscription options (§6.3, §6.4): ``pubsub#deliver`` only; the ``pubsub`` error
+  conditions follow XEP-0060 §6-§8.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from heron.pubsub import avatar as avatars
 from heron.pubsub import bookmarks
 from heron.pubsub.caps import Caps, CapsCache
 from heron.pubsub.config import NodeConfig, config_form
+from heron.pubsub.config import form_type as config_form_type
 from heron.pubsub.engine import (
     EVENT,
     NO_RELATION,
+    SUBSCRIBE_AUTHORIZATION,
     Node,
     Outbox,
     Page,
@@ -45,8 +50,9 @@ from heron.pubsub.engine import (
     Policy,
     PubsubService,
     Relation,
+    options_form,
 )
-from heron.pubsub.errors import error, unsupported
+from heron.pubsub.errors import error
 from heron.pubsub.store import PubsubStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
 from heron.xmlstream import Limits
@@ -64,6 +70,7 @@ log = logging.getLogger(__name__)
 FEATURES: Final = tuple(
     f"{PUBSUB}#{f}"
     for f in (
+        "access-authorize",
         "access-open",
         "access-presence",
         "access-roster",
@@ -92,6 +99,7 @@ FEATURES: Final = tuple(
         "retrieve-subscriptions",
         "subscribe",
         "subscription-notifications",
+        "subscription-options",
     )
 )
 
@@ -121,14 +129,15 @@ class PubsubModule(Module):
             60,
             "1.26.0",
             "partial",
-            "leaf nodes with configuration, publish-options, retract, purge, subscriptions, "
-            "affiliations, item paging; no collection nodes, authorize access model or "
-            "subscription options",
+            "leaf nodes with configuration, publish-options, retract, purge, subscriptions "
+            "(options: pubsub#deliver only), affiliations, every access model, item paging; "
+            "no collection nodes",
         ),
         Xep(163, "1.2.2", "complete", "with access models decided on the owner's roster"),
         Xep(115, "1.6.0", "partial", "hashes verified and cached for PEP +notify; not sent"),
         Xep(223, "1.1.1", "complete", "private storage with whitelist publish-options"),
         Xep(59, "1.0", "complete", "paging of pubsub items"),
+        Xep(402, "1.2.0", "complete", "kept the same as XEP-0048 private storage (§5.3)"),
     )
 
     async def start(self) -> None:
@@ -156,6 +165,7 @@ class PubsubModule(Module):
             registry.add_iq_handler(type_, OWNER, Target.HOST, self.on_pubsub)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
         registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
+        registry.add_hook("message/host", self.on_authorization, 50)
         host: HostRegistry = self.ctx.registry
         if options.pep:
             for type_ in ("get", "set"):
@@ -167,6 +177,7 @@ class PubsubModule(Module):
             host.add_hook("pre-presence", self.on_own_presence, 20)
             host.add_hook("session/ended", self.on_session_ended, 20)
             host.add_hook("iq/host", self.on_caps_answer, 60)
+            host.add_hook("message/self", self.on_authorization, 50)
             host.add_feature(f"{PUBSUB}#pep")  # hint for clients that look at the server
             # XEP-0163 §6.1, XEP-0030 for the nodes; the services other modules use.
             host.account_identities.append(PEP_IDENTITY)
@@ -192,6 +203,7 @@ class PubsubModule(Module):
             host.remove_hook("pre-presence", self.on_own_presence)
             host.remove_hook("session/ended", self.on_session_ended)
             host.remove_hook("iq/host", self.on_caps_answer)
+            host.remove_hook("message/self", self.on_authorization)
             host.remove_feature(f"{PUBSUB}#pep")
             host.account_identities.remove(PEP_IDENTITY)
             host.account_features.difference_update((VCARD_CONVERSION, bookmarks.COMPAT))
@@ -354,10 +366,12 @@ class PubsubModule(Module):
             return None
         if type_ == "set" and tag == "subscribe":
             jid = _jid(verb.attrs.get("jid"))
-            if pubsub.find("options", PUBSUB) is not None:
-                raise unsupported("subscription-options")
             relation = await self._relation_for(svc, name, jid)
             sub = svc.subscribe(name, sender, jid, relation)
+            options = pubsub.find("options", PUBSUB)
+            form = options.find("x", DATA) if options is not None else None
+            if form is not None:  # §6.3.7: subscribe and configure at once
+                svc.set_options(name, sender, jid, sub.subid, form)
             result = Element("pubsub", PUBSUB)
             result.add(
                 "subscription",
@@ -388,8 +402,28 @@ class PubsubModule(Module):
             for node_name, affiliation in svc.affiliations_of(sender, name):
                 affs.add("affiliation", PUBSUB, {"node": node_name, "affiliation": affiliation})
             return result
-        if tag in ("options", "default"):
-            raise unsupported("subscription-options")
+        if tag == "options":
+            jid = _jid(verb.attrs.get("jid"))
+            subid = verb.attrs.get("subid")
+            if type_ == "set":
+                form = verb.find("x", DATA)
+                if form is None:
+                    raise error(C.BAD_REQUEST, "invalid-options", "options carry a data form")
+                svc.set_options(name, sender, jid, subid, form)
+                return None
+            result = Element("pubsub", PUBSUB)
+            attrs = {"node": name or "", "jid": str(jid)}
+            if subid:
+                attrs["subid"] = subid
+            result.add("options", PUBSUB, attrs).append(svc.options(name, sender, jid, subid))
+            return result
+        if tag == "default" and type_ == "get":  # §6.4
+            if name:
+                svc.node(name)
+            result = Element("pubsub", PUBSUB)
+            default = result.add("default", PUBSUB, {"node": name} if name else {})
+            default.append(options_form())
+            return result
         raise StanzaError(C.BAD_REQUEST, f"no pubsub {type_} for <{tag}/>")
 
     def _may_create(self, svc: PubsubService, sender: JID) -> bool:
@@ -487,6 +521,28 @@ class PubsubModule(Module):
             return None
         raise StanzaError(C.BAD_REQUEST, f"no pubsub#owner {type_} for <{tag}/>")
 
+    async def on_authorization(self, stanza: Stanza) -> bool:
+        """§8.6: an owner's answer to a subscription request, a submitted form in a message
+        to the service (or, for PEP, to the owner's own bare JID)."""
+        form = stanza.element.find("x", DATA)
+        sender = stanza.from_
+        if form is None or sender is None or stanza.type == "error":
+            return False
+        if config_form_type(form) != SUBSCRIBE_AUTHORIZATION:
+            return False
+        target = stanza.to.bare if stanza.to is not None else sender.bare
+        if target.local is None:
+            target = JID.parse(self.domain)
+        svc = await self._service(target)
+        try:
+            svc.authorize(sender, form)
+        except StanzaError as exc:
+            svc.drain()  # nothing changed
+            self.ctx.server.router.bounce(stanza, exc)
+            return True
+        await self._commit(svc, svc.drain(), None, None)
+        return True
+
     # --- PEP seen from other modules (registry services) ---------------------------------
     async def account_items(self, account: JID, asker: JID) -> list[Element]:
         """XEP-0163 §6.2 (and XEP-0060 §5.2): the account's nodes ``asker`` may read."""
@@ -532,9 +588,10 @@ class PubsubModule(Module):
             if avatar is None and avatars.AVATAR_METADATA not in svc.nodes:
                 return  # no avatar before either: nothing to disable
             if avatar is not None:
-                svc.publish(avatars.AVATAR_DATA, account, avatars.data_item(avatar),
+                svc.publish(avatars.AVATAR_DATA, account, avatars.data_item(avatar.data),
                             may_create=True)  # fmt: skip
-            svc.publish(avatars.AVATAR_METADATA, account, avatars.metadata_item(avatar),
+            mime, image = (avatar.mime, avatar.data) if avatar is not None else ("", None)
+            svc.publish(avatars.AVATAR_METADATA, account, avatars.metadata_item(mime, image),
                         may_create=True)  # fmt: skip
 
         await self._publish_as_owner(account, publish)
@@ -554,11 +611,11 @@ class PubsubModule(Module):
                 return
             data_node = svc.nodes.get(avatars.AVATAR_DATA)
             item = data_node.items.get(info.attrs["id"]) if data_node is not None else None
-            avatar = avatars.avatar_of(info, item.payload if item is not None else None)
+            mime, image = avatars.image_of(info, item.payload if item is not None else None)
         except avatars.NoAvatar as exc:
             log.info("avatar of %s not copied to the vCard: %s", owner, exc)
             return
-        await sink.avatar_changed(owner, avatar)
+        await sink.avatar_changed(owner, Avatar(mime, image))
 
     async def private_changed(self, account: JID, element: Element) -> None:
         """XEP-0402 §5.3.2: legacy bookmarks were stored; update the PEP items that differ

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from typing import Final
 
-from heron.core.registry import Avatar
 from heron.xmlstream.element import Element
 
 AVATAR_DATA: Final = "urn:xmpp:avatar:data"
@@ -44,33 +44,38 @@ def decode(text: str) -> bytes:
         raise NoAvatar("the data is not base64") from exc
 
 
-def avatar_of(info: Element, data: Element | None) -> Avatar:
-    """The image ``info`` describes, from its data payload, hash checked (XEP-0398 §3.1)."""
+def sha1(data: bytes) -> str:
+    """The item id of XEP-0084 §4.2: hex SHA-1 of the image."""
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def image_of(info: Element, data: Element | None) -> tuple[str, bytes]:
+    """(MIME type, bytes) of the image ``info`` describes, from its data payload, hash
+    checked (XEP-0398 §3.1)."""
     if data is None or data.tag != "data" or data.ns != AVATAR_DATA:
         raise NoAvatar(f"no data item {info.attrs.get('id')!r}")
-    avatar = Avatar(info.attrs.get("type") or "image/png", decode(data.text))
-    if avatar.sha1 != info.attrs.get("id", "").lower():
+    image = decode(data.text)
+    if sha1(image) != info.attrs.get("id", "").lower():
         raise NoAvatar("the SHA-1 of the data is not the id of the metadata")
-    return avatar
+    return info.attrs.get("type") or "image/png", image
 
 
-def data_item(avatar: Avatar) -> Element:
+def data_item(image: bytes) -> Element:
     """The ``<item/>`` for the data node (XEP-0084 §4.2), as a publish carries it."""
-    item = Element("item", PUBSUB, {"id": avatar.sha1})
-    item.add("data", AVATAR_DATA, text=base64.b64encode(avatar.data).decode("ascii"))
+    item = Element("item", PUBSUB, {"id": sha1(image)})
+    item.add("data", AVATAR_DATA, text=base64.b64encode(image).decode("ascii"))
     return item
 
 
-def metadata_item(avatar: Avatar | None) -> Element:
-    """The ``<item/>`` for the metadata node: one info (XEP-0398 §3.2), or empty."""
-    if avatar is None:
+def metadata_item(mime: str, image: bytes | None) -> Element:
+    """The ``<item/>`` for the metadata node: one info (XEP-0398 §3.2), or empty when
+    ``image`` is None (XEP-0084 §4.5)."""
+    if image is None:
         item = Element("item", PUBSUB, {"id": "current"})
         item.add("metadata", AVATAR_METADATA)
         return item
-    item = Element("item", PUBSUB, {"id": avatar.sha1})
+    item = Element("item", PUBSUB, {"id": sha1(image)})
     item.add("metadata", AVATAR_METADATA).add(
-        "info",
-        AVATAR_METADATA,
-        {"id": avatar.sha1, "bytes": str(len(avatar.data)), "type": avatar.mime},
+        "info", AVATAR_METADATA, {"id": sha1(image), "bytes": str(len(image)), "type": mime}
     )
     return item
