@@ -24,6 +24,7 @@ from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
+from heron.pubsub.store import PubsubStore
 from heron.storage.accounts import SqliteAccountStore
 from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
 from heron.storage.fast import FastTokenStore
@@ -72,8 +73,10 @@ async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
     revoke_tokens: JID | None = None,
+    forget_pep: JID | None = None,
 ) -> None:
-    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484)."""
+    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and its
+    PEP data."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
     try:
@@ -83,6 +86,10 @@ async def _with_accounts(
         if revoke_tokens is not None:
             await db.migrate(FAST_MIGRATIONS)
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
+        if forget_pep is not None:
+            store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
+            await store.migrate()
+            await store.forget(forget_pep)
     finally:
         await db.close()
 
@@ -150,7 +157,7 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
 
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid, forget_pep=jid))
     print(f"deleted {jid}")
     return 0
 

@@ -7,6 +7,7 @@ the module manager applies and withdraws the declarations.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -91,6 +92,59 @@ class ContactDirectory(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Avatar:
+    """An account's avatar image: XEP-0084 data, or the PHOTO of its vCard (XEP-0153)."""
+
+    mime: str
+    data: bytes
+
+    @property
+    def sha1(self) -> str:
+        """The id of XEP-0084 §4.2 and the hash of XEP-0153 §4.3: hex SHA-1 of the image."""
+        return hashlib.sha1(self.data, usedforsecurity=False).hexdigest()
+
+
+class AvatarSync(Protocol):
+    """One side of XEP-0398 (avatars kept the same in PEP and in the vCard): told when the
+    avatar changed on the other side; ``None`` means the account has no avatar any more.
+    The receiver stores it without telling the other side back."""
+
+    async def avatar_changed(self, account: JID, avatar: Avatar | None) -> None: ...
+
+
+class PrivateXml(Protocol):
+    """Private XML storage (XEP-0049), offered by the private module."""
+
+    async def get_private(self, account: JID, namespace: str, name: str) -> Element | None:
+        """The fragment stored under ``{namespace}name``, if any."""
+        ...
+
+    async def put_private(self, account: JID, element: Element) -> None:
+        """Store ``element`` under its name and namespace, without telling any watcher."""
+        ...
+
+
+class PrivateXmlWatcher(Protocol):
+    """Told when an account's client stored a fragment in private XML storage (XEP-0411 and
+    XEP-0402 §5.3: the pubsub module mirrors ``storage:bookmarks`` into PEP)."""
+
+    async def private_changed(self, account: JID, element: Element) -> None: ...
+
+
+class AccountItems(Protocol):
+    """The disco#items of an account's bare JID (XEP-0030 §4; XEP-0163 §6.2: its PEP nodes)."""
+
+    async def account_items(self, account: JID, asker: JID) -> list[Element]:
+        """``<item/>`` elements (disco#items namespace) ``asker`` may see; none for an
+        account that does not exist, so that the answer tells nothing about existence."""
+        ...
+
+
+AccountDeleted = Callable[[JID], Awaitable[None]]
+"""Called after an account was removed, to drop what modules keep for it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     category: str
     type: str
@@ -120,6 +174,18 @@ class HostRegistry:
     nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
     account_features: set[str] = field(default_factory=set)  # disco#info of an account
     items: dict[str, str] = field(default_factory=dict)  # disco#items of the host: JID → name
+    account_identities: list[Identity] = field(default_factory=list)  # beside account/registered
+    account_items: AccountItems | None = None  # set by the pubsub module (PEP nodes)
+    vcard_avatar: AvatarSync | None = None  # set by the vcard module
+    pep_avatar: AvatarSync | None = None  # set by the pubsub module
+    private_xml: PrivateXml | None = None  # set by the private module
+    private_watcher: PrivateXmlWatcher | None = None  # set by the pubsub module
+    account_deleted: list[AccountDeleted] = field(default_factory=list)
+
+    async def forget_account(self, account: JID) -> None:
+        """Run every ``account_deleted`` callback (after the account itself is gone)."""
+        for callback in list(self.account_deleted):
+            await callback(account)
 
     # --- IQ ---------------------------------------------------------------------------
     def add_iq_handler(self, type_: str, ns: str, target: Target, handler: IqHandler) -> None:

@@ -5,11 +5,15 @@ declared, and every feature in the host's registry (modules add theirs when load
 always in step with what is actually loaded. No nodes are served yet: a query naming a node
 is answered with item-not-found.
 
-An account's disco#info is answered to its owner only (identity ``account/registered``).
-Anyone else asking about an account's bare JID gets service-unavailable, whether the account
-exists or not, so that strangers cannot probe which accounts exist.
-TODO(roster): answer contacts with a presence subscription too (XEP-0030 §8 and RFC 6121 §8.5),
-once the roster module can tell.
+An account's disco#info is answered to its owner and to contacts with a presence
+subscription to it (XEP-0030 §8, XEP-0163 §6): identity ``account/registered`` plus those
+other modules offer (``pubsub/pep``). Anyone else asking about an account's bare JID gets
+service-unavailable, whether the account exists or not, so that strangers cannot probe which
+accounts exist.
+
+An account's disco#items come from ``HostRegistry.account_items`` (the pubsub module lists
+the PEP nodes the asker may see, XEP-0163 §6.2); it answers an account that does not exist
+like one without visible nodes, so the empty answer tells nothing either.
 """
 
 from __future__ import annotations
@@ -89,7 +93,12 @@ class DiscoModule(Module):
     name = "disco"
     description = "Service discovery: what the server and its accounts support."
     xeps = (
-        Xep(30, "2.5.0", "partial", "no nodes; account info answered to its owner only"),
+        Xep(
+            30,
+            "2.5.0",
+            "partial",
+            "no nodes on the server itself; account info answered to its owner and contacts",
+        ),
         Xep(157, "1.1.1", "complete", "contact addresses from the disco options"),
     )
     disco_features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
@@ -134,16 +143,27 @@ class DiscoModule(Module):
                         field.add("value", "jabber:x:data", text=uri)
         return query
 
+    def _account_info(self) -> Element:
+        registry = self.ctx.registry
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, *sorted(registry.account_features)]
+        return info_query([ACCOUNT_IDENTITY, *registry.account_identities], features)
+
     @iq_handler("get", ns.DISCO_INFO, Target.SELF)
     async def on_own_account_info(self, iq: Stanza) -> Element | None:
         # The sender is authenticated as this account, so it exists.
         _refuse_node(iq.payload)
-        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, *sorted(self.ctx.registry.account_features)]
-        return info_query([ACCOUNT_IDENTITY], features)
+        return self._account_info()
 
     @iq_handler("get", ns.DISCO_INFO, Target.BARE)
     async def on_other_account_info(self, iq: Stanza) -> Element | None:
-        # Same answer whether or not the account exists: no probing (see the module docstring).
+        # A contact with a presence subscription may ask (XEP-0163 §6.2); anyone else gets
+        # the same answer whether or not the account exists: no probing.
+        contacts = self.ctx.registry.contacts
+        if iq.to is not None and iq.from_ is not None and contacts is not None:
+            entry = await contacts.contact(iq.to.bare, iq.from_.bare)
+            if entry.subscription in ("from", "both"):
+                _refuse_node(iq.payload)
+                return self._account_info()
         raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
 
     # --- disco#items ------------------------------------------------------------------
@@ -155,11 +175,17 @@ class DiscoModule(Module):
             query.append(item.to_element())
         return query
 
-    @iq_handler("get", ns.DISCO_ITEMS, Target.SELF)
-    async def on_own_account_items(self, iq: Stanza) -> Element | None:
+    @iq_handler("get", ns.DISCO_ITEMS, Target.SELF | Target.BARE)
+    async def on_account_items(self, iq: Stanza) -> Element | None:
         _refuse_node(iq.payload)
-        return Element("query", ns.DISCO_ITEMS)
-
-    @iq_handler("get", ns.DISCO_ITEMS, Target.BARE)
-    async def on_other_account_items(self, iq: Stanza) -> Element | None:
-        raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        provider = self.ctx.registry.account_items
+        if iq.to is None or iq.from_ is None:
+            raise StanzaError(StanzaCondition.BAD_REQUEST)
+        is_own = iq.from_.bare == iq.to.bare
+        if provider is None and not is_own:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
+        query = Element("query", ns.DISCO_ITEMS)
+        if provider is not None:
+            for item in await provider.account_items(iq.to.bare, iq.from_):
+                query.append(item)
+        return query

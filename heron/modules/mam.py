@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import secrets
 import sqlite3
 import time
@@ -70,6 +71,13 @@ MIGRATIONS: Final = (
         2,
         """
         CREATE INDEX mam_by_time ON mam_messages (domain, username, at);
+        """,
+    ),
+    Migration(
+        "mam",
+        3,
+        """
+        DROP INDEX IF EXISTS mam_by_time;
         """,
     ),
 )
@@ -472,8 +480,10 @@ def _first_row_at_or_after(conn: sqlite3.Connection, cutoff: float) -> int:
     """Rows are appended in time order, so ``at`` grows with ``id``: a binary search over
     the row ids finds the first row to keep without an index on ``at``. Returns one past
     the last row when every row is older."""
-    low, high = conn.execute("SELECT MIN(id), MAX(id) FROM mam_messages").fetchone()
-    if low is None:
+    # Two queries: SQLite answers MIN or MAX alone from the key, both together by a scan.
+    (low,) = conn.execute("SELECT MIN(id) FROM mam_messages").fetchone()
+    (high,) = conn.execute("SELECT MAX(id) FROM mam_messages").fetchone()
+    if low is None or high is None:
         return 0
     low, high = int(low), int(high)
     answer = high + 1
@@ -521,12 +531,14 @@ def _select(
     if q.with_jid is not None:
         where.append("with_jid = ?")
         args.append(q.with_jid)
+    # Times become row-id bounds: rows are appended in time order (see _first_row_at_or_after),
+    # so the per-account id indexes serve time ranges too and no index on time is kept up.
     if q.start is not None:
-        where.append("at >= ?")
-        args.append(q.start)
+        where.append("id >= ?")
+        args.append(_first_row_at_or_after(conn, q.start))
     if q.end is not None:
-        where.append("at <= ?")
-        args.append(q.end)
+        where.append("id < ?")
+        args.append(_first_row_at_or_after(conn, math.nextafter(q.end, math.inf)))
     if q.ids:
         where.append(f"archive_id IN ({', '.join('?' for _ in q.ids)})")
         args.extend(q.ids)

@@ -14,6 +14,10 @@ Following XEP-0049 (version 1.2):
   ``jabber:server``, ``jabber:iq:private``) is ``not-acceptable``;
 - a get or set addressed to another account is ``forbidden`` (type cancel, as in the XEP);
 - a fragment larger than ``max_bytes`` (serialized) is refused with ``not-acceptable``.
+
+Other modules read and write fragments through ``HostRegistry.private_xml`` (this module), and
+hear of what clients store through ``HostRegistry.private_watcher``: the pubsub module keeps
+``storage:bookmarks`` and the PEP bookmarks of XEP-0402 the same (XEP-0402 §5.3).
 """
 
 from __future__ import annotations
@@ -145,6 +149,23 @@ class PrivateModule(Module):
 
     async def start(self) -> None:
         await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
+        self.ctx.registry.private_xml = self
+
+    async def stop(self) -> None:
+        if self.ctx.registry.private_xml is self:
+            self.ctx.registry.private_xml = None
+
+    # --- the service other modules use (HostRegistry.private_xml) ------------------------
+    async def get_private(self, account: JID, namespace: str, name: str) -> Element | None:
+        xml = await self.store.get(account, namespace, name)
+        return None if xml is None else _parse_stored(xml, name, namespace)
+
+    async def put_private(self, account: JID, element: Element) -> None:
+        xml = serialize(element)
+        if len(xml.encode()) > self.options.max_bytes:
+            self.ctx.log.info("<%s/> of %s too large to store; not changed", element.tag, account)
+            return
+        await self.store.put(account, [(element.ns, element.tag, xml)])
 
     @iq_handler("get", PRIVATE, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
@@ -169,7 +190,12 @@ class PrivateModule(Module):
                     f"<{child.tag}/> is {size} bytes; at most {self.options.max_bytes} are stored",
                 )
             fragments[(child.ns, child.tag)] = xml  # the last of duplicates wins
-        await self.store.put(_owner(iq), [(n, tag, xml) for (n, tag), xml in fragments.items()])
+        owner = _owner(iq)
+        await self.store.put(owner, [(n, tag, xml) for (n, tag), xml in fragments.items()])
+        watcher = self.ctx.registry.private_watcher
+        if watcher is not None:  # mirrored before the result: then both sides agree
+            for child in _children(iq):
+                await watcher.private_changed(owner, child)
         return None
 
     @iq_handler("get", PRIVATE, Target.BARE)

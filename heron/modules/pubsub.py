@@ -13,28 +13,36 @@ stores what changed (``heron.pubsub.store``) before answering, and sends notific
   ``NODE+notify``: Heron asks a client with unknown caps for its disco#info, checks the
   hash, and caches features per ver. The last item goes to such a resource when it comes
   online (``send_last_published_item`` on_sub_and_presence).
-- Access model ``authorize`` and subscription options are refused with
-  feature-not-implemented; the ``pubsub`` error conditions follow XEP-0060 §6-§8.
+- Access model ``authorize`` (§6.1.2, §8.6): a subscription stays pending and each owner
+  gets a ``subscribe_authorization`` form in a message; the owner submits it back in a
+  message to the service (for PEP: to its own bare JID), or sets the subscription (§8.8.2).
+- Subscription options (§6.3, §6.4): ``pubsub#deliver`` only; the ``pubsub`` error
+  conditions follow XEP-0060 §6-§8.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
 from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep
-from heron.core.registry import HostRegistry, Target
+from heron.core.registry import Avatar, HostRegistry, Identity, Target
 from heron.jid import JID, InvalidJID
+from heron.pubsub import avatar as avatars
+from heron.pubsub import bookmarks
 from heron.pubsub.caps import Caps, CapsCache
 from heron.pubsub.config import NodeConfig, config_form
+from heron.pubsub.config import form_type as config_form_type
 from heron.pubsub.engine import (
     EVENT,
     NO_RELATION,
+    SUBSCRIBE_AUTHORIZATION,
     Node,
     Outbox,
     Page,
@@ -42,8 +50,9 @@ from heron.pubsub.engine import (
     Policy,
     PubsubService,
     Relation,
+    options_form,
 )
-from heron.pubsub.errors import error, unsupported
+from heron.pubsub.errors import error
 from heron.pubsub.store import PubsubStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
 from heron.xmlstream import Limits
@@ -53,11 +62,15 @@ PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
 RSM: Final = "http://jabber.org/protocol/rsm"
 DATA: Final = "jabber:x:data"
+VCARD_CONVERSION: Final = "urn:xmpp:pep-vcard-conversion:0"
+PEP_IDENTITY: Final = Identity("pubsub", "pep")
 C = StanzaCondition
+log = logging.getLogger(__name__)
 
 FEATURES: Final = tuple(
     f"{PUBSUB}#{f}"
     for f in (
+        "access-authorize",
         "access-open",
         "access-presence",
         "access-roster",
@@ -86,6 +99,7 @@ FEATURES: Final = tuple(
         "retrieve-subscriptions",
         "subscribe",
         "subscription-notifications",
+        "subscription-options",
     )
 )
 
@@ -115,14 +129,19 @@ class PubsubModule(Module):
             60,
             "1.26.0",
             "partial",
-            "leaf nodes with configuration, publish-options, retract, purge, subscriptions, "
-            "affiliations, item paging; no collection nodes, authorize access model or "
-            "subscription options",
+            "leaf nodes with configuration, publish-options, retract, purge, subscriptions "
+            "(options: pubsub#deliver only), affiliations, every access model, item paging; "
+            "no collection nodes",
         ),
         Xep(163, "1.2.2", "complete", "with access models decided on the owner's roster"),
         Xep(115, "1.6.0", "partial", "hashes verified and cached for PEP +notify; not sent"),
         Xep(223, "1.1.1", "complete", "private storage with whitelist publish-options"),
         Xep(59, "1.0", "complete", "paging of pubsub items"),
+        Xep(402, "1.2.0", "complete", "kept the same as XEP-0048 private storage (§5.3)"),
+        Xep(411, "1.1.0", "complete", "as XEP-0402's #compat conversion (XEP-0411 is deprecated)"),
+        Xep(84, "1.1.4", "complete", "avatars on PEP, mirrored to the vCard (XEP-0398)"),
+        Xep(384, "0.8.3", "complete", "device lists and bundles on PEP (open access)"),
+        Xep(172, "1.1", "complete", "user nickname on PEP"),
     )
 
     async def start(self) -> None:
@@ -150,6 +169,7 @@ class PubsubModule(Module):
             registry.add_iq_handler(type_, OWNER, Target.HOST, self.on_pubsub)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
         registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
+        registry.add_hook("message/host", self.on_authorization, 50)
         host: HostRegistry = self.ctx.registry
         host.items[self.domain] = "Publish-subscribe"  # found in the host's disco#items
         if options.pep:
@@ -162,7 +182,18 @@ class PubsubModule(Module):
             host.add_hook("pre-presence", self.on_own_presence, 20)
             host.add_hook("session/ended", self.on_session_ended, 20)
             host.add_hook("iq/host", self.on_caps_answer, 60)
+            host.add_hook("message/self", self.on_authorization, 50)
             host.add_feature(f"{PUBSUB}#pep")  # hint for clients that look at the server
+            # XEP-0163 §6.1, XEP-0030 for the nodes; the services other modules use.
+            host.account_identities.append(PEP_IDENTITY)
+            host.account_items = self
+            host.pep_avatar = self
+            host.private_watcher = self
+            host.account_deleted.append(self.on_account_deleted)
+            if host.vcard_avatar is not None:
+                host.account_features.add(VCARD_CONVERSION)  # XEP-0398 §2
+            if host.private_xml is not None:
+                host.account_features.add(bookmarks.COMPAT)  # XEP-0402 §5.3
 
     async def stop(self) -> None:
         self.ctx.server.remove_service(self.domain)
@@ -178,7 +209,17 @@ class PubsubModule(Module):
             host.remove_hook("pre-presence", self.on_own_presence)
             host.remove_hook("session/ended", self.on_session_ended)
             host.remove_hook("iq/host", self.on_caps_answer)
+            host.remove_hook("message/self", self.on_authorization)
             host.remove_feature(f"{PUBSUB}#pep")
+            host.account_identities.remove(PEP_IDENTITY)
+            host.account_features.difference_update((VCARD_CONVERSION, bookmarks.COMPAT))
+            if host.account_items is self:
+                host.account_items = None
+            if host.pep_avatar is self:
+                host.pep_avatar = None
+            if host.private_watcher is self:
+                host.private_watcher = None
+            host.account_deleted.remove(self.on_account_deleted)
 
     # --- services -----------------------------------------------------------------------
     async def _service(self, jid: JID) -> PubsubService:
@@ -251,15 +292,32 @@ class PubsubModule(Module):
         finally:
             svc.audience = None
             out = svc.drain()
-        await self._commit(svc, out, iq, result)
+        mirror = None
+        if is_pep_change:
+            verb = _verb(payload)
+            changed = verb.attrs.get("node")
+            if verb.tag == "publish" and changed == avatars.AVATAR_METADATA:
+                mirror = self._avatar_to_vcard
+            elif changed == bookmarks.BOOKMARKS:
+                mirror = self._bookmarks_to_private
+        await self._commit(svc, out, iq, result, mirror)
         return None
 
     async def _commit(
-        self, svc: PubsubService, out: Outbox, iq: Stanza | None, result: Element | None
+        self,
+        svc: PubsubService,
+        out: Outbox,
+        iq: Stanza | None,
+        result: Element | None,
+        mirror: Callable[[PubsubService], Awaitable[None]] | None = None,
     ) -> None:
-        """Durable first, then the answer, then the notifications (§7.1.2: the publisher
-        hears of success before subscribers hear of the item)."""
+        """Durable first (with its copy in the older protocol, ``mirror``, so that a
+        client told of success finds it there too), then the answer, then the
+        notifications (§7.1.2: the publisher hears of success before subscribers hear of
+        the item)."""
         await self.store.save(svc, out)
+        if mirror is not None:
+            await mirror(svc)
         if iq is not None:
             self.ctx.server.router.reply(iq, iq_result(iq, result))
             iq.meta["answered"] = True
@@ -314,10 +372,12 @@ class PubsubModule(Module):
             return None
         if type_ == "set" and tag == "subscribe":
             jid = _jid(verb.attrs.get("jid"))
-            if pubsub.find("options", PUBSUB) is not None:
-                raise unsupported("subscription-options")
             relation = await self._relation_for(svc, name, jid)
             sub = svc.subscribe(name, sender, jid, relation)
+            options = pubsub.find("options", PUBSUB)
+            form = options.find("x", DATA) if options is not None else None
+            if form is not None:  # §6.3.7: subscribe and configure at once
+                svc.set_options(name, sender, jid, sub.subid, form)
             result = Element("pubsub", PUBSUB)
             result.add(
                 "subscription",
@@ -348,8 +408,28 @@ class PubsubModule(Module):
             for node_name, affiliation in svc.affiliations_of(sender, name):
                 affs.add("affiliation", PUBSUB, {"node": node_name, "affiliation": affiliation})
             return result
-        if tag in ("options", "default"):
-            raise unsupported("subscription-options")
+        if tag == "options":
+            jid = _jid(verb.attrs.get("jid"))
+            subid = verb.attrs.get("subid")
+            if type_ == "set":
+                form = verb.find("x", DATA)
+                if form is None:
+                    raise error(C.BAD_REQUEST, "invalid-options", "options carry a data form")
+                svc.set_options(name, sender, jid, subid, form)
+                return None
+            result = Element("pubsub", PUBSUB)
+            attrs = {"node": name or "", "jid": str(jid)}
+            if subid:
+                attrs["subid"] = subid
+            result.add("options", PUBSUB, attrs).append(svc.options(name, sender, jid, subid))
+            return result
+        if tag == "default" and type_ == "get":  # §6.4
+            if name:
+                svc.node(name)
+            result = Element("pubsub", PUBSUB)
+            default = result.add("default", PUBSUB, {"node": name} if name else {})
+            default.append(options_form())
+            return result
         raise StanzaError(C.BAD_REQUEST, f"no pubsub {type_} for <{tag}/>")
 
     def _may_create(self, svc: PubsubService, sender: JID) -> bool:
@@ -446,6 +526,139 @@ class PubsubModule(Module):
             svc.set_affiliations(name, sender, changes)
             return None
         raise StanzaError(C.BAD_REQUEST, f"no pubsub#owner {type_} for <{tag}/>")
+
+    async def on_authorization(self, stanza: Stanza) -> bool:
+        """§8.6: an owner's answer to a subscription request, a submitted form in a message
+        to the service (or, for PEP, to the owner's own bare JID)."""
+        form = stanza.element.find("x", DATA)
+        sender = stanza.from_
+        if form is None or sender is None or stanza.type == "error":
+            return False
+        if config_form_type(form) != SUBSCRIBE_AUTHORIZATION:
+            return False
+        target = stanza.to.bare if stanza.to is not None else sender.bare
+        if target.local is None:
+            target = JID.parse(self.domain)
+        svc = await self._service(target)
+        try:
+            svc.authorize(sender, form)
+        except StanzaError as exc:
+            svc.drain()  # nothing changed
+            self.ctx.server.router.bounce(stanza, exc)
+            return True
+        await self._commit(svc, svc.drain(), None, None)
+        return True
+
+    # --- PEP seen from other modules (registry services) ---------------------------------
+    async def account_items(self, account: JID, asker: JID) -> list[Element]:
+        """XEP-0163 §6.2 (and XEP-0060 §5.2): the account's nodes ``asker`` may read."""
+        if not self.options.pep or account.domain != self.ctx.domain:
+            return []
+        svc = await self._service(account)
+        relation = NO_RELATION
+        if asker.bare != account and svc.nodes:
+            relation = await self._relation(account, asker)
+        return [
+            Element("item", ns.DISCO_ITEMS, {"jid": str(account), "node": node.name})
+            for node in sorted(svc.nodes.values(), key=lambda n: n.name)
+            if svc.may_access(node, asker, relation)
+        ]
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The account is gone: so are its PEP nodes and items."""
+        self.services.pop(account, None)
+        for full in list(self.seen.pop(account, {})):
+            self._forget_if_unwatched(full)
+        await self.store.forget(account)
+
+    async def _publish_as_owner(self, account: JID, steps: Callable[[PubsubService], None]) -> None:
+        """Changes the server makes on an account's PEP for it (conversions): notified to
+        the account's followers like the owner's own publishes, stored first."""
+        svc = await self._service(account)
+        if svc.owner is None or account not in self.services:
+            return  # no such account
+        svc.audience = await self._audience(svc)
+        try:
+            steps(svc)
+        except StanzaError as exc:
+            log.info("PEP of %s not converted: %s", account, exc.text or exc.condition)
+        finally:
+            svc.audience = None
+            out = svc.drain()
+        await self._commit(svc, out, None, None)
+
+    async def avatar_changed(self, account: JID, avatar: Avatar | None) -> None:
+        """XEP-0398 §3.2: a vCard PHOTO was set; publish data, then metadata."""
+
+        def publish(svc: PubsubService) -> None:
+            if avatar is None and avatars.AVATAR_METADATA not in svc.nodes:
+                return  # no avatar before either: nothing to disable
+            if avatar is not None:
+                svc.publish(avatars.AVATAR_DATA, account, avatars.data_item(avatar.data),
+                            may_create=True)  # fmt: skip
+            mime, image = (avatar.mime, avatar.data) if avatar is not None else ("", None)
+            svc.publish(avatars.AVATAR_METADATA, account, avatars.metadata_item(mime, image),
+                        may_create=True)  # fmt: skip
+
+        await self._publish_as_owner(account, publish)
+
+    async def _avatar_to_vcard(self, svc: PubsubService) -> None:
+        """XEP-0398 §3.1: the owner published avatar metadata; the vCard gets the image."""
+        sink = self.ctx.registry.vcard_avatar
+        owner = svc.owner
+        node = svc.nodes.get(avatars.AVATAR_METADATA)
+        last = node.last_item() if node is not None else None
+        if sink is None or owner is None or last is None or last.payload is None:
+            return
+        try:
+            info = avatars.chosen_info(last.payload)
+            if info is None:
+                await sink.avatar_changed(owner, None)
+                return
+            data_node = svc.nodes.get(avatars.AVATAR_DATA)
+            item = data_node.items.get(info.attrs["id"]) if data_node is not None else None
+            mime, image = avatars.image_of(info, item.payload if item is not None else None)
+        except avatars.NoAvatar as exc:
+            log.info("avatar of %s not copied to the vCard: %s", owner, exc)
+            return
+        await sink.avatar_changed(owner, Avatar(mime, image))
+
+    async def private_changed(self, account: JID, element: Element) -> None:
+        """XEP-0402 §5.3.2: legacy bookmarks were stored; update the PEP items that differ
+        (unchanged ones are not notified) and retract those no longer listed."""
+        if element.tag != "storage" or element.ns != bookmarks.LEGACY:
+            return
+        wanted = bookmarks.from_storage(element)
+
+        def update(svc: PubsubService) -> None:
+            node = svc.nodes.get(bookmarks.BOOKMARKS)
+            if node is None:
+                if not wanted:
+                    return
+                node = svc.create(bookmarks.BOOKMARKS, account)
+                node.config = bookmarks.NODE_CONFIG
+            for room, conference in wanted.items():
+                old = node.items.get(room)
+                if old is None or old.payload != conference:
+                    item = Element("item", PUBSUB, {"id": room})
+                    item.append(conference)
+                    svc.publish(bookmarks.BOOKMARKS, account, item)
+            for room in [r for r in node.items if r not in wanted]:
+                svc.retract(bookmarks.BOOKMARKS, account, room, notify=True)
+
+        await self._publish_as_owner(account, update)
+
+    async def _bookmarks_to_private(self, svc: PubsubService) -> None:
+        """XEP-0402 §5.3.1: the owner changed the PEP bookmarks; the legacy storage gets
+        every item, cast into storage:bookmarks."""
+        private = self.ctx.registry.private_xml
+        owner = svc.owner
+        if private is None or owner is None:
+            return
+        node = svc.nodes.get(bookmarks.BOOKMARKS)
+        items = [(i.id, i.payload) for i in node.items.values()] if node is not None else []
+        keep = await private.get_private(owner, bookmarks.LEGACY, "storage")
+        await private.put_private(owner, bookmarks.to_storage(items, keep))
 
     # --- disco of the service (XEP-0060 §5) ----------------------------------------------
     async def service_info(self, iq: Stanza) -> Element | None:

@@ -345,6 +345,7 @@ class RegisterModule(Module):
         if len(list(query.elements())) != 1:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "<remove/> must be alone")
         await self.ctx.server.accounts.delete(account)
+        await self.ctx.registry.forget_account(account)  # modules drop what they kept
         await self.ctx.server.fast.revoke(account.local or "", account.domain)
         self.ctx.log.info("account %s removed by its owner", account)
         # The account's streams end right after the result is written (XEP-0077 §3.2):

@@ -22,7 +22,6 @@ NODE_CONFIG: Final = "http://jabber.org/protocol/pubsub#node_config"
 PUBLISH_OPTIONS: Final = "http://jabber.org/protocol/pubsub#publish-options"
 
 ACCESS_MODELS: Final = ("open", "presence", "roster", "whitelist", "authorize")
-SUPPORTED_ACCESS: Final = ("open", "presence", "roster", "whitelist")
 PUBLISH_MODELS: Final = ("publishers", "subscribers", "open")
 SEND_LAST: Final = ("never", "on_sub", "on_sub_and_presence")
 NOTIFICATION_TYPES: Final = ("headline", "normal")
@@ -114,7 +113,7 @@ BY_VAR: Final = {f.var: f for f in FIELDS}
 FIXED: Final = {"pubsub#node_type": "leaf", "pubsub#presence_based_delivery": "0"}
 
 
-def _bool(text: str, var: str) -> bool:
+def parse_bool(text: str, var: str) -> bool:
     if text in ("1", "true"):
         return True
     if text in ("0", "false"):
@@ -173,7 +172,7 @@ def _parse_value(field: Field, values: list[str], max_items_limit: int) -> objec
     text = values[0] if values else ""
     var = field.var
     if field.type == "boolean":
-        return _bool(text, var)
+        return parse_bool(text, var)
     if field.attr == "max_items":
         if text == "max":
             return None
@@ -188,12 +187,6 @@ def _parse_value(field: Field, values: list[str], max_items_limit: int) -> objec
     if field.options and text not in field.options:
         raise StanzaError(
             StanzaCondition.NOT_ACCEPTABLE, f"{var}: one of {', '.join(field.options)}"
-        )
-    if field.attr == "access_model" and text not in SUPPORTED_ACCESS:
-        raise StanzaError(
-            StanzaCondition.FEATURE_NOT_IMPLEMENTED,
-            f"access model {text} is not supported",
-            extra=pubsub_error("unsupported", feature="access-authorize"),
         )
     if len(text) > 1024:
         raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, f"{var}: at most 1024 characters")

@@ -32,6 +32,9 @@ EVENT: Final = "http://jabber.org/protocol/pubsub#event"
 AFFILIATIONS: Final = ("owner", "publisher", "publish-only", "member", "none", "outcast")
 MAY_READ: Final = frozenset({"owner", "publisher", "member"})
 MAY_PUBLISH: Final = frozenset({"owner", "publisher", "publish-only"})
+DATA: Final = "jabber:x:data"
+SUBSCRIBE_AUTHORIZATION: Final = "http://jabber.org/protocol/pubsub#subscribe_authorization"
+SUBSCRIBE_OPTIONS: Final = "http://jabber.org/protocol/pubsub#subscribe_options"
 
 C = StanzaCondition
 
@@ -69,7 +72,8 @@ class Item:
 class Subscription:
     jid: JID
     subid: str
-    state: str = "subscribed"  # or "pending" (authorize is not offered, so never yet)
+    state: str = "subscribed"  # or "pending": waiting for an owner (access model authorize)
+    deliver: bool = True  # the pubsub#deliver subscription option (§6.3)
 
 
 @dataclass(slots=True)
@@ -195,6 +199,12 @@ class PubsubService:
                 raise error(C.NOT_AUTHORIZED, "not-in-roster-group")
         if model == "whitelist":
             raise error(C.NOT_ALLOWED, "closed-node", "only those on the whitelist")
+        if model == "authorize":
+            sub = node.subscriptions.get(jid) or node.subscriptions.get(jid.bare)
+            if sub is None:
+                raise error(C.NOT_AUTHORIZED, "not-subscribed", "subscribe and be approved")
+            if sub.state == "pending":
+                raise error(C.NOT_AUTHORIZED, "pending-subscription", "not approved yet")
 
     def may_access(self, node: Node, jid: JID, relation: Relation) -> bool:
         try:
@@ -395,13 +405,27 @@ class PubsubService:
         node = self.node(name)
         if jid.bare != requester.bare:
             raise error(C.BAD_REQUEST, "invalid-jid", "subscribe yourself only")
-        self.check_access(node, jid, relation)
         existing = node.subscriptions.get(jid)
         if existing is not None:
             return existing
+        needs_approval = (
+            node.config.access_model == "authorize" and self.affiliation(node, jid) not in MAY_READ
+        )
+        if needs_approval:
+            if self.affiliation(node, jid) == "outcast":
+                raise StanzaError(C.FORBIDDEN, "you are banned from this node")
+        else:
+            self.check_access(node, jid, relation)
         sub = Subscription(jid, self._make_id())
         node.subscriptions[jid] = sub
         self.outbox.saved_nodes.add(node.name)
+        if needs_approval:
+            # §6.1.2 and §8.6: pending until an owner approves the request form.
+            sub.state = "pending"
+            form = authorization_form(node.name, sub)
+            for owner in self._owners(node):
+                self.outbox.notifications.append(Notification(owner, form, "normal"))
+            return sub
         if node.config.notify_sub:
             self._tell_owners(node, sub)
         if node.config.send_last_published_item != "never":
@@ -432,11 +456,86 @@ class PubsubService:
             EVENT,
             {"node": node.name, "jid": str(sub.jid), "subscription": sub.state},
         )
-        owners = [j for j, a in node.affiliations.items() if a == "owner"]
-        if self.owner is not None:
-            owners = [self.owner]
-        for owner in owners:
+        for owner in self._owners(node):
             self.outbox.notifications.append(Notification(owner, event))
+
+    def _owners(self, node: Node) -> list[JID]:
+        if self.owner is not None:
+            return [self.owner]
+        return sorted((j for j, a in node.affiliations.items() if a == "owner"), key=str)
+
+    def authorize(self, approver: JID, form: Element) -> None:
+        """§8.6: an owner answers a subscription request with the submitted form."""
+        values = cfg.form_values(form)
+        if cfg.form_type(form) != SUBSCRIBE_AUTHORIZATION:
+            raise StanzaError(C.BAD_REQUEST, "not a subscribe_authorization form")
+        name = (values.get("pubsub#node") or [""])[0]
+        node = self.node(name)
+        self._require_owner(node, approver)
+        try:
+            jid = JID.parse((values.get("pubsub#subscriber_jid") or [""])[0])
+        except ValueError as exc:
+            raise error(C.BAD_REQUEST, "invalid-jid", "pubsub#subscriber_jid") from exc
+        sub = node.subscriptions.get(jid)
+        subid = (values.get("pubsub#subid") or [""])[0]
+        if sub is None or sub.state != "pending" or (subid and subid != sub.subid):
+            raise StanzaError(C.ITEM_NOT_FOUND, "no such pending subscription")
+        allow = cfg.parse_bool((values.get("pubsub#allow") or ["false"])[0], "pubsub#allow")
+        if allow:
+            sub.state = "subscribed"
+        else:
+            del node.subscriptions[jid]
+        self.outbox.saved_nodes.add(node.name)
+        event = Element("event", EVENT)
+        event.add(
+            "subscription",
+            EVENT,
+            {"node": node.name, "jid": str(jid), "subscription": sub.state if allow else "none"},
+        )
+        self.outbox.notifications.append(Notification(jid, event))
+        if allow and node.config.send_last_published_item != "never":
+            self.send_last(node, [jid])
+
+    # --- subscription options (§6.3, §6.4) -----------------------------------------------
+    def _own_subscription(
+        self, name: str | None, requester: JID, jid: JID, subid: str | None
+    ) -> tuple[Node, Subscription]:
+        node = self.node(name)
+        if jid.bare != requester.bare and self.affiliation(node, requester) != "owner":
+            raise StanzaError(C.FORBIDDEN, "not your subscription")
+        sub = node.subscriptions.get(jid)
+        if sub is None:
+            raise error(C.UNEXPECTED_REQUEST, "not-subscribed", "there is no such subscription")
+        if subid and subid != sub.subid:
+            raise error(C.NOT_ACCEPTABLE, "invalid-subid", "no subscription with that subid")
+        return node, sub
+
+    def options(
+        self, name: str | None, requester: JID, jid: JID, subid: str | None = None
+    ) -> Element:
+        """§6.3.2: the options form of a subscription."""
+        _node, sub = self._own_subscription(name, requester, jid, subid)
+        return options_form(sub.deliver)
+
+    def set_options(
+        self, name: str | None, requester: JID, jid: JID, subid: str | None, form: Element
+    ) -> None:
+        """§6.3.5: a submitted options form; unknown fields are bad-request invalid-options."""
+        node, sub = self._own_subscription(name, requester, jid, subid)
+        if form.attrs.get("type") == "cancel":
+            return
+        try:
+            values = cfg.form_values(form)
+        except StanzaError as exc:
+            raise error(C.BAD_REQUEST, "invalid-options", exc.text) from exc
+        for var, given in values.items():
+            if var != "pubsub#deliver":
+                raise error(C.BAD_REQUEST, "invalid-options", f"{var} is not an option here")
+            try:
+                sub.deliver = cfg.parse_bool((given or [""])[0], var)
+            except StanzaError as exc:
+                raise error(C.BAD_REQUEST, "invalid-options", exc.text) from exc
+        self.outbox.saved_nodes.add(node.name)
 
     def subscriptions_of(self, jid: JID, name: str | None = None) -> list[tuple[str, Subscription]]:
         """§5.6: an entity's own subscriptions, by node."""
@@ -576,7 +675,11 @@ class PubsubService:
         """Every subscriber, and the audience (unless subscribed already), gets ``event``."""
         told: set[JID] = set()
         for sub in node.subscriptions.values():
-            if sub.state == "subscribed" and self.affiliation(node, sub.jid) != "outcast":
+            if (
+                sub.state == "subscribed"
+                and sub.deliver
+                and self.affiliation(node, sub.jid) != "outcast"
+            ):
                 told.add(sub.jid)
         for jid in self.audience(node) if self.audience is not None else ():
             if jid not in told and jid.bare not in told:
@@ -585,6 +688,38 @@ class PubsubService:
             self.outbox.notifications.append(
                 Notification(jid, event, node.config.notification_type)
             )
+
+
+def authorization_form(node: str, sub: Subscription) -> Element:
+    """§8.6: the form an owner gets to approve or deny a pending subscription."""
+    form = Element("x", DATA, {"type": "form"})
+    form.add("title", DATA, text="PubSub subscriber request")
+    form.add("instructions", DATA, text="Allow this JID to subscribe to this node?")
+    fields = (
+        ("FORM_TYPE", "hidden", "", SUBSCRIBE_AUTHORIZATION),
+        ("pubsub#subid", "hidden", "", sub.subid),
+        ("pubsub#node", "text-single", "Node ID", node),
+        ("pubsub#subscriber_jid", "jid-single", "Subscriber Address", str(sub.jid)),
+        ("pubsub#allow", "boolean", "Allow this JID to subscribe to this pubsub node?", "false"),
+    )
+    for var, type_, label, value in fields:
+        field = form.add("field", DATA, {"var": var, "type": type_})
+        if label:
+            field.attrs["label"] = label
+        field.add("value", DATA, text=value)
+    return form
+
+
+def options_form(deliver: bool = True) -> Element:
+    """§6.3.2 and §6.4: the subscription options Heron honours (pubsub#deliver)."""
+    form = Element("x", DATA, {"type": "form"})
+    form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
+        "value", DATA, text=SUBSCRIBE_OPTIONS
+    )
+    form.add(
+        "field", DATA, {"var": "pubsub#deliver", "type": "boolean", "label": "Enable delivery?"}
+    ).add("value", DATA, text="1" if deliver else "0")
+    return form
 
 
 def _page(items: list[Item], page: Page) -> tuple[list[Item], PageInfo]:

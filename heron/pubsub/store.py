@@ -64,8 +64,10 @@ class PubsubStore:
             node = Node(name, NodeConfig.from_json(config))
             node.affiliations = {jid: str(a) for jid, a in _jids(json.loads(affiliations))}
             for jid, value in _jids(json.loads(subscriptions)):
-                subid, state = value if isinstance(value, list) else ("", "subscribed")
-                node.subscriptions[jid] = Subscription(jid, str(subid), str(state))
+                fields = value if isinstance(value, list) else []
+                subid, state = (fields + ["", "subscribed"][len(fields) :])[:2]
+                deliver = bool(fields[2]) if len(fields) > 2 else True  # older rows: on
+                node.subscriptions[jid] = Subscription(jid, str(subid), str(state), deliver)
             service.nodes[name] = node
         for name, item_id, publisher, payload in items:
             node_ = service.nodes.get(name)
@@ -96,7 +98,12 @@ class PubsubStore:
                     name,
                     node.config.to_json(),
                     json.dumps({str(j): a for j, a in node.affiliations.items()}),
-                    json.dumps({str(j): [s.subid, s.state] for j, s in node.subscriptions.items()}),
+                    json.dumps(
+                        {
+                            str(j): [s.subid, s.state, s.deliver]
+                            for j, s in node.subscriptions.items()
+                        }
+                    ),
                 )
             )
         items = [

@@ -188,11 +188,11 @@ async def test_publish_options_create_then_precondition(ps_server: RunningServer
         assert error_of(too_big.value) == ("not-acceptable", {"payload-too-big"})
 
         opts = options_form(
-            alice, "http://jabber.org/protocol/pubsub#publish-options", access_model="authorize"
+            alice, "http://jabber.org/protocol/pubsub#publish-options", access_model="nobody"
         )
-        with pytest.raises(IqError) as unsupported:
+        with pytest.raises(IqError) as unknown:
             await ps.publish(SERVICE, "other", payload=payload("x"), options=opts, timeout=5)
-        assert error_of(unsupported.value) == ("feature-not-implemented", {"unsupported"})
+        assert unknown.value.condition == "not-acceptable"
     finally:
         await close(alice)
 
@@ -405,3 +405,91 @@ async def test_items_survive_a_restart(config_factory: Callable[..., ServerConfi
     finally:
         await close(alice)
         await running.stop()
+
+
+async def test_authorize_node_owner_approves_by_form(ps_server: RunningServer) -> None:
+    """XEP-0060 §6.1.2 and §8.6: pending, a form to the owner, approval by message."""
+    alice = await user(ps_server, "alice")
+    bob = await user(ps_server, "bob")
+    try:
+        config = options_form(
+            alice, "http://jabber.org/protocol/pubsub#node_config", access_model="authorize"
+        )
+        await alice.plugin["xep_0060"].create_node(SERVICE, "club", config=config, timeout=5)
+        await alice.plugin["xep_0060"].publish(SERVICE, "club", payload=payload("m"), timeout=5)
+        asked = asyncio.ensure_future(alice.wait_until("message_xform", timeout=5))
+        sub = await bob.plugin["xep_0060"].subscribe(SERVICE, "club", timeout=5)
+        assert sub["pubsub"]["subscription"]["subscription"] == "pending"
+        with pytest.raises(IqError) as waiting:
+            await bob.plugin["xep_0060"].get_items(SERVICE, "club", timeout=5)
+        assert error_of(waiting.value) == ("not-authorized", {"pending-subscription"})
+
+        request = await asked
+        form = request["form"]
+        fields = form.get_fields()
+        assert form["type"] == "form"
+
+        def value(var: str) -> str:
+            got = fields[var]["value"]  # slixmpp gives hidden fields as lists
+            return str(got[0] if isinstance(got, list) else got)
+
+        assert value("FORM_TYPE") == "http://jabber.org/protocol/pubsub#subscribe_authorization"
+        assert value("pubsub#subscriber_jid") == "bob@localhost"
+        answer = alice.make_message(mto=SERVICE)
+        submitted = alice.plugin["xep_0004"].make_form(ftype="submit")
+        for var in ("FORM_TYPE", "pubsub#subid", "pubsub#node", "pubsub#subscriber_jid"):
+            submitted.add_field(var=var, value=value(var))
+        submitted.add_field(var="pubsub#allow", ftype="boolean", value=True)
+        answer.append(submitted)
+        approved = asyncio.ensure_future(bob.wait_until("pubsub_subscription", timeout=5))
+        answer.send()
+        event = await approved
+        assert event["pubsub_event"]["subscription"]["subscription"] == "subscribed"
+        items = await bob.plugin["xep_0060"].get_items(SERVICE, "club", timeout=5)
+        assert len(list(items["pubsub"]["items"])) == 1
+    finally:
+        await close(alice)
+        await close(bob)
+
+
+async def test_subscription_option_deliver_off_stops_notifications(
+    ps_server: RunningServer,
+) -> None:
+    """XEP-0060 §6.3: get the options form, submit pubsub#deliver false."""
+    alice = await user(ps_server, "alice")
+    bob = await user(ps_server, "bob")
+    ps_a, ps_b = alice.plugin["xep_0060"], bob.plugin["xep_0060"]
+    try:
+        await ps_a.create_node(SERVICE, "quiet", timeout=5)
+        sub = await ps_b.subscribe(SERVICE, "quiet", timeout=5)
+        subid = sub["pubsub"]["subscription"]["subid"]
+        subscriber = str(sub["pubsub"]["subscription"]["jid"])
+        got = await ps_b.get_subscription_options(SERVICE, "quiet", user_jid=subscriber, timeout=5)
+        deliver = got.xml.find(
+            ".//{jabber:x:data}field[@var='pubsub#deliver']/{jabber:x:data}value"
+        )
+        assert deliver is not None
+        assert deliver.text == "1"
+
+        async def set_options(**values: str) -> None:
+            # COMPAT: slixmpp 1.17's set_subscription_options sends type 'get'.
+            iq = bob.Iq(sto=SERVICE, stype="set")
+            iq["pubsub"]["options"]["node"] = "quiet"
+            iq["pubsub"]["options"]["jid"] = subscriber
+            iq["pubsub"]["options"]["subid"] = subid
+            form = options_form(bob, "http://jabber.org/protocol/pubsub#subscribe_options")
+            for var, value in values.items():
+                form.add_field(var=var, value=value)
+            iq["pubsub"]["options"].append(form)
+            await iq.send(timeout=5)
+
+        await set_options(**{"pubsub#deliver": "0"})
+        await ps_a.publish(SERVICE, "quiet", payload=payload("shh"), timeout=5)
+        with pytest.raises(asyncio.TimeoutError):
+            await bob.wait_until("pubsub_publish", timeout=0.5)
+        with pytest.raises(IqError) as bad:
+            await set_options(**{"pubsub#digest": "1"})
+        assert error_of(bad.value) == ("bad-request", {"invalid-options"})
+    finally:
+        await close(alice)
+        await close(bob)

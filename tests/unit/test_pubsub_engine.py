@@ -12,6 +12,8 @@ from heron.pubsub.config import DATA, NODE_CONFIG, PUBLISH_OPTIONS, NodeConfig, 
 from heron.pubsub.engine import (
     EVENT,
     NO_RELATION,
+    SUBSCRIBE_AUTHORIZATION,
+    SUBSCRIBE_OPTIONS,
     Page,
     Policy,
     PubsubService,
@@ -163,9 +165,86 @@ def test_access_models() -> None:
     with pytest.raises(StanzaError) as banned:
         svc.items("whitelist", BOB, NO_RELATION)
     assert conditions(banned) == ("forbidden", None)
-    with pytest.raises(StanzaError) as authorize:
-        svc.create("authorize", ALICE, form(NODE_CONFIG, access_model="authorize"))
-    assert conditions(authorize) == ("feature-not-implemented", "unsupported")
+
+
+def answer(request: Element, allow: bool) -> Element:
+    """The owner's submitted copy of an authorization request form (§8.6)."""
+    values = {
+        f.attrs["var"]: f.child_text("value", DATA) or "" for f in request.find_all("field", DATA)
+    }
+    submitted = form(SUBSCRIBE_AUTHORIZATION, allow="true" if allow else "false")
+    for var in ("pubsub#node", "pubsub#subid", "pubsub#subscriber_jid"):
+        submitted.add("field", DATA, {"var": var}).add("value", DATA, text=values[var])
+    return submitted
+
+
+def test_authorize_access_model_waits_for_an_owner() -> None:
+    svc = service()
+    svc.create("club", ALICE, form(NODE_CONFIG, access_model="authorize"))
+    svc.publish("club", ALICE, item("secret", "s1"))
+    svc.drain()
+    sub = svc.subscribe("club", BOB, BOB, NO_RELATION)
+    assert sub.state == "pending"
+    (request,) = svc.drain().notifications
+    assert request.to == ALICE.bare
+    assert request.type == "normal"
+    assert request.event.tag == "x"
+    with pytest.raises(StanzaError) as pending:
+        svc.items("club", BOB, NO_RELATION)
+    assert conditions(pending) == ("not-authorized", "pending-subscription")
+    with pytest.raises(StanzaError) as stranger:
+        svc.items("club", CAROL, NO_RELATION)
+    assert conditions(stranger) == ("not-authorized", "not-subscribed")
+    svc.publish("club", ALICE, item("more", "s2"))
+    assert svc.drain().notifications == []  # nothing to a pending subscriber
+
+    with pytest.raises(StanzaError) as not_owner:
+        svc.authorize(BOB, answer(request.event, allow=True))
+    assert conditions(not_owner) == ("forbidden", None)
+    svc.authorize(ALICE, answer(request.event, allow=True))
+    told = svc.drain().notifications
+    assert [n.to for n in told] == [BOB, BOB]  # approval, then the last item
+    approved = told[0].event.find("subscription", EVENT)
+    assert approved is not None
+    assert approved.attrs["subscription"] == "subscribed"
+    assert [i.id for i in svc.items("club", BOB, NO_RELATION)[1]] == ["s2"]  # max_items 1
+    with pytest.raises(StanzaError) as twice:
+        svc.authorize(ALICE, answer(request.event, allow=True))
+    assert conditions(twice) == ("item-not-found", None)
+
+    svc.subscribe("club", CAROL, CAROL, NO_RELATION)
+    (request,) = svc.drain().notifications
+    svc.authorize(ALICE, answer(request.event, allow=False))
+    (denied,) = svc.drain().notifications
+    assert denied.to == CAROL
+    assert CAROL not in svc.nodes["club"].subscriptions
+
+
+def test_subscription_option_deliver() -> None:
+    svc = service()
+    svc.create("n", ALICE)
+    sub = svc.subscribe("n", BOB, BOB, NO_RELATION)
+    options = svc.options("n", BOB, BOB)
+    assert options.find("field", DATA) is not None
+    svc.set_options("n", BOB, BOB, sub.subid, form(SUBSCRIBE_OPTIONS, deliver="0"))
+    svc.drain()
+    svc.publish("n", ALICE, item("quiet"))
+    assert svc.drain().notifications == []
+    svc.set_options("n", BOB, BOB, None, form(SUBSCRIBE_OPTIONS, deliver="1"))
+    svc.publish("n", ALICE, item("loud"))
+    assert [n.to for n in svc.drain().notifications] == [BOB]
+    with pytest.raises(StanzaError) as unknown:
+        svc.set_options("n", BOB, BOB, None, form(SUBSCRIBE_OPTIONS, digest="1"))
+    assert conditions(unknown) == ("bad-request", "invalid-options")
+    with pytest.raises(StanzaError) as wrong_subid:
+        svc.options("n", BOB, BOB, "nope")
+    assert conditions(wrong_subid) == ("not-acceptable", "invalid-subid")
+    with pytest.raises(StanzaError) as someone_else:
+        svc.options("n", CAROL, BOB)
+    assert conditions(someone_else) == ("forbidden", None)
+    with pytest.raises(StanzaError) as not_subscribed:
+        svc.options("n", CAROL, CAROL)
+    assert conditions(not_subscribed) == ("unexpected-request", "not-subscribed")
 
 
 def test_subscriptions_and_last_item() -> None:
