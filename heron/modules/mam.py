@@ -81,8 +81,8 @@ MIGRATIONS: Final = (
         """,
     ),
 )
-FLUSH_AFTER_S: Final = 0.02  # archived rows wait at most this long to be written together
-FLUSH_ROWS: Final = 256  # ... or until this many are waiting
+FLUSH_AFTER_S: Final = 0.05  # archived rows wait at most this long to be written together
+FLUSH_ROWS: Final = 512  # ... or until this many are waiting
 Row = tuple[str, str, str, str, float, str]
 MODES: Final = ("always", "never", "roster")
 
