@@ -25,6 +25,7 @@ from heron.config import ConfigError, build_options
 from heron.core.module import Module, ModuleContext, Xep, iq_handler
 from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
+from heron.pubsub.caps import ver_of
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
@@ -33,6 +34,8 @@ ACCOUNT_IDENTITY = Identity("account", "registered")
 
 
 SERVERINFO = "http://jabber.org/network/serverinfo"
+CAPS = "http://jabber.org/protocol/caps"
+CAPS_NODE = "https://heron.invalid/caps"  # names the software; never fetched
 CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
 
 
@@ -100,6 +103,7 @@ class DiscoModule(Module):
             "no nodes on the server itself; account info answered to its owner and contacts",
         ),
         Xep(157, "1.1.1", "complete", "contact addresses from the disco options"),
+        Xep(115, "1.6.0", "complete", "the server's own caps in its stream features (§6.3)"),
     )
     disco_features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
 
@@ -123,9 +127,42 @@ class DiscoModule(Module):
         return [DiscoItem(JID.parse(jid), name) for jid, name in self.ctx.registry.items.items()]
 
     # --- disco#info -------------------------------------------------------------------
+    async def start(self) -> None:
+        self._caps: tuple[tuple[object, ...], str] | None = None
+        self.ctx.registry.postauth_features.append(self.caps_feature)
+
+    async def stop(self) -> None:
+        if self.caps_feature in self.ctx.registry.postauth_features:
+            self.ctx.registry.postauth_features.remove(self.caps_feature)
+
+    # --- XEP-0115: the server's own capabilities -------------------------------------
+    def caps_ver(self) -> str:
+        """The verification string's hash of the server's disco#info, kept until it changes."""
+        registry = self.ctx.registry
+        key = (tuple(sorted(registry.features)), tuple(registry.identities))
+        if self._caps is None or self._caps[0] != key:
+            self._caps = (key, ver_of(self._host_info(), "sha-1") or "")
+        return self._caps[1]
+
+    def caps_feature(self) -> Element | None:
+        """§6.3: the caps of the server in the stream features after login."""
+        ver = self.caps_ver()
+        if not ver:
+            return None
+        return Element("c", CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
+
     @iq_handler("get", ns.DISCO_INFO, Target.HOST)
     async def on_host_info(self, iq: Stanza) -> Element | None:
-        _refuse_node(iq.payload)
+        payload = iq.payload
+        node = payload.get("node") if payload is not None else None
+        if node is not None and node == f"{CAPS_NODE}#{self.caps_ver()}":
+            answer = self._host_info()  # §6.2: the node#ver the caps named
+            answer.attrs["node"] = node
+            return answer
+        _refuse_node(payload)
+        return self._host_info()
+
+    def _host_info(self) -> Element:
         registry = self.ctx.registry
         identities = [SERVER_IDENTITY]
         identities += [i for i in registry.identities if i not in identities]

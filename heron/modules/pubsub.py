@@ -134,7 +134,7 @@ class PubsubModule(Module):
             "no collection nodes",
         ),
         Xep(163, "1.2.2", "complete", "with access models decided on the owner's roster"),
-        Xep(115, "1.6.0", "partial", "hashes verified and cached for PEP +notify; not sent"),
+        Xep(115, "1.6.0", "complete", "clients' caps verified and cached for PEP +notify"),
         Xep(223, "1.1.1", "complete", "private storage with whitelist publish-options"),
         Xep(59, "1.0", "complete", "paging of pubsub items"),
         Xep(402, "1.2.0", "complete", "kept the same as XEP-0048 private storage (§5.3)"),
