@@ -352,3 +352,40 @@ async def test_a_new_room_stays_locked_until_configured(
         await close(alice)
         await close(bob)
         await running.stop()
+
+
+async def test_occupants_retract_their_own_messages_only(muc_server: RunningServer) -> None:
+    alice, bob, carol = [await member(muc_server, u) for u in ("alice", "bob", "carol")]
+    for client in (alice, bob, carol):
+        client.register_plugin("xep_0424")
+    try:
+        await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
+        await bob.plugin["xep_0045"].join_muc_wait(ROOM, "Bob", timeout=5)
+        got = asyncio.ensure_future(alice.wait_until("groupchat_message", timeout=5))
+        bob.send_message(mto=ROOM, mbody="oops, wrong window", mtype="groupchat")
+        typo = await got
+        typo_id = typo.xml.find("{urn:xmpp:sid:0}stanza-id").get("id")
+
+        # Alice may not take back Bob's message (she would moderate it instead).
+        refused = asyncio.ensure_future(alice.wait_until("message_error", timeout=5))
+        alice.plugin["xep_0424"].send_retraction(ROOM, typo_id, mtype="groupchat")
+        assert (await refused)["error"]["condition"] == "forbidden"
+
+        told = asyncio.ensure_future(alice.wait_until("message_retract", timeout=5))
+        bob.plugin["xep_0424"].send_retraction(ROOM, typo_id, mtype="groupchat")
+        assert (await told)["retract"]["id"] == typo_id
+        results = [
+            m["mam_result"]["forwarded"]["stanza"]
+            async for m in alice.plugin["xep_0313"].iterate(jid=ROOM, rsm={"max": 10})
+        ]
+        tombstone = next(m for m in results if m["id"] == typo["id"])
+        assert "wrong window" not in str(tombstone)
+        assert tombstone.xml.find("{urn:xmpp:message-retract:1}retracted") is not None
+        _own, _subject, _occupants, history = await carol.plugin["xep_0045"].join_muc_wait(
+            ROOM, "Carol", maxstanzas=20, timeout=5
+        )
+        assert all("wrong window" not in m["body"] for m in history)
+    finally:
+        for client in (alice, bob, carol):
+            await close(client)

@@ -128,6 +128,7 @@ class MucModule(Module):
             ejabberd="no",
         ),
         Xep(410, "1.1", "complete", "self-ping answered by the room"),
+        Xep(424, "0.4.2", "complete", "in rooms: authors only, checked by occupant-id"),
         Xep(
             425,
             "0.3",
@@ -518,6 +519,9 @@ class MucModule(Module):
                 raise StanzaError(StanzaCondition.FORBIDDEN, "only moderators change the subject")
             room.subject, room.subject_by = subject.text, nick
             await self._save(room)
+        retract = el.find("retract", RETRACT)
+        if retract is not None and retract.attrs.get("id"):
+            await self._self_retract(room, occupant, retract.attrs["id"])
         message = el.copy()
         message.attrs = {k: v for k, v in message.attrs.items() if k in ("id", "type")}
         message.attrs["from"] = f"{room.jid}/{nick}"
@@ -672,6 +676,29 @@ class MucModule(Module):
         if iq.from_ not in room.nicks and affiliation in ("none", "outcast"):
             raise StanzaError(StanzaCondition.FORBIDDEN, "join the room to read its history")
         return await archive.answer(room.jid, iq)
+
+    async def _self_retract(self, room: Room, author: Occupant, target_id: str) -> None:
+        """XEP-0424 in a room: an occupant takes back their own message (known by its
+        occupant-id); the archive keeps a tombstone, joiners no longer get it. Retracting
+        someone else's message is refused (moderators use XEP-0425)."""
+        archive = self.ctx.registry.archive
+        original = await archive.lookup(room.jid, target_id) if archive is not None else None
+        if original is None:
+            original = next((m for m, _at in room.history if _stanza_id(m) == target_id), None)
+        if original is None:
+            return  # not ours to check (too old, or never archived): relayed as it is
+        mine = self._occupant_id(room, author)
+        theirs = next((c.attrs.get("id") for c in original.elements() if c.ns == OCCUPANT_ID), None)
+        if theirs != mine:
+            raise StanzaError(StanzaCondition.FORBIDDEN, "only the author retracts a message")
+        room.history = type(room.history)(
+            (m, at) for m, at in room.history if _stanza_id(m) != target_id
+        )
+        if archive is not None:
+            tombstone = Element("message", ns.CLIENT, dict(original.attrs))
+            tombstone.add("occupant-id", OCCUPANT_ID, {"id": mine})
+            tombstone.add("retracted", RETRACT, {"stamp": _stamp(time.time())})
+            await archive.replace(room.jid, target_id, tombstone)
 
     async def moderate(self, iq: Stanza) -> Element | None:
         """XEP-0425: a moderator retracts a message by its stanza-id. Everyone is told, the
