@@ -389,3 +389,98 @@ async def test_occupants_retract_their_own_messages_only(muc_server: RunningServ
     finally:
         for client in (alice, bob, carol):
             await close(client)
+
+
+SEARCH = "urn:xmpp:channel-search:0:search"
+
+
+async def channel_search(client: ClientXMPP, fields: str, rsm: str = "") -> ET.Element:
+    iq = client.make_iq_get(ito="conference.localhost")
+    iq.append(
+        ET.fromstring(
+            f"<search xmlns='{SEARCH}'>{rsm}<x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE' type='hidden'><value>urn:xmpp:channel-search:0:search-params"
+            f"</value></field>{fields}</x></search>"
+        )
+    )
+    answer = await iq.send(timeout=5)
+    result = answer.xml.find(f"{{{SEARCH}}}result")
+    assert result is not None
+    return result
+
+
+async def test_channel_search_finds_public_rooms(muc_server: RunningServer) -> None:
+    alice, bob = await member(muc_server, "alice"), await member(muc_server, "bob")
+    try:
+        rooms = {
+            "birds": ("Bird watching", "Herons, egrets and storks", {}),
+            "fish": ("Fishing", "Where the herons eat", {}),
+            "secret": ("Heron hideout", "", {"muc#roomconfig_publicroom": False}),
+        }
+        for local, (name, description, extra) in rooms.items():
+            room = SJID(f"{local}@conference.localhost")
+            owner = bob if local == "secret" else alice  # two rooms each at most here
+            await owner.plugin["xep_0045"].join_muc_wait(room, "Owner", timeout=5)
+            await configure(
+                owner,
+                room,
+                {"muc#roomconfig_roomname": name, "muc#roomconfig_roomdesc": description, **extra},
+            )
+        await bob.plugin["xep_0045"].join_muc_wait(
+            SJID("fish@conference.localhost"), "Bob", timeout=5
+        )
+        info = await bob.plugin["xep_0030"].get_info(jid="conference.localhost", timeout=5)
+        assert SEARCH in info["disco_info"]["features"]
+
+        # Keyword search in names and descriptions; hidden rooms never show; busiest first.
+        found = await channel_search(bob, "<field var='q'><value>heron</value></field>")
+        items = found.findall(f"{{{SEARCH}}}item")
+        assert [i.get("address") for i in items] == [
+            "fish@conference.localhost",
+            "birds@conference.localhost",
+        ]
+        assert items[0].findtext(f"{{{SEARCH}}}nusers") == "2"  # Alice and Bob
+        assert items[0].findtext(f"{{{SEARCH}}}is-open") == "true"
+
+        # Everything, by address, one per page.
+        everything = (
+            "<field var='all'><value>true</value></field><field var='key'><value>"
+            "{urn:xmpp:channel-search:0:order}address</value></field>"
+        )
+        first = await channel_search(
+            bob, everything, "<set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set>"
+        )
+        assert [i.get("address") for i in first.findall(f"{{{SEARCH}}}item")] == [
+            "birds@conference.localhost"
+        ]
+        last = first.findtext(
+            "{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}last"
+        )
+        second = await channel_search(
+            bob,
+            everything,
+            f"<set xmlns='http://jabber.org/protocol/rsm'><max>1</max><after>{last}</after></set>",
+        )
+        assert [i.get("address") for i in second.findall(f"{{{SEARCH}}}item")] == [
+            "fish@conference.localhost"
+        ]
+
+        # The errors of §4.2.2.
+        for fields, condition, app in (
+            ("<field var='q'><value>x</value></field><field var='all'><value>1</value></field>",
+             "bad-request", "conflicting-fields"),
+            ("", "bad-request", "no-search-conditions"),
+            ("<field var='q'><value> </value></field>", "bad-request", "invalid-search-terms"),
+            ("<field var='all'><value>1</value></field><field var='key'><value>{x}y</value>"
+             "</field>", "feature-not-implemented", "invalid-sort-key"),
+        ):  # fmt: skip
+            with pytest.raises(IqError) as refused:
+                await channel_search(bob, fields)
+            assert refused.value.condition == condition
+            assert (
+                refused.value.iq.xml.find(f".//{{urn:xmpp:channel-search:0:error}}{app}")
+                is not None
+            )
+    finally:
+        await close(alice)
+        await close(bob)
