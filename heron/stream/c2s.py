@@ -171,6 +171,41 @@ class State(Enum):
 class C2SStream:
     """One client connection. Also the core's ``Session`` once bound."""
 
+    # One per connection, idle ones included: slots keep each instance small.
+    __slots__ = (
+        "_available",
+        "_hold",
+        "_jid",
+        "_priority",
+        "_sasl",
+        "_sasl2",
+        "_sasl_failures",
+        "_sasl_ns",
+        "_sasl_user",
+        "close_reason",
+        "domain",
+        "framing",
+        "hibernating",
+        "host",
+        "is_authenticated",
+        "is_tls",
+        "link",
+        "log",
+        "lost",
+        "mechanism",
+        "pace",
+        "parser",
+        "preauth_state",
+        "presence",
+        "sm",
+        "started",
+        "state",
+        "stream_id",
+        "superseded",
+        "tls",
+        "username",
+    )
+
     def __init__(
         self, host: C2SHost, link: Link, *, is_tls: bool, framing: Framing | None = None
     ) -> None:
