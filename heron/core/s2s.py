@@ -125,10 +125,17 @@ class S2SManager:
         condition = StanzaCondition.REMOTE_SERVER_NOT_FOUND
         try:
             async with asyncio.timeout(self.limits.connect_timeout_s):
-                stream = await self.connect(route.local, route.remote)
-                route.stream = stream
-                route.opened.set()
-                await asyncio.shield(stream.ready)
+                for attempt in (1, 2):  # a second time when the peer refused EXTERNAL
+                    stream = await self.connect(route.local, route.remote)
+                    route.stream = stream
+                    route.opened.set()
+                    try:
+                        await asyncio.shield(stream.ready)
+                        break
+                    except ConnectionError:
+                        if attempt == 2 or not getattr(stream, "external_refused", False):
+                            raise
+                        stream.close()
         except TimeoutError:
             condition = StanzaCondition.REMOTE_SERVER_TIMEOUT
             log.info("s2s %s -> %s: timed out", route.local, route.remote)

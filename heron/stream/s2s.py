@@ -47,6 +47,11 @@ from heron.xmlstream import (
 
 log = logging.getLogger(__name__)
 
+
+class ExternalRefused(ConnectionError):
+    """The peer refused SASL EXTERNAL with our certificate; dialback may still work."""
+
+
 PREFIXES = {"db": ns.DIALBACK}
 
 
@@ -372,6 +377,7 @@ class S2SOutgoing(_Stream):
         self.secured: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._verifies: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self._external_tried = False
+        self.external_refused = False  # the peer said no to our certificate
         self.method = ""  # how we authenticated: "EXTERNAL" or "dialback"
 
     def start(self) -> None:
@@ -491,8 +497,13 @@ class S2SOutgoing(_Stream):
             self.parser.reset()
             self.start()
         else:
-            self.log.info("s2s EXTERNAL to %s refused; trying dialback", self.remote)
-            self._start_dialback()
+            # Some peers (ejabberd 23.01) ignore dialback on a stream whose EXTERNAL failed:
+            # end this stream; the next one to this peer goes straight to dialback.
+            self.log.info("s2s EXTERNAL to %s refused; reconnecting for dialback", self.remote)
+            self.external_refused = True
+            self.close_reason = "EXTERNAL refused"
+            self._fail(ExternalRefused(f"{self.remote} refused our certificate"))
+            self.close()
 
     def _dialback_result(self, el: Element) -> None:
         if el.attrs.get("from") != self.remote or el.attrs.get("to") != self.local:

@@ -149,8 +149,11 @@ class S2SConnector:
         self.own_resolver = resolver is not None  # then addresses come from it too
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams: set[S2SOutgoing] = set()
+        self.no_external: set[str] = set()  # peers that refused our certificate
 
     async def connect(self, local: str, remote: str) -> S2SOutgoing:
+        if any(s.remote == remote and s.external_refused for s in self.streams):
+            self.no_external.add(remote)  # the stream that was refused may still be closing
         context = self.tls.client_context(local)
         if context is None:
             raise ConnectionError(f"no certificate for {local}")
@@ -177,7 +180,7 @@ class S2SConnector:
                 link,
                 local,
                 remote,
-                use_external=self.tls.use_external,
+                use_external=self.tls.use_external and remote not in self.no_external,
                 is_tls=target.direct_tls,
             )
             if target.direct_tls:
@@ -223,6 +226,8 @@ class S2SConnector:
             stream.close(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
         finally:
             self.streams.discard(stream)
+            if stream.external_refused:
+                self.no_external.add(stream.remote)
             stream.close()
             stream.log.info(
                 "s2s %s -> %s closed: %s", stream.local, stream.remote, stream.close_reason

@@ -66,6 +66,12 @@ def _write(el: Element, parent_ns: str | None, out: list[str]) -> None:
         tag = "stream:" + _check_name(el.tag)
         ns_decl = ""
         child_parent: str | None = parent_ns
+    elif el.ns == ns.DIALBACK and parent_ns == ns.SERVER:
+        # <db:result/> and <db:verify/> with the prefix server stream headers declare:
+        # some peers (ejabberd) match dialback elements by that prefix.
+        tag = "db:" + _check_name(el.tag)
+        ns_decl = ""
+        child_parent = ns.SERVER
     else:
         tag = _check_name(el.tag)
         ns_decl = "" if el.ns == parent_ns else f' xmlns="{escape_attr(el.ns)}"'
