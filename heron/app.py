@@ -22,6 +22,7 @@ from heron.stream.sasl import tls_server_end_point
 from heron.tls import (
     TlsError,
     check_certificate,
+    context_for,
     ensure_certificate,
     s2s_client_context,
     s2s_server_context,
@@ -103,10 +104,13 @@ def _s2s_tls(config: ServerConfig, certs: dict[str, tuple[Path, Path]]) -> S2STl
         certs, config.hosts[0].domain, request_certificates=strict, ca_file=s2s.ca_file
     )
     clients: dict[str, ssl.SSLContext] = {}
+    default = config.hosts[0].domain
 
     def client_context(domain: str) -> ssl.SSLContext | None:
-        if domain not in clients and domain in certs:
-            cert, key = certs[domain]
+        if domain not in clients:
+            # A service without a certificate of its own (conference.example.org) shows its
+            # host's, as the listeners do by SNI: without one its rooms could not federate.
+            cert, key = context_for(certs, domain) or certs[default]
             clients[domain] = s2s_client_context(cert, key, verify=strict, ca_file=s2s.ca_file)
         return clients.get(domain)
 

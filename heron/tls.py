@@ -18,7 +18,7 @@ import ssl
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -197,8 +197,11 @@ def sni_context(certs: Mapping[str, tuple[Path, Path]], default_domain: str) -> 
     return base
 
 
-def context_for(contexts: Mapping[str, ssl.SSLContext], name: str) -> ssl.SSLContext | None:
-    """The context for `name` or its nearest parent domain, if any."""
+_T = TypeVar("_T")
+
+
+def context_for(contexts: Mapping[str, _T], name: str) -> _T | None:
+    """The entry (a context, a certificate) for `name` or its nearest parent domain, if any."""
     labels = name.lower().rstrip(".").split(".")
     for start in range(len(labels)):
         ctx = contexts.get(".".join(labels[start:]))

@@ -46,8 +46,13 @@ def make_ca(folder: Path) -> tuple[Path, x509.Certificate, ec.EllipticCurvePriva
 
 
 def issue(
-    folder: Path, domain: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
+    folder: Path,
+    domain: str,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    also: tuple[str, ...] = (),
 ) -> tuple[Path, Path]:
+    """A certificate for ``domain`` and the names in ``also`` (e.g. its MUC service)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -58,7 +63,9 @@ def issue(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in (domain, *also)]), critical=False
+        )
         .add_extension(
             x509.ExtendedKeyUsage(
                 [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]

@@ -175,7 +175,16 @@ class S2SManager:
                 stream = route.stream
                 if stream is None:
                     return False  # the connection failed
-                return await stream.verify(originating, stream_id, key)
+                answer = await stream.verify(originating, stream_id, key)
+                if answer or not getattr(stream, "external_refused", False):
+                    return answer
+                # The peer refused our certificate on that stream before we could ask;
+                # _establish opens a dialback-only one: ask there.
+                while route.stream is stream or route.stream is None:
+                    if route.connecting is None or route.connecting.done():
+                        return False
+                    await asyncio.sleep(0.05)
+                return await route.stream.verify(originating, stream_id, key)
         except (TimeoutError, OSError, ConnectionError):
             return False
 

@@ -53,6 +53,11 @@ class ExternalRefused(ConnectionError):
 
 
 PREFIXES = {"db": ns.DIALBACK}
+# COMPAT: ejabberd 23.01 (its XML codec matches dialback elements by the literal name
+# "db:result"/"db:verify") ignores <result xmlns='jabber:server:dialback'/>, which is the same
+# XML. So dialback elements go out with the db: prefix the stream header declares, as in
+# every example of XEP-0220.
+DIALBACK_PREFIX = {ns.DIALBACK: "db"}
 
 
 class S2SHost(Protocol):
@@ -126,7 +131,7 @@ class _Stream:
         self.link.write(text.encode())
 
     def _send(self, el: Element) -> None:
-        self._write(serialize(el, ns.SERVER))
+        self._write(serialize(el, ns.SERVER, DIALBACK_PREFIX))
 
     def close(self, error: StreamError | None = None) -> None:
         if self.phase is Phase.CLOSED:

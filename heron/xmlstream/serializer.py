@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Mapping
 from typing import Final
 
 from heron import ns
@@ -61,17 +62,15 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _write(el: Element, parent_ns: str | None, out: list[str]) -> None:
-    if el.ns == ns.STREAM and parent_ns is not None and parent_ns != ns.STREAM:
-        tag = "stream:" + _check_name(el.tag)
+def _write(el: Element, parent_ns: str | None, out: list[str], prefix: str | None = None) -> None:
+    if prefix is not None:  # a namespace the stream header binds to this prefix
+        tag = f"{prefix}:{_check_name(el.tag)}"
         ns_decl = ""
         child_parent: str | None = parent_ns
-    elif el.ns == ns.DIALBACK and parent_ns == ns.SERVER:
-        # <db:result/> and <db:verify/> with the prefix server stream headers declare:
-        # some peers (ejabberd) match dialback elements by that prefix.
-        tag = "db:" + _check_name(el.tag)
+    elif el.ns == ns.STREAM and parent_ns is not None and parent_ns != ns.STREAM:
+        tag = "stream:" + _check_name(el.tag)
         ns_decl = ""
-        child_parent = ns.SERVER
+        child_parent = parent_ns
     else:
         tag = _check_name(el.tag)
         ns_decl = "" if el.ns == parent_ns else f' xmlns="{escape_attr(el.ns)}"'
@@ -129,15 +128,19 @@ def prepare(el: Element, parent_ns: str | None = None) -> None:
     el.prepared = (tuple(el.children), child_parent, "".join(out))
 
 
-def serialize(el: Element, parent_ns: str | None = None) -> str:
+def serialize(
+    el: Element, parent_ns: str | None = None, prefixes: Mapping[str, str] | None = None
+) -> str:
     """Serialize ``el``; ``xmlns`` is written only where it differs from ``parent_ns``.
 
     Pass the stream's content namespace (e.g. ``jabber:client``) as ``parent_ns`` for
     top-level elements: stanzas then carry no xmlns, and elements of the streams namespace
-    use the ``stream:`` prefix that the stream header declares.
+    use the ``stream:`` prefix that the stream header declares. ``prefixes`` maps further
+    namespaces the header declares to their prefix (``{ns.DIALBACK: "db"}``): a top-level
+    element in one of them is written with the prefix (``<db:result/>``).
     """
     out: list[str] = []
-    _write(el, parent_ns, out)
+    _write(el, parent_ns, out, prefixes.get(el.ns) if prefixes else None)
     return "".join(out)
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from slixmpp import JID as SJID
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer, start
@@ -25,7 +26,7 @@ from tests.certs import issue, make_ca
 from tests.conftest import make_config
 from tests.dnsserver import DnsServer
 from tests.hostile.test_xml_attacks import condition_of
-from tests.integration.clients import close, login
+from tests.integration.clients import close, instant_room, login
 from tests.rawclient import RawClient
 
 PASSWORD = "federation-password"
@@ -149,6 +150,39 @@ async def test_certificates_from_a_trusted_ca_authenticate_with_sasl_external(
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_user_of_another_server_talks_in_a_room(
+    dialback_pair: tuple[RunningServer, RunningServer],
+) -> None:
+    """The MUC service (conference.a.test) has no certificate of its own: its streams to
+    b.test, and its answers to b.test's dialback questions, use its host's."""
+    a, b = dialback_pair
+    assert b.connector is not None
+    b.connector.peers["conference.a.test"] = f"127.0.0.1:{a.ports['s2s']}"
+    room = SJID("lounge@conference.a.test")
+    alice = await login(a, "user@a.test/phone", PASSWORD, plugins=("xep_0045",))
+    bob = await login(b, "user@b.test/desk", PASSWORD, plugins=("xep_0045",))
+    try:
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=5)
+        await instant_room(alice, room)  # a new room opens once configured (XEP-0045 §10.1)
+        own, _subject, occupants, _history = await bob.plugin["xep_0045"].join_muc_wait(
+            room, "Bob", timeout=15
+        )
+        assert own["muc"]["role"] == "participant"
+        assert "Alice" in [p["muc"]["nick"] for p in occupants]
+        got = asyncio.ensure_future(bob.wait_until("groupchat_message", timeout=15))
+        alice.send_message(mto=room, mbody="welcome", mtype="groupchat")
+        assert (await got)["from"] == SJID(f"{room}/Alice")
+        heard = asyncio.ensure_future(alice.wait_until("groupchat_message", timeout=15))
+        bob.send_message(mto=room, mbody="thanks", mtype="groupchat")
+        message = await heard
+        assert (message["body"], message["from"]) == ("thanks", SJID(f"{room}/Bob"))
+    finally:
+        await close(alice)
+        await close(bob)
+    assert a.connector is not None
+    assert {(s.local, s.method) for s in a.connector.streams} == {("conference.a.test", "dialback")}
 
 
 async def s2s_raw(server: RunningServer, domain: str) -> RawClient:

@@ -8,9 +8,8 @@ import asyncio
 
 import pytest
 
-from heron import ns
 from heron.stream.s2s import ExternalRefused, S2SOutgoing
-from heron.xmlstream import Element, Limits, serialize
+from heron.xmlstream import Limits
 from tests.harness import MemoryLink
 
 HEADER = (
@@ -25,14 +24,6 @@ class Host:
 
     def dialback_key(self, receiving: str, originating: str, stream_id: str) -> str:
         return f"key-{stream_id}"
-
-
-def test_dialback_elements_use_the_declared_prefix() -> None:
-    result = Element("result", ns.DIALBACK, {"from": "a.example", "to": "b.example"}, ["k"])
-    assert (
-        serialize(result, ns.SERVER) == '<db:result from="a.example" to="b.example">k</db:result>'
-    )
-    assert serialize(result).startswith('<result xmlns="jabber:server:dialback"')
 
 
 async def outgoing(*, use_external: bool) -> tuple[S2SOutgoing, MemoryLink]:
