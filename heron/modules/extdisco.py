@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qs
 
+from heron import timestamps
 from heron.config import ConfigError, build_options
 from heron.core.module import Module, ModuleContext, Xep, iq_handler
 from heron.core.registry import Target
@@ -108,7 +108,7 @@ def turn_credentials(secret: str, user: str, expiry: int) -> tuple[str, str]:
 
 
 def _stamp(unix: int) -> str:
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamps.stamp(unix)
 
 
 class ExtdiscoModule(Module):

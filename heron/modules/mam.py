@@ -22,10 +22,9 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
-from heron import ns
+from heron import ns, timestamps
 from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Target
@@ -95,17 +94,14 @@ class MamOptions:
 
 
 def _stamp(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return timestamps.stamp(at, microseconds=True)
 
 
 def _parse_time(value: str) -> float:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise StanzaError(StanzaCondition.BAD_REQUEST, f"bad time {value!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    parsed = timestamps.parse(value)
+    if parsed is None:
+        raise StanzaError(StanzaCondition.BAD_REQUEST, f"bad time {value!r}")
+    return parsed
 
 
 def eligible(stanza: Stanza) -> bool:

@@ -8,11 +8,11 @@ A message is deleted only after it has been handed to the session.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
-from heron import ns
+from heron import ns, timestamps
 from heron.config import build_options
 from heron.core.module import Module, Xep, hook
 from heron.jid import JID
@@ -82,7 +82,7 @@ class OfflineModule(Module):
         if not await self.ctx.server.accounts.exists(account):
             return False  # the router answers service-unavailable (RFC 6121 §8.5.1)
         element = stanza.element.copy()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = timestamps.stamp(time.time())
         element.add("delay", ns.DELAY, {"from": self.ctx.domain, "stamp": stamp}, "Offline")
         xml = serialize(element, ns.CLIENT)
         limit = self.options.max_messages

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from heron import ns
+from heron import ns, timestamps
 from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep
 from heron.core.registry import Target
@@ -173,7 +173,7 @@ class UploadModule(Module):
         if used + size > self.options.quota_bytes:
             extra = Element("retry", UPLOAD)
             retry_at = (oldest or time.time()) + self.options.expire_days * 86400
-            extra.attrs["stamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at))
+            extra.attrs["stamp"] = timestamps.stamp(retry_at)
             raise StanzaError(
                 StanzaCondition.RESOURCE_CONSTRAINT, "upload quota reached", extra=extra
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Protocol
 
-from heron import ns
+from heron import ns, timestamps
 from heron.credentials import ScramKeys
 from heron.jid import JID, InvalidJID, normalize_resource
 from heron.stanza import (
@@ -665,7 +665,7 @@ class C2SStream:
         if agent_id and (wants_token or rotate):
             assert self.username is not None
             token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry))
+            stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)
         self._send(self._post_auth_features())

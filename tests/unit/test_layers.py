@@ -9,7 +9,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "heron"
 
-LEAVES = {"heron", "heron.ns", "heron.jid", "heron.credentials", "heron.ratelimit"}
+LEAVES = {
+    "heron",
+    "heron.ns",
+    "heron.jid",
+    "heron.credentials",
+    "heron.ratelimit",
+    "heron.timestamps",
+}
 ALLOWED: dict[str, set[str]] = {
     "heron.xmlstream": {"heron.xmlstream"},
     "heron.stanza": {"heron.xmlstream", "heron.stanza"},

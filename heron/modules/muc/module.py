@@ -27,7 +27,6 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 from heron import ns
@@ -60,6 +59,8 @@ from heron.modules.muc.model import (
 from heron.ratelimit import TokenBucket
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.sqlite import transaction
+from heron.timestamps import parse as _parse_time
+from heron.timestamps import stamp as _stamp
 from heron.xmlstream import prepare, serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
@@ -95,18 +96,6 @@ class MucOptions:
     max_vcard_bytes: int = 256 * 1024
     lock_new_rooms: bool = True  # §10.1.1: nobody else enters before the owner configures
     lock_timeout_s: float = 300.0  # a room still locked then is destroyed
-
-
-def _stamp(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: str) -> float | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _status(x: Element, codes: Iterable[str]) -> None:
@@ -700,9 +689,7 @@ class MucModule(Module):
         theirs = next((c.attrs.get("id") for c in original.elements() if c.ns == OCCUPANT_ID), None)
         if theirs != mine:
             raise StanzaError(StanzaCondition.FORBIDDEN, "only the author retracts a message")
-        room.history = type(room.history)(
-            (m, at) for m, at in room.history if _stanza_id(m) != target_id
-        )
+        _drop_from_history(room, target_id)
         if archive is not None:
             tombstone = Element("message", ns.CLIENT, dict(original.attrs))
             tombstone.add("occupant-id", OCCUPANT_ID, {"id": mine})
@@ -726,9 +713,7 @@ class MucModule(Module):
         kept = [m for m, _at in room.history if _stanza_id(m) == target_id]
         if original is None and not kept:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such message in this room")
-        room.history = type(room.history)(
-            (m, at) for m, at in room.history if _stanza_id(m) != target_id
-        )
+        _drop_from_history(room, target_id)
         by = f"{room.jid}/{actor.nick}"
         moderator_id = self._occupant_id(room, actor)
         if archive is not None and original is not None:
@@ -1289,6 +1274,13 @@ def _search_page(rooms: list[Room], rsm: Element | None) -> tuple[list[Room], El
         out.add("last", RSM, text=str(page[-1].jid))
     out.add("count", RSM, text=str(len(rooms)))
     return page, out
+
+
+def _drop_from_history(room: Room, stanza_id: str) -> None:
+    """A retracted message is no longer sent to joiners."""
+    room.history = type(room.history)(
+        (m, at) for m, at in room.history if _stanza_id(m) != stanza_id
+    )
 
 
 def _stanza_id(message: Element) -> str | None:
