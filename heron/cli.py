@@ -25,8 +25,9 @@ from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
 from heron.pubsub.store import PubsubStore
-from heron.storage.accounts import SqliteAccountStore
-from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
+from heron.storage import StorageUnavailable, open_database
+from heron.storage.accounts import SqlAccountStore
+from heron.storage.db import Database
 from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
@@ -69,6 +70,21 @@ def _account_jid(config: ServerConfig, text: str) -> JID:
     return jid
 
 
+async def _open(config: ServerConfig) -> Database:
+    """The configured database (StorageUnavailable names the key when it cannot be used)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return await open_database(config.storage, config.data_dir)
+
+
+async def _open_sqlite(config: ServerConfig) -> SqliteDatabase:
+    """For the commands whose tables are SQLite's alone still."""
+    db = await _open(config)
+    if not isinstance(db, SqliteDatabase):
+        await db.close()
+        raise CliError('this command supports only storage.engine = "sqlite" yet')
+    return db
+
+
 async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
@@ -78,15 +94,15 @@ async def _with_accounts(
     """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and its
     PEP data."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
+    db = await _open(config)
     try:
-        await db.migrate(SqliteAccountStore.MIGRATIONS)
+        await db.migrate(SqlAccountStore.migrations_for(db.dialect))
         secret = load_secret(config.server_secret_file or config.data_dir / "secret")
-        await action(AccountService(SqliteAccountStore(db), secret, config.scram_iterations))
+        await action(AccountService(SqlAccountStore(db), secret, config.scram_iterations))
         if revoke_tokens is not None:
-            await db.migrate(FAST_MIGRATIONS)
+            await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
-        if forget_pep is not None:
+        if forget_pep is not None and isinstance(db, SqliteDatabase):
             store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
             await store.migrate()
             await store.forget(forget_pep)
@@ -106,6 +122,12 @@ def cmd_check(config: ServerConfig, args: argparse.Namespace) -> int:
     for host in config.hosts:
         if host.cert is not None:
             problems += [f"{host.domain}: {p}" for p in check_certificate(host.cert, host.domain)]
+
+    async def reach_storage() -> None:
+        db = await _open(config)
+        await db.close()
+
+    asyncio.run(reach_storage())  # StorageUnavailable: one line, exit 2 (see main)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -178,8 +200,7 @@ def _read_db(config: ServerConfig, read: Callable[[sqlite3.Connection], list[str
     """Lines from the database (or written to it), with the tables created if missing."""
 
     async def run() -> list[str]:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
+        db = await _open_sqlite(config)
         try:
             await db.migrate((*blocking.MIGRATIONS, *antispam.MIGRATIONS, *register.MIGRATIONS))
             return await db.run(read)
@@ -246,6 +267,23 @@ def cmd_invite(config: ServerConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(config: ServerConfig, args: argparse.Namespace) -> int:
+    """Bring the database's schema up to this version (before a rolling restart)."""
+    from heron.core.server import Server
+
+    async def run() -> str:
+        db = await _open(config)
+        try:
+            await db.migrate(Server(config, AVAILABLE).migrations(db.dialect))
+        finally:
+            await db.close()
+        return db.dialect
+
+    dialect = asyncio.run(run())
+    print(f"schema up to date ({dialect})")
+    return 0
+
+
 def cmd_cert(config: ServerConfig, args: argparse.Namespace) -> int:
     cert, key = ensure_certificate(args.domain, config.data_dir / "certs")
     print(f"certificate: {cert}\nkey: {key}")
@@ -265,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("serve", "run the server").set_defaults(fn=cmd_serve)
     add("check", "validate the configuration").set_defaults(fn=cmd_check)
+    add("migrate", "apply the database schema migrations").set_defaults(fn=cmd_migrate)
     for name, fn, text in (
         ("adduser", cmd_adduser, "create an account"),
         ("passwd", cmd_passwd, "change an account's password"),
@@ -310,4 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"heron: {exc}", file=sys.stderr)
         return 1
+    except StorageUnavailable as exc:
+        print(f"heron: storage error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # found while starting (a module's options, its engine)
+        print(f"heron: configuration error: {exc}", file=sys.stderr)
+        return 2
     return code
