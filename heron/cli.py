@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from heron import __version__
 from heron.config import ConfigError, ServerConfig, load_config
@@ -284,6 +284,45 @@ def cmd_migrate(config: ServerConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_copy_storage(config: ServerConfig, args: argparse.Namespace) -> int:
+    """Copy this deployment's data into the database another config names."""
+    from heron.core.server import Server
+    from heron.storage.copy import Engine, TargetNotEmpty, copy_storage
+
+    try:
+        other = load_config(args.to, known_modules=AVAILABLE)
+    except ConfigError as exc:
+        raise CliError(f"--to: {exc}") from exc
+    if other.storage == config.storage and other.data_dir == config.data_dir:
+        raise CliError("--to names the same database as the current configuration")
+
+    async def run() -> tuple[str, str, dict[str, int], list[str]]:
+        source = cast(Engine, await _open(config))
+        try:
+            target = cast(Engine, await _open(other))
+            try:
+                # Both schemas up to date first: the copy is between two current layouts.
+                await source.migrate(Server(config, AVAILABLE).migrations(source.dialect))
+                await target.migrate(Server(other, AVAILABLE).migrations(target.dialect))
+                report = await copy_storage(source, target, force=args.force)
+            except TargetNotEmpty as exc:
+                raise CliError(str(exc)) from exc
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+        return source.dialect, target.dialect, report.rows, report.skipped
+
+    src, dst, rows, skipped = asyncio.run(run())
+    width = max((len(t) for t in rows), default=5)
+    for table, count in rows.items():
+        print(f"{table:<{width}}  {count}")
+    for table in skipped:
+        print(f"{table:<{width}}  skipped: no such table in the target's schema")
+    print(f"copied {sum(rows.values())} rows in {len(rows)} tables from {src} to {dst}")
+    return 0
+
+
 def cmd_cert(config: ServerConfig, args: argparse.Namespace) -> int:
     cert, key = ensure_certificate(args.domain, config.data_dir / "certs")
     print(f"certificate: {cert}\nkey: {key}")
@@ -329,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uses", type=int, default=1, help="accounts it may create (default 1)")
     p.add_argument("--days", type=float, default=7.0, help="days it stays valid (default 7)")
     p.set_defaults(fn=cmd_invite)
+    p = add("copy-storage", "copy all data to the database another config names")
+    p.add_argument("--to", type=Path, required=True, help="the other configuration file")
+    p.add_argument("--force", action="store_true", help="replace data already in the target")
+    p.set_defaults(fn=cmd_copy_storage)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)

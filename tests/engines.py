@@ -8,6 +8,7 @@ HERON_REQUIRE_SERVICES=1 (CI).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -36,8 +37,6 @@ def pg_database() -> Iterator[str]:
     from tests.conftest import need_service
 
     need_service("PostgreSQL", PG_HOST, PG_PORT)
-    import asyncio
-
     import asyncpg
 
     name = f"heron_test_{os.getpid()}_{secrets.token_hex(3)}"
@@ -59,6 +58,26 @@ def pg_database() -> Iterator[str]:
         yield admin_url(name)
     finally:
         admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_schema_url(request: pytest.FixtureRequest) -> str:
+    """A URL of the run's database whose search_path is a new, empty schema (for a whole
+    server's config; usable from sync and async tests alike)."""
+    import asyncpg
+
+    base: str = request.getfixturevalue("pg_database")
+    schema = f"t_{secrets.token_hex(6)}"
+
+    async def make() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, make()).result()
+    return f"{base}?search_path={schema}"
 
 
 async def open_engine(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Database:

@@ -83,6 +83,31 @@ class Database(Executor, Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str  # the engine's own type name, lower case (integer, text, bytea, blob …)
+    primary_key: int  # position in the primary key (1, 2 …), 0 when not part of it
+
+
+class Introspection(Protocol):
+    """What `heron copy-storage` asks of an engine about its schema."""
+
+    async def tables(self) -> list[str]:
+        """The tables of the schema, without the engine's own."""
+        ...
+
+    async def columns(self, table: str) -> list[Column]: ...
+
+    async def parents(self, table: str) -> set[str]:
+        """The tables ``table``'s foreign keys point to."""
+        ...
+
+    async def after_copy(self, table: str) -> None:
+        """Bring the table's generated keys past the rows copied in (identity columns)."""
+        ...
+
+
 class SqlStore:
     """Base of the stores written against `Database`: they declare their schema per dialect.
 

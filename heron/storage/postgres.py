@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from heron.storage.db import (
+    Column,
     Dialect,
     Executor,
     Migration,
@@ -135,6 +136,54 @@ class PostgresDatabase:
         """Bulk append with COPY (the archive's and offline store's batches)."""
         async with self._pool.acquire() as conn:
             await conn.copy_records_to_table(table, records=records, columns=list(columns))
+
+    # --- introspection (heron.storage.db.Introspection, for copy-storage) ---------------
+    async def tables(self) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def columns(self, table: str) -> list[Column]:
+        rows = await self._pool.fetch(
+            "SELECT c.column_name, c.data_type, COALESCE(k.ordinal_position, 0) "
+            "FROM information_schema.columns c "
+            "LEFT JOIN information_schema.table_constraints t "
+            "  ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            "  AND t.constraint_type = 'PRIMARY KEY' "
+            "LEFT JOIN information_schema.key_column_usage k "
+            "  ON k.constraint_name = t.constraint_name AND k.table_schema = t.table_schema "
+            "  AND k.column_name = c.column_name "
+            "WHERE c.table_schema = current_schema() AND c.table_name = $1 "
+            "ORDER BY c.ordinal_position",
+            table,
+        )
+        return [Column(str(r[0]), str(r[1]).lower(), int(r[2])) for r in rows]
+
+    async def parents(self, table: str) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT confrelid::regclass::text FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = $1::regclass",
+            table,
+        )
+        return {str(r[0]).split(".")[-1].strip('"') for r in rows}
+
+    async def after_copy(self, table: str) -> None:
+        rows = await self._pool.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = $1 AND (is_identity = 'YES' OR "
+            "column_default LIKE 'nextval%')",
+            table,
+        )
+        for (column,) in rows:
+            quoted_table = '"' + table.replace('"', '""') + '"'
+            quoted_column = '"' + str(column).replace('"', '""') + '"'
+            await self._pool.execute(
+                f"SELECT setval(pg_get_serial_sequence($1, $2), "  # noqa: S608 (catalogue names)
+                f"COALESCE((SELECT MAX({quoted_column}) FROM {quoted_table}), 0) + 1, false)",
+                quoted_table,
+                column,
+            )
 
     async def migrate(self, migrations: Sequence[Migration]) -> None:
         grouped = check_migrations(migrations)

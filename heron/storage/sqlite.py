@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from heron.storage.db import Dialect, Executor, Row, check_migrations
+from heron.storage.db import Column, Dialect, Executor, Row, check_migrations
 from heron.storage.db import Migration as Migration  # re-exported for older imports
 from heron.storage.db import MigrationError as MigrationError
 
@@ -113,6 +113,25 @@ class SqliteDatabase:
     def transaction(self) -> _SqliteTransaction:
         return _SqliteTransaction(self)
 
+    # --- introspection (heron.storage.db.Introspection, for copy-storage) ---------------
+    async def tables(self) -> list[str]:
+        rows = await self.fetch(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def columns(self, table: str) -> list[Column]:
+        rows = await self.fetch(f"PRAGMA table_info({_quoted(table)})")
+        return [Column(str(r[1]), str(r[2]).lower(), int(r[5])) for r in rows]
+
+    async def parents(self, table: str) -> set[str]:
+        rows = await self.fetch(f"PRAGMA foreign_key_list({_quoted(table)})")
+        return {str(r[2]) for r in rows}
+
+    async def after_copy(self, table: str) -> None:
+        return None  # INTEGER PRIMARY KEY continues from the largest value by itself
+
     async def close(self) -> None:
         """Close the connection and stop the worker thread; safe to call twice."""
         conn, self._conn = self._conn, None
@@ -186,6 +205,10 @@ def _commit(conn: sqlite3.Connection) -> None:
 
 def _rollback(conn: sqlite3.Connection) -> None:
     conn.rollback()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _plain(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
