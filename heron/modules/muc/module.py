@@ -156,12 +156,12 @@ class MucModule(Module):
         self.domain = o.service or f"conference.{self.ctx.domain}"
         self.rooms: dict[JID, Room] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
-        self.secret = self.ctx.server.derived_secret("muc occupant-id")  # stable ids
+        self.secret = self.ctx.secret("muc occupant-id")  # stable ids
         for room in await self.db.run(load_rooms):
             self.rooms[room.jid] = room
-        registry = self.ctx.server.add_service(self.domain)
+        registry = self.ctx.add_service(self.domain)
         registry.add_hook("presence/full", self.on_presence)
         registry.add_hook("presence/bare", self.on_presence)
         registry.add_hook("message/bare", self.on_room_message)
@@ -183,10 +183,8 @@ class MucModule(Module):
         registry.add_iq_handler("get", SEARCH, Target.HOST, self.search)
         registry.add_hook("iq/full", self.self_ping)
         self.ctx.registry.add_feature(MUC)  # the host points clients at its service
-        self.ctx.registry.items[self.domain] = "Group chat"  # found in the host's disco#items
-        self.ctx.server.metrics.gauge(
-            self._gauge_name, "Group chat rooms and occupants", self._gauge
-        )
+        self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
+        self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
 
     async def stop(self) -> None:
         """§15.6 code 332: occupants learn the service is going away."""
@@ -194,10 +192,7 @@ class MucModule(Module):
             self._unlock(room)
             for occupant in list(room.occupants.values()):
                 await self._send(self._unavailable(room, occupant, occupant, ("332", "110")))
-        self.ctx.server.remove_service(self.domain)
         self.ctx.registry.remove_feature(MUC)
-        self.ctx.registry.items.pop(self.domain, None)
-        self.ctx.server.metrics.remove(self._gauge_name, self._gauge)
 
     _gauge_name = "heron_muc"
 
