@@ -21,7 +21,7 @@ import pytest
 from slixmpp import JID as SJID
 
 from heron.config import load_config
-from tests.engines import ENGINES, fresh_schema_url
+from tests.engines import fresh_schema_url
 from tests.integration.clients import close, login
 
 PASSWORD = "crash-test-pw"
