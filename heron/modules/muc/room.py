@@ -313,14 +313,14 @@ class Room:
     def history_for(self, occupant: Occupant, join: Element, now: float) -> list[Element]:
         """§7.2.14: the recent messages, limited as the joining client asked."""
         length = self.config.history_length
-        wanted = list(self.history)[len(self.history) - length :] if length else []
+        wanted = list(self.history)[-length:] if length else []
         request = join.find("x", MUC)
         history = request.find("history", MUC) if request is not None else None
         if history is not None:
             attrs = history.attrs
             if attrs.get("maxstanzas", "").isdigit():
                 count = int(attrs["maxstanzas"])
-                wanted = wanted[len(wanted) - count :] if count else []
+                wanted = wanted[-count:] if count else []
             horizon: float | None = None
             if attrs.get("seconds", "").isdigit():
                 horizon = now - int(attrs["seconds"])
