@@ -139,7 +139,8 @@ class MucModule(Module):
         self.store: RoomStore = SqliteRoomStore(self.ctx.server.db_or_fail())
         await self.store.migrate()
         for record in await self.store.load():
-            self.rooms[record.jid] = Room.restore(record, self.policy)
+            if record.jid.domain == self.domain:  # the table is shared by every host's service
+                self.rooms[record.jid] = Room.restore(record, self.policy)
         self.owner = Owner(self)
         admin, archive, registration = Admin(self), Archive(self), Registration(self)
         self.archive = archive
