@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from heron import __version__
 from heron.config import ConfigError, ServerConfig, load_config
@@ -25,8 +25,9 @@ from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
 from heron.pubsub.store import PubsubStore
-from heron.storage.accounts import SqliteAccountStore
-from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
+from heron.storage import StorageUnavailable, open_database
+from heron.storage.accounts import SqlAccountStore
+from heron.storage.db import Database
 from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
@@ -69,6 +70,21 @@ def _account_jid(config: ServerConfig, text: str) -> JID:
     return jid
 
 
+async def _open(config: ServerConfig) -> Database:
+    """The configured database (StorageUnavailable names the key when it cannot be used)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return await open_database(config.storage, config.data_dir)
+
+
+async def _open_sqlite(config: ServerConfig) -> SqliteDatabase:
+    """For the commands whose tables are SQLite's alone still."""
+    db = await _open(config)
+    if not isinstance(db, SqliteDatabase):
+        await db.close()
+        raise CliError('this command supports only storage.engine = "sqlite" yet')
+    return db
+
+
 async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
@@ -78,15 +94,15 @@ async def _with_accounts(
     """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and its
     PEP data."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
+    db = await _open(config)
     try:
-        await db.migrate(SqliteAccountStore.MIGRATIONS)
+        await db.migrate(SqlAccountStore.migrations_for(db.dialect))
         secret = load_secret(config.server_secret_file or config.data_dir / "secret")
-        await action(AccountService(SqliteAccountStore(db), secret, config.scram_iterations))
+        await action(AccountService(SqlAccountStore(db), secret, config.scram_iterations))
         if revoke_tokens is not None:
-            await db.migrate(FAST_MIGRATIONS)
+            await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
-        if forget_pep is not None:
+        if forget_pep is not None and isinstance(db, SqliteDatabase):
             store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
             await store.migrate()
             await store.forget(forget_pep)
@@ -106,6 +122,12 @@ def cmd_check(config: ServerConfig, args: argparse.Namespace) -> int:
     for host in config.hosts:
         if host.cert is not None:
             problems += [f"{host.domain}: {p}" for p in check_certificate(host.cert, host.domain)]
+
+    async def reach_storage() -> None:
+        db = await _open(config)
+        await db.close()
+
+    asyncio.run(reach_storage())  # StorageUnavailable: one line, exit 2 (see main)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -178,8 +200,7 @@ def _read_db(config: ServerConfig, read: Callable[[sqlite3.Connection], list[str
     """Lines from the database (or written to it), with the tables created if missing."""
 
     async def run() -> list[str]:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        db = await SqliteDatabase.open(config.storage.path or config.data_dir / "heron.db")
+        db = await _open_sqlite(config)
         try:
             await db.migrate((*blocking.MIGRATIONS, *antispam.MIGRATIONS, *register.MIGRATIONS))
             return await db.run(read)
@@ -246,6 +267,62 @@ def cmd_invite(config: ServerConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(config: ServerConfig, args: argparse.Namespace) -> int:
+    """Bring the database's schema up to this version (before a rolling restart)."""
+    from heron.core.server import Server
+
+    async def run() -> str:
+        db = await _open(config)
+        try:
+            await db.migrate(Server(config, AVAILABLE).migrations(db.dialect))
+        finally:
+            await db.close()
+        return db.dialect
+
+    dialect = asyncio.run(run())
+    print(f"schema up to date ({dialect})")
+    return 0
+
+
+def cmd_copy_storage(config: ServerConfig, args: argparse.Namespace) -> int:
+    """Copy this deployment's data into the database another config names."""
+    from heron.core.server import Server
+    from heron.storage.copy import Engine, TargetNotEmpty, copy_storage
+
+    try:
+        other = load_config(args.to, known_modules=AVAILABLE)
+    except ConfigError as exc:
+        raise CliError(f"--to: {exc}") from exc
+    if other.storage == config.storage and other.data_dir == config.data_dir:
+        raise CliError("--to names the same database as the current configuration")
+
+    async def run() -> tuple[str, str, dict[str, int], list[str]]:
+        source = cast(Engine, await _open(config))
+        try:
+            target = cast(Engine, await _open(other))
+            try:
+                # Both schemas up to date first: the copy is between two current layouts.
+                await source.migrate(Server(config, AVAILABLE).migrations(source.dialect))
+                await target.migrate(Server(other, AVAILABLE).migrations(target.dialect))
+                report = await copy_storage(source, target, force=args.force)
+            except TargetNotEmpty as exc:
+                raise CliError(str(exc)) from exc
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+        return source.dialect, target.dialect, report.rows, report.skipped
+
+    src, dst, rows, skipped = asyncio.run(run())
+    width = max((len(t) for t in rows), default=5)
+    for table, count in rows.items():
+        print(f"{table:<{width}}  {count}")
+    for table in skipped:
+        print(f"{table:<{width}}  skipped: no such table in the target's schema")
+    print(f"copied {sum(rows.values())} rows in {len(rows)} tables from {src} to {dst}")
+    return 0
+
+
 def cmd_cert(config: ServerConfig, args: argparse.Namespace) -> int:
     cert, key = ensure_certificate(args.domain, config.data_dir / "certs")
     print(f"certificate: {cert}\nkey: {key}")
@@ -265,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("serve", "run the server").set_defaults(fn=cmd_serve)
     add("check", "validate the configuration").set_defaults(fn=cmd_check)
+    add("migrate", "apply the database schema migrations").set_defaults(fn=cmd_migrate)
     for name, fn, text in (
         ("adduser", cmd_adduser, "create an account"),
         ("passwd", cmd_passwd, "change an account's password"),
@@ -290,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uses", type=int, default=1, help="accounts it may create (default 1)")
     p.add_argument("--days", type=float, default=7.0, help="days it stays valid (default 7)")
     p.set_defaults(fn=cmd_invite)
+    p = add("copy-storage", "copy all data to the database another config names")
+    p.add_argument("--to", type=Path, required=True, help="the other configuration file")
+    p.add_argument("--force", action="store_true", help="replace data already in the target")
+    p.set_defaults(fn=cmd_copy_storage)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)
@@ -310,4 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"heron: {exc}", file=sys.stderr)
         return 1
+    except StorageUnavailable as exc:
+        print(f"heron: storage error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # found while starting (a module's options, its engine)
+        print(f"heron: configuration error: {exc}", file=sys.stderr)
+        return 2
     return code

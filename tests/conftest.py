@@ -63,3 +63,7 @@ async def server(config_factory: Callable[..., ServerConfig]) -> AsyncIterator[R
         yield running
     finally:
         await running.stop()
+
+
+# Both storage engines (tests/engines.py): fixtures every test directory can ask for.
+from tests.engines import database, pg_database  # noqa: E402, F401

@@ -6,6 +6,7 @@ from heron.config.loader import (
     check_domain,
     config_from_dict,
     load_config,
+    option,
 )
 from heron.config.model import (
     DEFAULT_MODULES,
@@ -38,4 +39,5 @@ __all__ = [
     "check_domain",
     "config_from_dict",
     "load_config",
+    "option",
 ]

@@ -21,6 +21,8 @@ Shape of the file (`heron.example.toml` documents every key)::
 
     [limits]                       # LimitsConfig's fields
     [storage]                      # engine = "sqlite", path = "heron.db" (default data_dir/…)
+                                   # or engine = "postgresql", url = "postgresql://u@h:5432/db",
+                                   # password_file, pool_size = 10
     [logging]                      # level = "INFO"
 
     [hosts."example.org"]          # at least one host; the key is the domain
@@ -46,7 +48,7 @@ import types
 import typing
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from heron.config.model import (
     COMPONENT_PORT,
@@ -143,10 +145,48 @@ def config_from_dict(
         raise ConfigError(f"{source}: {exc}") from exc
 
 
+def option(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: Collection[str] | None = None,
+    above: float | None = None,
+) -> Any:
+    """A module option's field with its bounds, checked by `build_options`:
+    ``max_items: int = option(256, min=1)``; ``mode: str = option("roster", choices=MODES)``;
+    ``timeout_s: float = option(30.0, above=0)`` (strictly greater)."""
+    bounds = {"min": min, "max": max, "choices": choices, "above": above}
+    return dataclasses.field(
+        default=default, metadata={k: v for k, v in bounds.items() if v is not None}
+    )
+
+
+def _check_bounds(f: dataclasses.Field[Any], value: object, path: str) -> None:
+    meta = f.metadata
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{path}: one of {', '.join(sorted(map(str, choices)))}")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{path}: must be a finite number")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ConfigError(f"{path}: must be between {low} and {high}")
+    if low is not None and value < low:
+        raise ConfigError(f"{path}: must be ≥ {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{path}: must be ≤ {high}")
+    if above is not None and not value > above:
+        raise ConfigError(f"{path}: must be > {above}")
+
+
 def build_options(cls: type[T], raw: Mapping[str, object], key_path: str) -> T:
     """Fill the frozen dataclass `cls` from `raw`, checking each value's type and refusing
     unknown keys. Field types may be bool, int, float, str, Path, tuple[str, ...], or one of
-    them `| None`. Errors are `ConfigError`s naming `key_path.<field>`.
+    them `| None`; bounds declared with `option()` are checked on given values. Errors are
+    `ConfigError`s naming `key_path.<field>`.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"build_options needs a dataclass, not {cls!r}")
@@ -159,6 +199,7 @@ def build_options(cls: type[T], raw: Mapping[str, object], key_path: str) -> T:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if f.name in table.data:
             values[f.name] = table.typed(f.name, hints[f.name])
+            _check_bounds(f, values[f.name], table.path(f.name))
         elif required:
             raise ConfigError(f"{table.path(f.name)}: required")
     return cls(**values)
@@ -418,8 +459,22 @@ def _storage(table: _Table, base_dir: Path | None) -> StorageConfig:
     if engine not in STORAGE_ENGINES:
         known = ", ".join(sorted(STORAGE_ENGINES))
         raise ConfigError(f"{table.path('engine')}: unknown engine {engine!r} (known: {known})")
-    storage = StorageConfig(engine=engine, path=table.optional_path("path", base_dir))
+    storage = StorageConfig(
+        engine=engine,
+        path=table.optional_path("path", base_dir),
+        url=table.get_str("url", ""),
+        password_file=table.optional_path("password_file", base_dir),
+        pool_size=table.get_int("pool_size", 10, 1, 1000),
+    )
     table.finish()
+    if engine == "postgresql":
+        if not storage.url:
+            raise ConfigError(f'{table.path("url")}: required with engine = "postgresql"')
+        scheme = storage.url.split("://", 1)[0] if "://" in storage.url else ""
+        if scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"{table.path('url')}: expected postgresql://user@host:port/database")
+    elif storage.url or storage.password_file is not None:
+        raise ConfigError(f'{table.path("url")}: only for engine = "postgresql"')
     return storage
 
 

@@ -32,7 +32,7 @@ LISTENER_KINDS: Final[frozenset[str]] = frozenset(
     {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https", "component"}
 )
 COMPONENT_PORT: Final = 5347  # XEP-0114's customary port
-STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite"})
+STORAGE_ENGINES: Final[frozenset[str]] = frozenset({"sqlite", "postgresql"})
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SCRAM_ITERATIONS: Final = 4096
 
@@ -108,8 +108,15 @@ class HostConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     engine: str = "sqlite"
+    """`sqlite` (one file, the embedded default) or `postgresql`."""
     path: Path | None = None
-    """The database file; None means `data_dir/heron.db`."""
+    """SQLite: the database file; None means `data_dir/heron.db`."""
+    url: str = ""
+    """PostgreSQL: `postgresql://user[:password]@host:port/database`."""
+    password_file: Path | None = None
+    """PostgreSQL: a file holding the password, instead of writing it in `url`."""
+    pool_size: int = 10
+    """PostgreSQL: connections in the pool."""
 
 
 @dataclass(frozen=True, slots=True)

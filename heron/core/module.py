@@ -8,24 +8,43 @@ class PingModule(Module):
     @iq_handler("get", ns.PING, Target.HOST | Target.SELF | Target.BARE)
     async def on_ping(self, iq: Stanza) -> Element | None:
         return None
+
+A module sees the server only through its `ModuleContext`: the services it may use
+(sessions, router, accounts, its stores, metrics, a clock, service domains, HTTP routes)
+and nothing else. What it registers through the context (a service domain, an HTTP route,
+a gauge) or declares (IQ handlers, hooks, stream features, nonzas, disco features) is
+withdrawn by the manager when the module unloads, so most modules have no `stop()`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from heron.core.registry import Hook, HostRegistry, Identity, IqHandler, Target
+from heron.config import ConfigError, HostConfig, build_options
+from heron.core.registry import FeatureProvider, Hook, HostRegistry, Identity, IqHandler, Target
+from heron.storage.db import Database, SqlStore
+from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
 
 if TYPE_CHECKING:
-    from heron.core.server import Server
+    from heron.core.accounts import AccountService
+    from heron.core.bytestreams import BytestreamBroker
+    from heron.core.metrics import Metrics
+    from heron.core.router import Router
+    from heron.core.sessions import SessionManager
+    from heron.storage.fast import FastTokenStore
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+P = TypeVar("P", bound=Callable[..., Any])
+OptionsT = TypeVar("OptionsT")
+S = TypeVar("S", bound=SqlStore)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,29 +81,230 @@ def hook(event: str, priority: int = 0) -> Callable[[F], F]:
     return mark
 
 
+def stream_feature(stage: str) -> Callable[[P], P]:
+    """Mark a method ``() -> Element | None`` as a stream feature offered ``"preauth"``
+    (before login) or ``"postauth"`` (after login)."""
+    if stage not in ("preauth", "postauth"):
+        raise ValueError(f"stream_feature: stage is preauth or postauth, not {stage!r}")
+
+    def mark(fn: P) -> P:
+        fn.__dict__["_heron_feature"] = stage
+        return fn
+
+    return mark
+
+
+def nonza(namespace: str) -> Callable[[F], F]:
+    """Mark a method ``(session, element)`` as the handler of top-level non-stanza elements
+    in ``namespace`` from bound sessions (XEP-0352's <active/>)."""
+
+    def mark(fn: F) -> F:
+        fn.__dict__["_heron_nonza"] = namespace
+        return fn
+
+    return mark
+
+
+class ServiceDomains(Protocol):
+    """Domains a module serves besides its host (conference.*, pubsub.*, upload.*)."""
+
+    def add_service(self, domain: str) -> HostRegistry: ...
+
+    def remove_service(self, domain: str) -> None: ...
+
+    def is_local_host(self, domain: str) -> bool: ...
+
+
+HttpHandler = Callable[[Any], Awaitable[Any]]
+
+
+class HttpSide(Protocol):
+    """The HTTP listeners' shared routes, and where clients reach them."""
+
+    http_routes: list[tuple[str, str, HttpHandler]]
+    http_base_url: str
+
+
+class Stores:
+    """One instance of each store class, shared by the hosts, over the server's database.
+
+    Tests may `provide` an instance (an in-memory store) before modules start."""
+
+    def __init__(self, db: Database | None) -> None:
+        self._db = db
+        self._made: dict[type[Any], Any] = {}
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("storage is not open")
+        return self._db
+
+    def provide(self, cls: type[Any], instance: object) -> None:
+        self._made[cls] = instance
+
+    def get(self, cls: type[S]) -> S:
+        made = self._made.get(cls)
+        if made is None:
+            made = self._made[cls] = cls(self.db)
+        assert isinstance(made, cls)
+        return made
+
+
+@dataclass(frozen=True, slots=True)
+class CoreServices:
+    """What the server offers every module; built once by the server."""
+
+    sessions: SessionManager
+    router: Router
+    accounts: AccountService
+    fast: FastTokenStore
+    metrics: Metrics
+    stores: Stores
+    domains: ServiceDomains
+    http: HttpSide
+    bytestreams: BytestreamBroker
+    secret: Callable[[str], bytes]
+    """A key for one purpose, derived from the server secret (stable across restarts)."""
+    version: str
+    data_dir: Path
+    clock: Callable[[], float] = time.time
+
+
 @dataclass(frozen=True, slots=True)
 class ModuleContext:
     """Everything a module may use, handed to its constructor (never globals)."""
 
-    server: Server
+    core: CoreServices
     domain: str
     registry: HostRegistry
     options: Mapping[str, object]
     log: logging.LoggerAdapter[logging.Logger]
+    host: HostConfig | None = None
+    name: str = ""
+    # What was registered through this context, undone in reverse when the module unloads.
+    undo: list[Callable[[], None]] = field(default_factory=list)
+
+    # --- the core's services ----------------------------------------------------------
+    @property
+    def sessions(self) -> SessionManager:
+        return self.core.sessions
+
+    @property
+    def router(self) -> Router:
+        return self.core.router
+
+    @property
+    def accounts(self) -> AccountService:
+        return self.core.accounts
+
+    @property
+    def fast(self) -> FastTokenStore:
+        return self.core.fast
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.core.metrics
+
+    @property
+    def bytestreams(self) -> BytestreamBroker:
+        return self.core.bytestreams
+
+    @property
+    def version(self) -> str:
+        return self.core.version
+
+    @property
+    def data_dir(self) -> Path:
+        """The server's data directory (files a module keeps outside the database)."""
+        return self.core.data_dir
+
+    @property
+    def http_base_url(self) -> str:
+        return self.core.http.http_base_url
+
+    def now(self) -> float:
+        return self.core.clock()
+
+    def secret(self, purpose: str) -> bytes:
+        return self.core.secret(purpose)
+
+    def store(self, cls: type[S]) -> S:
+        """The shared instance of one of the module's declared stores."""
+        return self.core.stores.get(cls)
+
+    def sqlite(self) -> SqliteDatabase:
+        """Transitional, for stores not yet written against `Database`: the SQLite engine
+        (a ConfigError on any other engine)."""
+        db = self.core.stores.db
+        if not isinstance(db, SqliteDatabase):
+            raise ConfigError(f"{self.key_path}: this module supports only the sqlite engine yet")
+        return db
+
+    def settings(self, cls: type[OptionsT]) -> OptionsT:
+        """The module's options as the dataclass ``cls`` (types and `option()` bounds
+        checked; errors name the key)."""
+        return build_options(cls, self.options, self.key_path)
+
+    @property
+    def key_path(self) -> str:
+        return f'hosts."{self.domain}".modules.{self.name}'
+
+    def is_local_host(self, domain: str) -> bool:
+        return self.core.domains.is_local_host(domain)
 
     async def send(self, element: Element) -> None:
         """Route a stanza the server itself originates (``from`` must be set by the caller)."""
-        await self.server.router.route_element(element)
+        await self.core.router.route_element(element)
+
+    # --- registrations withdrawn automatically ----------------------------------------
+    def add_service(self, domain: str) -> HostRegistry:
+        """Serve ``domain`` (a MUC or pubsub service) with a registry of its own."""
+        registry = self.core.domains.add_service(domain)
+        self.undo.append(lambda: self.core.domains.remove_service(domain))
+        return registry
+
+    def add_http_route(self, method: str, path: str, handler: HttpHandler) -> None:
+        route = (method, path, handler)
+        self.core.http.http_routes.append(route)
+        self.undo.append(lambda: self.core.http.http_routes.remove(route))
+
+    def add_gauge(
+        self, name: str, help_: str, read: Callable[[], list[tuple[dict[str, str], float]]]
+    ) -> None:
+        self.core.metrics.gauge(name, help_, read)
+        self.undo.append(lambda: self.core.metrics.remove(name, read))
+
+    def add_item(self, jid: str, name: str = "") -> None:
+        """An entry in the host's disco#items."""
+        items = self.registry.items
+        items[jid] = name
+
+        def remove() -> None:
+            items.pop(jid, None)
+
+        self.undo.append(remove)
+
+    def withdraw(self) -> None:
+        while self.undo:
+            self.undo.pop()()
 
 
 class Module:
-    """Base class: declarations as class attributes and decorated methods."""
+    """Base class: declarations as class attributes and decorated methods.
+
+    ``requires`` names modules that must be enabled on the same host (checked at start);
+    ``stores`` the `SqlStore` classes whose schema the server migrates before any module
+    starts, reached with ``ctx.store(cls)``.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     xeps: ClassVar[tuple[Xep, ...]] = ()
     disco_features: ClassVar[tuple[str, ...]] = ()
     identities: ClassVar[tuple[Identity, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()
+    stores: ClassVar[tuple[type[SqlStore], ...]] = ()
 
     def __init__(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
@@ -112,6 +332,22 @@ class Module:
                 found.append((event, priority, getattr(self, attr)))
         return found
 
+    def _declared_features(self) -> list[tuple[str, FeatureProvider]]:
+        found = []
+        for attr in dir(type(self)):
+            stage = getattr(getattr(type(self), attr, None), "_heron_feature", None)
+            if stage is not None:
+                found.append((stage, getattr(self, attr)))
+        return found
+
+    def _declared_nonzas(self) -> list[tuple[str, Any]]:
+        found = []
+        for attr in dir(type(self)):
+            namespace = getattr(getattr(type(self), attr, None), "_heron_nonza", None)
+            if namespace is not None:
+                found.append((namespace, getattr(self, attr)))
+        return found
+
 
 class ModuleManager:
     """Loads the modules enabled for one host, in order, and unloads them cleanly."""
@@ -121,8 +357,18 @@ class ModuleManager:
         self.modules: dict[str, Module] = {}
 
     async def load(self, cls: type[Module], ctx: ModuleContext) -> Module:
+        missing = [name for name in cls.requires if name not in self.modules]
+        if missing:
+            raise ConfigError(
+                f'hosts."{ctx.domain}".modules: {cls.name} needs {", ".join(missing)} '
+                "(enabled before it)"
+            )
         module = cls(ctx)
         reg = self.registry
+        for stage, provider in module._declared_features():
+            (reg.preauth_features if stage == "preauth" else reg.postauth_features).append(provider)
+        for namespace, handler in module._declared_nonzas():
+            reg.nonzas[namespace] = handler
         for type_, namespace, target, handler in module._declared_iq():
             reg.add_iq_handler(type_, namespace, target, handler)
         for event, priority, fn in module._declared_hooks():
@@ -130,15 +376,33 @@ class ModuleManager:
         for feature in cls.disco_features:
             reg.add_feature(feature)
         reg.identities.extend(cls.identities)
-        await module.start()
         self.modules[cls.name] = module
+        try:
+            await module.start()
+        except BaseException:
+            del self.modules[cls.name]
+            self._withdraw(module)
+            raise
         log.debug("module %s loaded on %s", cls.name, reg.domain)
         return module
 
     async def unload(self, name: str) -> None:
         module = self.modules.pop(name)
-        await module.stop()
+        try:
+            await module.stop()
+        finally:
+            self._withdraw(module)
+
+    def _withdraw(self, module: Module) -> None:
+        module.ctx.withdraw()
         reg = self.registry
+        for stage, provider in module._declared_features():
+            features = reg.preauth_features if stage == "preauth" else reg.postauth_features
+            if provider in features:
+                features.remove(provider)
+        for namespace, handler in module._declared_nonzas():
+            if reg.nonzas.get(namespace) == handler:
+                del reg.nonzas[namespace]
         for type_, namespace, _target, handler in module._declared_iq():
             reg.remove_iq_handler(type_, namespace, handler)
         for event, _priority, fn in module._declared_hooks():
@@ -146,7 +410,8 @@ class ModuleManager:
         for feature in type(module).disco_features:
             reg.remove_feature(feature)
         for identity in type(module).identities:
-            reg.identities.remove(identity)
+            if identity in reg.identities:
+                reg.identities.remove(identity)
 
     async def unload_all(self) -> None:
         for name in reversed(list(self.modules)):

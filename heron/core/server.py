@@ -22,7 +22,7 @@ from heron.core.accounts import AccountService
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.metrics import Metrics
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
 from heron.core.s2s import S2SLimits, S2SManager
@@ -31,10 +31,10 @@ from heron.credentials import ScramKeys
 from heron.jid import JID, InvalidJID
 from heron.ratelimit import AuthLimits, AuthThrottle
 from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, StreamError
-from heron.storage.accounts import SqliteAccountStore
-from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
+from heron.storage import open_database
+from heron.storage.accounts import SqlAccountStore
+from heron.storage.db import Database, Migration, SqlStore
 from heron.storage.fast import FastTokenStore
-from heron.storage.sqlite import SqliteDatabase
 from heron.stream.c2s import C2SStream
 from heron.stream.component import ComponentStream
 from heron.stream.dialback import dialback_key
@@ -72,7 +72,8 @@ class Server:
         self.services: set[str] = set()  # registries that are services, not user hosts
         self.managers: dict[str, ModuleManager] = {}
         self.router = Router(self.sessions, self.registry_for, self._user_exists)
-        self.db: SqliteDatabase | None = None
+        self.db: Database | None = None
+        self.stores = Stores(None)
         self._accounts: AccountService | None = None
         self._fast: FastTokenStore | None = None
         self.tls_domains: set[str] = set()
@@ -123,10 +124,39 @@ class Server:
             )
         )
 
-    def db_or_fail(self) -> SqliteDatabase:
-        """The open database, for module stores (only valid once started)."""
+    def db_or_fail(self) -> Database:
+        """The open database (only valid once started)."""
         assert self.db is not None, "server not started"
         return self.db
+
+    def core_services(self) -> CoreServices:
+        return CoreServices(
+            sessions=self.sessions,
+            router=self.router,
+            accounts=self.accounts,
+            fast=self.fast,
+            metrics=self.metrics,
+            stores=self.stores,
+            domains=self,
+            http=self,
+            bytestreams=self.bytestreams,
+            secret=self.derived_secret,
+            version=self.version,
+            data_dir=self.config.data_dir,
+        )
+
+    def migrations(self, dialect: str) -> list[Migration]:
+        """The schema of the core's stores and of every store an enabled module declares."""
+        classes: list[type[SqlStore]] = [SqlAccountStore, FastTokenStore]
+        for host in self.config.hosts:
+            for name in host.modules:
+                cls = self.available_modules.get(name)
+                if cls is not None:
+                    classes.extend(s for s in cls.stores if s not in classes)
+        steps: list[Migration] = []
+        for store in classes:
+            steps.extend(store.migrations_for(dialect))  # type: ignore[arg-type]
+        return steps
 
     @property
     def fast(self) -> FastTokenStore:
@@ -142,18 +172,24 @@ class Server:
     async def start(self) -> None:
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        db_path = self.config.storage.path or data_dir / "heron.db"
-        self.db = await SqliteDatabase.open(db_path)  # before modules: their stores use it
-        await self.db.migrate(SqliteAccountStore.MIGRATIONS)
-        await self.db.migrate(FAST_MIGRATIONS)
-        self._fast = FastTokenStore(self.db)
+        # Before modules: their stores use it, with every schema migrated first.
+        self.db = await open_database(self.config.storage, data_dir)
+        self.stores = Stores(self.db)
+        try:
+            await self.db.migrate(self.migrations(self.db.dialect))
+        except BaseException:
+            await self.db.close()
+            self.db = None
+            raise
+        self._fast = self.stores.get(FastTokenStore)
         secret = load_secret(self.config.server_secret_file or data_dir / "secret")
         self._secret = secret
         self._dialback_secret = self.derived_secret("dialback")
         self.s2s.start()
         self._accounts = AccountService(
-            SqliteAccountStore(self.db), secret, self.config.scram_iterations
+            self.stores.get(SqlAccountStore), secret, self.config.scram_iterations
         )
+        core = self.core_services()
         for host in self.config.hosts:
             registry = HostRegistry(host.domain)
             self.registries[host.domain] = registry
@@ -165,13 +201,15 @@ class Server:
                     raise ConfigError(f'hosts."{host.domain}".modules: unknown module {name!r}')
                 options = host.module_options.get(name, {})
                 ctx = ModuleContext(
-                    server=self,
+                    core=core,
                     domain=host.domain,
                     registry=registry,
                     options=options,
                     log=logging.LoggerAdapter(
                         logging.getLogger(f"heron.modules.{name}"), {"host": host.domain}
                     ),
+                    host=host,
+                    name=name,
                 )
                 await manager.load(cls, ctx)
         for component in self.config.components:

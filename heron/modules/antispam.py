@@ -72,9 +72,9 @@ class AntispamModule(Module):
             raise ConfigError(f"{path}.strangers: one of {', '.join(POLICIES)}")
         if self.options.max_subscription_requests < 1:
             raise ConfigError(f"{path}.max_subscription_requests: must be ≥ 1")
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
-        host = self.ctx.server.config.host(self.ctx.domain)
+        host = self.ctx.host
         if self.options.strangers != "allow" and host is not None and "roster" not in host.modules:
             raise ConfigError(f"{path}.strangers: needs the roster module (who is a contact?)")
         self.written_to: OrderedDict[tuple[JID, JID], None] = OrderedDict()

@@ -123,7 +123,7 @@ class BlockingModule(Module):
     disco_features = (BLOCKING, REPORTING)
 
     async def start(self) -> None:
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
         self.cache: dict[JID, set[str]] = {}  # bare JID → blocked items (read on first use)
         self.interested: set[JID] = set()
@@ -239,7 +239,7 @@ class BlockingModule(Module):
 
     def _push(self, account: JID, payload: Element) -> None:
         """§3.3/§3.4: every resource that asked for the list learns of the change."""
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             if session.jid not in self.interested:
                 continue
             push = Element("iq", ns.CLIENT, {"type": "set", "id": "block-push"})
@@ -248,14 +248,14 @@ class BlockingModule(Module):
             session.deliver(push)
 
     async def _unavailable_to(self, account: JID, contact: JID) -> None:
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             if session.is_available:
                 el = Element(
                     "presence",
                     ns.CLIENT,
                     {"type": "unavailable", "from": str(session.jid), "to": str(contact)},
                 )
-                await self.ctx.server.router.route(Stanza(el, contact, session.jid))
+                await self.ctx.router.route(Stanza(el, contact, session.jid))
 
     # --- enforcement ------------------------------------------------------------------
     async def _inbound(self, stanza: Stanza) -> bool:

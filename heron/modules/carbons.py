@@ -76,7 +76,7 @@ class CarbonsModule(Module):
         return False
 
     def _copies(self, kind: str, stanza: Stanza, account: JID, skip: set[JID]) -> None:
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             if session.jid in self.enabled and session.jid not in skip:
                 session.deliver(wrap(kind, stanza.element, account, session.jid))
 

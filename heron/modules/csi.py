@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from heron.config import ConfigError, build_options
-from heron.core.module import Module, Xep, hook
+from heron.config import option
+from heron.core.module import Module, ModuleContext, Xep, hook, nonza, stream_feature
 from heron.core.sessions import Session
 from heron.jid import JID
 from heron.stanza import Stanza
@@ -26,7 +26,7 @@ CHATSTATES: Final = "http://jabber.org/protocol/chatstates"
 
 @dataclass(frozen=True, slots=True)
 class CsiOptions:
-    max_held: int = 200
+    max_held: int = option(200, min=1)
 
 
 def can_wait(el: Element) -> str | None:
@@ -65,23 +65,16 @@ class CsiModule(Module):
     description = "Client state indication: inactive clients get only what cannot wait"
     xeps = (Xep(352, "1.0.0", "complete"),)
 
-    async def start(self) -> None:
-        path = f'hosts."{self.ctx.domain}".modules.csi'
-        self.options = build_options(CsiOptions, self.ctx.options, path)
-        if self.options.max_held < 1:
-            raise ConfigError(f"{path}.max_held: must be ≥ 1")
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(CsiOptions)
         self.held: dict[JID, Held] = {}
-        self.ctx.registry.postauth_features.append(self._feature)
-        self.ctx.registry.nonzas[CSI] = self.on_state
 
-    async def stop(self) -> None:
-        self.ctx.registry.postauth_features.remove(self._feature)
-        self.ctx.registry.nonzas.pop(CSI, None)
-
-    @staticmethod
-    def _feature() -> Element:
+    @stream_feature("postauth")
+    def feature(self) -> Element:
         return Element("csi", CSI)
 
+    @nonza(CSI)
     async def on_state(self, session: Session, el: Element) -> None:
         if el.tag == "inactive":
             if session.jid not in self.held:

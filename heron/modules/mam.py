@@ -193,7 +193,7 @@ class MamModule(Module):
         self.options = build_options(MamOptions, self.ctx.options, path)
         if self.options.default not in MODES:
             raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
         self.prefs: dict[JID, str] = {}
         # Write-behind: rows are written in one transaction per batch, off the event loop.
@@ -348,9 +348,7 @@ class MamModule(Module):
         if stanza.meta.get("redelivered"):
             return False  # archived when it first arrived (XEP-0198 hand-back)
         account = to.bare
-        if not await self._wanted(account, sender) or not await self.ctx.server.accounts.exists(
-            account
-        ):
+        if not await self._wanted(account, sender) or not await self.ctx.accounts.exists(account):
             return False
         el = stanza.element
         for old in [c for c in el.elements() if c.ns == SID and c.tag == "stanza-id"]:
@@ -390,7 +388,7 @@ class MamModule(Module):
         q = parse_query(payload, self.options.max_page)
         await self.flush()
         rows, complete, count = await self.db.run(lambda conn: _select(conn, owner, q))
-        session = self.ctx.server.sessions.get(iq.from_)
+        session = self.ctx.sessions.get(iq.from_)
         queryid = payload.attrs.get("queryid")
         for archive_id, at, xml in rows:
             original = parse_stored(xml)

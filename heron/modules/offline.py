@@ -70,7 +70,7 @@ class OfflineModule(Module):
         self.options = build_options(
             OfflineOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.offline'
         )
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
 
     @hook("message/offline")
@@ -79,7 +79,7 @@ class OfflineModule(Module):
         if to is None or to.local is None or stanza.type not in ("chat", "normal"):
             return False
         account = to.bare
-        if not await self.ctx.server.accounts.exists(account):
+        if not await self.ctx.accounts.exists(account):
             return False  # the router answers service-unavailable (RFC 6121 §8.5.1)
         element = stanza.element.copy()
         stamp = timestamps.stamp(time.time())
@@ -114,7 +114,7 @@ class OfflineModule(Module):
             return False
         if full.local is None:
             return False
-        session = self.ctx.server.sessions.get(full)
+        session = self.ctx.sessions.get(full)
         if session is None or session.priority < 0:
             return False  # negative priority never gets bare-JID messages (RFC 6121 §4.7.2.3)
         local, domain = full.local, full.domain

@@ -83,7 +83,7 @@ class PrivateStore:
     """The ``private_xml`` table: serialized fragments by account, namespace and name."""
 
     def __init__(self, module: Module) -> None:
-        self._server = module.ctx.server
+        self._ctx = module.ctx
 
     async def get(self, jid: JID, namespace: str, name: str) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
@@ -94,7 +94,7 @@ class PrivateStore:
             ).fetchone()
             return None if row is None else str(row[0])
 
-        return await self._server.db_or_fail().run(read)
+        return await self._ctx.sqlite().run(read)
 
     async def put(self, jid: JID, fragments: list[tuple[str, str, str]]) -> None:
         """Store ``(namespace, name, xml)`` fragments in one transaction."""
@@ -108,7 +108,7 @@ class PrivateStore:
                     [(jid.domain, jid.local, n, name, xml) for n, name, xml in fragments],
                 )
 
-        await self._server.db_or_fail().run(write)
+        await self._ctx.sqlite().run(write)
 
 
 def _children(iq: Stanza) -> list[Element]:
@@ -148,7 +148,7 @@ class PrivateModule(Module):
         self.store = PrivateStore(self)
 
     async def start(self) -> None:
-        await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
+        await self.ctx.sqlite().migrate(MIGRATIONS)
         self.ctx.registry.private_xml = self
 
     async def stop(self) -> None:

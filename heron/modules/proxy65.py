@@ -66,21 +66,16 @@ class Proxy65Module(Module):
 
     async def start(self) -> None:
         options = self.options
-        server = self.ctx.server
-        registry = server.add_service(self.domain)
+        registry = self.ctx.add_service(self.domain)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.info)
         registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.items)
         registry.add_iq_handler("get", BYTESTREAMS, Target.HOST, self.streamhost)
         registry.add_iq_handler("set", BYTESTREAMS, Target.HOST, self.activate)
-        self.ctx.registry.items[self.domain] = "SOCKS5 Bytestreams"
+        self.ctx.add_item(self.domain, "SOCKS5 Bytestreams")
         limits = ProxyLimits(
             options.bytes_per_s, options.max_bytes, options.pending_timeout_s, options.max_pending
         )
-        self.request = server.bytestreams.listen(options.listen_host, options.port, limits)
-
-    async def stop(self) -> None:
-        self.ctx.registry.items.pop(self.domain, None)
-        self.ctx.server.remove_service(self.domain)
+        self.request = self.ctx.bytestreams.listen(options.listen_host, options.port, limits)
 
     def _local_user(self, iq: Stanza) -> JID:
         sender = iq.from_
@@ -129,5 +124,5 @@ class Proxy65Module(Module):
             target = JID.parse(text.strip())
         except InvalidJID as exc:
             raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
-        self.ctx.server.bytestreams.activate(sid, initiator, target)
+        self.ctx.bytestreams.activate(sid, initiator, target)
         return None

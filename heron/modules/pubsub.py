@@ -152,7 +152,7 @@ class PubsubModule(Module):
             raise ConfigError(f"{path}.max_payload_bytes: must be between 1 and {stanza_limit}")
         if options.max_items < 1 or options.max_nodes < 1:
             raise ConfigError(f"{path}: max_items and max_nodes must be ≥ 1")
-        self.store = PubsubStore(self.ctx.server.db_or_fail())
+        self.store = PubsubStore(self.ctx.sqlite())
         await self.store.migrate()
         self.domain = options.service or f"pubsub.{self.ctx.domain}"
         self.services: dict[JID, PubsubService] = {}
@@ -163,7 +163,7 @@ class PubsubModule(Module):
         self.features: dict[JID, frozenset[str]] = {}
         self.asked: dict[str, tuple[JID, Caps]] = {}
         self.caps = CapsCache()
-        registry = self.service_registry = self.ctx.server.add_service(self.domain)
+        registry = self.service_registry = self.ctx.add_service(self.domain)
         for type_ in ("get", "set"):
             registry.add_iq_handler(type_, PUBSUB, Target.HOST, self.on_pubsub)
             registry.add_iq_handler(type_, OWNER, Target.HOST, self.on_pubsub)
@@ -196,7 +196,6 @@ class PubsubModule(Module):
                 host.account_features.add(bookmarks.COMPAT)  # XEP-0402 §5.3
 
     async def stop(self) -> None:
-        self.ctx.server.remove_service(self.domain)
         host = self.ctx.registry
         host.items.pop(self.domain, None)
         if self.options.pep:
@@ -239,7 +238,7 @@ class PubsubModule(Module):
                     default_config=PEP_DEFAULT if is_pep else NodeConfig(),
                 )
                 found = PubsubService(jid, policy, owner=jid if is_pep else None)
-                if is_pep and not await self.ctx.server.router.user_exists(jid):
+                if is_pep and not await self.ctx.router.user_exists(jid):
                     # No such account: an empty service, not kept (a stranger asking about
                     # many made-up JIDs must not fill memory), and answered like an
                     # account without that node, so nothing tells which accounts exist.
@@ -319,7 +318,7 @@ class PubsubModule(Module):
         if mirror is not None:
             await mirror(svc)
         if iq is not None:
-            self.ctx.server.router.reply(iq, iq_result(iq, result))
+            self.ctx.router.reply(iq, iq_result(iq, result))
             iq.meta["answered"] = True
         for note in out.notifications:
             message = Element(
@@ -544,7 +543,7 @@ class PubsubModule(Module):
             svc.authorize(sender, form)
         except StanzaError as exc:
             svc.drain()  # nothing changed
-            self.ctx.server.router.bounce(stanza, exc)
+            self.ctx.router.bounce(stanza, exc)
             return True
         await self._commit(svc, svc.drain(), None, None)
         return True

@@ -68,7 +68,7 @@ class PushModule(Module):
     )
 
     async def start(self) -> None:
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
         self.pending: dict[JID, int] = {}  # messages notified since the account was last seen
         self.ctx.registry.account_features.add(PUSH)
@@ -113,7 +113,7 @@ class PushModule(Module):
             return False
         delivered = stanza.meta.get("delivered_to")
         receivers = delivered if isinstance(delivered, set) else set()
-        sessions = [self.ctx.server.sessions.get(jid) for jid in receivers]
+        sessions = [self.ctx.sessions.get(jid) for jid in receivers]
         if sessions and all(s is not None and s.hibernating for s in sessions):
             await self._notify(stanza.to.bare, stanza.from_)
         return False

@@ -207,7 +207,7 @@ class RegisterModule(Module):
         self.throttle = SlidingWindow(self.options.throttle_per_ip, self.options.throttle_window_s)
 
     async def start(self) -> None:
-        self.db = self.ctx.server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
         if not self.options.allow_registration:
             return
@@ -295,7 +295,7 @@ class RegisterModule(Module):
         ):
             raise StanzaError(StanzaCondition.NOT_ALLOWED, "the invitation is used up")
         try:
-            await self.ctx.server.accounts.create(jid, password)
+            await self.ctx.accounts.create(jid, password)
         except (UserExists, ValueError) as exc:
             if isinstance(invitation, str):  # nothing was made: the use is given back
                 await self.db.run(lambda conn: _use_invitation(conn, invitation, +1))
@@ -344,13 +344,13 @@ class RegisterModule(Module):
         """XEP-0077 §3.2: <remove/> must be the only child."""
         if len(list(query.elements())) != 1:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "<remove/> must be alone")
-        await self.ctx.server.accounts.delete(account)
+        await self.ctx.accounts.delete(account)
         await self.ctx.registry.forget_account(account)  # modules drop what they kept
-        await self.ctx.server.fast.revoke(account.local or "", account.domain)
+        await self.ctx.fast.revoke(account.local or "", account.domain)
         self.ctx.log.info("account %s removed by its owner", account)
         # The account's streams end right after the result is written (XEP-0077 §3.2):
         # call_soon runs once this handler's reply has been queued.
-        sessions = self.ctx.server.sessions.resources(account)
+        sessions = self.ctx.sessions.resources(account)
         error = StreamError(StreamCondition.NOT_AUTHORIZED, "account removed")
         asyncio.get_running_loop().call_soon(_close_all, sessions, error)
         return None
@@ -369,12 +369,12 @@ class RegisterModule(Module):
             raise StanzaError(StanzaCondition.NOT_ALLOWED, "you can only change your own password")
         self._check_password(password)
         try:
-            await self.ctx.server.accounts.set_password(account, password)
+            await self.ctx.accounts.set_password(account, password)
         except UserNotFound:
             raise StanzaError(StanzaCondition.REGISTRATION_REQUIRED) from None
         except ValueError:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "unusable password") from None
         # A new password ends every device's FAST token (XEP-0484: revocation).
-        await self.ctx.server.fast.revoke(account.local or "", account.domain)
+        await self.ctx.fast.revoke(account.local or "", account.domain)
         self.ctx.log.info("password changed for %s", account)
         return None

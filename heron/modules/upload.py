@@ -100,25 +100,23 @@ class UploadModule(Module):
         self.options = o = build_options(UploadOptions, self.ctx.options, path)
         if o.max_file_size < 1 or o.quota_bytes < o.max_file_size or o.expire_days <= 0:
             raise ConfigError(f"{path}: max_file_size ≥ 1, quota_bytes ≥ it, expire_days > 0")
-        server = self.ctx.server
         self.domain = o.service or f"upload.{self.ctx.domain}"
-        self.db = server.db_or_fail()
+        self.db = self.ctx.sqlite()
         await self.db.migrate(MIGRATIONS)
-        self.key = server.derived_secret(f"upload {self.domain}")
-        self.root = server.config.data_dir / "upload"
+        self.key = self.ctx.secret(f"upload {self.domain}")
+        self.root = self.ctx.data_dir / "upload"
         self.root.mkdir(parents=True, exist_ok=True)
-        registry = server.add_service(self.domain)
+        registry = self.ctx.add_service(self.domain)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.info)
         registry.add_iq_handler("get", UPLOAD, Target.HOST, self.request_slot)
-        self.ctx.registry.items[self.domain] = "HTTP File Upload"
+        self.ctx.add_item(self.domain, "HTTP File Upload")
         prefix = f"/upload/{self.domain}/{{slot}}/{{name}}"
-        server.http_routes.extend([("PUT", prefix, self.put), ("GET", prefix, self.get)])
+        self.ctx.add_http_route("PUT", prefix, self.put)
+        self.ctx.add_http_route("GET", prefix, self.get)
         self.expiry = asyncio.create_task(self._expire_forever())
 
     async def stop(self) -> None:
         self.expiry.cancel()
-        self.ctx.registry.items.pop(self.domain, None)
-        self.ctx.server.remove_service(self.domain)
 
     # --- XMPP: discovery and slots ----------------------------------------------------
     async def info(self, iq: Stanza) -> Element | None:
@@ -166,7 +164,7 @@ class UploadModule(Module):
                 f"File too large: at most {limit} bytes",
                 extra=extra,
             )
-        if not self.ctx.server.http_base_url:
+        if not self.ctx.http_base_url:
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "no HTTP listener is set up")
         owner = str(sender.bare)
         used, oldest = await self.db.run(lambda c: _usage(c, owner))
@@ -181,7 +179,7 @@ class UploadModule(Module):
             secrets.token_urlsafe(24), owner, filename, size, content_type, time.time(), False
         )
         await self.db.run(lambda c: _insert(c, self.domain, slot))
-        base = f"{self.ctx.server.http_base_url}/upload/{self.domain}/{slot.slot}/{quote(filename)}"
+        base = f"{self.ctx.http_base_url}/upload/{self.domain}/{slot.slot}/{quote(filename)}"
         expires = int(slot.created + self.options.put_ttl_s)
         answer = Element("slot", UPLOAD)
         answer.add("put", UPLOAD, {"url": f"{base}?e={expires}&s={self._sign(slot, expires)}"})

@@ -85,7 +85,7 @@ class VcardStore:
     """The ``vcards`` table: one serialized vCard per account."""
 
     def __init__(self, module: Module) -> None:
-        self._server = module.ctx.server
+        self._ctx = module.ctx
 
     async def get(self, jid: JID) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
@@ -95,7 +95,7 @@ class VcardStore:
             ).fetchone()
             return None if row is None else str(row[0])
 
-        return await self._server.db_or_fail().run(read)
+        return await self._ctx.sqlite().run(read)
 
     async def put(self, jid: JID, xml: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
@@ -106,7 +106,7 @@ class VcardStore:
                     (jid.domain, jid.local, xml),
                 )
 
-        await self._server.db_or_fail().run(write)
+        await self._ctx.sqlite().run(write)
 
 
 def photo_of(vcard: Element) -> Avatar | None:
@@ -172,7 +172,7 @@ class VcardModule(Module):
         self.hashes: dict[JID, str] = {}
 
     async def start(self) -> None:
-        await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
+        await self.ctx.sqlite().migrate(MIGRATIONS)
         registry = self.ctx.registry
         registry.vcard_avatar = self
         registry.account_deleted.append(self.on_account_deleted)
@@ -246,7 +246,7 @@ class VcardModule(Module):
     async def on_get_other(self, iq: Stanza) -> Element | None:
         _vcard(iq)
         owner = _owner(iq)
-        if not await self.ctx.server.accounts.exists(owner):
+        if not await self.ctx.accounts.exists(owner):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
         stored = await self._load(owner)
         if stored is None:

@@ -42,7 +42,7 @@ class VersionModule(Module):
         """XEP-0092 §2: <name/> and <version/> are required, <os/> is optional."""
         query = Element("query", ns.VERSION)
         query.add("name", text=SOFTWARE_NAME)
-        query.add("version", text=self.ctx.server.version)
+        query.add("version", text=self.ctx.version)
         if self.options.show_os:
             query.add("os", text=platform.system())
         return query

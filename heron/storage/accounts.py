@@ -1,20 +1,19 @@
 """Account storage: users and their SCRAM keys. Passwords are never stored, only `ScramKeys`.
 
 `AccountStore` is the interface; `MemoryAccountStore` (tests, ephemeral servers) and
-`SqliteAccountStore` implement it. Usernames and domains arrive already normalised (PRECIS);
-the store compares them byte for byte.
+`SqlAccountStore` (either engine) implement it. Usernames and domains arrive already
+normalised (PRECIS); the store compares them byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from typing import Final, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import ClassVar, Final, Protocol
 
 from heron.credentials import ScramKeys
-from heron.storage.sqlite import Migration, SqliteDatabase, transaction
+from heron.storage.db import Dialect, Migration, SqlStore
 
 
 class UserExists(Exception):
@@ -95,140 +94,150 @@ class MemoryAccountStore:
         return sorted((u, d) for d, u in self._users if domain is None or d == domain)
 
 
-class SqliteAccountStore:
-    """Accounts in the server's SQLite database (apply `MIGRATIONS` first)."""
+_SQLITE: Final = (
+    Migration(
+        "accounts",
+        1,
+        """
+        CREATE TABLE users (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (domain, username)
+        ) WITHOUT ROWID;
+        CREATE TABLE scram_keys (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            hash_name TEXT NOT NULL,
+            salt BLOB NOT NULL,
+            iterations INTEGER NOT NULL,
+            stored_key BLOB NOT NULL,
+            server_key BLOB NOT NULL,
+            PRIMARY KEY (domain, username, hash_name),
+            FOREIGN KEY (domain, username) REFERENCES users (domain, username)
+                ON DELETE CASCADE
+        ) WITHOUT ROWID;
+        """,
+    ),
+)
+_POSTGRESQL: Final = (
+    Migration(
+        "accounts",
+        1,
+        """
+        CREATE TABLE users (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (domain, username)
+        );
+        CREATE TABLE scram_keys (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            hash_name TEXT NOT NULL,
+            salt BYTEA NOT NULL,
+            iterations INTEGER NOT NULL,
+            stored_key BYTEA NOT NULL,
+            server_key BYTEA NOT NULL,
+            PRIMARY KEY (domain, username, hash_name),
+            FOREIGN KEY (domain, username) REFERENCES users (domain, username)
+                ON DELETE CASCADE
+        );
+        """,
+    ),
+)
 
-    MIGRATIONS: Final[tuple[Migration, ...]] = (
-        Migration(
-            "accounts",
-            1,
-            """
-            CREATE TABLE users (
-                domain TEXT NOT NULL,
-                username TEXT NOT NULL,
-                created_at INTEGER NOT NULL,
-                PRIMARY KEY (domain, username)
-            ) WITHOUT ROWID;
-            CREATE TABLE scram_keys (
-                domain TEXT NOT NULL,
-                username TEXT NOT NULL,
-                hash_name TEXT NOT NULL,
-                salt BLOB NOT NULL,
-                iterations INTEGER NOT NULL,
-                stored_key BLOB NOT NULL,
-                server_key BLOB NOT NULL,
-                PRIMARY KEY (domain, username, hash_name),
-                FOREIGN KEY (domain, username) REFERENCES users (domain, username)
-                    ON DELETE CASCADE
-            ) WITHOUT ROWID;
-            """,
-        ),
-    )
+_INSERT_KEYS: Final = (
+    "INSERT INTO scram_keys "
+    "(domain, username, hash_name, salt, iterations, stored_key, server_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
+
+class SqlAccountStore(SqlStore):
+    """Accounts in the server's database, on either engine."""
+
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": _SQLITE,
+        "postgresql": _POSTGRESQL,
+    }
 
     async def create(self, username: str, domain: str, keys: Sequence[ScramKeys]) -> None:
         by_hash = _by_hash(keys)
-
-        def insert(conn: sqlite3.Connection) -> bool:
-            with transaction(conn):
-                cur = conn.execute(
-                    "INSERT INTO users (domain, username, created_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    (domain, username, int(time.time())),
-                )
-                if cur.rowcount == 0:
-                    return False
-                _insert_keys(conn, username, domain, by_hash.values())
-            return True
-
-        if not await self.db.run(insert):
-            raise UserExists(f"{username}@{domain}")
+        async with self.db.transaction() as tx:
+            created = await tx.execute(
+                "INSERT INTO users (domain, username, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                domain,
+                username,
+                int(time.time()),
+            )
+            if created == 0:
+                raise UserExists(f"{username}@{domain}")
+            await tx.executemany(_INSERT_KEYS, _key_rows(username, domain, by_hash.values()))
 
     async def get_keys(self, username: str, domain: str) -> dict[str, ScramKeys] | None:
-        def select(conn: sqlite3.Connection) -> dict[str, ScramKeys] | None:
-            rows = conn.execute(
-                "SELECT u.username, k.hash_name, k.salt, k.iterations, k.stored_key, k.server_key "
-                "FROM users u LEFT JOIN scram_keys k "
-                "ON k.domain = u.domain AND k.username = u.username "
-                "WHERE u.domain = ? AND u.username = ?",
-                (domain, username),
-            ).fetchall()
-            if not rows:
-                return None
-            return {
-                row[1]: ScramKeys(
-                    hash_name=row[1],
-                    salt=bytes(row[2]),
-                    iterations=int(row[3]),
-                    stored_key=bytes(row[4]),
-                    server_key=bytes(row[5]),
-                )
-                for row in rows
-                if row[1] is not None
-            }
-
-        return await self.db.run(select)
+        rows = await self.db.fetch(
+            "SELECT u.username, k.hash_name, k.salt, k.iterations, k.stored_key, k.server_key "
+            "FROM users u LEFT JOIN scram_keys k "
+            "ON k.domain = u.domain AND k.username = u.username "
+            "WHERE u.domain = ? AND u.username = ?",
+            domain,
+            username,
+        )
+        if not rows:
+            return None
+        return {
+            row[1]: ScramKeys(
+                hash_name=row[1],
+                salt=bytes(row[2]),
+                iterations=int(row[3]),
+                stored_key=bytes(row[4]),
+                server_key=bytes(row[5]),
+            )
+            for row in rows
+            if row[1] is not None
+        }
 
     async def set_keys(self, username: str, domain: str, keys: Sequence[ScramKeys]) -> None:
         by_hash = _by_hash(keys)
-
-        def replace(conn: sqlite3.Connection) -> bool:
-            with transaction(conn):
-                if not _user_exists(conn, username, domain):
-                    return False
-                conn.execute(
-                    "DELETE FROM scram_keys WHERE domain = ? AND username = ?", (domain, username)
-                )
-                _insert_keys(conn, username, domain, by_hash.values())
-            return True
-
-        if not await self.db.run(replace):
-            raise UserNotFound(f"{username}@{domain}")
+        async with self.db.transaction() as tx:
+            found = await tx.fetchval(
+                "SELECT 1 FROM users WHERE domain = ? AND username = ?", domain, username
+            )
+            if found is None:
+                raise UserNotFound(f"{username}@{domain}")
+            await tx.execute(
+                "DELETE FROM scram_keys WHERE domain = ? AND username = ?", domain, username
+            )
+            await tx.executemany(_INSERT_KEYS, _key_rows(username, domain, by_hash.values()))
 
     async def delete(self, username: str, domain: str) -> None:
-        def remove(conn: sqlite3.Connection) -> int:
-            with transaction(conn):
-                cur = conn.execute(
-                    "DELETE FROM users WHERE domain = ? AND username = ?", (domain, username)
-                )
-            return cur.rowcount
-
-        if await self.db.run(remove) == 0:
+        removed = await self.db.execute(
+            "DELETE FROM users WHERE domain = ? AND username = ?", domain, username
+        )
+        if removed == 0:
             raise UserNotFound(f"{username}@{domain}")
 
     async def exists(self, username: str, domain: str) -> bool:
-        return await self.db.run(lambda conn: _user_exists(conn, username, domain))
+        found = await self.db.fetchval(
+            "SELECT 1 FROM users WHERE domain = ? AND username = ?", domain, username
+        )
+        return found is not None
 
     async def list_users(self, domain: str | None = None) -> list[tuple[str, str]]:
-        def select(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            if domain is None:
-                cur = conn.execute("SELECT username, domain FROM users")
-            else:
-                cur = conn.execute("SELECT username, domain FROM users WHERE domain = ?", (domain,))
-            # Sorted in Python so the order is the same as the memory store's (code points).
-            return sorted((str(u), str(d)) for u, d in cur.fetchall())
-
-        return await self.db.run(select)
-
-
-def _user_exists(conn: sqlite3.Connection, username: str, domain: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM users WHERE domain = ? AND username = ?", (domain, username)
-    ).fetchone()
-    return row is not None
+        if domain is None:
+            rows = await self.db.fetch("SELECT username, domain FROM users")
+        else:
+            rows = await self.db.fetch(
+                "SELECT username, domain FROM users WHERE domain = ?", domain
+            )
+        # Sorted in Python so the order is the same as the memory store's (code points).
+        return sorted((str(u), str(d)) for u, d in rows)
 
 
-def _insert_keys(
-    conn: sqlite3.Connection, username: str, domain: str, keys: Iterable[ScramKeys]
-) -> None:
-    conn.executemany(
-        "INSERT INTO scram_keys "
-        "(domain, username, hash_name, salt, iterations, stored_key, server_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (domain, username, k.hash_name, k.salt, k.iterations, k.stored_key, k.server_key)
-            for k in keys
-        ],
-    )
+def _key_rows(username: str, domain: str, keys: Iterable[ScramKeys]) -> list[tuple[object, ...]]:
+    return [
+        (domain, username, k.hash_name, k.salt, k.iterations, k.stored_key, k.server_key)
+        for k in keys
+    ]

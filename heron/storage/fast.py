@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Final
 
-from heron.storage.sqlite import Migration, SqliteDatabase, transaction
+from heron.storage.db import Database, Dialect, Migration, SqlStore
 
 MECHANISM: Final = "HT-SHA-256-NONE"
 MIGRATIONS: Final = (
@@ -40,6 +40,27 @@ MIGRATIONS: Final = (
 )
 
 
+POSTGRESQL_MIGRATIONS: Final = (
+    Migration(
+        "fast",
+        1,
+        """
+        CREATE TABLE fast_tokens (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            mechanism TEXT NOT NULL,
+            proof_hash BYTEA NOT NULL,
+            responder BYTEA NOT NULL,
+            expiry DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (domain, username, agent, slot)
+        );
+        """,
+    ),
+)
+
+
 def proofs(token: str) -> tuple[bytes, bytes]:
     """The client's and the server's proofs for a token without channel binding."""
     key = token.encode()
@@ -49,9 +70,14 @@ def proofs(token: str) -> tuple[bytes, bytes]:
     )
 
 
-class FastTokenStore:
-    def __init__(self, db: SqliteDatabase, lifetime_s: float = 14 * 86400) -> None:
-        self.db = db
+class FastTokenStore(SqlStore):
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": MIGRATIONS,
+        "postgresql": POSTGRESQL_MIGRATIONS,
+    }
+
+    def __init__(self, db: Database, lifetime_s: float = 14 * 86400) -> None:
+        super().__init__(db)
         self.lifetime_s = lifetime_s
 
     async def issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
@@ -59,25 +85,21 @@ class FastTokenStore:
         token = secrets.token_urlsafe(32)
         initiator, responder = proofs(token)
         expiry = time.time() + self.lifetime_s
-
-        def write(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO fast_tokens (domain, username, agent, slot,"
-                    " mechanism, proof_hash, responder, expiry)"
-                    " VALUES (?, ?, ?, 'new', ?, ?, ?, ?)",
-                    (
-                        domain,
-                        username,
-                        agent,
-                        MECHANISM,
-                        hashlib.sha256(initiator).digest(),
-                        responder,
-                        expiry,
-                    ),
-                )
-
-        await self.db.run(write)
+        await self.db.execute(
+            "INSERT INTO fast_tokens (domain, username, agent, slot,"
+            " mechanism, proof_hash, responder, expiry)"
+            " VALUES (?, ?, ?, 'new', ?, ?, ?, ?)"
+            " ON CONFLICT (domain, username, agent, slot) DO UPDATE SET"
+            " mechanism = excluded.mechanism, proof_hash = excluded.proof_hash,"
+            " responder = excluded.responder, expiry = excluded.expiry",
+            domain,
+            username,
+            agent,
+            MECHANISM,
+            hashlib.sha256(initiator).digest(),
+            responder,
+            expiry,
+        )
         return token, expiry
 
     async def verify(
@@ -86,49 +108,47 @@ class FastTokenStore:
         """The server's answer and the token's expiry when the proof matches a live token."""
         presented = hashlib.sha256(initiator).digest()
         now = time.time()
-
-        def check(conn: sqlite3.Connection) -> tuple[bytes, float] | None:
-            with transaction(conn):
-                rows = conn.execute(
-                    "SELECT slot, mechanism, proof_hash, responder, expiry FROM fast_tokens"
-                    " WHERE domain = ? AND username = ? AND agent = ? ORDER BY slot DESC",
-                    (domain, username, agent),
-                ).fetchall()  # "new" before "current"
-                for slot, mech, proof_hash, responder, expiry in rows:
-                    if mech != mechanism or expiry <= now:
-                        continue
-                    if not hmac.compare_digest(bytes(proof_hash), presented):
-                        continue
-                    if slot == "new":  # first use: it becomes current, older ones go
-                        conn.execute(
-                            "DELETE FROM fast_tokens WHERE domain = ? AND username = ?"
-                            " AND agent = ? AND slot = 'current'",
-                            (domain, username, agent),
-                        )
-                        conn.execute(
-                            "UPDATE fast_tokens SET slot = 'current' WHERE domain = ?"
-                            " AND username = ? AND agent = ? AND slot = 'new'",
-                            (domain, username, agent),
-                        )
-                    return bytes(responder), float(expiry)
-                return None
-
-        return await self.db.run(check)
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT slot, mechanism, proof_hash, responder, expiry FROM fast_tokens"
+                " WHERE domain = ? AND username = ? AND agent = ? ORDER BY slot DESC",
+                domain,
+                username,
+                agent,
+            )  # "new" before "current"
+            for slot, mech, proof_hash, responder, expiry in rows:
+                if mech != mechanism or expiry <= now:
+                    continue
+                if not hmac.compare_digest(bytes(proof_hash), presented):
+                    continue
+                if slot == "new":  # first use: it becomes current, older ones go
+                    await tx.execute(
+                        "DELETE FROM fast_tokens WHERE domain = ? AND username = ?"
+                        " AND agent = ? AND slot = 'current'",
+                        domain,
+                        username,
+                        agent,
+                    )
+                    await tx.execute(
+                        "UPDATE fast_tokens SET slot = 'current' WHERE domain = ?"
+                        " AND username = ? AND agent = ? AND slot = 'new'",
+                        domain,
+                        username,
+                        agent,
+                    )
+                return bytes(responder), float(expiry)
+            return None
 
     async def revoke(self, username: str, domain: str, agent: str | None = None) -> None:
         """Forget a client's tokens, or all of the account's (password change, removal)."""
-
-        def delete(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                if agent is None:
-                    conn.execute(
-                        "DELETE FROM fast_tokens WHERE domain = ? AND username = ?",
-                        (domain, username),
-                    )
-                else:
-                    conn.execute(
-                        "DELETE FROM fast_tokens WHERE domain = ? AND username = ? AND agent = ?",
-                        (domain, username, agent),
-                    )
-
-        await self.db.run(delete)
+        if agent is None:
+            await self.db.execute(
+                "DELETE FROM fast_tokens WHERE domain = ? AND username = ?", domain, username
+            )
+        else:
+            await self.db.execute(
+                "DELETE FROM fast_tokens WHERE domain = ? AND username = ? AND agent = ?",
+                domain,
+                username,
+                agent,
+            )

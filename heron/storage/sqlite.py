@@ -1,7 +1,10 @@
 """SQLite engine: one database file in WAL mode, driven from asyncio through one worker thread.
 
-A single dedicated thread owns the `sqlite3.Connection`; `SqliteDatabase.run` sends a function
-to it and awaits the result, so the event loop never blocks on disk.
+A single dedicated thread owns the `sqlite3.Connection`, so the event loop never blocks on
+disk. Stores use the engine-neutral `Database` interface (`heron.storage.db`): each
+statement is one hop to the thread, and `transaction()` holds the connection for its
+block (other statements wait for it). `SqliteDatabase.run` sends a whole function to the
+thread, for code that is SQLite's alone (and stores not yet written against `Database`).
 
 Writes are committed before `run` returns. A single statement may use `with conn:`; several
 statements that must succeed or fail together use `with transaction(conn):`, which also covers
@@ -18,13 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Final, TypeVar
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from heron.storage.db import Column, Dialect, Executor, Row, check_migrations
+from heron.storage.db import Migration as Migration  # re-exported for older imports
+from heron.storage.db import MigrationError as MigrationError
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +43,17 @@ _SCHEMA_VERSIONS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step of one component (`accounts`, `roster` …); versions start at 1."""
-
-    component: str
-    version: int
-    sql: str
-
-
-class MigrationError(Exception):
-    """The migration list is inconsistent, or the database is newer than this code."""
-
-
 class SqliteDatabase:
     """One SQLite file, used from asyncio without blocking the loop."""
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
         self.path = path
         self._executor = executor
         self._conn: sqlite3.Connection | None = conn
+        # Held by a transaction() block for its whole length: the one connection is its.
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
@@ -72,11 +70,67 @@ class SqliteDatabase:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the database thread and return its result."""
+        if self._lock.locked():  # a transaction() block holds the connection
+            async with self._lock:
+                return await self._run(_call, fn)
+        return await self._run(_call, fn)
+
+    async def _statement(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._lock.locked():
+            async with self._lock:
+                return await self._run(_plain, fn)
+        return await self._run(_plain, fn)
+
+    async def _run(
+        self,
+        call: Callable[[sqlite3.Connection, Callable[[sqlite3.Connection], T]], T],
+        fn: Callable[[sqlite3.Connection], T],
+    ) -> T:
         conn = self._conn
         if conn is None:
             raise RuntimeError(f"database {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _call, conn, fn)
+        return await loop.run_in_executor(self._executor, call, conn, fn)
+
+    # --- the engine-neutral interface (heron.storage.db.Database) ---------------------
+    async def execute(self, sql: str, *args: object) -> int:
+        return await self._statement(partial(_execute, sql=sql, args=args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._statement(partial(_executemany, sql=sql, rows=list(rows)))
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        return await self._statement(partial(_fetch, sql=sql, args=args))
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return row[0] if row is not None else None
+
+    def transaction(self) -> _SqliteTransaction:
+        return _SqliteTransaction(self)
+
+    # --- introspection (heron.storage.db.Introspection, for copy-storage) ---------------
+    async def tables(self) -> list[str]:
+        rows = await self.fetch(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def columns(self, table: str) -> list[Column]:
+        rows = await self.fetch(f"PRAGMA table_info({_quoted(table)})")
+        return [Column(str(r[1]), str(r[2]).lower(), int(r[5])) for r in rows]
+
+    async def parents(self, table: str) -> set[str]:
+        rows = await self.fetch(f"PRAGMA foreign_key_list({_quoted(table)})")
+        return {str(r[2]) for r in rows}
+
+    async def after_copy(self, table: str) -> None:
+        return None  # INTEGER PRIMARY KEY continues from the largest value by itself
 
     async def close(self) -> None:
         """Close the connection and stop the worker thread; safe to call twice."""
@@ -91,15 +145,97 @@ class SqliteDatabase:
 
     async def migrate(self, migrations: Sequence[Migration]) -> None:
         """Apply, per component, the migrations newer than the recorded version, in order."""
-        by_component: dict[str, list[Migration]] = {}
-        for migration in migrations:
-            by_component.setdefault(migration.component, []).append(migration)
-        for component, steps in by_component.items():
-            steps.sort(key=lambda m: m.version)
-            versions = [m.version for m in steps]
-            if len(set(versions)) != len(versions) or versions[0] < 1:
-                raise MigrationError(f"{component}: migration versions must be unique and ≥ 1")
+        for component, steps in check_migrations(migrations).items():
             await self.run(partial(_apply, component=component, steps=tuple(steps)))
+
+
+class _SqliteTransaction:
+    """`async with db.transaction() as tx`: BEGIN IMMEDIATE … COMMIT, the connection held."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> Executor:
+        await self._db._lock.acquire()
+        try:
+            await self._db._run(_plain, _begin)
+        except BaseException:
+            self._db._lock.release()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._db._run(_plain, _rollback if exc_type is not None else _commit)
+        finally:
+            self._db._lock.release()
+
+    async def execute(self, sql: str, *args: object) -> int:
+        return await self._db._run(_plain, partial(_execute, sql=sql, args=args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._db._run(_plain, partial(_executemany, sql=sql, rows=list(rows)))
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        return await self._db._run(_plain, partial(_fetch, sql=sql, args=args))
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return row[0] if row is not None else None
+
+
+# Statements of the engine-neutral interface. Outside a transaction() block each commits on
+# its own; inside one, the block's BEGIN IMMEDIATE holds them until its COMMIT.
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.commit()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    conn.rollback()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _plain(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """One statement: on its own it commits (or rolls back on error); inside a
+    transaction() block it leaves the block's transaction to the block."""
+    inside = conn.in_transaction
+    try:
+        result = fn(conn)
+    except BaseException:
+        if not inside and conn.in_transaction:
+            conn.rollback()
+        raise
+    if not inside and conn.in_transaction:
+        conn.commit()
+    return result
+
+
+def _execute(conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> int:
+    return conn.execute(sql, args).rowcount
+
+
+def _executemany(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    conn.executemany(sql, rows)
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[Row]:
+    return conn.execute(sql, args).fetchall()  # all rows now: RETURNING needs it
 
 
 @contextmanager

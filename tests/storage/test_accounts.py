@@ -12,11 +12,12 @@ from heron.credentials import ScramKeys
 from heron.storage.accounts import (
     AccountStore,
     MemoryAccountStore,
-    SqliteAccountStore,
+    SqlAccountStore,
     UserExists,
     UserNotFound,
 )
 from heron.storage.sqlite import Migration, MigrationError, SqliteDatabase, transaction
+from tests.engines import open_store_db
 
 
 def keys(hash_name: str = "SHA-256", tag: bytes = b"a") -> ScramKeys:
@@ -30,15 +31,14 @@ def keys(hash_name: str = "SHA-256", tag: bytes = b"a") -> ScramKeys:
     )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AccountStore]:
     if request.param == "memory":
         yield MemoryAccountStore()
         return
-    db = await SqliteDatabase.open(tmp_path / "db" / "heron.db")
-    await db.migrate(SqliteAccountStore.MIGRATIONS)
+    db = await open_store_db(request.param, tmp_path, request, [SqlAccountStore])
     try:
-        yield SqliteAccountStore(db)
+        yield SqlAccountStore(db)
     finally:
         await db.close()
 
@@ -131,10 +131,10 @@ async def test_returned_keys_are_a_copy(store: AccountStore) -> None:
 # --- SQLite specifics ----------------------------------------------------------------------
 
 
-async def open_accounts(path: Path) -> tuple[SqliteDatabase, SqliteAccountStore]:
+async def open_accounts(path: Path) -> tuple[SqliteDatabase, SqlAccountStore]:
     db = await SqliteDatabase.open(path)
-    await db.migrate(SqliteAccountStore.MIGRATIONS)
-    return db, SqliteAccountStore(db)
+    await db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])
+    return db, SqlAccountStore(db)
 
 
 async def test_sqlite_pragmas(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ async def test_data_survives_reopen_and_migrations_are_idempotent(tmp_path: Path
     await db.close()
     for _ in range(2):
         db, accounts = await open_accounts(path)
-        await db.migrate(SqliteAccountStore.MIGRATIONS)  # again, on an up-to-date schema
+        await db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])  # again, on an up-to-date schema
         assert await accounts.get_keys("alice", "example.org") == {"SHA-256": keys()}
         version = await db.run(
             lambda c: c.execute(
@@ -212,7 +212,7 @@ async def test_migrations_apply_in_order_and_fix_forward(tmp_path: Path) -> None
     await db.close()
     db = await SqliteDatabase.open(path)
     try:
-        await db.migrate([v2, v1, *SqliteAccountStore.MIGRATIONS])
+        await db.migrate([v2, v1, *SqlAccountStore.MIGRATIONS["sqlite"]])
         await db.migrate([v1, v2])
         rows = await db.run(lambda c: c.execute("SELECT body, title FROM notes").fetchall())
         assert rows == [("a;b", "t")]

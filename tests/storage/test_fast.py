@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,12 +9,12 @@ import pytest
 
 from heron.storage.fast import MECHANISM, MIGRATIONS, FastTokenStore, proofs
 from heron.storage.sqlite import SqliteDatabase
+from tests.engines import ENGINES, open_store_db
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FastTokenStore]:
-    db = await SqliteDatabase.open(tmp_path / "heron.db")
-    await db.migrate(MIGRATIONS)
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FastTokenStore]:
+    db = await open_store_db(request.param, tmp_path, request, [FastTokenStore])
     try:
         yield FastTokenStore(db)
     finally:
@@ -40,10 +39,7 @@ async def test_tokens_rotate_through_two_slots(store: FastTokenStore) -> None:
 async def test_nothing_stored_logs_in_and_revocation(store: FastTokenStore) -> None:
     token, _ = await store.issue("u", "h", "phone")
 
-    def rows(conn: sqlite3.Connection) -> list[tuple[bytes, bytes]]:
-        return conn.execute("SELECT proof_hash, responder FROM fast_tokens").fetchall()
-
-    stored = await store.db.run(rows)
+    stored = await store.db.fetch("SELECT proof_hash, responder FROM fast_tokens")
     initiator, _ = proofs(token)
     assert all(token.encode() not in bytes(p) + bytes(r) for p, r in stored)
     assert all(bytes(p) != initiator for p, _r in stored)  # only a hash of the proof

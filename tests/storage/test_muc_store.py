@@ -1,9 +1,8 @@
-"""What persistent rooms keep (muc/store.py): written, read back, replaced and forgotten;
-the shipped migrations still upgrade a version-1 database."""
+"""What persistent rooms keep (muc/store.py), on both engines: written, read back, replaced
+and forgotten; a room written before version 2 of the schema still loads."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,21 +11,19 @@ import pytest
 from heron.jid import JID
 from heron.modules.muc.config import RoomConfig
 from heron.modules.muc.room import RoomRecord
-from heron.modules.muc.store import MIGRATIONS, SqliteRoomStore
-from heron.storage.sqlite import SqliteDatabase, transaction
+from heron.modules.muc.store import SqlRoomStore
+from tests.engines import ENGINES, open_engine, open_store_db
 
 ROOM = JID.parse("lounge@conference.example.org")
 ALICE = JID.parse("alice@example.org")
 BOB = JID.parse("bob@example.org")
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteRoomStore]:
-    db = await SqliteDatabase.open(tmp_path / "heron.db")
-    store = SqliteRoomStore(db)
-    await store.migrate()
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlRoomStore]:
+    db = await open_store_db(request.param, tmp_path, request, [SqlRoomStore])
     try:
-        yield store
+        yield SqlRoomStore(db)
     finally:
         await db.close()
 
@@ -44,41 +41,42 @@ def record(**changes: object) -> RoomRecord:
     return RoomRecord(**fields)  # type: ignore[arg-type]
 
 
-async def test_a_room_is_kept_replaced_and_forgotten(store: SqliteRoomStore) -> None:
+async def test_a_room_is_kept_replaced_and_forgotten(store: SqlRoomStore) -> None:
     assert await store.load() == []
     await store.save(record())
-    assert await store.load() == [record()]
-    await store.save(record(subject="", affiliations={ALICE: "owner"}, registered={}))
-    assert await store.load() == [record(subject="", affiliations={ALICE: "owner"}, registered={})]
+    await store.save(record(jid=JID.parse("other@conference.example.org"), subject="x"))
+    assert sorted(await store.load(), key=lambda r: str(r.jid)) == [
+        record(),
+        record(jid=JID.parse("other@conference.example.org"), subject="x"),
+    ]
+    changed = record(subject="", affiliations={ALICE: "owner"}, registered={})
+    await store.save(changed)
+    assert changed in await store.load()
+    assert record() not in await store.load()
     await store.delete(ROOM)
     await store.delete(ROOM)  # forgetting twice is no error
-    assert await store.load() == []
+    assert [r.jid for r in await store.load()] == [JID.parse("other@conference.example.org")]
 
 
-async def test_rooms_written_before_registration_existed_load(tmp_path: Path) -> None:
-    db = await SqliteDatabase.open(tmp_path / "old.db")
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_rooms_kept_before_registration_existed_still_load(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    db = await open_engine(engine, tmp_path, request)
     try:
-        await db.migrate(MIGRATIONS[:1])
-        await db.run(_insert_version_1_row)
-        store = SqliteRoomStore(db)
-        await store.migrate()
-        [old] = await store.load()
+        await db.migrate(SqlRoomStore.migrations_for(db.dialect)[:1])
+        await db.execute(
+            "INSERT INTO muc_rooms (jid, config, affiliations, subject) VALUES (?, ?, ?, ?)",
+            str(ROOM),
+            RoomConfig(persistent=True).to_json(),
+            '{"alice@example.org": "owner"}',
+            "t",
+        )
+        await db.migrate(SqlRoomStore.migrations_for(db.dialect))
+        [old] = await SqlRoomStore(db).load()
         assert old.affiliations == {ALICE: "owner"}
         assert old.registered == {}
         assert old.vcard == ""
         assert old.subject == "t"
     finally:
         await db.close()
-
-
-def _insert_version_1_row(conn: sqlite3.Connection) -> None:
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO muc_rooms (jid, config, affiliations, subject) VALUES (?, ?, ?, ?)",
-            (
-                str(ROOM),
-                RoomConfig(persistent=True).to_json(),
-                '{"alice@example.org": "owner"}',
-                "t",
-            ),
-        )

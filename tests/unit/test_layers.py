@@ -76,3 +76,11 @@ def test_a_module_never_imports_another_module() -> None:
         for imported in heron_imports(path):
             if imported.startswith("heron.modules"):
                 pytest.fail(f"{path.name} imports {imported}")
+
+
+def test_modules_never_reach_for_the_server() -> None:
+    """Modules see the server only through their ModuleContext's services."""
+    for path in (PACKAGE / "modules").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "ctx.server" not in text, f"{path.relative_to(PACKAGE)} reaches ctx.server"
+        assert "heron.core.server" not in text, f"{path.relative_to(PACKAGE)} imports the server"

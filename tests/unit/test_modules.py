@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -27,14 +27,15 @@ from heron.modules.register import PARS, RegisterModule, SlidingWindow, create_i
 from heron.modules.time import TimeModule, format_datetime
 from heron.modules.version import VersionModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
-from heron.storage.accounts import MemoryAccountStore
+from heron.storage.accounts import MemoryAccountStore, SqlAccountStore
 from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
 from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
+from tests.modulecore import make_core
 
 if TYPE_CHECKING:
-    from heron.core.server import Server
+    pass
 
 DOMAIN = "example.org"
 ALICE = "alice@example.org/pc"
@@ -87,9 +88,11 @@ class Host:
             folder = Path(tempfile.mkdtemp(prefix="heron-unit-"))
             self.server.db = await SqliteDatabase.open(folder / "heron.db")
             await self.server.db.migrate(FAST_MIGRATIONS)
+            await self.server.db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])
         ctx = ModuleContext(
-            server=cast("Server", self.server),  # a stub with only what modules use
+            core=make_core(self.server.db, self.server.accounts, self.server.registries),
             domain=DOMAIN,
+            name=cls.name,
             registry=self.registry,
             options=options or {},
             log=logging.LoggerAdapter(logging.getLogger(f"heron.modules.{cls.name}"), {}),

@@ -6,7 +6,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,9 +23,10 @@ from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import MemoryAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
+from tests.modulecore import make_core
 
 if TYPE_CHECKING:
-    from heron.core.server import Server
+    pass
 
 DOMAIN = "example.org"
 ALICE = "alice@example.org/pc"
@@ -49,8 +50,9 @@ class Host:
 
     async def load(self, cls: type[Module], options: Mapping[str, object] | None = None) -> Module:
         ctx = ModuleContext(
-            server=cast("Server", self.server),
+            core=make_core(self.server.db, self.server.accounts, {DOMAIN: self.registry}),
             domain=DOMAIN,
+            name=cls.name,
             registry=self.registry,
             options=options or {},
             log=logging.LoggerAdapter(logging.getLogger(f"heron.modules.{cls.name}"), {}),

@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from heron import ns
-from heron.config import ConfigError, build_options
-from heron.core.module import Module, Xep
+from heron.config import option
+from heron.core.module import Module, ModuleContext, Xep
 from heron.core.registry import Target
 from heron.jid import JID
 from heron.modules.muc.admin import Admin
@@ -55,7 +55,7 @@ from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
 from heron.modules.muc.search import SEARCH, search
-from heron.modules.muc.store import RoomStore, SqliteRoomStore
+from heron.modules.muc.store import RoomStore, SqlRoomStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
@@ -66,20 +66,22 @@ ROOMUSER_NODE = "x-roomuser-item"
 @dataclass(frozen=True, slots=True)
 class MucOptions:
     service: str = ""  # default: conference.<host>
-    history_length: int = 20  # the most a room keeps for joiners (and its default)
-    max_occupants: int = 200
-    max_rooms: int = 10000
-    max_rooms_per_user: int = 100  # rooms one account may own; service admins unlimited
-    messages_per_s: float = 5.0  # per occupant, to the room; beyond: resource-constraint
-    messages_burst: int = 50
-    max_vcard_bytes: int = 256 * 1024
+    history_length: int = option(20, min=0)  # the most a room keeps for joiners (its default)
+    max_occupants: int = option(200, min=1)
+    max_rooms: int = option(10000, min=1)
+    max_rooms_per_user: int = option(100, min=1)  # rooms one account may own
+    messages_per_s: float = option(5.0, above=0)  # per occupant; beyond: resource-constraint
+    messages_burst: int = option(50, min=1)
+    max_vcard_bytes: int = option(256 * 1024, min=0)
     lock_new_rooms: bool = True  # §10.1.1: nobody else enters before the owner configures
-    lock_timeout_s: float = 300.0  # a room still locked then is destroyed
+    lock_timeout_s: float = option(300.0, above=0)  # a room still locked then is destroyed
 
 
 class MucModule(Module):
     name = "muc"
     description = "Group chat rooms (XEP-0045) with archive, moderation and reserved nicks"
+    stores = (SqlRoomStore,)
+    disco_features = (MUC,)  # the host points clients at its service
     xeps = (
         Xep(
             45,
@@ -117,34 +119,28 @@ class MucModule(Module):
         ),
     )
 
-    async def start(self) -> None:
-        path = f'hosts."{self.ctx.domain}".modules.muc'
-        self.options = build_options(MucOptions, self.ctx.options, path)
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(MucOptions)
         o = self.options
-        if o.history_length < 0 or o.max_occupants < 1 or o.max_rooms_per_user < 1:
-            raise ConfigError(f"{path}: history_length ≥ 0, max_occupants and rooms ≥ 1")
-        if o.lock_timeout_s <= 0:
-            raise ConfigError(f"{path}.lock_timeout_s: must be > 0")
-        if o.messages_per_s <= 0 or o.messages_burst < 1:
-            raise ConfigError(f"{path}: messages_per_s > 0 and messages_burst ≥ 1")
-        self.domain = o.service or f"conference.{self.ctx.domain}"
+        self.domain = o.service or f"conference.{ctx.domain}"
         self.policy = RoomPolicy(
             max_occupants=o.max_occupants,
             max_history=o.history_length,
             messages_per_s=o.messages_per_s,
             messages_burst=o.messages_burst,
-            secret=self.ctx.server.derived_secret("muc occupant-id"),  # stable ids
+            secret=ctx.secret("muc occupant-id"),  # stable ids
         )
         self.rooms: dict[JID, Room] = {}
-        self.store: RoomStore = SqliteRoomStore(self.ctx.server.db_or_fail())
-        await self.store.migrate()
+        self.store: RoomStore = ctx.store(SqlRoomStore)
+        self.owner, self.archive = Owner(self), Archive(self)
+
+    async def start(self) -> None:
         for record in await self.store.load():
             if record.jid.domain == self.domain:  # the table is shared by every host's service
                 self.rooms[record.jid] = Room.restore(record, self.policy)
-        self.owner = Owner(self)
-        admin, archive, registration = Admin(self), Archive(self), Registration(self)
-        self.archive = archive
-        registry = self.ctx.server.add_service(self.domain)
+        admin, archive, registration = Admin(self), self.archive, Registration(self)
+        registry = self.ctx.add_service(self.domain)
         registry.add_hook("presence/full", self.on_presence)
         registry.add_hook("presence/bare", self.on_presence)
         registry.add_hook("message/bare", self.on_room_message)
@@ -165,21 +161,14 @@ class MucModule(Module):
         registry.add_iq_handler("set", VCARD, Target.BARE, registration.vcard_set)
         registry.add_iq_handler("get", SEARCH, Target.HOST, self.search)
         registry.add_hook("iq/full", self.self_ping)
-        self.ctx.registry.add_feature(MUC)  # the host points clients at its service
-        self.ctx.registry.items[self.domain] = "Group chat"  # found in the host's disco#items
-        self.ctx.server.metrics.gauge(
-            self._gauge_name, "Group chat rooms and occupants", self._gauge
-        )
+        self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
+        self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
 
     async def stop(self) -> None:
         """§15.6 code 332: occupants learn the service is going away."""
         for room in list(self.rooms.values()):
             self.owner.unlock(room)
             await self.send(room.shutdown())
-        self.ctx.server.remove_service(self.domain)
-        self.ctx.registry.remove_feature(MUC)
-        self.ctx.registry.items.pop(self.domain, None)
-        self.ctx.server.metrics.remove(self._gauge_name, self._gauge)
 
     _gauge_name = "heron_muc"
 

@@ -1,16 +1,17 @@
 """What persistent rooms keep across restarts, behind ``RoomStore``: configuration,
-affiliations, reserved nicks, subject and vCard, one row per room (the maps as JSON)."""
+affiliations, reserved nicks, subject and vCard, one row per room (the maps as JSON), on
+either storage engine."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from typing import Final, Protocol
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Final, Protocol
 
 from heron.jid import JID
 from heron.modules.muc.config import RoomConfig
 from heron.modules.muc.room import RoomRecord
-from heron.storage.sqlite import Migration, SqliteDatabase, transaction
+from heron.storage.db import Dialect, Migration, SqlStore
 
 MIGRATIONS: Final = (
     Migration(
@@ -35,10 +36,31 @@ MIGRATIONS: Final = (
     ),
 )
 
+POSTGRESQL_MIGRATIONS: Final = (
+    Migration(
+        "muc",
+        1,
+        """
+        CREATE TABLE muc_rooms (
+            jid TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            affiliations TEXT NOT NULL,
+            subject TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    ),
+    Migration(
+        "muc",
+        2,
+        """
+        ALTER TABLE muc_rooms ADD COLUMN registered TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE muc_rooms ADD COLUMN vcard TEXT NOT NULL DEFAULT '';
+        """,
+    ),
+)
+
 
 class RoomStore(Protocol):
-    async def migrate(self) -> None: ...
-
     async def load(self) -> list[RoomRecord]:
         """Every stored room."""
         ...
@@ -52,53 +74,17 @@ class RoomStore(Protocol):
         ...
 
 
-class SqliteRoomStore:
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-
-    async def migrate(self) -> None:
-        await self.db.migrate(MIGRATIONS)
+class SqlRoomStore(SqlStore):
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": MIGRATIONS,
+        "postgresql": POSTGRESQL_MIGRATIONS,
+    }
 
     async def load(self) -> list[RoomRecord]:
-        return await self.db.run(_load)
-
-    async def save(self, record: RoomRecord) -> None:
-        row = (
-            str(record.jid),
-            record.config.to_json(),
-            json.dumps({str(k): v for k, v in record.affiliations.items()}),
-            record.subject,
-            json.dumps({str(k): v for k, v in record.registered.items()}),
-            record.vcard,
+        rows = await self.db.fetch(
+            "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
         )
-
-        def write(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO muc_rooms"
-                    " (jid, config, affiliations, subject, registered, vcard)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-
-        await self.db.run(write)
-
-    async def delete(self, jid: JID) -> None:
-        key = str(jid)
-
-        def forget(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute("DELETE FROM muc_rooms WHERE jid = ?", (key,))
-
-        await self.db.run(forget)
-
-
-def _load(conn: sqlite3.Connection) -> list[RoomRecord]:
-    records = []
-    for jid, config, affiliations, subject, registered, vcard in conn.execute(
-        "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
-    ).fetchall():
-        records.append(
+        return [
             RoomRecord(
                 JID.parse(str(jid)),
                 RoomConfig.from_json(str(config)),
@@ -107,5 +93,23 @@ def _load(conn: sqlite3.Connection) -> list[RoomRecord]:
                 str(subject),
                 str(vcard),
             )
+            for jid, config, affiliations, subject, registered, vcard in rows
+        ]
+
+    async def save(self, record: RoomRecord) -> None:
+        await self.db.execute(
+            "INSERT INTO muc_rooms (jid, config, affiliations, subject, registered, vcard)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (jid) DO UPDATE SET config = excluded.config,"
+            " affiliations = excluded.affiliations, subject = excluded.subject,"
+            " registered = excluded.registered, vcard = excluded.vcard",
+            str(record.jid),
+            record.config.to_json(),
+            json.dumps({str(k): v for k, v in record.affiliations.items()}),
+            record.subject,
+            json.dumps({str(k): v for k, v in record.registered.items()}),
+            record.vcard,
         )
-    return records
+
+    async def delete(self, jid: JID) -> None:
+        await self.db.execute("DELETE FROM muc_rooms WHERE jid = ?", str(jid))

@@ -80,9 +80,9 @@ class RosterModule(Module):
         self.options = build_options(
             RosterOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.roster'
         )
-        await self.ctx.server.db_or_fail().migrate(MIGRATIONS)
-        self.store = SqlRosterStore(self.ctx.server.db_or_fail())
-        self.last = SqlLastActivityStore(self.ctx.server.db_or_fail())
+        await self.ctx.sqlite().migrate(MIGRATIONS)
+        self.store = SqlRosterStore(self.ctx.sqlite())
+        self.last = SqlLastActivityStore(self.ctx.sqlite())
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
@@ -139,7 +139,7 @@ class RosterModule(Module):
     def _send_delta(self, iq: Stanza, delta: RosterDelta) -> None:
         """RFC 6121 §2.6.3: an empty result, then a push for each change since the version."""
         assert iq.from_ is not None
-        session = self.ctx.server.sessions.get(iq.from_)
+        session = self.ctx.sessions.get(iq.from_)
         if session is None:
             return
         session.deliver(iq_result(iq))
@@ -207,7 +207,7 @@ class RosterModule(Module):
 
     def _push(self, account: JID, item: Element, version: int) -> None:
         """RFC 6121 §2.1.6: a push to every interested resource of the account."""
-        sessions = self.ctx.server.sessions
+        sessions = self.ctx.sessions
         for session in sessions.resources(account):
             if session.jid in self.interested:
                 session.deliver(push_element(session.jid, item, version))
@@ -284,17 +284,17 @@ class RosterModule(Module):
         el = Element("presence", ns.CLIENT, {"from": str(from_), "to": str(to)})
         if type_ is not None:
             el.attrs["type"] = type_
-        await self.ctx.server.router.route(Stanza(el, to, from_))
+        await self.ctx.router.route(Stanza(el, to, from_))
 
     async def _send_current(self, account: JID, to: JID) -> None:
         """Every available resource's last presence, from its full JID, to ``to``."""
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             presence = getattr(session, "presence", None)
             if session.is_available and isinstance(presence, Element):
                 copy = presence.shallow_copy()
                 copy.attrs["from"] = str(session.jid)
                 copy.attrs["to"] = str(to)
-                await self.ctx.server.router.route(Stanza(copy, to, session.jid))
+                await self.ctx.router.route(Stanza(copy, to, session.jid))
 
     @hook("pre-presence")
     async def outbound_presence(self, stanza: Stanza) -> bool:
@@ -328,11 +328,11 @@ class RosterModule(Module):
         stanza.element.attrs["from"] = str(account)
         stanza.element.attrs["to"] = str(contact)
         stanza.from_, stanza.to = account, contact
-        await self.ctx.server.router.route(stanza)
+        await self.ctx.router.route(stanza)
         if type_ == "subscribed" and new is not None and new.subscription in HAS_FROM:
             await self._send_current(account, contact)  # §3.1.5
         elif type_ == "unsubscribed" and new is not None:
-            for session in self.ctx.server.sessions.resources(account):
+            for session in self.ctx.sessions.resources(account):
                 if session.is_available:
                     await self._send_presence(session.jid, contact, "unavailable")
         return True
@@ -361,7 +361,7 @@ class RosterModule(Module):
             await self._send_presence(account, contact, "subscribed")  # pre-approved
             await self._send_current(account, contact)
             return True
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             if session.is_available:
                 session.deliver(stanza.element)
         return True
@@ -385,10 +385,10 @@ class RosterModule(Module):
         for contact in sorted(subscribers, key=str):
             copy = stanza.element.shallow_copy()
             copy.attrs["to"] = str(contact)
-            await self.ctx.server.router.route(Stanza(copy, contact, full))
+            await self.ctx.router.route(Stanza(copy, contact, full))
         if stanza.type == "unavailable":
             await self._end_directed(full, subscribers)
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             if session.jid != full:
                 copy = stanza.element.shallow_copy()
                 copy.attrs["to"] = str(session.jid)
@@ -406,7 +406,7 @@ class RosterModule(Module):
                     {"type": "subscribe", "from": item.contact, "to": str(account)},
                 )
                 self._deliver_to(full, request)
-        for session in self.ctx.server.sessions.resources(account):
+        for session in self.ctx.sessions.resources(account):
             if session.jid != full and session.is_available:
                 presence = getattr(session, "presence", None)
                 if isinstance(presence, Element):
@@ -416,7 +416,7 @@ class RosterModule(Module):
                     self._deliver_to(full, copy)
 
     def _deliver_to(self, full: JID, element: Element) -> None:
-        session = self.ctx.server.sessions.get(full)
+        session = self.ctx.sessions.get(full)
         if session is not None:
             session.deliver(element)
 
