@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from heron import ns
-from heron.config import ConfigError, build_options
-from heron.core.module import Module, ModuleContext, Xep, iq_handler
+from heron.config import ConfigError
+from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
 from heron.pubsub.caps import ver_of
@@ -109,8 +109,8 @@ class DiscoModule(Module):
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = f'hosts."{ctx.domain}".modules.{self.name}'
-        self.options = build_options(DiscoOptions, ctx.options, path)
+        path = ctx.key_path
+        self.options = ctx.settings(DiscoOptions)
         self.items: list[DiscoItem] = []
         for text in self.options.items:
             try:
@@ -127,13 +127,7 @@ class DiscoModule(Module):
         return [DiscoItem(JID.parse(jid), name) for jid, name in self.ctx.registry.items.items()]
 
     # --- disco#info -------------------------------------------------------------------
-    async def start(self) -> None:
-        self._caps: tuple[tuple[object, ...], str] | None = None
-        self.ctx.registry.postauth_features.append(self.caps_feature)
-
-    async def stop(self) -> None:
-        if self.caps_feature in self.ctx.registry.postauth_features:
-            self.ctx.registry.postauth_features.remove(self.caps_feature)
+    _caps: tuple[tuple[object, ...], str] | None = None
 
     # --- XEP-0115: the server's own capabilities -------------------------------------
     def caps_ver(self) -> str:
@@ -144,6 +138,7 @@ class DiscoModule(Module):
             self._caps = (key, ver_of(self._host_info(), "sha-1") or "")
         return self._caps[1]
 
+    @stream_feature("postauth")
     def caps_feature(self) -> Element | None:
         """§6.3: the caps of the server in the stream features after login."""
         ver = self.caps_ver()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
-from heron.config import ConfigError, build_options
+from heron.config import option
 from heron.core.bytestreams import ListenRequest, ProxyLimits
 from heron.core.module import Module, ModuleContext, Xep
 from heron.core.registry import Identity, Target
@@ -34,16 +34,16 @@ class Proxy65Options:
     """The proxy's JID; default proxy.<host>."""
     listen_host: str = "127.0.0.1"
     """Where the SOCKS5 listener binds."""
-    port: int = 7777
+    port: int = option(7777, min=0, max=65535)
     """The listener's port (0: any free port)."""
     public_host: str = ""
     """The address told to clients; default listen_host."""
-    public_port: int = 0
+    public_port: int = option(0, min=0, max=65535)
     """The port told to clients; default the listener's."""
-    bytes_per_s: int = 1048576
-    max_bytes: int = 104857600
-    pending_timeout_s: float = 60.0
-    max_pending: int = 1000
+    bytes_per_s: int = option(1048576, min=1024)
+    max_bytes: int = option(104857600, min=1)
+    pending_timeout_s: float = option(60.0, above=0)
+    max_pending: int = option(1000, min=2)
 
 
 class Proxy65Module(Module):
@@ -53,14 +53,7 @@ class Proxy65Module(Module):
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = f'hosts."{ctx.domain}".modules.{self.name}'
-        self.options = options = build_options(Proxy65Options, ctx.options, path)
-        if not 0 <= options.port < 65536 or not 0 <= options.public_port < 65536:
-            raise ConfigError(f"{path}: ports are between 0 and 65535")
-        if options.bytes_per_s < 1024 or options.max_bytes < 1 or options.max_pending < 2:
-            raise ConfigError(f"{path}: bytes_per_s ≥ 1024, max_bytes ≥ 1, max_pending ≥ 2")
-        if not options.pending_timeout_s > 0:
-            raise ConfigError(f"{path}.pending_timeout_s: must be > 0")
+        self.options = options = ctx.settings(Proxy65Options)
         self.domain = options.service or f"proxy.{ctx.domain}"
         self.request: ListenRequest | None = None
 
