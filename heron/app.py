@@ -14,6 +14,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from heron.cluster.node import ClusterNode, make_ended
 from heron.config import ConfigError, ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
@@ -49,6 +50,7 @@ class RunningServer:
     ports: dict[str, int] = field(default_factory=dict)  # listener kind → bound port
     certificates: dict[str, Path] = field(default_factory=dict)  # domain → certificate file
     connector: S2SConnector | None = None  # outgoing federation, when enabled
+    cluster: ClusterNode | None = None  # with [cluster]: this node of several
 
     async def stop(self) -> None:
         for listener in self.listeners:
@@ -56,6 +58,8 @@ class RunningServer:
         if self.connector is not None:
             await self.connector.stop()
         await self.server.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
 
 
 def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
@@ -134,6 +138,15 @@ async def start(config: ServerConfig) -> RunningServer:
     running = RunningServer(server)
     try:
         await server.start()
+        if config.cluster is not None:
+            running.cluster = ClusterNode(
+                config.cluster,
+                server.sessions,
+                server.router.route,
+                make_ended(server.registry_for),
+                server.limits,
+            )
+            await running.cluster.start()
         loop = asyncio.get_running_loop()
         certs = await loop.run_in_executor(None, _certificates, config)
         running.certificates = {d: c for d, (c, _k) in certs.items()}

@@ -10,6 +10,7 @@ from heron.config.loader import (
 )
 from heron.config.model import (
     DEFAULT_MODULES,
+    ClusterConfig,
     ComponentConfig,
     ConfigError,
     HostConfig,
@@ -25,6 +26,7 @@ from heron.config.model import (
 __all__ = [
     "DEFAULT_MODULES",
     "EMBEDDED_DEFAULT",
+    "ClusterConfig",
     "ComponentConfig",
     "ConfigError",
     "HostConfig",

@@ -58,6 +58,7 @@ from heron.config.model import (
     LOG_LEVELS,
     MIN_SCRAM_ITERATIONS,
     STORAGE_ENGINES,
+    ClusterConfig,
     ComponentConfig,
     ConfigError,
     HostConfig,
@@ -99,6 +100,7 @@ _TOP_LEVEL: Final = frozenset(
         "s2s",
         "http",
         "components",
+        "cluster",
         "require_tls",
         "scram_iterations",
         "server_secret_file",
@@ -365,12 +367,14 @@ def _server(
     listeners = _listeners(top)
     if components and not any(spec.kind == "component" for spec in listeners):
         listeners = (*listeners, ListenerConfig("component", "127.0.0.1", COMPONENT_PORT))
+    storage = _storage(top.table("storage"), base_dir)
     config = ServerConfig(
         data_dir=data_dir,
         hosts=hosts,
         listeners=listeners,
         limits=_limits(top.table("limits")),
-        storage=_storage(top.table("storage"), base_dir),
+        storage=storage,
+        cluster=_cluster(top.raw("cluster"), storage),
         logging=_logging(top.table("logging")),
         s2s=_s2s(top.table("s2s"), base_dir),
         http=_http(top.table("http"), base_dir),
@@ -452,6 +456,25 @@ def _limits(table: _Table) -> LimitsConfig:
             f"{table.path('pre_auth_max_stanza_bytes')}: must be ≤ limits.max_stanza_bytes"
         )
     return limits
+
+
+def _cluster(raw: object, storage: StorageConfig) -> ClusterConfig | None:
+    if raw is None:
+        return None
+    cluster = build_options(ClusterConfig, raw if isinstance(raw, Mapping) else {}, "cluster")
+    if not _BARE_KEY.fullmatch(cluster.node):
+        raise ConfigError("cluster.node: letters, digits, '-' and '_' only")
+    if not cluster.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("cluster.redis_url: expected redis://host:port/db")
+    if cluster.nats_url and not cluster.nats_url.startswith(("nats://", "tls://")):
+        raise ConfigError("cluster.nats_url: expected nats://host:port")
+    if not 1 <= cluster.lease_s <= 60:
+        raise ConfigError("cluster.lease_s: must be between 1 and 60")
+    if storage.engine != "postgresql":
+        raise ConfigError(
+            'cluster: needs storage.engine = "postgresql" (one database for all nodes)'
+        )
+    return cluster
 
 
 def _storage(table: _Table, base_dir: Path | None) -> StorageConfig:

@@ -120,6 +120,23 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Several Heron nodes serving the same domains (docs/cluster.md)."""
+
+    node: str
+    """This node's name, unique in the cluster."""
+    redis_url: str
+    """The session registry (and the routing bus, unless `nats_url` is set)."""
+    nats_url: str = ""
+    """The routing bus on NATS instead of Redis pub/sub."""
+    lease_s: float = 5.0
+    """A node silent this long is taken for dead and its sessions are removed."""
+    prefix: str = "heron"
+    """What the cluster's Redis keys and bus channels start with (clusters sharing a Redis
+    need different ones)."""
+
+
+@dataclass(frozen=True, slots=True)
 class S2SConfig:
     """Federation. Outgoing connections need no listener; incoming ones an `s2s` listener."""
 
@@ -204,6 +221,8 @@ class ServerConfig:
     s2s: S2SConfig = S2SConfig()
     http: HttpConfig = HttpConfig()
     components: tuple[ComponentConfig, ...] = ()
+    cluster: ClusterConfig | None = None
+    """None: a standalone server needing no external service."""
     require_tls: bool = True
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None

@@ -391,8 +391,10 @@ class Server:
             type_ = stanza.type
             if type_ == "available":
                 session.set_presence(stanza.element)
+                self.sessions.presence_changed(session)
             elif type_ == "unavailable":
                 session.set_presence(None)
+                self.sessions.presence_changed(session)
         await self.router.route(stanza, session)
 
     async def nonza(self, session: C2SStream, element: Element) -> bool:

@@ -141,6 +141,23 @@ def check_migrations(migrations: Sequence[Migration]) -> dict[str, list[Migratio
     return by_component
 
 
+RECORD_VERSION: Final = (
+    "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+    "ON CONFLICT (component) DO UPDATE SET version = excluded.version"
+)
+
+
+def pending(component: str, current: int | None, steps: Sequence[Migration]) -> list[Migration]:
+    """The steps newer than the recorded version; refuses a database newer than the code."""
+    have = 0 if current is None else int(current)
+    latest = steps[-1].version
+    if have > latest:
+        raise MigrationError(
+            f"{component}: database schema version {have} is newer than this code ({latest})"
+        )
+    return [step for step in steps if step.version > have]
+
+
 def rowcount(status: str) -> int:
     """The row count in a PostgreSQL command tag (``UPDATE 3``, ``INSERT 0 1``)."""
     last = status.rsplit(" ", 1)[-1]

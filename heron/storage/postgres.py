@@ -19,15 +19,16 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from heron.storage.db import (
+    RECORD_VERSION,
     Column,
     Dialect,
     Executor,
     Migration,
-    MigrationError,
     Row,
     StorageUnavailable,
     check_migrations,
     numbered,
+    pending,
     rowcount,
 )
 
@@ -47,7 +48,8 @@ def _pg(sql: str) -> str:
 
 
 class _Conn:
-    """The Executor over one asyncpg connection (inside a transaction block)."""
+    """The Executor over asyncpg's pool or one of its connections (a transaction block):
+    both answer the same calls."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -69,12 +71,13 @@ class _Conn:
         return await self._conn.fetchval(_pg(sql), *args)
 
 
-class PostgresDatabase:
+class PostgresDatabase(_Conn):
     """A pool of connections to one PostgreSQL database."""
 
     dialect: Dialect = "postgresql"
 
     def __init__(self, pool: Any, where: str) -> None:
+        super().__init__(pool)
         self._pool = pool
         self.where = where  # user@host:port/database, for logs (never the password)
 
@@ -108,22 +111,6 @@ class PostgresDatabase:
             raise StorageUnavailable(f"storage.url: {where} did not answer in 10 s") from exc
         log.info("opened database postgresql://%s (pool of %d)", where, pool_size)
         return cls(pool, where)
-
-    async def execute(self, sql: str, *args: object) -> int:
-        return rowcount(await self._pool.execute(_pg(sql), *args))
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        await self._pool.executemany(_pg(sql), list(rows))
-
-    async def fetch(self, sql: str, *args: object) -> list[Row]:
-        return list(await self._pool.fetch(_pg(sql), *args))
-
-    async def fetchrow(self, sql: str, *args: object) -> Row | None:
-        row: Row | None = await self._pool.fetchrow(_pg(sql), *args)
-        return row
-
-    async def fetchval(self, sql: str, *args: object) -> Any:
-        return await self._pool.fetchval(_pg(sql), *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
@@ -205,24 +192,11 @@ async def _apply(conn: Any, component: str, steps: list[Migration]) -> None:
     current = await conn.fetchval(
         "SELECT version FROM schema_versions WHERE component = $1", component
     )
-    current = int(current) if current is not None else 0
-    latest = steps[-1].version
-    if current > latest:
-        raise MigrationError(
-            f"{component}: database schema version {current} is newer than this code ({latest})"
-        )
-    for step in steps:
-        if step.version <= current:
-            continue
+    for step in pending(component, current, steps):
         log.info("migrating %s to version %d", component, step.version)
         async with conn.transaction():
             await conn.execute(step.sql)  # a script: several statements, one transaction
-            await conn.execute(
-                "INSERT INTO schema_versions (component, version) VALUES ($1, $2) "
-                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                component,
-                step.version,
-            )
+            await conn.execute(_pg(RECORD_VERSION), component, step.version)
 
 
 def _read_password(path: Path) -> str:

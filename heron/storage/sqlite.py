@@ -29,7 +29,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from heron.storage.db import Column, Dialect, Executor, Row, check_migrations
+from heron.storage.db import (
+    RECORD_VERSION,
+    Column,
+    Dialect,
+    Executor,
+    Row,
+    check_migrations,
+    pending,
+)
 from heron.storage.db import Migration as Migration  # re-exported for older imports
 from heron.storage.db import MigrationError as MigrationError
 
@@ -43,7 +51,22 @@ _SCHEMA_VERSIONS: Final = (
 )
 
 
-class SqliteDatabase:
+class _FirstRow:
+    """fetchrow and fetchval, from fetch."""
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return row[0] if row is not None else None
+
+
+class SqliteDatabase(_FirstRow):
     """One SQLite file, used from asyncio without blocking the loop."""
 
     dialect: Dialect = "sqlite"
@@ -102,14 +125,6 @@ class SqliteDatabase:
     async def fetch(self, sql: str, *args: object) -> list[Row]:
         return await self._statement(partial(_fetch, sql=sql, args=args))
 
-    async def fetchrow(self, sql: str, *args: object) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetchval(self, sql: str, *args: object) -> Any:
-        row = await self.fetchrow(sql, *args)
-        return row[0] if row is not None else None
-
     def transaction(self) -> _SqliteTransaction:
         return _SqliteTransaction(self)
 
@@ -149,7 +164,7 @@ class SqliteDatabase:
             await self.run(partial(_apply, component=component, steps=tuple(steps)))
 
 
-class _SqliteTransaction:
+class _SqliteTransaction(_FirstRow):
     """`async with db.transaction() as tx`: BEGIN IMMEDIATE … COMMIT, the connection held."""
 
     def __init__(self, db: SqliteDatabase) -> None:
@@ -183,14 +198,6 @@ class _SqliteTransaction:
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
         return await self._db._run(_plain, partial(_fetch, sql=sql, args=args))
-
-    async def fetchrow(self, sql: str, *args: object) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetchval(self, sql: str, *args: object) -> Any:
-        row = await self.fetchrow(sql, *args)
-        return row[0] if row is not None else None
 
 
 # Statements of the engine-neutral interface. Outside a transaction() block each commits on
@@ -288,25 +295,13 @@ def _apply(conn: sqlite3.Connection, component: str, steps: tuple[Migration, ...
     row = conn.execute(
         "SELECT version FROM schema_versions WHERE component = ?", (component,)
     ).fetchone()
-    current = int(row[0]) if row is not None else 0
-    latest = steps[-1].version
-    if current > latest:
-        raise MigrationError(
-            f"{component}: database schema version {current} is newer than this code ({latest})"
-        )
-    for step in steps:
-        if step.version <= current:
-            continue
+    for step in pending(component, None if row is None else row[0], steps):
         log.info("migrating %s to version %d", component, step.version)
         # executescript would commit on its own; run statements one by one in a transaction.
         with transaction(conn):
             for statement in _statements(step.sql):
                 conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
-                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                (component, step.version),
-            )
+            conn.execute(RECORD_VERSION, (component, step.version))
 
 
 def _statements(sql: str) -> list[str]:

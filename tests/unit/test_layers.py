@@ -32,6 +32,14 @@ ALLOWED: dict[str, set[str]] = {
         "heron.storage",
         "heron.config",
     },
+    # the cluster layer: the registry and bus beside the core, wired by heron.app
+    "heron.cluster": {
+        "heron.xmlstream",
+        "heron.stanza",
+        "heron.core",
+        "heron.config",
+        "heron.cluster",
+    },
     "heron.modules": {
         "heron.xmlstream",
         "heron.stanza",

@@ -219,7 +219,8 @@ class RosterModule(Module):
         """A session that was available went away: it goes unavailable (§4.5.2)."""
         if stanza.from_ is not None:
             self.interested.discard(stanza.from_)
-            if stanza.from_ in self.available:
+            # A session of a dead cluster node was available on that node, not this one.
+            if stanza.from_ in self.available or stanza.meta.get("was_available"):
                 await self._broadcast(stanza)
             await self._end_directed(stanza.from_, set())
         return False

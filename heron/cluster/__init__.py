@@ -1,0 +1,1 @@
+"""Several Heron nodes as one server: the session registry and routing bus (docs/cluster.md)."""

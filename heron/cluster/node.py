@@ -1,0 +1,304 @@
+"""One node of a Heron cluster: its sessions in the shared registry, the others' in a local
+mirror, stanzas for them over the bus, and the lease that tells the others it is alive.
+
+The router keeps asking the session manager for a JID's resources without waiting: the
+manager answers from local sessions plus the mirror, in which every other node's
+resource is a `RemoteSession` whose `deliver()` puts the stanza on the bus to its node.
+The mirror is filled from the registry when the node starts and kept current by the
+registry changes every node broadcasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from heron import ns
+from heron.cluster.bus import Bus, NatsBus, RedisBus
+from heron.cluster.directory import Entry, RedisDirectory
+from heron.config import ClusterConfig
+from heron.core.sessions import Hold, Session, SessionManager
+from heron.jid import JID, InvalidJID
+from heron.stanza import Stanza, StreamCondition, StreamError
+from heron.xmlstream import Limits
+from heron.xmlstream.element import Element
+from heron.xmlstream.serializer import serialize
+from heron.xmlstream.stored import parse_stored
+
+log = logging.getLogger(__name__)
+
+STANZA = b"S"
+KICK = b"K"
+
+EndedHook = Callable[[JID, Element], Awaitable[None]]
+"""Run the hooks of a session that ended (the roster tells contacts it is unavailable)."""
+
+
+class RemoteSession:
+    """A resource bound on another node, as the session manager sees it."""
+
+    hibernating = False
+
+    def __init__(self, jid: JID, entry: Entry, node: ClusterNode) -> None:
+        self._jid = jid
+        self.entry = entry
+        self._node = node
+        self._presence: Element | None = None
+
+    @property
+    def jid(self) -> JID:
+        return self._jid
+
+    @property
+    def is_available(self) -> bool:
+        return self.entry.available
+
+    @property
+    def priority(self) -> int:
+        return self.entry.priority
+
+    @property
+    def presence(self) -> Element | None:
+        if self._presence is None and self.entry.presence:
+            self._presence = parse_stored(self.entry.presence, ("presence", ns.CLIENT))
+        return self._presence
+
+    def deliver(self, element: Element) -> None:
+        self._node.forward(self.entry.node, self._jid, element)
+
+    def set_hold(self, hold: Hold | None) -> None:
+        return None  # client state indication is the owning node's business
+
+    def close(self, error: StreamError | None = None) -> None:
+        self._node.kick(self.entry.node, self._jid)
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        sessions: SessionManager,
+        route: Callable[[Stanza], Awaitable[None]],
+        ended: EndedHook,
+        limits: Limits,
+        directory: RedisDirectory | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.node
+        self.sessions = sessions
+        self.route = route
+        self.ended = ended
+        self.limits = limits
+        self.directory = directory or RedisDirectory.connect(
+            config.redis_url, config.node, config.lease_s, config.prefix
+        )
+        self.bus: Bus = bus or (
+            NatsBus(config.nats_url, config.prefix)
+            if config.nats_url
+            else RedisBus(config.redis_url, config.prefix)
+        )
+        self._ops: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.reaped = 0  # sessions this node removed for dead nodes (metrics, tests)
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.directory.join()
+        await self.bus.start(self.name, self._on_stanzas, self._on_events)
+        async for full, entry in self.directory.everyone():
+            if entry.node != self.name:
+                self.sessions.add_remote(RemoteSession(full, entry, self))
+        self.sessions.listener = self
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run_ops()), loop.create_task(self._lease())]
+        log.info(
+            "cluster node %s joined (%d remote sessions)", self.name, len(self.sessions.remote)
+        )
+
+    async def stop(self) -> None:
+        self.sessions.listener = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            for session in self.sessions.all():
+                self.bus.broadcast(_event("del", session.jid, self.name))
+            await self.directory.leave()
+        finally:
+            await self.bus.close()
+            await self.directory.close()
+
+    # --- the session manager tells us -------------------------------------------------
+    def bound(self, session: Session) -> None:
+        self._ops.put_nowait(lambda: self._bind(session))
+
+    def unbound(self, session: Session) -> None:
+        full = session.jid
+        self._ops.put_nowait(lambda: self._unbind(full))
+
+    def presence_changed(self, session: Session) -> None:
+        self._ops.put_nowait(lambda: self._update(session))
+
+    def _entry(self, session: Session) -> Entry:
+        presence = getattr(session, "presence", None)
+        text = serialize(presence, ns.CLIENT) if presence is not None else ""
+        return Entry(self.name, session.priority, session.is_available, text)
+
+    async def _bind(self, session: Session) -> None:
+        entry = self._entry(session)
+        old = await self.directory.bind(session.jid, entry)
+        self.bus.broadcast(_event("set", session.jid, self.name, entry))
+        if old is not None and old.node != self.name:
+            # RFC 6120 §7.7.2.2: the newer session wins, wherever the older one is.
+            self.kick(old.node, session.jid)
+
+    async def _unbind(self, full: JID) -> None:
+        if await self.directory.unbind(full):
+            self.bus.broadcast(_event("del", full, self.name))
+
+    async def _update(self, session: Session) -> None:
+        if self.sessions.get_local(session.jid) is not session:
+            return  # gone meanwhile; its unbind follows
+        entry = self._entry(session)
+        if await self.directory.update(session.jid, entry):
+            self.bus.broadcast(_event("set", session.jid, self.name, entry))
+
+    async def _run_ops(self) -> None:
+        while True:
+            op = await self._ops.get()
+            try:
+                await op()
+            except Exception:
+                log.exception("cluster registry update failed")
+
+    # --- stanzas between nodes ----------------------------------------------------------
+    def forward(self, node: str, full: JID, element: Element) -> None:
+        """To the session ``full`` on ``node`` (the stanza's own 'to' may be the bare JID)."""
+        frame = f"{full}\x01{serialize(element, ns.CLIENT)}"
+        self.bus.send(node, STANZA + frame.encode())
+
+    def kick(self, node: str, full: JID) -> None:
+        self.bus.send(node, KICK + str(full).encode())
+
+    def _on_stanzas(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            kind, body = frame[:1], frame[1:].decode()
+            if kind == KICK:
+                self._kicked(body)
+            elif kind == STANZA:
+                full, _, xml = body.partition("\x01")
+                element = parse_stored(xml, limits=self.limits)
+                if element is not None:
+                    self._arrived(full, element)
+
+    def _kicked(self, text: str) -> None:
+        try:
+            session = self.sessions.get_local(JID.parse(text))
+        except InvalidJID:
+            return
+        if session is not None:
+            session.close(StreamError(StreamCondition.CONFLICT, "replaced by a new connection"))
+
+    def _arrived(self, full: str, element: Element) -> None:
+        try:
+            to = JID.parse(full)
+            sender = JID.parse(element.attrs.get("from", ""))
+        except InvalidJID:
+            return
+        session = self.sessions.get_local(to)
+        if session is not None:
+            session.deliver(element)
+        elif element.tag == "message" and to.resource is not None:
+            # Gone from this node since the sender looked: the bare JID's rules decide
+            # again (another resource, offline storage), never on this node's word alone.
+            copy = element.copy()
+            copy.attrs["to"] = str(to.bare)
+            task = asyncio.ensure_future(self.route(Stanza(copy, to.bare, sender)))
+            task.add_done_callback(lambda t: t.exception())
+
+    # --- registry changes from the other nodes ------------------------------------------
+    def _on_events(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            try:
+                op, full_text, node, raw = json.loads(frame)
+                if node == self.name:
+                    continue
+                if op == "down":
+                    self.sessions.remove_node(node)
+                    continue
+                full = JID.parse(full_text)
+            except (ValueError, InvalidJID):
+                continue
+            if op == "set":
+                self.sessions.add_remote(RemoteSession(full, Entry.load(raw), self))
+            elif op == "del":
+                self.sessions.remove_remote(full, node)
+
+    # --- leases: alive, dead, fenced ----------------------------------------------------
+    async def _lease(self) -> None:
+        period = self.config.lease_s / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                state = await self.directory.refresh()
+                if state == "reaped":
+                    await self._fence()
+                elif state == "lost":
+                    await self._reassert()
+                await self._reap()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis unreachable: keep serving, try again
+                log.warning("cluster lease: %s", exc)
+
+    async def _fence(self) -> None:
+        """The others took this node for dead and removed its sessions: its streams end
+        (the clients reconnect and bind afresh) and it joins again."""
+        log.warning("cluster node %s was reaped by the others: closing its streams", self.name)
+        for session in self.sessions.all():
+            session.close(
+                StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the cluster lost this node")
+            )
+        await self.directory.join()
+
+    async def _reassert(self) -> None:
+        """Redis lost its data (a restart): every node puts its own sessions back."""
+        log.warning("cluster registry was emptied: re-asserting %s's sessions", self.name)
+        await self.directory.join()
+        for session in self.sessions.all():
+            await self._bind(session)
+
+    async def _reap(self) -> None:
+        for node in await self.directory.dead_nodes():
+            if not await self.directory.claim_reaping(node):
+                continue
+            removed = await self.directory.reap(node)
+            self.bus.broadcast(json.dumps(["down", "", node, ""]).encode())
+            self.sessions.remove_node(node)
+            log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
+            for full, entry in removed:
+                self.reaped += 1
+                if entry.available:
+                    unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+                    unavailable.attrs["from"] = str(full)
+                    await self.ended(full, unavailable)
+
+
+def _event(op: str, full: JID, node: str, entry: Entry | None = None) -> bytes:
+    return json.dumps([op, str(full), node, entry.dump() if entry else ""]).encode()
+
+
+def make_ended(registry_for: Callable[[str], Any]) -> EndedHook:
+    """The `session/ended` hooks of the user's host, for a session of a dead node."""
+
+    async def ended(full: JID, unavailable: Element) -> None:
+        registry = registry_for(full.domain)
+        if registry is not None:
+            stanza = Stanza(unavailable, None, full, {"was_available": True})
+            await registry.run_hooks("session/ended", stanza)
+
+    return ended
