@@ -162,7 +162,8 @@ async def test_moderators_kick_silence_and_ban(muc_server: RunningServer) -> Non
 async def test_configured_rooms_survive_a_restart(
     config_factory: Callable[..., ServerConfig],
 ) -> None:
-    config = config_factory(hosts={"localhost": {"modules": {"muc": True}}})
+    with_muc = {"modules": {"muc": True}}
+    config = config_factory(hosts={"localhost": with_muc, "other.localhost": with_muc})
     running = await start(config)
     try:
         for user in ("alice", "bob", "carol"):
@@ -198,6 +199,11 @@ async def test_configured_rooms_survive_a_restart(
             assert "lounge@conference.localhost" in [
                 str(i[0]) for i in items["disco_items"]["items"]
             ]
+            # The other host's service shares the table, not the room.
+            there = await bob.plugin["xep_0030"].get_items(
+                jid="conference.other.localhost", timeout=5
+            )
+            assert not there["disco_items"]["items"]
             info = await bob.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
             features = info["disco_info"]["features"]
             assert {"muc_persistent", "muc_membersonly", "muc_passwordprotected"} <= set(features)

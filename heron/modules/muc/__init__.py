@@ -1,6 +1,7 @@
-"""Multi-User Chat (XEP-0045): the room model and its forms (model.py, readable and testable
-without a server) and the module that routes stanzas to rooms (module.py)."""
+"""Multi-User Chat (XEP-0045): the room engine without I/O (room.py, with the configuration
+form in config.py), the service that routes stanzas to rooms (service.py), and one file per
+concern beside them (admin, owner, archive, register, search, store)."""
 
-from heron.modules.muc.module import MucModule
+from heron.modules.muc.service import MucModule
 
 __all__ = ["MucModule"]

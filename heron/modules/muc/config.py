@@ -1,20 +1,14 @@
-"""Rooms, occupants and configuration (XEP-0045 §10.2 muc#roomconfig, §15.5.4 muc#roominfo),
-with the forms that read and write them and the rows that persist them."""
+"""A room's configuration (XEP-0045 §10.2 muc#roomconfig) and the form that reads and writes
+it, with the namespaces and the role and affiliation names every part of the package uses."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import sqlite3
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
-from heron.jid import JID
-from heron.ratelimit import TokenBucket
 from heron.stanza import StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration
 from heron.xmlstream.element import Element
 
 MUC: Final = "http://jabber.org/protocol/muc"
@@ -26,34 +20,19 @@ MUC_REGISTER: Final = "http://jabber.org/protocol/muc#register"
 ROOMCONFIG: Final = "http://jabber.org/protocol/muc#roomconfig"
 ROOMINFO: Final = "http://jabber.org/protocol/muc#roominfo"
 DATA: Final = "jabber:x:data"
+MAM: Final = "urn:xmpp:mam:2"
+SID: Final = "urn:xmpp:sid:0"
+OCCUPANT_ID: Final = "urn:xmpp:occupant-id:0"
+MODERATE: Final = "urn:xmpp:message-moderate:1"
+RETRACT: Final = "urn:xmpp:message-retract:1"
+FALLBACK: Final = "urn:xmpp:fallback:0"
+VCARD: Final = "vcard-temp"
+SELF_PING: Final = "http://jabber.org/protocol/muc#self-ping-optimization"
 
 AFFILIATIONS: Final = ("owner", "admin", "member", "none", "outcast")
 ROLES: Final = ("moderator", "participant", "visitor", "none")
 RANK: Final = {"owner": 4, "admin": 3, "member": 2, "none": 1, "outcast": 0}
 PM_POLICIES: Final = ("anyone", "participants", "moderators", "none")
-
-MIGRATIONS: Final = (
-    Migration(
-        "muc",
-        1,
-        """
-        CREATE TABLE muc_rooms (
-            jid TEXT PRIMARY KEY,
-            config TEXT NOT NULL,
-            affiliations TEXT NOT NULL,
-            subject TEXT NOT NULL DEFAULT ''
-        );
-        """,
-    ),
-    Migration(
-        "muc",
-        2,
-        """
-        ALTER TABLE muc_rooms ADD COLUMN registered TEXT NOT NULL DEFAULT '{}';
-        ALTER TABLE muc_rooms ADD COLUMN vcard TEXT NOT NULL DEFAULT '';
-        """,
-    ),
-)
 
 
 @dataclass(slots=True)
@@ -103,42 +82,6 @@ FIELDS: Final[tuple[tuple[str, str, str | None, tuple[str, ...]], ...]] = (
     ("muc#maxhistoryfetch", "text-single", "history_length", ()),
 )
 NUMBERS: Final = ("max_users", "history_length")
-
-
-@dataclass(slots=True)
-class Occupant:
-    nick: str
-    jid: JID  # the real full JID
-    affiliation: str
-    role: str
-    presence: Element
-    bucket: TokenBucket  # messages to the room (limits.messages_per_s)
-
-
-@dataclass(slots=True)
-class Room:
-    jid: JID
-    occupants: dict[str, Occupant] = field(default_factory=dict)  # by nick
-    nicks: dict[JID, str] = field(default_factory=dict)  # real full JID → nick
-    affiliations: dict[JID, str] = field(default_factory=dict)  # bare JID → affiliation
-    registered: dict[JID, str] = field(default_factory=dict)  # bare JID → reserved nick
-    history: deque[tuple[Element, float]] = field(default_factory=deque)
-    subject: str = ""
-    subject_by: str = ""
-    vcard: str = ""  # the room's vcard-temp (XEP-0486 avatar), serialized
-    config: RoomConfig = field(default_factory=RoomConfig)
-    locked: bool = False  # new, until its owner configures it (§10.1.1)
-    unlock_deadline: asyncio.TimerHandle | None = None
-
-    def affiliation(self, jid: JID) -> str:
-        return self.affiliations.get(jid.bare, "none")
-
-    def owner_of_nick(self, nick: str) -> JID | None:
-        """Who registered ``nick`` with this room (§7.10), if anyone."""
-        for jid, reserved in self.registered.items():
-            if reserved == nick:
-                return jid
-        return None
 
 
 def config_form(config: RoomConfig) -> Element:
@@ -200,28 +143,3 @@ def field_values(form: Element) -> dict[str, str]:
         f.attrs.get("var", ""): f.child_text("value", DATA) or ""
         for f in form.find_all("field", DATA)
     }
-
-
-def room_row(room: Room) -> tuple[str, str, str, str, str, str]:
-    return (
-        str(room.jid),
-        room.config.to_json(),
-        json.dumps({str(k): v for k, v in room.affiliations.items()}),
-        room.subject,
-        json.dumps({str(k): v for k, v in room.registered.items()}),
-        room.vcard,
-    )
-
-
-def load_rooms(conn: sqlite3.Connection) -> list[Room]:
-    rooms = []
-    for jid, config, affiliations, subject, registered, vcard in conn.execute(
-        "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
-    ).fetchall():
-        room = Room(JID.parse(str(jid)), config=RoomConfig.from_json(str(config)))
-        room.affiliations = {JID.parse(k): str(v) for k, v in json.loads(str(affiliations)).items()}
-        room.registered = {JID.parse(k): str(v) for k, v in json.loads(str(registered)).items()}
-        room.subject = str(subject)
-        room.vcard = str(vcard)
-        rooms.append(room)
-    return rooms

@@ -1,0 +1,427 @@
+"""XEP-0045 Multi-User Chat: the service at ``conference.DOMAIN`` (option ``service``) with its
+own routing tables, and every room on it.
+
+Rooms are created on first join and stay locked (§10.1.1) until the creator submits the
+configuration form, empty for an "instant room" (§10.1.2); cancelling it, or not answering
+within ``lock_timeout_s``, destroys the room. Rooms are semi-anonymous and temporary until
+configured otherwise. Occupants join, talk, change nick, whisper, ask for
+voice and leave with the status codes of §15.6; moderators kick and grant or revoke voice,
+admins and owners ban and set affiliations (muc#admin, §8-§10); owners configure rooms with
+muc#roomconfig (§10.2) and destroy them. Users register with a room for a reserved nick
+(§7.10). Persistent rooms keep configuration, affiliations, reserved nicks, subject and
+vCard across restarts. Group messages are kept in the room's archive (XEP-0313 on the room
+JID, through the mam module's ArchiveService) with the room's stanza-id; moderators retract
+them (XEP-0425). Presences and messages carry an XEP-0421 occupant-id; XEP-0410 self-pings
+are answered; owners give the room a vCard avatar (XEP-0486).
+
+The rules live in the room engine (room.py); this file routes stanzas to rooms, answers
+disco, and carries out what the engine returns (store, then send). Each other concern has
+its file: admin.py (roles and affiliations), owner.py (configuration, lock, destroy),
+archive.py (archive and moderation), register.py (reserved nicks and the room's vCard),
+search.py (XEP-0433), store.py (what persistent rooms keep).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from heron import ns
+from heron.config import option
+from heron.core.module import Module, ModuleContext, Xep
+from heron.core.registry import Target
+from heron.jid import JID
+from heron.modules.muc.admin import Admin
+from heron.modules.muc.archive import Archive
+from heron.modules.muc.config import (
+    DATA,
+    MAM,
+    MODERATE,
+    MUC,
+    MUC_ADMIN,
+    MUC_OWNER,
+    MUC_REQUEST,
+    MUC_USER,
+    OCCUPANT_ID,
+    RETRACT,
+    ROOMINFO,
+    SELF_PING,
+    SID,
+    VCARD,
+    field_values,
+)
+from heron.modules.muc.owner import Owner
+from heron.modules.muc.register import Registration, avatar_hashes
+from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
+from heron.modules.muc.search import SEARCH, search
+from heron.modules.muc.store import RoomStore, SqlRoomStore
+from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.xmlstream.element import Element
+
+REGISTER = ns.REGISTER
+ROOMUSER_NODE = "x-roomuser-item"
+
+
+@dataclass(frozen=True, slots=True)
+class MucOptions:
+    service: str = ""  # default: conference.<host>
+    history_length: int = option(20, min=0)  # the most a room keeps for joiners (its default)
+    max_occupants: int = option(200, min=1)
+    max_rooms: int = option(10000, min=1)
+    max_rooms_per_user: int = option(100, min=1)  # rooms one account may own
+    messages_per_s: float = option(5.0, above=0)  # per occupant; beyond: resource-constraint
+    messages_burst: int = option(50, min=1)
+    max_vcard_bytes: int = option(256 * 1024, min=0)
+    lock_new_rooms: bool = True  # §10.1.1: nobody else enters before the owner configures
+    lock_timeout_s: float = option(300.0, above=0)  # a room still locked then is destroyed
+
+
+class MucModule(Module):
+    name = "muc"
+    description = "Group chat rooms (XEP-0045) with archive, moderation and reserved nicks"
+    stores = (SqlRoomStore,)
+    disco_features = (MUC,)  # the host points clients at its service
+    xeps = (
+        Xep(
+            45,
+            "1.35",
+            "complete",
+            "instant and reserved rooms (locked until configured), every role and affiliation "
+            "change, voice requests, registration, invitations, persistence",
+        ),
+        Xep(249, "1.2", "complete", "direct invitations pass between users unchanged"),
+        Xep(
+            421,
+            "0.1",
+            "complete",
+            "occupant ids on room presences and messages",
+            prosody="community module",
+            ejabberd="no",
+        ),
+        Xep(410, "1.1", "complete", "self-ping answered by the room"),
+        Xep(424, "0.4.2", "complete", "in rooms: authors only, checked by occupant-id"),
+        Xep(433, "0.1.0", "complete", "search over the service's own public rooms"),
+        Xep(
+            425,
+            "0.3",
+            "complete",
+            "urn:xmpp:message-moderate:1; the archive keeps a tombstone",
+            prosody="community module",
+            ejabberd="older version",
+        ),
+        Xep(
+            486,
+            "0.1",
+            "complete",
+            "room avatars from the room's vCard, hash in muc#roominfo",
+            prosody="community module",
+        ),
+    )
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(MucOptions)
+        o = self.options
+        self.domain = o.service or f"conference.{ctx.domain}"
+        self.policy = RoomPolicy(
+            max_occupants=o.max_occupants,
+            max_history=o.history_length,
+            messages_per_s=o.messages_per_s,
+            messages_burst=o.messages_burst,
+            secret=ctx.secret("muc occupant-id"),  # stable ids
+        )
+        self.rooms: dict[JID, Room] = {}
+        self.store: RoomStore = ctx.store(SqlRoomStore)
+        self.owner, self.archive = Owner(self), Archive(self)
+
+    async def start(self) -> None:
+        for record in await self.store.load():
+            if record.jid.domain == self.domain:  # the table is shared by every host's service
+                self.rooms[record.jid] = Room.restore(record, self.policy)
+        admin, archive, registration = Admin(self), self.archive, Registration(self)
+        registry = self.ctx.add_service(self.domain)
+        registry.add_hook("presence/full", self.on_presence)
+        registry.add_hook("presence/bare", self.on_presence)
+        registry.add_hook("message/bare", self.on_room_message)
+        registry.add_hook("message/full", self.on_private_message)
+        registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
+        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
+        registry.add_iq_handler("get", ns.DISCO_INFO, Target.BARE, self.room_info)
+        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.BARE, self.room_items)
+        registry.add_iq_handler("set", MUC_ADMIN, Target.BARE, admin.set)
+        registry.add_iq_handler("get", MUC_ADMIN, Target.BARE, admin.get)
+        registry.add_iq_handler("get", MUC_OWNER, Target.BARE, self.owner.get)
+        registry.add_iq_handler("set", MUC_OWNER, Target.BARE, self.owner.set)
+        registry.add_iq_handler("set", MAM, Target.BARE, archive.query)
+        registry.add_iq_handler("set", MODERATE, Target.BARE, archive.moderate)
+        registry.add_iq_handler("get", REGISTER, Target.BARE, registration.get)
+        registry.add_iq_handler("set", REGISTER, Target.BARE, registration.set)
+        registry.add_iq_handler("get", VCARD, Target.BARE, registration.vcard_get)
+        registry.add_iq_handler("set", VCARD, Target.BARE, registration.vcard_set)
+        registry.add_iq_handler("get", SEARCH, Target.HOST, self.search)
+        registry.add_hook("iq/full", self.self_ping)
+        self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
+        self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
+
+    async def stop(self) -> None:
+        """§15.6 code 332: occupants learn the service is going away."""
+        for room in list(self.rooms.values()):
+            self.owner.unlock(room)
+            await self.send(room.shutdown())
+
+    _gauge_name = "heron_muc"
+
+    def _gauge(self) -> list[tuple[dict[str, str], float]]:
+        occupants = sum(len(r.occupants) for r in self.rooms.values())
+        service = {"service": self.domain}
+        return [
+            ({**service, "what": "rooms"}, float(len(self.rooms))),
+            ({**service, "what": "occupants"}, float(occupants)),
+        ]
+
+    # --- carrying out what a room returns ----------------------------------------------
+    @property
+    def logged(self) -> bool:
+        """Whether an archive keeps rooms' messages (the mam module is loaded)."""
+        return self.ctx.registry.archive is not None
+
+    async def send(self, elements: Iterable[Element]) -> None:
+        for element in elements:
+            await self.ctx.send(element)
+
+    async def apply(self, room: Room, outcome: Outcome | list[Element]) -> None:
+        """Write what changed, send what the room returned, and end a temporary room that
+        its last occupant left."""
+        if isinstance(outcome, Outcome):
+            if outcome.changed:
+                await self.save(room)
+            outcome = outcome.send
+        await self.send(outcome)
+        if room.over and self.rooms.get(room.jid) is room:
+            self.rooms.pop(room.jid)
+
+    async def save(self, room: Room) -> None:
+        """Persistent rooms keep their configuration, affiliations, nicks and subject."""
+        if room.config.persistent:
+            await self.store.save(room.record())
+        else:
+            await self.store.delete(room.jid)
+
+    def room_for(self, iq: Stanza) -> tuple[Room, Occupant | None, str]:
+        """The room an IQ is addressed to, the asker's occupant there (if joined) and the
+        asker's affiliation."""
+        assert iq.to is not None
+        assert iq.from_ is not None
+        room = self.rooms.get(iq.to.bare)
+        if room is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
+        return room, room.occupant(iq.from_), room.affiliation(iq.from_)
+
+    # --- presence: join, update, nick change, leave -------------------------------------
+    async def on_presence(self, stanza: Stanza) -> bool:
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None:
+            return False  # presence to the service itself: nothing to do
+        room = self.rooms.get(to.bare)
+        occupant = room.occupant(sender) if room is not None else None
+        nick = to.resource
+        if stanza.type == "unavailable":
+            if room is not None and occupant is not None:
+                await self.apply(room, room.leave(occupant, stanza.element))
+            return True
+        if stanza.type != "available":
+            return True  # subscriptions and probes are not for rooms
+        if not nick:
+            raise StanzaError(StanzaCondition.JID_MALFORMED, "join with room@service/nick")
+        if room is not None and occupant is not None:
+            if occupant.nick != nick:
+                await self.apply(room, room.change_nick(occupant, nick, stanza.element))
+            else:
+                await self.apply(room, room.update_presence(occupant, stanza.element))
+            return True
+        await self._join(to.bare, nick, sender, stanza)
+        return True
+
+    async def _join(self, room_jid: JID, nick: str, sender: JID, stanza: Stanza) -> None:
+        room = self.rooms.get(room_jid)
+        created = room is None
+        if room is None:
+            if len(self.rooms) >= self.options.max_rooms:
+                raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, "too many rooms")
+            owned = sum(r.affiliations.get(sender.bare) == "owner" for r in self.rooms.values())
+            if owned >= self.options.max_rooms_per_user:
+                raise StanzaError(StanzaCondition.NOT_ALLOWED, "you own too many rooms already")
+            room = Room.create(room_jid, sender, self.policy)
+        out = room.join(
+            nick, sender, stanza.element, now=time.time(), created=created, logged=self.logged
+        )
+        if created:
+            self.rooms[room_jid] = room
+            if self.options.lock_new_rooms:
+                self.owner.lock(room)
+        await self.send(out)
+
+    # --- messages ---------------------------------------------------------------------
+    async def on_room_message(self, stanza: Stanza) -> bool:
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None:
+            return False
+        if stanza.type == "error":
+            return True
+        room = self.rooms.get(to.bare)
+        if room is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
+        el = stanza.element
+        user_x = el.find("x", MUC_USER)
+        if user_x is not None and user_x.find("decline", MUC_USER) is not None:
+            await self.send([room.decline(sender, user_x)])
+            return True
+        occupant = room.occupant(sender)
+        if occupant is None:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "join the room first")  # §7.4
+        if user_x is not None and user_x.find("invite", MUC_USER) is not None:
+            await self.apply(room, room.invite(occupant, user_x))
+            return True
+        form = el.find("x", DATA)
+        if stanza.type != "groupchat" and form is not None:
+            values = field_values(form)
+            if values.get("FORM_TYPE") == MUC_REQUEST:
+                await self.apply(room, room.voice_request(occupant, values))
+                return True
+        if stanza.type != "groupchat":
+            raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
+        message, subject_changed = room.groupchat(occupant, el, time.time())
+        if subject_changed:
+            await self.save(room)
+        retract = el.find("retract", RETRACT)
+        if retract is not None and retract.attrs.get("id"):
+            await self.archive.self_retract(room, occupant, retract.attrs["id"])
+        await self.publish(room, occupant.jid, message)
+        return True
+
+    async def publish(self, room: Room, author: JID, message: Element) -> None:
+        """Archive (with the room's stanza-id), keep for joiners, and send to everyone."""
+        archive = self.ctx.registry.archive
+        has_body = message.find("body", ns.CLIENT) is not None
+        if archive is not None and room.config.logging and has_body:
+            archive_id = await archive.archive(room.jid, author, message)
+            message.add("stanza-id", SID, {"by": str(room.jid), "id": archive_id})
+        await self.send(room.publish(message, time.time()))
+
+    async def on_private_message(self, stanza: Stanza) -> bool:
+        """§7.5: a message to room/nick goes to that occupant, from the sender's nick."""
+        to, sender = stanza.to, stanza.from_
+        if to is None or sender is None or to.local is None or to.resource is None:
+            return False
+        if stanza.type == "error":
+            return True
+        room = self.rooms.get(to.bare)
+        if room is None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
+        await self.send([room.private(sender, to.resource, stanza.element)])
+        return True
+
+    async def self_ping(self, stanza: Stanza) -> bool:
+        """XEP-0410: a ping to one's own occupant JID says whether one is still joined."""
+        to, sender = stanza.to, stanza.from_
+        payload = stanza.payload
+        if to is None or sender is None or payload is None or payload.ns != ns.PING:
+            return False
+        if stanza.type != "get":
+            return True
+        room = self.rooms.get(to.bare)
+        if room is None or room.nicks.get(sender) != to.resource:
+            raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "not joined as that occupant")
+        reply = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(sender)})
+        if stanza.id is not None:
+            reply.attrs["id"] = stanza.id
+        await self.send([reply])
+        return True
+
+    # --- discovery and search ---------------------------------------------------------
+    async def search(self, iq: Stanza) -> Element | None:
+        assert iq.payload is not None
+        return search(self.rooms.values(), iq.payload)
+
+    async def service_info(self, iq: Stanza) -> Element | None:
+        query = Element("query", ns.DISCO_INFO)
+        query.add("identity", ns.DISCO_INFO, {"category": "conference", "type": "text"})
+        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, REGISTER, VCARD, OCCUPANT_ID, SEARCH):
+            query.add("feature", ns.DISCO_INFO, {"var": feature})
+        return query
+
+    async def service_items(self, iq: Stanza) -> Element | None:
+        query = Element("query", ns.DISCO_ITEMS)
+        for room in sorted(self.rooms.values(), key=lambda r: str(r.jid)):
+            if room.config.public:
+                name = room.config.name or room.jid.local or ""
+                query.add("item", ns.DISCO_ITEMS, {"jid": str(room.jid), "name": name})
+        return query
+
+    async def room_items(self, iq: Stanza) -> Element | None:
+        """§6.5: occupants are not listed to outsiders (semi-anonymous by design)."""
+        self.room_for(iq)
+        return Element("query", ns.DISCO_ITEMS)
+
+    async def room_info(self, iq: Stanza) -> Element | None:
+        room, _actor, _affiliation = self.room_for(iq)
+        assert iq.from_ is not None
+        payload = iq.payload
+        node = payload.attrs.get("node") if payload is not None else None
+        if node == ROOMUSER_NODE:  # §7.12: the nick the asker reserved, if any
+            query = Element("query", ns.DISCO_INFO, {"node": ROOMUSER_NODE})
+            reserved = room.registered.get(iq.from_.bare)
+            if reserved is not None:
+                query.add(
+                    "identity",
+                    ns.DISCO_INFO,
+                    {"category": "conference", "type": "text", "name": reserved},
+                )
+            return query
+        if node is not None:
+            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such node")
+        c = room.config
+        query = Element("query", ns.DISCO_INFO)
+        query.add(
+            "identity",
+            ns.DISCO_INFO,
+            {"category": "conference", "type": "text", "name": c.name or room.jid.local or ""},
+        )
+        logged = c.logging and self.logged
+        for feature in (
+            MUC,
+            "muc_public" if c.public else "muc_hidden",
+            "muc_membersonly" if c.members_only else "muc_open",
+            "muc_nonanonymous" if c.whois == "anyone" else "muc_semianonymous",
+            "muc_persistent" if c.persistent else "muc_temporary",
+            "muc_moderated" if c.moderated else "muc_unmoderated",
+            "muc_passwordprotected" if c.password else "muc_unsecured",
+            *((MAM, SID, MODERATE) if logged else ()),
+            OCCUPANT_ID,
+            SELF_PING,
+            REGISTER,
+            VCARD,
+        ):
+            query.add("feature", ns.DISCO_INFO, {"var": feature})
+        form = query.add("x", DATA, {"type": "result"})
+        info: list[tuple[str, list[str]]] = [
+            ("FORM_TYPE", [ROOMINFO]),
+            ("muc#roominfo_description", [c.description]),
+            ("muc#roominfo_subject", [room.subject]),
+            ("muc#roominfo_occupants", [str(len(room.occupants))]),
+            ("muc#roominfo_subjectmod", ["1" if c.change_subject else "0"]),
+            ("muc#maxhistoryfetch", [str(c.history_length)]),
+        ]
+        hashes = avatar_hashes(room.vcard)
+        if hashes:
+            info.append(("muc#roominfo_avatarhash", hashes))
+        for var, values in info:
+            fld = form.add("field", DATA, {"var": var})
+            if var == "FORM_TYPE":
+                fld.attrs["type"] = "hidden"
+            elif var == "muc#roominfo_avatarhash":
+                fld.attrs["type"] = "text-multi"
+            for value in values:
+                fld.add("value", DATA, text=value)
+        return query
