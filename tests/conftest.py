@@ -11,6 +11,7 @@ import pytest
 
 from heron.app import RunningServer, start
 from heron.config import ServerConfig, config_from_dict
+from tests.engines import ENGINES, fresh_schema_url
 
 
 def services_required() -> bool:
@@ -48,10 +49,41 @@ def make_config(data_dir: Path, **overrides: object) -> ServerConfig:
     return config_from_dict(data, "test")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_engines: run the test once on SQLite and once on PostgreSQL (the `engine`"
+        " fixture, used by config_factory and so by the server fixture)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def config_factory(tmp_path: Path) -> Callable[..., ServerConfig]:
+def engine(request: pytest.FixtureRequest) -> str:
+    """The storage engine of the test's server: `sqlite` unless the test is marked
+    `both_engines` (then once per engine)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def storage_for(engine: str, request: pytest.FixtureRequest) -> dict[str, object]:
+    """The `[storage]` table of a server on `engine`: PostgreSQL gets a fresh schema."""
+    if engine == "sqlite":
+        return {}
+    return {"storage": {"engine": "postgresql", "url": fresh_schema_url(request), "pool_size": 4}}
+
+
+@pytest.fixture
+def config_factory(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> Callable[..., ServerConfig]:
+    storage = storage_for(engine, request)
+
     def factory(**overrides: object) -> ServerConfig:
-        return make_config(tmp_path / "data", **overrides)
+        return make_config(tmp_path / "data", **{**storage, **overrides})
 
     return factory
 
