@@ -60,9 +60,14 @@ class ComponentListener:
         self.tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
-            self._connection, address, port, backlog=128, limit=READ_CHUNK
+            self._connection,
+            address,
+            port,
+            backlog=128,
+            limit=READ_CHUNK,
+            reuse_port=reuse_port or None,
         )
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound

@@ -265,7 +265,7 @@ class S2SListener:
         self.tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
             self._connection,
             address,
@@ -274,6 +274,7 @@ class S2SListener:
             limit=READ_CHUNK,
             ssl=self.tls.server_context if self.direct_tls else None,
             ssl_handshake_timeout=15.0 if self.direct_tls else None,
+            reuse_port=reuse_port or None,
         )
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound

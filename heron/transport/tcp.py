@@ -116,7 +116,7 @@ class C2SListener:
         self.server: asyncio.Server | None = None
         self._refusals_logged: dict[str, float] = {}
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
             self._connection,
             address,
@@ -125,6 +125,7 @@ class C2SListener:
             ssl_handshake_timeout=15.0 if self.direct_tls else None,
             backlog=1024,
             limit=READ_CHUNK,
+            reuse_port=reuse_port or None,
         )
         sock = self.server.sockets[0]
         bound: int = sock.getsockname()[1]
