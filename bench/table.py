@@ -158,6 +158,35 @@ def table(runs: dict[tuple[str, str], list[dict[str, object]]]) -> str:
     return "\n".join(lines)
 
 
+SCALE = (
+    ("heron-w1", "Heron, 1 worker"),
+    ("heron-w2", "Heron, 2 workers"),
+    ("heron-w3", "Heron, 3 nodes (workers)"),
+    ("heron-w4", "Heron, 4 workers"),
+    ("ejabberd-unpinned", "ejabberd on both cores"),
+)
+
+
+def scale(runs: dict[tuple[str, str], list[dict[str, object]]]) -> str:
+    """W2 and W4 maxima per worker count, and the gain over one worker (median of runs)."""
+    lines = [
+        "| server | W2 max msg/s | W2 gain | W2 p99 at half | W4 delivered/s | W4 gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = {
+        wl: figures(runs.get((wl, "heron-w1"), []), "max_delivered_per_s") for wl in ("chat", "muc")
+    }
+    for label, title in SCALE:
+        chat = figures(runs.get(("chat", label), []), "max_delivered_per_s")
+        muc = figures(runs.get(("muc", label), []), "max_delivered_per_s")
+        p99 = figures(runs.get(("chat", label), []), "p99_ms_at_half")
+        lines.append(
+            f"| {title} | {cell(chat, '')} | {ratio(chat, base['chat'], True)}"
+            f" | {cell(p99, ' ms')} | {cell(muc, '')} | {ratio(muc, base['muc'], True)} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpu = ""
     try:
@@ -189,9 +218,10 @@ def main() -> None:
     parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--readme", type=Path, help="put the table into this README")
     parser.add_argument("--command", default="make bench")
+    parser.add_argument("--scale", action="store_true", help="the workers table (run-scale)")
     args = parser.parse_args()
     runs = load(args.results)
-    body = table(runs)
+    body = scale(runs) if args.scale else table(runs)
     print(body)
     if args.readme:
         stamps = [str(r.get("ts", "")) for rows in runs.values() for r in rows]
