@@ -1,7 +1,7 @@
 """XEP-0060 Publish-Subscribe at ``pubsub.DOMAIN`` and XEP-0163 PEP on every account.
 
-Both run the same engine (``heron.pubsub.engine``); this module reads and writes the XML,
-stores what changed (``heron.pubsub.store``) before answering, and sends notifications.
+Both run the same engine (``heron.modules.pubsub.engine``); this module reads and writes the XML,
+stores what changed (``heron.modules.pubsub.store``) before answering, and sends notifications.
 
 - The service (option ``service``, default ``pubsub.<host>``): users of the host create
   nodes; anyone may subscribe and read where the access model lets them. Nodes are leaves;
@@ -34,12 +34,11 @@ from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep
 from heron.core.registry import Avatar, HostRegistry, Identity, Target
 from heron.jid import JID, InvalidJID
-from heron.pubsub import avatar as avatars
-from heron.pubsub import bookmarks
-from heron.pubsub.caps import Caps, CapsCache
-from heron.pubsub.config import NodeConfig, config_form
-from heron.pubsub.config import form_type as config_form_type
-from heron.pubsub.engine import (
+from heron.modules.pubsub import avatar as avatars
+from heron.modules.pubsub import bookmarks
+from heron.modules.pubsub.config import NodeConfig, config_form
+from heron.modules.pubsub.config import form_type as config_form_type
+from heron.modules.pubsub.engine import (
     EVENT,
     NO_RELATION,
     SUBSCRIBE_AUTHORIZATION,
@@ -52,9 +51,10 @@ from heron.pubsub.engine import (
     Relation,
     options_form,
 )
-from heron.pubsub.errors import error
-from heron.pubsub.store import PubsubStore
+from heron.modules.pubsub.errors import error
+from heron.modules.pubsub.store import PubsubStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
+from heron.stanza.caps import Caps, CapsCache
 from heron.xmlstream import Limits
 from heron.xmlstream.element import Element
 

@@ -15,8 +15,8 @@ import sqlite3
 from typing import Final
 
 from heron.jid import JID, InvalidJID
-from heron.pubsub.config import NodeConfig
-from heron.pubsub.engine import Item, Node, Outbox, PubsubService, Subscription
+from heron.modules.pubsub.config import NodeConfig
+from heron.modules.pubsub.engine import Item, Node, Outbox, PubsubService, Subscription
 from heron.storage.sqlite import Migration, SqliteDatabase, transaction
 from heron.xmlstream import serialize
 from heron.xmlstream.stored import parse_stored
