@@ -24,7 +24,7 @@ from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
-from heron.modules.pubsub.store import PubsubStore
+from heron.modules.pubsub.store import SqlPubsubStore
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database
@@ -102,10 +102,9 @@ async def _with_accounts(
         if revoke_tokens is not None:
             await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
-        if forget_pep is not None and isinstance(db, SqliteDatabase):
-            store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
-            await store.migrate()
-            await store.forget(forget_pep)
+        if forget_pep is not None:  # the account's PEP nodes and items (XEP-0163) go too
+            await db.migrate(SqlPubsubStore.migrations_for(db.dialect))
+            await SqlPubsubStore(db).forget(forget_pep)
     finally:
         await db.close()
 

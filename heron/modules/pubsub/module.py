@@ -52,7 +52,7 @@ from heron.modules.pubsub.engine import (
     options_form,
 )
 from heron.modules.pubsub.errors import error
-from heron.modules.pubsub.store import PubsubStore
+from heron.modules.pubsub.store import PubsubStore, SqlPubsubStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
 from heron.stanza.caps import Caps, CapsCache
 from heron.xmlstream import Limits
@@ -143,6 +143,7 @@ class PubsubModule(Module):
         Xep(384, "0.8.3", "complete", "device lists and bundles on PEP (open access)"),
         Xep(172, "1.1", "complete", "user nickname on PEP"),
     )
+    stores = (SqlPubsubStore,)
 
     async def start(self) -> None:
         path = f'hosts."{self.ctx.domain}".modules.pubsub'
@@ -152,8 +153,7 @@ class PubsubModule(Module):
             raise ConfigError(f"{path}.max_payload_bytes: must be between 1 and {stanza_limit}")
         if options.max_items < 1 or options.max_nodes < 1:
             raise ConfigError(f"{path}: max_items and max_nodes must be ≥ 1")
-        self.store = PubsubStore(self.ctx.sqlite())
-        await self.store.migrate()
+        self.store: PubsubStore = self.ctx.store(SqlPubsubStore)
         self.domain = options.service or f"pubsub.{self.ctx.domain}"
         self.services: dict[JID, PubsubService] = {}
         self._loading: dict[JID, asyncio.Lock] = {}
