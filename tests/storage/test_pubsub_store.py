@@ -1,7 +1,8 @@
 """What pubsub and PEP keep (pubsub/store.py), on both engines: each engine operation's
 changes written and read back into a fresh service (as after a restart), item order and
 trimming, subscriptions and affiliations, unicode and 64 KiB payloads, an account's data
-forgotten alone, and SQLite files from before the ``seq`` column keeping their order."""
+deleted with the account (and only its), and SQLite files from before version 2 keeping
+their order."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from heron.modules.pubsub.engine import (
     Relation,
 )
 from heron.modules.pubsub.store import SqlPubsubStore
+from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database
 from heron.storage.postgres import PostgresDatabase
 from heron.storage.sqlite import SqliteDatabase
@@ -35,6 +37,7 @@ CAROL = JID.parse("carol@example.org")
 DAVE = JID.parse("dave@elsewhere.example/x")
 PUBSUB = "http://jabber.org/protocol/pubsub"
 DATA = "jabber:x:data"
+TUNE = "http://jabber.org/protocol/tune"
 
 Opener = Callable[[], Awaitable[Database]]
 
@@ -51,7 +54,8 @@ async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             db: Database = await SqliteDatabase.open(tmp_path / "heron.db")
         else:
             db = await PostgresDatabase.open(url, pool_size=2)
-        await db.migrate(SqlPubsubStore.migrations_for(db.dialect))
+        for store in (SqlAccountStore, SqlPubsubStore):
+            await db.migrate(store.migrations_for(db.dialect))
         opened.append(db)
         return db
 
@@ -221,71 +225,84 @@ async def test_unicode_and_64_kib_payloads(opener: Opener) -> None:
     assert len(serialize(payload).encode()) > 65536
 
 
-async def test_pep_data_survives_a_restart_and_account_removal_forgets_only_it(
-    opener: Opener,
-) -> None:
+async def test_pep_data_survives_a_restart_and_goes_with_its_account(opener: Opener) -> None:
     alice, bob = ALICE.bare, BOB.bare
     db = await opener()
+    accounts = SqlAccountStore(db)
+    for owner in (alice, bob, CAROL):
+        await accounts.create(owner.local or "", owner.domain, [])
     store = SqlPubsubStore(db)
     for owner in (alice, bob):
         pep = service(owner, default_config=NodeConfig(access_model="presence", max_items=1))
         await change(
             store,
             pep,
-            lambda s, o=owner: s.publish(
-                "http://jabber.org/protocol/tune", o, item("current"), may_create=True
-            ),
+            lambda s, o=owner: s.publish(TUNE, o, item("current"), may_create=True),
         )
     public = service()
-    await change(store, public, lambda s: s.create("news", bob))
-    await change(store, public, lambda s: s.subscribe("news", ALICE, ALICE, NO_RELATION))
+    await change(store, public, lambda s: s.create("news", alice))
+    await change(store, public, lambda s: s.publish("news", alice, item("by-alice")))
+    await change(store, public, lambda s: s.subscribe("news", BOB, BOB, NO_RELATION))
     await db.close()
 
-    store = SqlPubsubStore(await opener())  # a restart
+    db = await opener()  # a restart
+    store = SqlPubsubStore(db)
     kept = await reloaded(store, alice)
-    node = kept.nodes["http://jabber.org/protocol/tune"]
+    node = kept.nodes[TUNE]
     assert list(node.items) == ["current"]
     assert node.config.access_model == "presence"
     assert kept.may_access(node, BOB, Relation(subscribed=True))
     assert not kept.may_access(node, BOB, NO_RELATION)
 
-    await store.forget(alice)
-    await store.forget(alice)  # twice is no error
+    # Deleting the account deletes its PEP nodes and items (whoever deletes it), not the
+    # nodes it created on the service, nor anyone else's.
+    await SqlAccountStore(db).delete("alice", "example.org")
     assert (await reloaded(store, alice)).nodes == {}
-    assert list((await reloaded(store, bob)).nodes) == ["http://jabber.org/protocol/tune"]
-    assert list((await reloaded(store)).nodes) == ["news"]
+    assert list((await reloaded(store, bob)).nodes[TUNE].items) == ["current"]
+    assert list((await reloaded(store)).nodes["news"].items) == ["by-alice"]
+    owners = await db.fetch("SELECT DISTINCT service FROM pubsub_items ORDER BY service")
+    assert [str(row[0]) for row in owners] == [str(bob), str(SERVICE)]
 
 
 async def test_sqlite_items_written_before_seq_keep_their_order(tmp_path: Path) -> None:
-    """SQLite files from before version 2 ordered items by rowid; the order survives.
-    (PostgreSQL had the seq column from its first schema.)"""
+    """SQLite files from before version 2 ordered items by rowid; the order survives, and
+    the rows of existing accounts are tied to them. (PostgreSQL's first schema had both.)"""
     db = await SqliteDatabase.open(tmp_path / "old.db")
     try:
+        await db.migrate(SqlAccountStore.migrations_for("sqlite"))
+        await SqlAccountStore(db).create("alice", "example.org", [])
         steps = SqlPubsubStore.migrations_for(db.dialect)
         await db.migrate(steps[:1])
-        await db.execute(
-            "INSERT INTO pubsub_nodes VALUES (?, 'n', ?, ?, '{}')",
-            str(SERVICE),
-            NodeConfig(max_items=10).to_json(),
-            f'{{"{ALICE.bare}": "owner"}}',
-        )
-        for item_id in ("z", "a", "m"):
+        for service_, owner in ((SERVICE, ALICE.bare), (ALICE.bare, ALICE.bare), (BOB, BOB)):
             await db.execute(
-                "INSERT OR REPLACE INTO pubsub_items VALUES (?, 'n', ?, ?, NULL)",
-                str(SERVICE),
-                item_id,
-                str(ALICE.bare),
+                "INSERT INTO pubsub_nodes VALUES (?, 'n', ?, ?, '{}')",
+                str(service_.bare),
+                NodeConfig(max_items=10).to_json(),
+                f'{{"{owner.bare}": "owner"}}',
             )
-        await db.execute(  # the old store's re-publish: the row is replaced, now the newest
-            "INSERT OR REPLACE INTO pubsub_items VALUES (?, 'n', 'z', ?, NULL)",
-            str(SERVICE),
-            str(ALICE.bare),
-        )
+            for item_id in ("z", "a", "m"):
+                await db.execute(
+                    "INSERT OR REPLACE INTO pubsub_items VALUES (?, 'n', ?, ?, NULL)",
+                    str(service_.bare),
+                    item_id,
+                    str(owner.bare),
+                )
+            await db.execute(  # the old store's re-publish: the row replaced, now the newest
+                "INSERT OR REPLACE INTO pubsub_items VALUES (?, 'n', 'z', ?, NULL)",
+                str(service_.bare),
+                str(owner.bare),
+            )
         await db.migrate(steps)
         store = SqlPubsubStore(db)
-        assert item_ids(await reloaded(store), "n") == ["a", "m", "z"]
+        for kept in (SERVICE, ALICE.bare):
+            assert item_ids(await reloaded(store, kept), "n") == ["a", "m", "z"]
+        # bob's account was deleted before rows went with it: his rows are left behind.
+        assert (await reloaded(store, BOB.bare)).nodes == {}
         svc = await reloaded(store)
         await change(store, svc, lambda s: s.publish("n", ALICE, item("new")))
         assert item_ids(await reloaded(store), "n") == ["a", "m", "z", "new"]
+        await SqlAccountStore(db).delete("alice", "example.org")
+        assert (await reloaded(store, ALICE.bare)).nodes == {}
+        assert list((await reloaded(store)).nodes) == ["n"]
     finally:
         await db.close()

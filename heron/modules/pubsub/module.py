@@ -564,11 +564,11 @@ class PubsubModule(Module):
         ]
 
     async def on_account_deleted(self, account: JID) -> None:
-        """The account is gone: so are its PEP nodes and items."""
+        """The account is gone, and its PEP nodes and items went with its row: drop what is
+        held in memory."""
         self.services.pop(account, None)
         for full in list(self.seen.pop(account, {})):
             self._forget_if_unwatched(full)
-        await self.store.forget(account)
 
     async def _publish_as_owner(self, account: JID, steps: Callable[[PubsubService], None]) -> None:
         """Changes the server makes on an account's PEP for it (conversions): notified to
