@@ -25,7 +25,6 @@ from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
-from heron.pubsub.store import PubsubStore
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database
@@ -90,10 +89,9 @@ async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
     revoke_tokens: JID | None = None,
-    forget_pep: JID | None = None,
 ) -> None:
-    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and its
-    PEP data."""
+    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484). What
+    modules keep of an account goes with its row (foreign keys that cascade)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await _open(config)
     try:
@@ -103,10 +101,6 @@ async def _with_accounts(
         if revoke_tokens is not None:
             await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
-        if forget_pep is not None and isinstance(db, SqliteDatabase):
-            store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
-            await store.migrate()
-            await store.forget(forget_pep)
     finally:
         await db.close()
 
@@ -192,7 +186,7 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
 
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid, forget_pep=jid))
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
     print(f"deleted {jid}")
     return 0
 

@@ -25,8 +25,8 @@ from heron.config import ConfigError
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
-from heron.pubsub.caps import ver_of
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.caps import ver_of
 from heron.xmlstream.element import Element
 
 SERVER_IDENTITY = Identity("server", "im", "Heron")

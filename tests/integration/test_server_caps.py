@@ -7,7 +7,7 @@ import base64
 import re
 from pathlib import Path
 
-from heron.pubsub.caps import ver_of
+from heron.stanza.caps import ver_of
 from heron.stream.c2s import C2SStream, TlsInfo
 from heron.xmlstream import Limits
 from heron.xmlstream.stored import parse_stored
