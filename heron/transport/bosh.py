@@ -22,7 +22,8 @@ from aiohttp import web
 
 from heron import ns
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import C2SStream, Framing, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream, Framing
 from heron.transport.tcp import run_client
 from heron.xmlstream import Element, serialize, stream_header
 from heron.xmlstream.serializer import escape_attr

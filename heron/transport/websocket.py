@@ -13,7 +13,8 @@ from typing import Final
 from aiohttp import WSMsgType, web
 
 from heron import ns
-from heron.stream.c2s import Framing, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import Framing
 from heron.xmlstream import STREAM_FOOTER, Element, Limits, serialize, stream_header
 from heron.xmlstream.stored import parse_stored
 
