@@ -15,8 +15,9 @@ import time
 
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import TlsInfo
-from heron.stream.component import ComponentHost, ComponentStream
+from heron.stream.base import TlsInfo
+from heron.stream.component import ComponentStream
+from heron.stream.hosts import ComponentHost
 from heron.transport.tcp import READ_CHUNK, TrafficPolicy, pump
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SStream
 from heron.transport.bosh import LISTENER
 from heron.transport.tcp import TrafficPolicy, run_client
-from heron.transport.websocket import FRAMING, WebSocketFraming, WebSocketLink, WebSocketReader
+from heron.transport.websocket import WebSocketFraming, WebSocketLink, WebSocketReader
 from heron.xmlstream import Element, serialize
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class HttpListener:
         if self.config.websocket_see_other_uri:  # §3.6.1: the service lives elsewhere now
             await ws.receive()  # the client's <open/>
             moved = Element(
-                "close", FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
+                "close", ns.WS_FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
             )
             await ws.send_str(serialize(moved))
             await ws.close()

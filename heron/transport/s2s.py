@@ -25,8 +25,9 @@ import dns.resolver
 
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import TlsInfo
-from heron.stream.s2s import S2SHost, S2SIncoming, S2SOutgoing
+from heron.stream.base import TlsInfo
+from heron.stream.hosts import S2SHost
+from heron.stream.s2s import S2SIncoming, S2SOutgoing
 from heron.transport.tcp import READ_CHUNK, TcpLink, TlsProvider, TrafficPolicy, pump, tls_info
 
 log = logging.getLogger(__name__)

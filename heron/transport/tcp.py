@@ -18,7 +18,9 @@ from typing import Protocol
 
 from heron.ratelimit import ConnectionGuard, TokenBucket
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import C2SHost, C2SStream, State, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream, State
+from heron.stream.hosts import C2SHost
 from heron.xmlstream import StreamParser
 
 log = logging.getLogger(__name__)
