@@ -203,8 +203,11 @@ class MamModule(Module):
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
+        # XEP-0313 §7: clients ask the account's bare JID whether it has an archive.
+        self.ctx.registry.account_features.update((MAM, MAM_EXTENDED))
 
     async def stop(self) -> None:
+        self.ctx.registry.account_features.difference_update((MAM, MAM_EXTENDED))
         self._expiry.cancel()
         await self.flush()
         if self.ctx.registry.archive is self:
@@ -439,7 +442,7 @@ class MamModule(Module):
                 form.add("field", DATA, {"var": var, "type": type_})
             return query
         if payload.tag == "prefs":
-            return Element("prefs", MAM, {"default": await self._mode(account)})
+            return prefs_element(await self._mode(account))
         if payload.tag == "metadata":
             await self.flush()
             ends = await self.db.run(lambda conn: _ends(conn, account))
@@ -467,7 +470,15 @@ class MamModule(Module):
 
         await self.db.run(write)
         self.prefs[account] = mode
-        return Element("prefs", MAM, {"default": mode})
+        return prefs_element(mode)
+
+
+def prefs_element(mode: str) -> Element:
+    """XEP-0441 §2 (XEP-0313 §6 before it): <always/> and <never/> are always there."""
+    prefs = Element("prefs", MAM, {"default": mode})
+    prefs.add("always", MAM)
+    prefs.add("never", MAM)
+    return prefs
 
 
 def _first_row_at_or_after(conn: sqlite3.Connection, cutoff: float) -> int:
