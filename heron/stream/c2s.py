@@ -673,7 +673,7 @@ class C2SStream(XmlStream):
             except InvalidJID:
                 if el.attrs.get("type") != "error":
                     reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
-                    reply.attrs.pop("from", None)
+                    reply.set("from", _valid_part(raw_to))  # which room refused the nick
                     self.deliver(reply)
                 return
         if el.tag == "iq" and "id" not in el.attrs:
@@ -686,6 +686,17 @@ class C2SStream(XmlStream):
                 self.deliver(_result(el))
                 return
         await self.host.stanza(self, Stanza(el, to, jid))
+
+
+def _valid_part(raw: str) -> str | None:
+    """RFC 6120 §8.3.1: an error comes from where the stanza went; of a malformed address,
+    the bare JID or the domain when that much is valid."""
+    for candidate in (raw.partition("/")[0], raw.partition("/")[0].rpartition("@")[2]):
+        try:
+            return str(JID.parse(candidate))
+        except InvalidJID:
+            continue
+    return None
 
 
 def _result(iq: Element) -> Element:

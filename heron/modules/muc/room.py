@@ -207,7 +207,7 @@ class Room:
         el.add("occupant-id", OCCUPANT_ID, {"id": self.occupant_id(occupant)})
         x = Element("x", MUC_USER)
         item = x.add("item", MUC_USER, {"affiliation": occupant.affiliation, "role": occupant.role})
-        if to.role == "moderator" or self.config.whois == "anyone":
+        if self.shows_jids_to(to):
             item.attrs["jid"] = str(occupant.jid)  # semi-anonymous: moderators see real JIDs
         _status(x, codes)
         el.append(x)
@@ -242,6 +242,23 @@ class Room:
             _status(message.add("x", MUC_USER), codes)
             out.append(message)
         return out
+
+    def affiliation_notice(self, target: JID, affiliation: str, actor: JID | None) -> list[Element]:
+        """A message from the room naming the new affiliation of someone not in it, to
+        whoever may see real JIDs, and to the actor if it is not joined."""
+        out = []
+        receivers = [o.jid for o in self.occupants.values() if self.shows_jids_to(o)]
+        if actor is not None and actor not in self.nicks:
+            receivers.append(actor)
+        for to in receivers:
+            message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(to)})
+            x = message.add("x", MUC_USER)
+            x.add("item", MUC_USER, {"affiliation": affiliation, "jid": str(target)})
+            out.append(message)
+        return out
+
+    def shows_jids_to(self, occupant: Occupant) -> bool:
+        return occupant.role == "moderator" or self.config.whois == "anyone"
 
     def fan_out(self, message: Element) -> list[Element]:
         """One copy per occupant, sharing everything but ``to``: the shared part is
@@ -578,9 +595,11 @@ class Room:
         target.role = role
         return self.broadcast(target)
 
-    def set_affiliation(self, rank: str, target: JID, affiliation: str, reason: str) -> Outcome:
+    def set_affiliation(
+        self, rank: str, target: JID, affiliation: str, reason: str, actor: JID | None = None
+    ) -> Outcome:
         """§9.1 ban (outcast), §9.3-§9.4 membership, §10.3-§10.8 owners and admins, by
-        someone whose affiliation is ``rank``."""
+        ``actor`` whose affiliation is ``rank``."""
         require_affiliation(affiliation)
         target = target.bare
         if rank not in ("owner", "admin"):
@@ -600,7 +619,10 @@ class Room:
         if affiliation in ("none", "outcast"):
             self.registered.pop(target, None)
         outcome = Outcome(changed=True)
-        for occupant in [o for o in self.occupants.values() if o.jid.bare == target]:
+        present = [o for o in self.occupants.values() if o.jid.bare == target]
+        if not present:  # §9.3-§9.8: the room says it itself (as Prosody and ejabberd do)
+            outcome.send += self.affiliation_notice(target, affiliation, actor)
+        for occupant in present:
             occupant.affiliation = affiliation
             if affiliation == "outcast":
                 outcome.send += self.remove(occupant, "301", reason)

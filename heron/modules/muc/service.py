@@ -24,8 +24,9 @@ search.py (XEP-0433), store.py (what persistent rooms keep).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from heron import ns
 from heron.config import option
@@ -61,6 +62,24 @@ from heron.xmlstream.element import Element
 
 REGISTER = ns.REGISTER
 ROOMUSER_NODE = "x-roomuser-item"
+
+
+R = TypeVar("R")
+
+
+def signed(handler: Callable[[Stanza], Awaitable[R]]) -> Callable[[Stanza], Awaitable[R]]:
+    """RFC 6120 §8.3.2: an error the service raises names its author in ``by``: the room
+    (or the service itself), whatever the stanza was addressed to within it."""
+
+    async def run(stanza: Stanza) -> R:
+        try:
+            return await handler(stanza)
+        except StanzaError as err:
+            if err.by is None and stanza.to is not None:
+                err.by = str(stanza.to.bare)
+            raise
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,26 +160,32 @@ class MucModule(Module):
                 self.rooms[record.jid] = Room.restore(record, self.policy)
         admin, archive, registration = Admin(self), self.archive, Registration(self)
         registry = self.ctx.add_service(self.domain)
-        registry.add_hook("presence/full", self.on_presence)
-        registry.add_hook("presence/bare", self.on_presence)
-        registry.add_hook("message/bare", self.on_room_message)
-        registry.add_hook("message/full", self.on_private_message)
-        registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
-        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
-        registry.add_iq_handler("get", ns.DISCO_INFO, Target.BARE, self.room_info)
-        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.BARE, self.room_items)
-        registry.add_iq_handler("set", MUC_ADMIN, Target.BARE, admin.set)
-        registry.add_iq_handler("get", MUC_ADMIN, Target.BARE, admin.get)
-        registry.add_iq_handler("get", MUC_OWNER, Target.BARE, self.owner.get)
-        registry.add_iq_handler("set", MUC_OWNER, Target.BARE, self.owner.set)
-        registry.add_iq_handler("set", MAM, Target.BARE, archive.query)
-        registry.add_iq_handler("set", MODERATE, Target.BARE, archive.moderate)
-        registry.add_iq_handler("get", REGISTER, Target.BARE, registration.get)
-        registry.add_iq_handler("set", REGISTER, Target.BARE, registration.set)
-        registry.add_iq_handler("get", VCARD, Target.BARE, registration.vcard_get)
-        registry.add_iq_handler("set", VCARD, Target.BARE, registration.vcard_set)
-        registry.add_iq_handler("get", SEARCH, Target.HOST, self.search)
-        registry.add_hook("iq/full", self.self_ping)
+        for event, hook in (
+            ("presence/full", self.on_presence),
+            ("presence/bare", self.on_presence),
+            ("message/bare", self.on_room_message),
+            ("message/full", self.on_private_message),
+            ("iq/full", self.self_ping),
+        ):
+            registry.add_hook(event, signed(hook))
+        for type_, xmlns, target, handler in (
+            ("get", ns.DISCO_INFO, Target.HOST, self.service_info),
+            ("get", ns.DISCO_ITEMS, Target.HOST, self.service_items),
+            ("get", ns.DISCO_INFO, Target.BARE, self.room_info),
+            ("get", ns.DISCO_ITEMS, Target.BARE, self.room_items),
+            ("set", MUC_ADMIN, Target.BARE, admin.set),
+            ("get", MUC_ADMIN, Target.BARE, admin.get),
+            ("get", MUC_OWNER, Target.BARE, self.owner.get),
+            ("set", MUC_OWNER, Target.BARE, self.owner.set),
+            ("set", MAM, Target.BARE, archive.query),
+            ("set", MODERATE, Target.BARE, archive.moderate),
+            ("get", REGISTER, Target.BARE, registration.get),
+            ("set", REGISTER, Target.BARE, registration.set),
+            ("get", VCARD, Target.BARE, registration.vcard_get),
+            ("set", VCARD, Target.BARE, registration.vcard_set),
+            ("get", SEARCH, Target.HOST, self.search),
+        ):
+            registry.add_iq_handler(type_, xmlns, target, signed(handler))
         self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
         self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
 
