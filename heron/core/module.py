@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
+from heron.core.admins import Admins
 from heron.core.registry import FeatureProvider, Hook, HostRegistry, Identity, IqHandler, Target
+from heron.jid import JID
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
@@ -169,6 +171,8 @@ class CoreServices:
     version: str
     data_dir: Path
     clock: Callable[[], float] = time.time
+    admins: Admins = field(default_factory=Admins)
+    """Who administers each host (the config's `admins`, updated on reload)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +229,10 @@ class ModuleContext:
 
     def now(self) -> float:
         return self.core.clock()
+
+    def is_admin(self, jid: JID) -> bool:
+        """True when ``jid``'s account administers this module's host (config `admins`)."""
+        return self.core.admins.is_admin(jid, self.domain)
 
     def secret(self, purpose: str) -> bytes:
         return self.core.secret(purpose)
