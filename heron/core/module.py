@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
+from heron.core.admins import Admins
 from heron.core.registry import (
     AccountDeleted,
     FeatureProvider,
@@ -36,6 +37,7 @@ from heron.core.registry import (
     PreauthHandler,
     Target,
 )
+from heron.jid import JID
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
@@ -178,6 +180,8 @@ class CoreServices:
     version: str
     data_dir: Path
     clock: Callable[[], float] = time.time
+    admins: Admins = field(default_factory=Admins)
+    """Who administers each host (the config's `admins`, updated on reload)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +238,10 @@ class ModuleContext:
 
     def now(self) -> float:
         return self.core.clock()
+
+    def is_admin(self, jid: JID) -> bool:
+        """True when ``jid``'s account administers this module's host (config `admins`)."""
+        return self.core.admins.is_admin(jid, self.domain)
 
     def secret(self, purpose: str) -> bytes:
         return self.core.secret(purpose)

@@ -19,6 +19,7 @@ from typing import Any
 from heron import __version__, ns
 from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
+from heron.core.admins import Admins
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.metrics import Metrics
@@ -82,6 +83,7 @@ class Server:
         self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
         self.metrics = Metrics()
+        self.admins = Admins(config)
         self.router.metrics = self.metrics.stanzas
         self.metrics.gauge("heron_c2s_sessions", "Bound client sessions", self._session_gauge)
         self.metrics.gauge(
@@ -143,6 +145,7 @@ class Server:
             secret=self.derived_secret,
             version=self.version,
             data_dir=self.config.data_dir,
+            admins=self.admins,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:
