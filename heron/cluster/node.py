@@ -96,12 +96,15 @@ class ClusterNode:
         self.directory = directory or RedisDirectory.connect(
             config.redis_url, config.node, config.lease_s, config.prefix
         )
+        retry_s = 3 * config.lease_s  # past the reaping of a dead node
         self.bus: Bus = bus or (
-            NatsBus(config.nats_url, config.prefix)
+            NatsBus(config.nats_url, config.prefix, retry_s)
             if config.nats_url
-            else RedisBus(config.redis_url, config.prefix)
+            else RedisBus(config.redis_url, config.prefix, retry_s)
         )
+        self.bus.undelivered = self._undelivered
         self._ops: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.reaped = 0  # sessions this node removed for dead nodes (metrics, tests)
 
@@ -114,7 +117,11 @@ class ClusterNode:
                 self.sessions.add_remote(RemoteSession(full, entry, self))
         self.sessions.listener = self
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run_ops()), loop.create_task(self._lease())]
+        self._tasks = [
+            loop.create_task(self._run_ops()),
+            loop.create_task(self._lease()),
+            loop.create_task(self._run_routing()),
+        ]
         log.info(
             "cluster node %s joined (%d remote sessions)", self.name, len(self.sessions.remote)
         )
@@ -206,19 +213,47 @@ class ClusterNode:
     def _arrived(self, full: str, element: Element) -> None:
         try:
             to = JID.parse(full)
-            sender = JID.parse(element.attrs.get("from", ""))
         except InvalidJID:
             return
         session = self.sessions.get_local(to)
         if session is not None:
             session.deliver(element)
-        elif element.tag == "message" and to.resource is not None:
+        else:
             # Gone from this node since the sender looked: the bare JID's rules decide
             # again (another resource, offline storage), never on this node's word alone.
-            copy = element.copy()
-            copy.attrs["to"] = str(to.bare)
-            task = asyncio.ensure_future(self.route(Stanza(copy, to.bare, sender)))
-            task.add_done_callback(lambda t: t.exception())
+            self._reroute(to, element)
+
+    def _reroute(self, to: JID, element: Element) -> None:
+        if element.tag != "message" or to.resource is None:
+            return
+        try:
+            sender = JID.parse(element.attrs.get("from", ""))
+        except InvalidJID:
+            return
+        copy = element.copy()
+        copy.attrs["to"] = str(to.bare)
+        self._routing.put_nowait(Stanza(copy, to.bare, sender, {"redelivered": True}))
+
+    def _undelivered(self, node: str, frames: list[bytes]) -> None:
+        """Stanzas no subscription of ``node`` took (it died): its messages are routed again
+        by their bare JID, now that the reaping has moved its users (elsewhere, offline)."""
+        for frame in frames:
+            if frame[:1] != STANZA:
+                continue
+            full, _, xml = frame[1:].decode().partition("\x01")
+            element = parse_stored(xml, limits=self.limits)
+            try:
+                to = JID.parse(full)
+            except InvalidJID:
+                continue
+            if element is not None:
+                self._reroute(to, element)
+
+    async def _run_routing(self) -> None:
+        """Stanzas this node routes for others, one at a time, in the order they came."""
+        while True:
+            stanza = await self._routing.get()
+            await self.route(stanza)
 
     # --- registry changes from the other nodes ------------------------------------------
     def _on_events(self, frames: list[bytes]) -> None:
