@@ -47,6 +47,9 @@ class Bus(Protocol):
     def broadcast(self, frame: bytes) -> None:
         """Queue a frame for every node, this one included."""
 
+    def abandon(self, node: str) -> None:
+        """``node`` is gone: what waits for it goes to ``undelivered`` now."""
+
     async def close(self) -> None: ...
 
 
@@ -73,12 +76,28 @@ class _Batching:
         self._idle = asyncio.Event()  # nothing pending
         self._pump: asyncio.Task[None] | None = None
         self._failing = False
+        self._abandoned: dict[str, float] = {}  # channel → when its node was declared gone
 
     def send(self, node: str, frame: bytes) -> None:
         self._queue(self.channels.node(node), frame)
 
     def broadcast(self, frame: bytes) -> None:
         self._queue(self.channels.events, frame)
+
+    def abandon(self, node: str) -> None:
+        channel = self.channels.node(node)
+        self._abandoned[channel] = time.monotonic()
+        frames = self._pending.pop(channel, None)
+        self._since.pop(channel, None)
+        if frames:
+            self._give_up(channel, frames)
+
+    def _give_up(self, channel: str, frames: list[bytes]) -> None:
+        self.lost += len(frames)
+        log.warning("cluster bus: %d frames for %s never heard; given up", len(frames), channel)
+        node = self.channels.node_of(channel)
+        if node is not None and self.undelivered is not None:
+            self.undelivered(node, frames)
 
     def _queue(self, channel: str, frame: bytes) -> None:
         self._pending.setdefault(channel, []).append(frame)
@@ -120,15 +139,12 @@ class _Batching:
             if count == 0:
                 unheard.setdefault(channel, []).extend(part)
         for channel, frames in unheard.items():
-            if now - since[channel] < self.retry_s:
+            gone = self._abandoned.get(channel, -1.0) >= since[channel]
+            if now - since[channel] < self.retry_s and not gone:
                 self._pending[channel] = frames + self._pending.get(channel, [])
                 self._since[channel] = min(since[channel], self._since.get(channel, now))
                 continue
-            self.lost += len(frames)
-            log.warning("cluster bus: %d frames for %s never heard; given up", len(frames), channel)
-            node = self.channels.node_of(channel)
-            if node is not None and self.undelivered is not None:
-                self.undelivered(node, frames)
+            self._give_up(channel, frames)
         return not unheard
 
     async def publish_many(self, messages: list[tuple[str, bytes]]) -> list[int]:

@@ -43,6 +43,18 @@ class Keys:
     def reaping(self, node: str) -> str:
         return f"{self.prefix}reaping:{node}"
 
+    def room(self, room: str) -> str:
+        """The room's claim: the name of the node that runs it."""
+        return f"{self.prefix}room:{room}"
+
+    def rooms(self, node: str) -> str:
+        """The rooms a node claimed."""
+        return f"{self.prefix}rooms:{node}"
+
+    def snapshot(self, room: str) -> str:
+        """What the room's owner keeps only in memory (occupants), for a takeover."""
+        return f"{self.prefix}snap:{room}"
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -151,14 +163,19 @@ class RedisDirectory:
         await self.redis.delete(self.keys.lease(self.node), self.keys.held(self.node))
         await self.redis.srem(self.keys.nodes, self.node)
 
-    async def dead_nodes(self) -> list[str]:
-        """Nodes listed as members whose lease has expired."""
-        dead = []
+    async def census(self) -> tuple[set[str], list[str]]:
+        """The member nodes whose lease is alive (this one included), and those whose lease
+        has expired."""
+        live, dead = {self.node}, []
         for raw in await self.redis.smembers(self.keys.nodes):
             node = _text(raw)
-            if node != self.node and not await self.redis.exists(self.keys.lease(node)):
+            if node == self.node:
+                continue
+            if await self.redis.exists(self.keys.lease(node)):
+                live.add(node)
+            else:
                 dead.append(node)
-        return sorted(dead)
+        return live, sorted(dead)
 
     async def claim_reaping(self, node: str) -> bool:
         """One node reaps a dead one; the claim expires in case the reaper dies too."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import FeatureProvider, Hook, HostRegistry, Identity, IqHandler, Target
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
@@ -169,6 +170,8 @@ class CoreServices:
     version: str
     data_dir: Path
     clock: Callable[[], float] = time.time
+    placement: RoomPlacement = field(default_factory=LocalPlacement)
+    """Which node runs a room (a cluster), or always this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,10 @@ class ModuleContext:
     def data_dir(self) -> Path:
         """The server's data directory (files a module keeps outside the database)."""
         return self.core.data_dir
+
+    @property
+    def placement(self) -> RoomPlacement:
+        return self.core.placement
 
     @property
     def http_base_url(self) -> str:
