@@ -138,16 +138,19 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
     (SO_REUSEPORT: `heron serve --workers N`)."""
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
+    if config.cluster is not None:
+        # Made before the modules start: the room module asks it where each room runs.
+        running.cluster = ClusterNode(
+            config.cluster,
+            server.sessions,
+            server.router.route,
+            make_ended(server.registry_for),
+            server.limits,
+        )
+        server.placement = running.cluster.rooms
     try:
         await server.start()
-        if config.cluster is not None:
-            running.cluster = ClusterNode(
-                config.cluster,
-                server.sessions,
-                server.router.route,
-                make_ended(server.registry_for),
-                server.limits,
-            )
+        if running.cluster is not None:
             await running.cluster.start()
         loop = asyncio.get_running_loop()
         certs = await loop.run_in_executor(None, _certificates, config)

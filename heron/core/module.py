@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
 from heron.core.admins import Admins
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import (
     AccountDeleted,
     FeatureProvider,
@@ -182,6 +183,8 @@ class CoreServices:
     clock: Callable[[], float] = time.time
     admins: Admins = field(default_factory=Admins)
     """Who administers each host (the config's `admins`, updated on reload)."""
+    placement: RoomPlacement = field(default_factory=LocalPlacement)
+    """Which node runs a room (a cluster), or always this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,10 @@ class ModuleContext:
     def data_dir(self) -> Path:
         """The server's data directory (files a module keeps outside the database)."""
         return self.core.data_dir
+
+    @property
+    def placement(self) -> RoomPlacement:
+        return self.core.placement
 
     @property
     def http_base_url(self) -> str:

@@ -24,6 +24,7 @@ from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.metrics import Metrics
 from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
 from heron.core.s2s import S2SLimits, S2SManager
@@ -69,6 +70,7 @@ class Server:
         self.require_tls = config.require_tls
         self.out_queue_bytes = lim.out_queue_bytes
         self.sessions = SessionManager()
+        self.placement: RoomPlacement = LocalPlacement()  # a cluster's, set before start()
         self.registries: dict[str, HostRegistry] = {}
         self.services: set[str] = set()  # registries that are services, not user hosts
         self.managers: dict[str, ModuleManager] = {}
@@ -146,6 +148,7 @@ class Server:
             version=self.version,
             data_dir=self.config.data_dir,
             admins=self.admins,
+            placement=self.placement,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:

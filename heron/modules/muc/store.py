@@ -42,6 +42,10 @@ class RoomStore(Protocol):
         """Every stored room."""
         ...
 
+    async def get(self, jid: JID) -> RoomRecord | None:
+        """One stored room (a cluster node taking it over), None when it is not kept."""
+        ...
+
     async def save(self, record: RoomRecord) -> None:
         """Write the room, replacing what was kept of it."""
         ...
@@ -61,17 +65,15 @@ class SqlRoomStore(SqlStore):
         rows = await self.db.fetch(
             "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
         )
-        return [
-            RoomRecord(
-                JID.parse(str(jid)),
-                RoomConfig.from_json(str(config)),
-                {JID.parse(k): str(v) for k, v in json.loads(str(affiliations)).items()},
-                {JID.parse(k): str(v) for k, v in json.loads(str(registered)).items()},
-                str(subject),
-                str(vcard),
-            )
-            for jid, config, affiliations, subject, registered, vcard in rows
-        ]
+        return [_record(row) for row in rows]
+
+    async def get(self, jid: JID) -> RoomRecord | None:
+        row = await self.db.fetchrow(
+            "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
+            " WHERE jid = ?",
+            str(jid),
+        )
+        return _record(row) if row is not None else None
 
     async def save(self, record: RoomRecord) -> None:
         await self.db.execute(
@@ -90,3 +92,15 @@ class SqlRoomStore(SqlStore):
 
     async def delete(self, jid: JID) -> None:
         await self.db.execute("DELETE FROM muc_rooms WHERE jid = ?", str(jid))
+
+
+def _record(row: Sequence[object]) -> RoomRecord:
+    jid, config, affiliations, subject, registered, vcard = row
+    return RoomRecord(
+        JID.parse(str(jid)),
+        RoomConfig.from_json(str(config)),
+        {JID.parse(k): str(v) for k, v in json.loads(str(affiliations)).items()},
+        {JID.parse(k): str(v) for k, v in json.loads(str(registered)).items()},
+        str(subject),
+        str(vcard),
+    )
