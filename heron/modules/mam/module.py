@@ -143,9 +143,12 @@ class MamModule(Module):
         self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
         self.ctx.registry.account_deleted.append(self.on_account_deleted)
+        # XEP-0313 §7: clients ask the account's bare JID whether it has an archive.
+        self.ctx.registry.account_features.update((MAM, MAM_EXTENDED))
 
     async def stop(self) -> None:
         self.ctx.registry.account_deleted.remove(self.on_account_deleted)
+        self.ctx.registry.account_features.difference_update((MAM, MAM_EXTENDED))
         self._expiry.cancel()
         await self.store.close()  # queued rows are written: a stop loses nothing
         if self.ctx.registry.archive is self:
@@ -328,7 +331,7 @@ class MamModule(Module):
                 form.add("field", DATA, {"var": var, "type": type_})
             return query
         if payload.tag == "prefs":
-            return Element("prefs", MAM, {"default": await self._mode(account)})
+            return prefs_element(await self._mode(account))
         if payload.tag == "metadata":
             ends = await self.store.ends(account.domain, account.local or "")
             metadata = Element("metadata", MAM)
@@ -346,7 +349,15 @@ class MamModule(Module):
             raise StanzaError(StanzaCondition.BAD_REQUEST, "default: always, never or roster")
         await self.store.set_mode(account.domain, account.local or "", mode)
         self.prefs[account] = mode
-        return Element("prefs", MAM, {"default": mode})
+        return prefs_element(mode)
+
+
+def prefs_element(mode: str) -> Element:
+    """XEP-0441 §2 (XEP-0313 §6 before it): <always/> and <never/> are always there."""
+    prefs = Element("prefs", MAM, {"default": mode})
+    prefs.add("always", MAM)
+    prefs.add("never", MAM)
+    return prefs
 
 
 _SEQUENCE = itertools.count()

@@ -187,6 +187,8 @@ class RosterModule(Module):
                 await self._send_presence(account, contact, "unsubscribe")
             if old.subscription in HAS_FROM or old.pending_in:
                 await self._send_presence(account, contact, "unsubscribed")
+            if old.subscription in HAS_FROM:  # and it no longer sees the user's resources
+                await self._all_unavailable(account, contact)
             self._push(account, removed_element(str(contact)), version)
             return None
         if subscription not in (None, "none", "to", "from", "both"):
@@ -343,10 +345,14 @@ class RosterModule(Module):
         if type_ == "subscribed" and new is not None and new.subscription in HAS_FROM:
             await self._send_current(account, contact)  # §3.1.5
         elif type_ == "unsubscribed" and new is not None:
-            for session in self.ctx.sessions.resources(account):
-                if session.is_available:
-                    await self._send_presence(session.jid, contact, "unavailable")
+            await self._all_unavailable(account, contact)
         return True
+
+    async def _all_unavailable(self, account: JID, contact: JID) -> None:
+        """Unavailable presence from each of the account's available resources."""
+        for session in self.ctx.sessions.resources(account):
+            if session.is_available:
+                await self._send_presence(session.jid, contact, "unavailable")
 
     @hook("presence/bare")
     @hook("presence/full")
@@ -399,8 +405,9 @@ class RosterModule(Module):
             await self.ctx.router.route(Stanza(copy, contact, full))
         if stanza.type == "unavailable":
             await self._end_directed(full, subscribers)
+        # §4.2.2, §4.4.2: every available resource, the one that sent it included.
         for session in self.ctx.sessions.resources(account):
-            if session.jid != full:
+            if session.jid != full or stanza.type == "available":
                 copy = stanza.element.shallow_copy()
                 copy.attrs["to"] = str(session.jid)
                 session.deliver(copy)
