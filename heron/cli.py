@@ -187,8 +187,33 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
             raise CliError(f"{jid} does not exist") from exc
 
     asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    asyncio.run(_forget_stored(config, jid))
     print(f"deleted {jid}")
     return 0
+
+
+async def _forget_stored(config: ServerConfig, jid: JID) -> None:
+    """What the account's host keeps for it goes with it: roster and last activity,
+    offline messages, archive (as the modules do on an in-band removal)."""
+    from heron.modules.mam.store import SqlArchiveStore
+    from heron.modules.offline.store import SqlOfflineStore
+    from heron.modules.roster.store import SqlRosterStore
+
+    enabled = next((h.modules for h in config.hosts if h.domain == jid.domain), ())
+    local = jid.local or ""
+    db = await _open(config)
+    try:
+        if "roster" in enabled:
+            await db.migrate(SqlRosterStore.migrations_for(db.dialect))
+            await SqlRosterStore(db).forget(local, jid.domain)
+        if "offline" in enabled:
+            await db.migrate(SqlOfflineStore.migrations_for(db.dialect))
+            await SqlOfflineStore(db).forget(local, jid.domain)
+        if "mam" in enabled:
+            await db.migrate(SqlArchiveStore.migrations_for(db.dialect))
+            await SqlArchiveStore(db).forget(jid.domain, local)
+    finally:
+        await db.close()
 
 
 def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
