@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
+from heron.core.admins import Admins
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import (
     AccountDeleted,
     FeatureProvider,
@@ -36,6 +38,7 @@ from heron.core.registry import (
     PreauthHandler,
     Target,
 )
+from heron.jid import JID
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
@@ -178,6 +181,10 @@ class CoreServices:
     version: str
     data_dir: Path
     clock: Callable[[], float] = time.time
+    admins: Admins = field(default_factory=Admins)
+    """Who administers each host (the config's `admins`, updated on reload)."""
+    placement: RoomPlacement = field(default_factory=LocalPlacement)
+    """Which node runs a room (a cluster), or always this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,11 +236,19 @@ class ModuleContext:
         return self.core.data_dir
 
     @property
+    def placement(self) -> RoomPlacement:
+        return self.core.placement
+
+    @property
     def http_base_url(self) -> str:
         return self.core.http.http_base_url
 
     def now(self) -> float:
         return self.core.clock()
+
+    def is_admin(self, jid: JID) -> bool:
+        """True when ``jid``'s account administers this module's host (config `admins`)."""
+        return self.core.admins.is_admin(jid, self.domain)
 
     def secret(self, purpose: str) -> bytes:
         return self.core.secret(purpose)
