@@ -16,6 +16,8 @@ from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 
+pytestmark = pytest.mark.both_engines  # these modules' stores run on both
+
 PASSWORD = "password-123"
 MODULES = {"localhost": {"modules": ["disco", "ping", "vcard", "private"]}}
 
