@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import sqlite3
 import sys
@@ -107,7 +108,19 @@ async def _with_accounts(
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
     from heron.app import serve  # keeps the account commands light
 
-    _run_uvloop(serve(config))
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers > 1:
+        from heron.supervisor import supervise
+
+        return supervise(args.config, config, args.workers)
+    if args.node:
+        if config.cluster is None:
+            raise CliError("--node needs a [cluster] table in the configuration")
+        config = dataclasses.replace(
+            config, cluster=dataclasses.replace(config.cluster, node=args.node)
+        )
+    _run_uvloop(serve(config, reuse_port=args.reuse_port))
     return 0
 
 
@@ -334,7 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, parents=[common])
 
-    add("serve", "run the server").set_defaults(fn=cmd_serve)
+    p = add("serve", "run the server")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the ports, each a cluster node (needs [cluster])",
+    )
+    p.add_argument("--node", default="", help=argparse.SUPPRESS)  # a worker's own name
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_serve)
     add("check", "validate the configuration").set_defaults(fn=cmd_check)
     add("migrate", "apply the database schema migrations").set_defaults(fn=cmd_migrate)
     for name, fn, text in (
