@@ -121,17 +121,17 @@ class PubsubModule(Module):
 
     def _offer_pep(self, host: HostRegistry) -> None:
         """PEP's entries in the host's tables, taken out again when the module unloads."""
-        features = (*FEATURES, f"{PUBSUB}#auto-subscribe", VCARD_CONVERSION, bookmarks.COMPAT)
-        host.account_features.update(features)  # XEP-0398 §2, XEP-0402 §5.3 with the rest
+        for feature in (*FEATURES, f"{PUBSUB}#auto-subscribe", VCARD_CONVERSION):
+            self.ctx.add_account_feature(feature)  # XEP-0163 §6.1, XEP-0398 §2
+        self.ctx.add_account_feature(bookmarks.COMPAT)  # XEP-0402 §5.3
         host.add_feature(f"{PUBSUB}#pep")  # a hint for clients that look at the server
         host.account_identities.append(PEP_IDENTITY)  # XEP-0163 §6.1
         host.account_items = self  # XEP-0030 for an account's nodes
         host.pep_avatar = self.sync
         host.private_watcher = self.sync
-        host.account_deleted.append(self.on_account_deleted)
+        self.ctx.on_account_deleted(self.on_account_deleted)
 
         def withdraw() -> None:
-            host.account_features.difference_update(features)
             host.remove_feature(f"{PUBSUB}#pep")
             host.account_identities.remove(PEP_IDENTITY)
             if host.account_items is self:
@@ -140,9 +140,8 @@ class PubsubModule(Module):
                 host.pep_avatar = None
             if host.private_watcher is self.sync:
                 host.private_watcher = None
-            host.account_deleted.remove(self.on_account_deleted)
 
-        self.ctx.undo.append(withdraw)
+        self.ctx.on_unload(withdraw)
 
     # --- services -----------------------------------------------------------------------
     async def service(self, jid: JID) -> PubsubService:
