@@ -247,11 +247,7 @@ def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | 
             )
         return result
     if tag == "subscriptions" and type_ == "set":
-        changes = [
-            (_jid(s.attrs.get("jid")), s.attrs.get("subscription", ""))
-            for s in action.find_all("subscription", OWNER)
-        ]
-        svc.set_subscriptions(name, sender, changes)
+        svc.set_subscriptions(name, sender, _changes(action, "subscription"))
         return None
     if tag == "affiliations" and type_ == "get":
         result = Element("pubsub", OWNER)
@@ -260,11 +256,7 @@ def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | 
             affs.add("affiliation", OWNER, {"jid": str(jid), "affiliation": affiliation})
         return result
     if tag == "affiliations" and type_ == "set":
-        changes = [
-            (_jid(a.attrs.get("jid")), a.attrs.get("affiliation", ""))
-            for a in action.find_all("affiliation", OWNER)
-        ]
-        svc.set_affiliations(name, sender, changes)
+        svc.set_affiliations(name, sender, _changes(action, "affiliation"))
         return None
     raise StanzaError(C.BAD_REQUEST, f"no pubsub#owner {type_} for <{tag}/>")
 
@@ -275,6 +267,12 @@ def notification(svc: PubsubService, to: JID, type_: str, event: Element, id_: s
     message.attrs["id"] = id_
     message.append(event)
     return message
+
+
+def _changes(action: Element, tag: str) -> list[tuple[JID, str]]:
+    """§8.8.2, §8.9.2: ``<subscription jid subscription/>`` or ``<affiliation jid
+    affiliation/>`` children, each a JID and its new state."""
+    return [(_jid(e.attrs.get("jid")), e.attrs.get(tag, "")) for e in action.find_all(tag, OWNER)]
 
 
 def _form(parent: Element | None) -> Element | None:
