@@ -18,7 +18,7 @@ from heron.core.registry import Avatar
 from heron.jid import JID
 from heron.modules.pubsub import avatar as avatars
 from heron.modules.pubsub import bookmarks
-from heron.modules.pubsub.engine import PubsubService
+from heron.modules.pubsub.engine import PUBSUB, PubsubService
 from heron.stanza import StanzaError
 from heron.xmlstream.element import Element
 
@@ -113,7 +113,7 @@ class PepSync:
             for room, conference in wanted.items():
                 old = node.items.get(room)
                 if old is None or old.payload != conference:
-                    item = Element("item", avatars.PUBSUB, {"id": room})
+                    item = Element("item", PUBSUB, {"id": room})
                     item.append(conference)
                     svc.publish(bookmarks.BOOKMARKS, account, item)
             for room in [r for r in node.items if r not in wanted]:
