@@ -8,6 +8,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from heron.ratelimit import AuthLimits, ConnectionLimits
+from heron.xmlstream.limits import Limits
+
+# What the parser, the connection guard and the login throttle enforce when nobody
+# configures them; the [limits] table starts from these (each is defined once, there).
+_PARSER: Final = Limits()
+_CONNECTIONS: Final = ConnectionLimits()
+_LOGINS: Final = AuthLimits()
+
 DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "disco",
     "ping",
@@ -61,11 +70,12 @@ class ListenerConfig:
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    max_stanza_bytes: int = 262144
+    max_stanza_bytes: int = _PARSER.max_stanza_bytes
     pre_auth_max_stanza_bytes: int = 16384
-    max_depth: int = 32
-    max_attrs: int = 64
-    max_attr_bytes: int = 8192
+    """Before login a stanza is smaller (the limit is never above max_stanza_bytes)."""
+    max_depth: int = _PARSER.max_depth
+    max_attrs: int = _PARSER.max_attrs
+    max_attr_bytes: int = _PARSER.max_attr_bytes
     auth_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
     out_queue_bytes: int = 1048576
@@ -79,20 +89,49 @@ class LimitsConfig:
     stanzas_burst: int = 1000
     max_backlog_s: float = 30.0
     """A session held back by its rates without a break for this long is disconnected."""
-    max_connections: int = 10000
-    max_connections_per_ip: int = 100
+    max_connections: int = _CONNECTIONS.max_connections
+    max_connections_per_ip: int = _CONNECTIONS.max_per_ip
     """Per address (IPv6: per /64), logged in or not."""
-    max_unauthenticated_per_ip: int = 20
-    new_connections_per_ip_per_s: float = 5.0
-    new_connections_per_ip_burst: int = 30
-    auth_block_after: int = 20
+    max_unauthenticated_per_ip: int = _CONNECTIONS.max_unauthenticated_per_ip
+    new_connections_per_ip_per_s: float = _CONNECTIONS.new_per_ip_per_s
+    new_connections_per_ip_burst: int = _CONNECTIONS.new_per_ip_burst
+    auth_block_after: int = _LOGINS.block_after
     """Failed logins from one address within auth_window_s before it is blocked."""
-    auth_window_s: float = 600.0
-    auth_block_s: float = 900.0
-    auth_max_delay_s: float = 8.0
+    auth_window_s: float = _LOGINS.window_s
+    auth_block_s: float = _LOGINS.block_s
+    auth_max_delay_s: float = _LOGINS.max_delay_s
     """Failed logins delay later attempts (per address and per account), doubling to this."""
     sm_resume_timeout_s: float = 300.0
     """How long a session whose connection died waits to be resumed (XEP-0198)."""
+
+    def parser_limits(self, *, pre_auth: bool = False) -> Limits:
+        """What the XML parser enforces, after login or (``pre_auth``) before it."""
+        size = self.max_stanza_bytes
+        if pre_auth:
+            size = min(self.pre_auth_max_stanza_bytes, size)
+        return Limits(
+            max_stanza_bytes=size,
+            max_depth=self.max_depth,
+            max_attrs=self.max_attrs,
+            max_attr_bytes=self.max_attr_bytes,
+        )
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            max_per_ip=self.max_connections_per_ip,
+            max_unauthenticated_per_ip=self.max_unauthenticated_per_ip,
+            new_per_ip_per_s=self.new_connections_per_ip_per_s,
+            new_per_ip_burst=self.new_connections_per_ip_burst,
+        )
+
+    def auth_limits(self) -> AuthLimits:
+        return AuthLimits(
+            max_delay_s=self.auth_max_delay_s,
+            block_after=self.auth_block_after,
+            window_s=self.auth_window_s,
+            block_s=self.auth_block_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
