@@ -6,7 +6,6 @@ from heron.config.loader import (
     check_domain,
     config_from_dict,
     load_config,
-    option,
 )
 from heron.config.model import (
     DEFAULT_MODULES,
@@ -21,6 +20,7 @@ from heron.config.model import (
     S2SConfig,
     ServerConfig,
     StorageConfig,
+    option,
 )
 
 __all__ = [

@@ -147,23 +147,6 @@ def config_from_dict(
         raise ConfigError(f"{source}: {exc}") from exc
 
 
-def option(
-    default: Any,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    choices: Collection[str] | None = None,
-    above: float | None = None,
-) -> Any:
-    """A module option's field with its bounds, checked by `build_options`:
-    ``max_items: int = option(256, min=1)``; ``mode: str = option("roster", choices=MODES)``;
-    ``timeout_s: float = option(30.0, above=0)`` (strictly greater)."""
-    bounds = {"min": min, "max": max, "choices": choices, "above": above}
-    return dataclasses.field(
-        default=default, metadata={k: v for k, v in bounds.items() if v is not None}
-    )
-
-
 def _check_bounds(f: dataclasses.Field[Any], value: object, path: str) -> None:
     meta = f.metadata
     choices = meta.get("choices")
@@ -415,42 +398,7 @@ def _listeners(top: _Table) -> tuple[ListenerConfig, ...]:
 
 
 def _limits(table: _Table) -> LimitsConfig:
-    d = LimitsConfig()
-    limits = LimitsConfig(
-        max_stanza_bytes=table.get_int("max_stanza_bytes", d.max_stanza_bytes, 1024),
-        pre_auth_max_stanza_bytes=table.get_int(
-            "pre_auth_max_stanza_bytes", d.pre_auth_max_stanza_bytes, 1024
-        ),
-        max_depth=table.get_int("max_depth", d.max_depth, 4),
-        max_attrs=table.get_int("max_attrs", d.max_attrs, 4),
-        max_attr_bytes=table.get_int("max_attr_bytes", d.max_attr_bytes, 256),
-        auth_timeout_s=table.positive_float("auth_timeout_s", d.auth_timeout_s),
-        header_timeout_s=table.positive_float("header_timeout_s", d.header_timeout_s),
-        out_queue_bytes=table.get_int("out_queue_bytes", d.out_queue_bytes, 4096),
-        stanza_timeout_s=table.positive_float("stanza_timeout_s", d.stanza_timeout_s),
-        bytes_per_s=table.get_int("bytes_per_s", d.bytes_per_s, 1024),
-        bytes_burst=table.get_int("bytes_burst", d.bytes_burst, 1024),
-        stanzas_per_s=table.positive_float("stanzas_per_s", d.stanzas_per_s),
-        stanzas_burst=table.get_int("stanzas_burst", d.stanzas_burst, 1),
-        max_backlog_s=table.positive_float("max_backlog_s", d.max_backlog_s),
-        max_connections=table.get_int("max_connections", d.max_connections, 1),
-        max_connections_per_ip=table.get_int("max_connections_per_ip", d.max_connections_per_ip, 1),
-        max_unauthenticated_per_ip=table.get_int(
-            "max_unauthenticated_per_ip", d.max_unauthenticated_per_ip, 1
-        ),
-        new_connections_per_ip_per_s=table.positive_float(
-            "new_connections_per_ip_per_s", d.new_connections_per_ip_per_s
-        ),
-        new_connections_per_ip_burst=table.get_int(
-            "new_connections_per_ip_burst", d.new_connections_per_ip_burst, 1
-        ),
-        auth_block_after=table.get_int("auth_block_after", d.auth_block_after, 1),
-        auth_window_s=table.positive_float("auth_window_s", d.auth_window_s),
-        auth_block_s=table.positive_float("auth_block_s", d.auth_block_s),
-        auth_max_delay_s=table.positive_float("auth_max_delay_s", d.auth_max_delay_s),
-        sm_resume_timeout_s=table.positive_float("sm_resume_timeout_s", d.sm_resume_timeout_s),
-    )
-    table.finish()
+    limits = build_options(LimitsConfig, table.data, table.prefix)
     if limits.pre_auth_max_stanza_bytes > limits.max_stanza_bytes:
         raise ConfigError(
             f"{table.path('pre_auth_max_stanza_bytes')}: must be ≤ limits.max_stanza_bytes"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from heron.ratelimit import AuthLimits, ConnectionLimits
 from heron.xmlstream.limits import Limits
@@ -58,6 +59,23 @@ class ConfigError(Exception):
     """A refused configuration; the message names the key path and the reason."""
 
 
+def option(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: Collection[str] | None = None,
+    above: float | None = None,
+) -> Any:
+    """A module option's field with its bounds, checked by `build_options`:
+    ``max_items: int = option(256, min=1)``; ``mode: str = option("roster", choices=MODES)``;
+    ``timeout_s: float = option(30.0, above=0)`` (strictly greater)."""
+    bounds = {"min": min, "max": max, "choices": choices, "above": above}
+    return dataclasses.field(
+        default=default, metadata={k: v for k, v in bounds.items() if v is not None}
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     kind: str
@@ -70,38 +88,38 @@ class ListenerConfig:
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    max_stanza_bytes: int = _PARSER.max_stanza_bytes
-    pre_auth_max_stanza_bytes: int = 16384
+    max_stanza_bytes: int = option(_PARSER.max_stanza_bytes, min=1024)
+    pre_auth_max_stanza_bytes: int = option(16384, min=1024)
     """Before login a stanza is smaller (the limit is never above max_stanza_bytes)."""
-    max_depth: int = _PARSER.max_depth
-    max_attrs: int = _PARSER.max_attrs
-    max_attr_bytes: int = _PARSER.max_attr_bytes
-    auth_timeout_s: float = 30.0
-    header_timeout_s: float = 10.0
-    out_queue_bytes: int = 1048576
-    stanza_timeout_s: float = 60.0
+    max_depth: int = option(_PARSER.max_depth, min=4)
+    max_attrs: int = option(_PARSER.max_attrs, min=4)
+    max_attr_bytes: int = option(_PARSER.max_attr_bytes, min=256)
+    auth_timeout_s: float = option(30.0, above=0)
+    header_timeout_s: float = option(10.0, above=0)
+    out_queue_bytes: int = option(1048576, min=4096)
+    stanza_timeout_s: float = option(60.0, above=0)
     """A stanza (or a stream header) begun but not finished by then ends the stream."""
-    bytes_per_s: int = 262144
+    bytes_per_s: int = option(262144, min=1024)
     """Each session's read rate; beyond it reading pauses (TCP backpressure)."""
-    bytes_burst: int = 1048576
-    stanzas_per_s: float = 500.0
+    bytes_burst: int = option(1048576, min=1024)
+    stanzas_per_s: float = option(500.0, above=0)
     """Each session's stanza rate; beyond it reading pauses."""
-    stanzas_burst: int = 1000
-    max_backlog_s: float = 30.0
+    stanzas_burst: int = option(1000, min=1)
+    max_backlog_s: float = option(30.0, above=0)
     """A session held back by its rates without a break for this long is disconnected."""
-    max_connections: int = _CONNECTIONS.max_connections
-    max_connections_per_ip: int = _CONNECTIONS.max_per_ip
+    max_connections: int = option(_CONNECTIONS.max_connections, min=1)
+    max_connections_per_ip: int = option(_CONNECTIONS.max_per_ip, min=1)
     """Per address (IPv6: per /64), logged in or not."""
-    max_unauthenticated_per_ip: int = _CONNECTIONS.max_unauthenticated_per_ip
-    new_connections_per_ip_per_s: float = _CONNECTIONS.new_per_ip_per_s
-    new_connections_per_ip_burst: int = _CONNECTIONS.new_per_ip_burst
-    auth_block_after: int = _LOGINS.block_after
+    max_unauthenticated_per_ip: int = option(_CONNECTIONS.max_unauthenticated_per_ip, min=1)
+    new_connections_per_ip_per_s: float = option(_CONNECTIONS.new_per_ip_per_s, above=0)
+    new_connections_per_ip_burst: int = option(_CONNECTIONS.new_per_ip_burst, min=1)
+    auth_block_after: int = option(_LOGINS.block_after, min=1)
     """Failed logins from one address within auth_window_s before it is blocked."""
-    auth_window_s: float = _LOGINS.window_s
-    auth_block_s: float = _LOGINS.block_s
-    auth_max_delay_s: float = _LOGINS.max_delay_s
+    auth_window_s: float = option(_LOGINS.window_s, above=0)
+    auth_block_s: float = option(_LOGINS.block_s, above=0)
+    auth_max_delay_s: float = option(_LOGINS.max_delay_s, above=0)
     """Failed logins delay later attempts (per address and per account), doubling to this."""
-    sm_resume_timeout_s: float = 300.0
+    sm_resume_timeout_s: float = option(300.0, above=0)
     """How long a session whose connection died waits to be resumed (XEP-0198)."""
 
     def parser_limits(self, *, pre_auth: bool = False) -> Limits:
