@@ -32,7 +32,6 @@ from heron.tls import (
 from heron.transport.bosh import Bosh
 from heron.transport.component import ComponentListener
 from heron.transport.http import HttpListener
-from heron.transport.runner import TrafficPolicy
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.socks5 import Socks5Listener
 from heron.transport.tcp import C2SListener, TlsProvider
@@ -166,29 +165,30 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
 
         provider = TlsProvider(context, end_point)
         lim = config.limits
-        policy = TrafficPolicy.from_limits(lim)
         # One guard for every listener: the per-address counts span all ports.
         guard = ConnectionGuard(lim.connection_limits())
         raise_open_files_limit(lim.max_connections)
         s2s_tls = _s2s_tls(config, certs) if config.s2s.enabled else None
         if s2s_tls is not None:
             running.connector = S2SConnector(
-                server, s2s_tls, policy, config.s2s.peers, config.s2s.resolver
+                server,
+                s2s_tls,
+                policy=lim,
+                peers=config.s2s.peers,
+                resolver=config.s2s.resolver,
             )
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
         for spec in config.listeners:
             listener: C2SListener | S2SListener | HttpListener | ComponentListener
             if spec.kind == "component":
-                listener = ComponentListener(
-                    server, policy=policy, guard=guard, reuse_port=reuse_port
-                )
+                listener = ComponentListener(server, policy=lim, guard=guard, reuse_port=reuse_port)
             elif spec.kind in ("http", "https"):
                 listener = HttpListener(
                     server,
                     config.http,
                     tls=context if spec.kind == "https" else None,
-                    policy=policy,
+                    policy=lim,
                     guard=guard,
                     bosh=bosh,
                     reuse_port=reuse_port,
@@ -199,7 +199,7 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
                 listener = S2SListener(
                     server,
                     s2s_tls,
-                    policy=policy,
+                    policy=lim,
                     guard=guard,
                     direct_tls=spec.kind == "s2s_tls",
                     reuse_port=reuse_port,
@@ -209,7 +209,7 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
                     server,
                     provider,
                     direct_tls=spec.kind == "c2s_tls",
-                    policy=policy,
+                    policy=lim,
                     guard=guard,
                     reuse_port=reuse_port,
                 )

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
+from heron.config import LimitsConfig
 from heron.ratelimit import ConnectionGuard
 from heron.stream.component import ComponentStream
 from heron.stream.hosts import ComponentHost
-from heron.transport.runner import Admission, TcpListener, TrafficPolicy
+from heron.transport.runner import Admission, TcpListener
 from heron.transport.tcp import TcpLink
 
 
@@ -25,7 +26,7 @@ class ComponentListener(TcpListener[ComponentStream]):
         self,
         host: ComponentHost,
         *,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         guard: ConnectionGuard,
         reuse_port: bool = False,
     ) -> None:

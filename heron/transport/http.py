@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from heron import ns
-from heron.config import HttpConfig
+from heron.config import HttpConfig, LimitsConfig
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SStream
 from heron.transport.bosh import LISTENER
-from heron.transport.runner import Admission, Connections, TrafficPolicy
+from heron.transport.runner import Admission, Connections
 from heron.transport.tcp import run_client
 from heron.transport.websocket import WebSocketFraming, WebSocketLink, WebSocketReader
 from heron.xmlstream import Element, serialize
@@ -72,7 +72,7 @@ class HttpListener:
         config: HttpConfig,
         *,
         tls: ssl.SSLContext | None,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         guard: ConnectionGuard,
         bosh: Bosh,
         reuse_port: bool = False,

@@ -5,8 +5,9 @@ servers, components, the SOCKS5 proxy): it admits a connection through the share
 ``ConnectionGuard`` (the per-address counts span all ports), runs it in its own task, and
 on ``stop`` closes what is open and cancels what still reads. ``Connections.run`` is the
 life of one stream engine, whatever carries it (a socket, a WebSocket, BOSH requests):
-tracked while it runs, fed by ``pump`` under the ``TrafficPolicy`` with its deadlines
-armed, and ended by a socket error quietly or by a bug with ``internal-server-error``.
+tracked while it runs, fed by ``pump`` under the configured rates (``LimitsConfig``) with
+its deadlines armed, and ended by a socket error quietly or by a bug with
+``internal-server-error``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from heron.config import LimitsConfig
@@ -31,34 +31,6 @@ READ_CHUNK = 65536
 TLS_HANDSHAKE_S = 15.0
 
 S = TypeVar("S", bound=XmlStream)
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficPolicy:
-    """Per-connection deadlines and rates, as configured (``LimitsConfig`` says what each
-    means and holds the defaults)."""
-
-    header_timeout_s: float
-    auth_timeout_s: float
-    stanza_timeout_s: float
-    bytes_per_s: float
-    bytes_burst: float
-    stanzas_per_s: float
-    stanzas_burst: float
-    max_backlog_s: float  # over a rate without a break for this long: cut off
-
-    @classmethod
-    def from_limits(cls, limits: LimitsConfig) -> TrafficPolicy:
-        return cls(
-            header_timeout_s=limits.header_timeout_s,
-            auth_timeout_s=limits.auth_timeout_s,
-            stanza_timeout_s=limits.stanza_timeout_s,
-            bytes_per_s=limits.bytes_per_s,
-            bytes_burst=limits.bytes_burst,
-            stanzas_per_s=limits.stanzas_per_s,
-            stanzas_burst=limits.stanzas_burst,
-            max_backlog_s=limits.max_backlog_s,
-        )
 
 
 class Reader(Protocol):
@@ -122,7 +94,7 @@ class Connections(Generic[S]):
         self,
         stream: S,
         reader: Reader,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         *,
         deadlines: Iterable[tuple[float, Callable[[], None]]] = (),
         after_read: Callable[[], None] | None = None,
@@ -176,6 +148,11 @@ class TcpListener(Generic[S]):
     @property
     def streams(self) -> set[S]:
         return self.connections.streams
+
+    @property
+    def is_direct_tls(self) -> bool:
+        """TLS from the first byte (XEP-0368), not negotiated with STARTTLS."""
+        return self.ssl_context is not None
 
     async def start(self, address: str, port: int) -> int:
         """Listen; returns the port bound (the one asked for, or the system's pick for 0)."""
@@ -242,7 +219,7 @@ class TcpListener(Generic[S]):
 async def pump(
     stream: XmlStream,
     reader: Reader,
-    policy: TrafficPolicy,
+    policy: LimitsConfig,
     after_read: Callable[[], None] | None = None,
 ) -> None:
     """Feed a stream engine from its reader under the traffic policy until it ends."""

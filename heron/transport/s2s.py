@@ -22,6 +22,7 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from heron.config import LimitsConfig
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
 from heron.stream.base import TlsInfo
@@ -33,7 +34,6 @@ from heron.transport.runner import (
     Admission,
     Connections,
     TcpListener,
-    TrafficPolicy,
 )
 from heron.transport.tcp import TcpLink, TlsProvider, tls_info
 
@@ -141,13 +141,12 @@ class S2SConnector:
         self,
         host: S2SHost,
         tls: S2STls,
-        policy: TrafficPolicy,
+        *,
+        policy: LimitsConfig,
         peers: Mapping[str, str],
         resolver: str | None = None,
     ) -> None:
-        self.host = host
-        self.tls = tls
-        self.policy = policy
+        self.host, self.tls, self.policy = host, tls, policy
         self.peers = dict(peers)  # tests add peers whose ports are known only at run time
         self.resolver = make_resolver(resolver)
         self.own_resolver = resolver is not None  # then addresses come from it too
@@ -246,9 +245,9 @@ class S2SListener(TcpListener[S2SIncoming]):
         host: S2SHost,
         tls: S2STls,
         *,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         guard: ConnectionGuard,
-        direct_tls: bool = False,
+        direct_tls: bool,
         reuse_port: bool = False,
     ) -> None:
         super().__init__(
@@ -256,20 +255,17 @@ class S2SListener(TcpListener[S2SIncoming]):
             ssl_context=tls.server_context if direct_tls else None,
             reuse_port=reuse_port,
         )
-        self.host = host
-        self.tls = tls
-        self.policy = policy
-        self.direct_tls = direct_tls
+        self.host, self.tls, self.policy = host, tls, policy
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, admission: Admission
     ) -> None:
         provider = TlsProvider(self.tls.server_context, _no_binding)
         link = TcpLink(reader, writer, provider)
-        stream = S2SIncoming(self.host, link, is_tls=self.direct_tls)
-        if self.direct_tls:
+        stream = S2SIncoming(self.host, link, is_tls=self.is_direct_tls)
+        if self.is_direct_tls:
             stream.tls = tls_info(writer.get_extra_info("ssl_object"), "", provider)
-        stream.log.info("s2s peer connected%s", " (Direct TLS)" if self.direct_tls else "")
+        stream.log.info("s2s peer connected%s", " (Direct TLS)" if self.is_direct_tls else "")
         # A peer that authenticates nothing in time is dropped like a client that never logs in.
         deadline = (self.policy.auth_timeout_s, lambda: _unauthenticated(stream))
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from heron.config import LimitsConfig
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
 from heron.stream.base import TlsInfo
@@ -24,7 +25,6 @@ from heron.transport.runner import (
     Connections,
     Reader,
     TcpListener,
-    TrafficPolicy,
     peer_address,
 )
 
@@ -95,26 +95,23 @@ class C2SListener(TcpListener[C2SStream]):
         tls: TlsProvider,
         *,
         direct_tls: bool,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         guard: ConnectionGuard,
         reuse_port: bool = False,
     ) -> None:
         super().__init__(
             guard=guard, ssl_context=tls.context if direct_tls else None, reuse_port=reuse_port
         )
-        self.host = host
-        self.tls = tls
-        self.direct_tls = direct_tls
-        self.policy = policy
+        self.host, self.tls, self.policy = host, tls, policy
 
     async def _connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, admission: Admission
     ) -> None:
         link = TcpLink(reader, writer, self.tls)
-        stream = C2SStream(self.host, link, is_tls=self.direct_tls)
-        if self.direct_tls:
+        stream = C2SStream(self.host, link, is_tls=self.is_direct_tls)
+        if self.is_direct_tls:
             stream.tls_established(tls_info(writer.get_extra_info("ssl_object"), "", self.tls))
-        stream.log.info("connected%s", " (Direct TLS)" if self.direct_tls else "")
+        stream.log.info("connected%s", " (Direct TLS)" if self.is_direct_tls else "")
         await run_client(self, stream, reader, admission)
 
 
@@ -125,7 +122,7 @@ class ClientRunner(Protocol):
     def host(self) -> C2SHost: ...
 
     @property
-    def policy(self) -> TrafficPolicy: ...
+    def policy(self) -> LimitsConfig: ...
 
     @property
     def connections(self) -> Connections[C2SStream]: ...
