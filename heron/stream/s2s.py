@@ -137,11 +137,12 @@ class S2SIncoming(_Stream):
             raise StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
         elif el.ns == ns.SASL:
             self._sasl(el)
+        elif el.ns == ns.DIALBACK and el.tag == "result":
+            self._dialback_result(el)
+        elif el.ns == ns.DIALBACK and el.tag == "verify":
+            self._dialback_verify(el)
         elif el.ns == ns.SERVER and el.tag in KINDS:
             await self._stanza(el)
-        elif el.ns == ns.DIALBACK and el.tag in ("result", "verify"):
-            # A peer proving a domain (§2.1), or asking us to vouch for a key (§2.4).
-            (self._dialback_result if el.tag == "result" else self._dialback_verify)(el)
         else:
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
 
