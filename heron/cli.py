@@ -140,36 +140,36 @@ def cmd_check(config: ServerConfig, args: argparse.Namespace) -> int:
 
 def cmd_adduser(config: ServerConfig, args: argparse.Namespace) -> int:
     jid = _account_jid(config, args.jid)
-    password = _read_password(args)
-
-    async def act(accounts: AccountService) -> None:
-        try:
-            await accounts.create(jid, password)
-        except UserExists as exc:
-            raise CliError(f"{jid} already exists") from exc
-        except ValueError as exc:
-            raise CliError(f"unusable password: {exc}") from exc
-
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    _store_password(config, jid, _read_password(args), create=True)
     print(f"created {jid}")
     return 0
 
 
 def cmd_passwd(config: ServerConfig, args: argparse.Namespace) -> int:
     jid = _account_jid(config, args.jid)
-    password = _read_password(args)
+    _store_password(config, jid, _read_password(args), create=False)
+    print(f"password changed for {jid}")
+    return 0
+
+
+def _store_password(config: ServerConfig, jid: JID, password: str, *, create: bool) -> None:
+    """Create the account, or change the password of an existing one. A new account starts
+    with no FAST tokens (any left by an earlier account of that name are revoked)."""
 
     async def act(accounts: AccountService) -> None:
         try:
-            await accounts.set_password(jid, password)
+            if create:
+                await accounts.create(jid, password)
+            else:
+                await accounts.set_password(jid, password)
+        except UserExists as exc:
+            raise CliError(f"{jid} already exists") from exc
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
         except ValueError as exc:
             raise CliError(f"unusable password: {exc}") from exc
 
-    asyncio.run(_with_accounts(config, act))
-    print(f"password changed for {jid}")
-    return 0
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid if create else None))
 
 
 def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:

@@ -61,6 +61,8 @@ class Framing:
 
 
 class State(Enum):
+    """Where a client stream stands in negotiation (RFC 6120 §4-§7), then bound."""
+
     WAIT_HEADER = auto()
     WAIT_TLS = auto()  # features sent, STARTTLS required first
     WAIT_AUTH = auto()
@@ -327,16 +329,12 @@ class C2SStream(XmlStream):
             raise StreamError(StreamCondition.NOT_AUTHORIZED, "authenticate first")
 
     async def _starttls(self) -> None:
-        if self.is_tls or self.state not in (State.WAIT_TLS, State.WAIT_AUTH):
-            self._send(Element("failure", ns.TLS))
-            self.close()
-            return
-        self._send(Element("proceed", ns.TLS))
-        self.tls = await self.link.start_tls(self.domain)
-        self.is_tls = True
-        self.log.info("TLS established (%s)", self.tls.version)
-        self.parser.reset()
-        self.state = State.WAIT_HEADER
+        allowed = not self.is_tls and self.state in (State.WAIT_TLS, State.WAIT_AUTH)
+        info = await self._proceed_tls(self.domain, allowed=allowed)
+        if info is not None:
+            self.tls_established(info)
+            self.log.info("TLS established (%s)", info.version)
+            self.state = State.WAIT_HEADER
 
     def tls_established(self, info: TlsInfo) -> None:
         """For Direct TLS (XEP-0368): the adapter reports the handshake done at connect."""
