@@ -133,19 +133,24 @@ def _base_url(config: ServerConfig, kind: str, host: str, port: int) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-async def start(config: ServerConfig) -> RunningServer:
+async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningServer:
+    """Start the server; `reuse_port` lets several processes share the listening ports
+    (SO_REUSEPORT: `heron serve --workers N`)."""
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
+    if config.cluster is not None:
+        # Made before the modules start: the room module asks it where each room runs.
+        running.cluster = ClusterNode(
+            config.cluster,
+            server.sessions,
+            server.router.route,
+            make_ended(server.registry_for),
+            server.limits,
+        )
+        server.placement = running.cluster.rooms
     try:
         await server.start()
-        if config.cluster is not None:
-            running.cluster = ClusterNode(
-                config.cluster,
-                server.sessions,
-                server.router.route,
-                make_ended(server.registry_for),
-                server.limits,
-            )
+        if running.cluster is not None:
             await running.cluster.start()
         loop = asyncio.get_running_loop()
         certs = await loop.run_in_executor(None, _certificates, config)
@@ -214,7 +219,7 @@ async def start(config: ServerConfig) -> RunningServer:
                 listener = C2SListener(
                     server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
                 )
-            port = await listener.start(spec.host, spec.port)
+            port = await listener.start(spec.host, spec.port, reuse_port=reuse_port)
             if isinstance(listener, HttpListener) and not server.http_base_url:
                 server.http_base_url = _base_url(config, spec.kind, spec.host, port)
                 log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
@@ -224,7 +229,7 @@ async def start(config: ServerConfig) -> RunningServer:
         for request in server.bytestreams.listen_requests:
             # XEP-0065: the proxy module asked for its SOCKS5 listener.
             socks5 = Socks5Listener(server.bytestreams)
-            port = await socks5.start(request.host, request.port)
+            port = await socks5.start(request.host, request.port, reuse_port=reuse_port)
             request.bound.set_result(port)
             running.listeners.append(socks5)
             running.ports.setdefault("proxy65", port)
@@ -235,9 +240,9 @@ async def start(config: ServerConfig) -> RunningServer:
     return running
 
 
-async def serve(config: ServerConfig) -> None:
+async def serve(config: ServerConfig, *, reuse_port: bool = False) -> None:
     """Run until SIGINT/SIGTERM."""
-    running = await start(config)
+    running = await start(config, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,7 +3,6 @@
 from heron.config.loader import (
     EMBEDDED_DEFAULT,
     build_options,
-    check_domain,
     config_from_dict,
     load_config,
     option,
@@ -22,6 +21,7 @@ from heron.config.model import (
     ServerConfig,
     StorageConfig,
 )
+from heron.config.names import check_domain
 
 __all__ = [
     "DEFAULT_MODULES",

@@ -25,7 +25,10 @@ Shape of the file (`heron.example.toml` documents every key)::
                                    # password_file, pool_size = 10
     [logging]                      # level = "INFO"
 
+    admins = ["boss@example.org"]  # administrators of every host (ad-hoc commands)
+
     [hosts."example.org"]          # at least one host; the key is the domain
+    admins = ["ops@example.org"]   # administrators of this host only
     cert = "certs/example.org.crt" # optional, together with `key`; else self-signed
     key = "certs/example.org.key"
     modules = ["disco", "ping"]    # either a list: exactly these modules, default options
@@ -70,6 +73,7 @@ from heron.config.model import (
     ServerConfig,
     StorageConfig,
 )
+from heron.config.names import admin_jids, check_domain
 
 T = TypeVar("T")
 
@@ -87,10 +91,10 @@ EMBEDDED_DEFAULT: Final[Mapping[str, object]] = types.MappingProxyType(
 )
 
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
-_DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MODULE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 _TOP_LEVEL: Final = frozenset(
     {
+        "admins",
         "data_dir",
         "hosts",
         "listeners",
@@ -338,17 +342,6 @@ def _as_path(value: object, path: str, base_dir: Path | None) -> Path:
     return base_dir / result if base_dir is not None and not result.is_absolute() else result
 
 
-def check_domain(domain: str, path: str) -> None:
-    """Refuse anything but a lowercase ASCII DNS name (IDNs in their xn-- form)."""
-    if domain != domain.lower():
-        raise ConfigError(f"{path}: the domain must be lowercase")
-    labels = domain.split(".")
-    if len(domain) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
-        raise ConfigError(f"{path}: {domain!r} is not a valid DNS name")
-    if labels[-1].isdigit():
-        raise ConfigError(f"{path}: {domain!r} is an IP address, not a domain")
-
-
 # --- sections ---------------------------------------------------------------------------------
 
 
@@ -369,6 +362,7 @@ def _server(
         listeners = (*listeners, ListenerConfig("component", "127.0.0.1", COMPONENT_PORT))
     storage = _storage(top.table("storage"), base_dir)
     config = ServerConfig(
+        admins=admin_jids(top.raw("admins"), "admins"),
         data_dir=data_dir,
         hosts=hosts,
         listeners=listeners,
@@ -657,8 +651,9 @@ def _host(
     if key is not None and cert is None:
         raise ConfigError(f"{table.path('key')}: a key needs its `cert` too")
     modules, options = _modules(table, known_modules)
+    admins = admin_jids(table.raw("admins"), table.path("admins"))
     table.finish()
-    return HostConfig(domain, cert, key, modules, options)
+    return HostConfig(domain, cert, key, modules, options, admins)
 
 
 def _modules(

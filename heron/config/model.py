@@ -90,9 +90,9 @@ class LimitsConfig:
     auth_window_s: float = 600.0
     auth_block_s: float = 900.0
     auth_max_delay_s: float = 8.0
+    """Failed logins delay later attempts (per address and per account), doubling to this."""
     sm_resume_timeout_s: float = 300.0
     """How long a session whose connection died waits to be resumed (XEP-0198)."""
-    """Failed logins delay later attempts (per address and per account), doubling to this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,8 @@ class HostConfig:
     modules: tuple[str, ...] = DEFAULT_MODULES
     module_options: Mapping[str, Mapping[str, object]] = field(default_factory=_no_options)
     """Raw option tables by module name; each module checks its own with `build_options`."""
+    admins: tuple[str, ...] = ()
+    """Administrators of this host only (bare JIDs), besides the server-wide `admins`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,8 @@ class ServerConfig:
     """The whole server. `ServerConfig()` is the embedded default: `localhost` on loopback."""
 
     data_dir: Path = Path("data")
+    admins: tuple[str, ...] = ()
+    """Administrators of every host (bare JIDs): ad-hoc admin commands (XEP-0133)."""
     hosts: tuple[HostConfig, ...] = (HostConfig("localhost"),)
     listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
     limits: LimitsConfig = LimitsConfig()
@@ -227,6 +231,11 @@ class ServerConfig:
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None
     """The file holding the server's secret; None means `data_dir/secret`."""
+
+    def admins_of(self, domain: str) -> frozenset[str]:
+        """Who administers `domain`: the server-wide admins and the host's own."""
+        host = self.host(domain)
+        return frozenset(self.admins + (host.admins if host is not None else ()))
 
     def host(self, domain: str) -> HostConfig | None:
         """The virtual host serving exactly `domain`, if any."""

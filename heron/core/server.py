@@ -19,10 +19,12 @@ from typing import Any
 from heron import __version__, ns
 from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
+from heron.core.admins import Admins
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.metrics import Metrics
 from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
 from heron.core.s2s import S2SLimits, S2SManager
@@ -68,6 +70,7 @@ class Server:
         self.require_tls = config.require_tls
         self.out_queue_bytes = lim.out_queue_bytes
         self.sessions = SessionManager()
+        self.placement: RoomPlacement = LocalPlacement()  # a cluster's, set before start()
         self.registries: dict[str, HostRegistry] = {}
         self.services: set[str] = set()  # registries that are services, not user hosts
         self.managers: dict[str, ModuleManager] = {}
@@ -82,6 +85,7 @@ class Server:
         self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
         self.metrics = Metrics()
+        self.admins = Admins(config)
         self.router.metrics = self.metrics.stanzas
         self.metrics.gauge("heron_c2s_sessions", "Bound client sessions", self._session_gauge)
         self.metrics.gauge(
@@ -143,6 +147,8 @@ class Server:
             secret=self.derived_secret,
             version=self.version,
             data_dir=self.config.data_dir,
+            admins=self.admins,
+            placement=self.placement,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from heron.timestamps import parse as parse_time
 from heron.timestamps import stamp
 from heron.xmlstream import prepare, serialize
 from heron.xmlstream.element import Element
+from heron.xmlstream.stored import parse_stored
 
 C = StanzaCondition
 
@@ -156,6 +158,69 @@ class Room:
             self.subject,
             self.vcard,
         )
+
+    # --- a cluster: what only memory holds, for the node that takes the room over -------
+    def snapshot(self) -> dict[str, str]:
+        """The room's state beyond what the room store keeps (a temporary room's record,
+        the lock, who set the subject) and every occupant, as text."""
+        state = {
+            "config": self.config.to_json(),
+            "affiliations": {str(k): v for k, v in self.affiliations.items()},
+            "registered": {str(k): v for k, v in self.registered.items()},
+            "subject": self.subject,
+            "subject_by": self.subject_by,
+            "vcard": self.vcard,
+            "locked": self.locked,
+        }
+        out = {"room": json.dumps(state)}
+        for nick, o in self.occupants.items():
+            presence = serialize(o.presence, ns.CLIENT)
+            out["o:" + nick] = json.dumps([str(o.jid), o.affiliation, o.role, presence])
+        return out
+
+    @classmethod
+    def from_snapshot(
+        cls, jid: JID, snapshot: Mapping[str, str], policy: RoomPolicy, record: RoomRecord | None
+    ) -> Room | None:
+        """The room as its previous owner left it: ``record`` (from the room store) when
+        the room is persistent, else the snapshot's; None when neither knows the room."""
+        raw = snapshot.get("room")
+        state = json.loads(raw) if raw else None
+        if record is None and state is None:
+            return None
+        if record is None:
+            assert state is not None
+            record = RoomRecord(
+                jid,
+                RoomConfig.from_json(state["config"]),
+                {JID.parse(k): str(v) for k, v in state["affiliations"].items()},
+                {JID.parse(k): str(v) for k, v in state["registered"].items()},
+                str(state["subject"]),
+                str(state["vcard"]),
+            )
+        room = cls.restore(record, policy)
+        if state is not None:
+            room.subject_by = str(state.get("subject_by", ""))
+            room.locked = bool(state.get("locked", False))
+        return room
+
+    def readmit(self, snapshot: Mapping[str, str], now: float) -> list[Occupant]:
+        """Put back the occupants of a snapshot, sending nothing: to them the room never
+        went away. Returns them."""
+        back = []
+        for key, raw in snapshot.items():
+            if not key.startswith("o:"):
+                continue
+            jid, affiliation, role, xml = json.loads(raw)
+            presence = parse_stored(str(xml), ("presence", ns.CLIENT))
+            if presence is None:
+                continue
+            bucket = TokenBucket(self.policy.messages_per_s, self.policy.messages_burst, now)
+            occupant = Occupant(key[2:], JID.parse(jid), affiliation, role, presence, bucket)
+            self.occupants[occupant.nick] = occupant
+            self.nicks[occupant.jid] = occupant.nick
+            back.append(occupant)
+        return back
 
     @property
     def over(self) -> bool:

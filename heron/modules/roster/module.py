@@ -18,10 +18,11 @@ from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Contact, Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
-    MIGRATIONS,
+    LastActivityStore,
     RosterDelta,
     RosterFull,
     RosterItem,
+    RosterStore,
     SqlLastActivityStore,
     SqlRosterStore,
 )
@@ -75,14 +76,14 @@ class RosterModule(Module):
         Xep(12, "2.0", "complete", "server uptime and contacts' last logout"),
     )
     disco_features = (LAST,)
+    stores = (SqlRosterStore, SqlLastActivityStore)
 
     async def start(self) -> None:
         self.options = build_options(
             RosterOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.roster'
         )
-        await self.ctx.sqlite().migrate(MIGRATIONS)
-        self.store = SqlRosterStore(self.ctx.sqlite())
-        self.last = SqlLastActivityStore(self.ctx.sqlite())
+        self.store: RosterStore = self.ctx.store(SqlRosterStore)
+        self.last: LastActivityStore = self.ctx.store(SqlLastActivityStore)
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
@@ -92,11 +93,20 @@ class RosterModule(Module):
         self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
         self.ctx.registry.postauth_features.append(self._ver_feature)
         self.ctx.registry.contacts = self
+        self.ctx.registry.account_deleted.append(self.on_account_deleted)
 
     async def stop(self) -> None:
+        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
         self.ctx.registry.postauth_features.remove(self._ver_feature)
         if self.ctx.registry.contacts is self:
             self.ctx.registry.contacts = None
+        await self.last.close()  # pending logouts are written: a stop loses nothing
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The account's roster, versions and last activity go with it."""
+        if account.local is not None:
+            await self.last.forget(account.local, account.domain)
+            await self.store.forget(account.local, account.domain)
 
     async def is_contact(self, account: JID, other: JID) -> bool:
         """ContactDirectory: in the roster, or a subscription in either direction."""
