@@ -439,6 +439,9 @@ def _limits(table: _Table) -> LimitsConfig:
             "new_connections_per_ip_burst", d.new_connections_per_ip_burst, 1
         ),
         auth_block_after=table.get_int("auth_block_after", d.auth_block_after, 1),
+        auth_block_address_after=table.get_int(
+            "auth_block_address_after", d.auth_block_address_after, 1
+        ),
         auth_window_s=table.positive_float("auth_window_s", d.auth_window_s),
         auth_block_s=table.positive_float("auth_block_s", d.auth_block_s),
         auth_max_delay_s=table.positive_float("auth_max_delay_s", d.auth_max_delay_s),

@@ -85,8 +85,11 @@ class LimitsConfig:
     max_unauthenticated_per_ip: int = 20
     new_connections_per_ip_per_s: float = 5.0
     new_connections_per_ip_burst: int = 30
-    auth_block_after: int = 20
-    """Failed logins from one address within auth_window_s before it is blocked."""
+    auth_block_after: int = 10
+    """Failed logins for one account from one address within auth_window_s before that
+    address is refused for that account (others behind the same address are not)."""
+    auth_block_address_after: int = 100
+    """Failed logins from one address, whatever the accounts, before it is refused."""
     auth_window_s: float = 600.0
     auth_block_s: float = 900.0
     auth_max_delay_s: float = 8.0

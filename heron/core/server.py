@@ -123,6 +123,7 @@ class Server:
             AuthLimits(
                 max_delay_s=lim.auth_max_delay_s,
                 block_after=lim.auth_block_after,
+                address_block_after=lim.auth_block_address_after,
                 window_s=lim.auth_window_s,
                 block_s=lim.auth_block_s,
             )
@@ -250,10 +251,10 @@ class Server:
 
     async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
         """Wait out the delay earlier failures earned; False when the address is blocked."""
-        throttle = self.auth_throttle
-        if throttle.blocked(peer, time.monotonic()):
+        throttle, account = self.auth_throttle, self._account_key(username, domain)
+        if throttle.blocked(peer, account, time.monotonic()):
             return False
-        delay = throttle.delay(peer, self._account_key(username, domain), time.monotonic())
+        delay = throttle.delay(peer, account, time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)
         return True
@@ -262,9 +263,9 @@ class Server:
         self.metrics.logins["ok" if ok else "failed"] += 1
         account = self._account_key(username, domain)
         if ok:
-            self.auth_throttle.succeeded(account)
+            self.auth_throttle.succeeded(peer, account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
-            log.warning("blocking logins from %s: too many failed attempts", peer)
+            log.warning("blocking logins from %s (for %s): too many failed attempts", peer, account)
 
     def _session_gauge(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {"active": 0, "hibernating": 0}
