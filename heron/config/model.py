@@ -74,9 +74,9 @@ class LimitsConfig:
     bytes_per_s: int = 262144
     """Each session's read rate; beyond it reading pauses (TCP backpressure)."""
     bytes_burst: int = 1048576
-    stanzas_per_s: float = 500.0
-    """Each session's stanza rate; beyond it reading pauses."""
-    stanzas_burst: int = 1000
+    stanzas_per_s: float = 20.0
+    """Each session's stanza rate; beyond it reading pauses (docs/security.md: why 20)."""
+    stanzas_burst: int = 500
     max_backlog_s: float = 30.0
     """A session held back by its rates without a break for this long is disconnected."""
     max_connections: int = 10000
