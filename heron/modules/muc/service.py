@@ -143,7 +143,7 @@ class MucModule(Module):
             prosody="community module",
             ejabberd="no",
         ),
-        Xep(410, "1.1", "complete", "self-ping answered by the room"),
+        Xep(410, "1.1", "complete", "self-ping answered by the room; gone occupants removed (333)"),
         Xep(424, "0.4.2", "complete", "in rooms: authors only, checked by occupant-id"),
         Xep(433, "0.1.0", "complete", "search over the service's own public rooms"),
         Xep(
