@@ -102,9 +102,9 @@ class LimitsConfig:
     bytes_per_s: int = option(262144, min=1024)
     """Each session's read rate; beyond it reading pauses (TCP backpressure)."""
     bytes_burst: int = option(1048576, min=1024)
-    stanzas_per_s: float = option(500.0, above=0)
-    """Each session's stanza rate; beyond it reading pauses."""
-    stanzas_burst: int = option(1000, min=1)
+    stanzas_per_s: float = option(20.0, above=0)
+    """Each session's stanza rate; beyond it reading pauses (docs/security.md: why 20)."""
+    stanzas_burst: int = option(500, min=1)
     max_backlog_s: float = option(30.0, above=0)
     """A session held back by its rates without a break for this long is disconnected."""
     max_connections: int = option(_CONNECTIONS.max_connections, min=1)
@@ -114,7 +114,10 @@ class LimitsConfig:
     new_connections_per_ip_per_s: float = option(_CONNECTIONS.new_per_ip_per_s, above=0)
     new_connections_per_ip_burst: int = option(_CONNECTIONS.new_per_ip_burst, min=1)
     auth_block_after: int = option(_LOGINS.block_after, min=1)
-    """Failed logins from one address within auth_window_s before it is blocked."""
+    """Failed logins for one account from one address within auth_window_s before that
+    address is refused for that account (others behind the same address are not)."""
+    auth_block_address_after: int = option(_LOGINS.address_block_after, min=1)
+    """Failed logins from one address, whatever the accounts, before it is refused."""
     auth_window_s: float = option(_LOGINS.window_s, above=0)
     auth_block_s: float = option(_LOGINS.block_s, above=0)
     auth_max_delay_s: float = option(_LOGINS.max_delay_s, above=0)
@@ -147,6 +150,7 @@ class LimitsConfig:
         return AuthLimits(
             max_delay_s=self.auth_max_delay_s,
             block_after=self.auth_block_after,
+            address_block_after=self.auth_block_address_after,
             window_s=self.auth_window_s,
             block_s=self.auth_block_s,
         )

@@ -233,10 +233,10 @@ class Server:
 
     async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
         """Wait out the delay earlier failures earned; False when the address is blocked."""
-        throttle = self.auth_throttle
-        if throttle.blocked(peer, time.monotonic()):
+        throttle, account = self.auth_throttle, self._account_key(username, domain)
+        if throttle.blocked(peer, account, time.monotonic()):
             return False
-        delay = throttle.delay(peer, self._account_key(username, domain), time.monotonic())
+        delay = throttle.delay(peer, account, time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)
         return True
@@ -245,9 +245,9 @@ class Server:
         self.metrics.logins["ok" if ok else "failed"] += 1
         account = self._account_key(username, domain)
         if ok:
-            self.auth_throttle.succeeded(account)
+            self.auth_throttle.succeeded(peer, account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
-            log.warning("blocking logins from %s: too many failed attempts", peer)
+            log.warning("blocking logins from %s (for %s): too many failed attempts", peer, account)
 
     def _session_gauge(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {"active": 0, "hibernating": 0}
