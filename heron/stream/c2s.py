@@ -61,6 +61,8 @@ class Framing:
 
 
 class State(Enum):
+    """Where a client stream stands in negotiation (RFC 6120 §4-§7), then bound."""
+
     WAIT_HEADER = auto()
     WAIT_TLS = auto()  # features sent, STARTTLS required first
     WAIT_AUTH = auto()
@@ -84,7 +86,9 @@ class C2SStream(XmlStream):
         "_priority",
         "_sasl",
         "_sasl2",
+        "_sasl_failed",
         "_sasl_failures",
+        "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
         "domain",
@@ -119,6 +123,8 @@ class C2SStream(XmlStream):
         self._jid: JID | None = None
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
+        self._sasl_mech = ""  # the mechanism of the current attempt
+        self._sasl_failed: set[tuple[str, str]] = set()  # (name, mechanism) that failed
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
@@ -327,16 +333,12 @@ class C2SStream(XmlStream):
             raise StreamError(StreamCondition.NOT_AUTHORIZED, "authenticate first")
 
     async def _starttls(self) -> None:
-        if self.is_tls or self.state not in (State.WAIT_TLS, State.WAIT_AUTH):
-            self._send(Element("failure", ns.TLS))
-            self.close()
-            return
-        self._send(Element("proceed", ns.TLS))
-        self.tls = await self.link.start_tls(self.domain)
-        self.is_tls = True
-        self.log.info("TLS established (%s)", self.tls.version)
-        self.parser.reset()
-        self.state = State.WAIT_HEADER
+        allowed = not self.is_tls and self.state in (State.WAIT_TLS, State.WAIT_AUTH)
+        info = await self._proceed_tls(self.domain, allowed=allowed)
+        if info is not None:
+            self.tls_established(info)
+            self.log.info("TLS established (%s)", info.version)
+            self.state = State.WAIT_HEADER
 
     def tls_established(self, info: TlsInfo) -> None:
         """For Direct TLS (XEP-0368): the adapter reports the handshake done at connect."""
@@ -344,7 +346,7 @@ class C2SStream(XmlStream):
         self.is_tls = True
 
     # --- SASL (RFC 6120 §6) -----------------------------------------------------------
-    def _sasl_fail(self, condition: str, text: str = "") -> None:
+    def _sasl_fail(self, condition: str, text: str = "", *, counted: bool = True) -> None:
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
@@ -353,7 +355,7 @@ class C2SStream(XmlStream):
         self._sasl = None
         self._sasl2 = None
         self.state = State.WAIT_AUTH
-        if condition in ("not-authorized", "temporary-auth-failure"):
+        if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
             if self._sasl_failures >= MAX_SASL_FAILURES:
                 self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many failures"))
@@ -392,13 +394,24 @@ class C2SStream(XmlStream):
                 raise StreamError(StreamCondition.POLICY_VIOLATION, "unexpected SASL element")
         except SaslFailure as exc:
             self.log.info("authentication failed: %s", exc.condition)
+            counted = True
             if exc.condition == "not-authorized" and self._sasl_user is not None:
-                self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
-            self._sasl_fail(exc.condition, exc.text)
+                counted = self._new_failure(self._sasl_user)
+                if counted:
+                    self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
+            self._sasl_fail(exc.condition, exc.text, counted=counted)
+
+    def _new_failure(self, username: str) -> bool:
+        """Whether a failed attempt counts: a client falling back to its next mechanism
+        after a wrong password (slixmpp tries several) is still making its first guess.
+        Repeating a mechanism that already failed for that name counts again."""
+        earlier = {mech for name, mech in self._sasl_failed if name == username}
+        self._sasl_failed.add((username, self._sasl_mech))
+        return not earlier or self._sasl_mech in earlier
 
     async def _sasl_auth(self, el: Element) -> None:
         self._sasl_user = None
-        mechanism = el.attrs.get("mechanism", "")
+        mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
         if self._sasl2 is not None and mechanism == FAST_MECHANISM:
             await self._fast_auth(self._sasl2)
             return

@@ -23,13 +23,12 @@ import base64
 import binascii
 import logging
 import secrets
-from enum import Enum, auto
 
 from heron import ns
 from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StreamCondition, StreamError
 from heron.stanza.stanza import KINDS
-from heron.stream.base import Link, TlsInfo, XmlStream
+from heron.stream.base import Link, Phase, TlsInfo, XmlStream
 from heron.stream.hosts import S2SHost
 from heron.xmlstream import (
     Element,
@@ -52,13 +51,6 @@ PREFIXES = {"db": ns.DIALBACK}
 # XML. So dialback elements go out with the db: prefix the stream header declares, as in
 # every example of XEP-0220.
 DIALBACK_PREFIX = {ns.DIALBACK: "db"}
-
-
-class Phase(Enum):
-    WAIT_HEADER = auto()
-    WAIT_TLS = auto()
-    OPEN = auto()  # TLS done (or not required): authentication and stanzas
-    CLOSED = auto()
 
 
 def _domain(value: str | None) -> str | None:
@@ -155,15 +147,10 @@ class S2SIncoming(_Stream):
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
 
     async def _starttls(self) -> None:
-        if self.is_tls or self.phase is not Phase.WAIT_TLS:
-            self._send(Element("failure", ns.TLS))
-            self.close()
-            return
-        self._send(Element("proceed", ns.TLS))
-        self.tls = await self.link.start_tls(self.local)
-        self.is_tls = True
-        self.parser.reset()
-        self.phase = Phase.WAIT_HEADER
+        allowed = not self.is_tls and self.phase is Phase.WAIT_TLS
+        info = await self._proceed_tls(self.local, allowed=allowed)
+        if info is not None:
+            self.tls, self.is_tls, self.phase = info, True, Phase.WAIT_HEADER
 
     def _sasl(self, el: Element) -> None:
         """XEP-0178: EXTERNAL with the certificate TLS verified."""
