@@ -27,6 +27,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "muc",
     "pubsub",
     "upload",
+    "adhoc",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(
     {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https", "component"}

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
 from heron.core.admins import Admins
-from heron.core.registry import FeatureProvider, Hook, HostRegistry, Identity, IqHandler, Target
+from heron.core.control import Control, ReloadReport
+from heron.core.registry import (
+    DiscoNodes,
+    FeatureProvider,
+    Hook,
+    HostRegistry,
+    Identity,
+    IqHandler,
+    Target,
+)
 from heron.jid import JID
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
@@ -173,6 +182,8 @@ class CoreServices:
     clock: Callable[[], float] = time.time
     admins: Admins = field(default_factory=Admins)
     """Who administers each host (the config's `admins`, updated on reload)."""
+    control: Control = field(default_factory=Control)
+    """Server-wide operations (reload) for the admin commands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +240,10 @@ class ModuleContext:
 
     def now(self) -> float:
         return self.core.clock()
+
+    async def reload(self) -> ReloadReport:
+        """Re-read the configuration and certificates (XEP-0133 admin commands)."""
+        return await self.core.control.reload()
 
     def is_admin(self, jid: JID) -> bool:
         """True when ``jid``'s account administers this module's host (config `admins`)."""
@@ -292,6 +307,12 @@ class ModuleContext:
             items.pop(jid, None)
 
         self.undo.append(remove)
+
+    def add_disco_nodes(self, provider: DiscoNodes) -> None:
+        """Serve disco nodes of the host (answered through the disco module)."""
+        nodes = self.registry.disco_nodes
+        nodes.append(provider)
+        self.undo.append(lambda: nodes.remove(provider))
 
     def withdraw(self) -> None:
         while self.undo:

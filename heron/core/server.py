@@ -22,6 +22,7 @@ from heron.core.accounts import AccountService
 from heron.core.admins import Admins
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
+from heron.core.control import Control
 from heron.core.metrics import Metrics
 from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
 from heron.core.registry import HostRegistry
@@ -35,6 +36,7 @@ from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, 
 from heron.storage import open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database, Migration, SqlStore
+from heron.storage.disabled import SqlDisabledAccounts
 from heron.storage.fast import FastTokenStore
 from heron.stream.c2s import C2SStream
 from heron.stream.component import ComponentStream
@@ -84,6 +86,7 @@ class Server:
         self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
         self.metrics = Metrics()
         self.admins = Admins(config)
+        self.control = Control()  # heron.app sets its reloader
         self.router.metrics = self.metrics.stanzas
         self.metrics.gauge("heron_c2s_sessions", "Bound client sessions", self._session_gauge)
         self.metrics.gauge(
@@ -146,11 +149,12 @@ class Server:
             version=self.version,
             data_dir=self.config.data_dir,
             admins=self.admins,
+            control=self.control,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:
         """The schema of the core's stores and of every store an enabled module declares."""
-        classes: list[type[SqlStore]] = [SqlAccountStore, FastTokenStore]
+        classes: list[type[SqlStore]] = [SqlAccountStore, FastTokenStore, SqlDisabledAccounts]
         for host in self.config.hosts:
             for name in host.modules:
                 cls = self.available_modules.get(name)
@@ -190,7 +194,10 @@ class Server:
         self._dialback_secret = self.derived_secret("dialback")
         self.s2s.start()
         self._accounts = AccountService(
-            self.stores.get(SqlAccountStore), secret, self.config.scram_iterations
+            self.stores.get(SqlAccountStore),
+            secret,
+            self.config.scram_iterations,
+            self.stores.get(SqlDisabledAccounts),
         )
         core = self.core_services()
         for host in self.config.hosts:
@@ -284,6 +291,8 @@ class Server:
             local = JID.make(username, domain).local or username
         except InvalidJID:
             return None
+        if await self.accounts.disabled.is_disabled(local, domain):
+            return None  # XEP-0133: a disabled account's tokens do not log it in either
         return await self.fast.verify(local, domain, agent, mechanism, proof)
 
     # --- federation (S2SHost) ----------------------------------------------------------
