@@ -24,6 +24,7 @@ from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
+from heron.ops.cli import add_admin_commands, data_dir_only
 from heron.pubsub.store import PubsubStore
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
@@ -111,9 +112,9 @@ async def _with_accounts(
 
 
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
-    from heron.app import serve  # keeps the account commands light
+    from heron.ops.run import serve  # keeps the account commands light
 
-    _run_uvloop(serve(config))
+    _run_uvloop(serve(config, args.config))
     return 0
 
 
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=Path, required=True, help="the other configuration file")
     p.add_argument("--force", action="store_true", help="replace data already in the target")
     p.set_defaults(fn=cmd_copy_storage)
+    add_admin_commands(add)  # status, sessions, kick, reload: over the admin socket
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)
@@ -384,8 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, known_modules=AVAILABLE)
     except ConfigError as exc:
-        print(f"heron: configuration error: {exc}", file=sys.stderr)
-        return 2
+        if not getattr(args, "any_config", False) or args.config is None:
+            print(f"heron: configuration error: {exc}", file=sys.stderr)
+            return 2
+        config = data_dir_only(args.config)  # `heron reload`: the server judges the file
     setup_logging(config.logging.level)
     try:
         code: int = args.fn(config, args)
