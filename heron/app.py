@@ -55,6 +55,7 @@ class Wiring:
     guard: ConnectionGuard
     s2s_tls: S2STls | None
     bosh: Bosh
+    reuse_port: bool = False  # several processes share the ports (heron serve --workers)
 
 
 @dataclass
@@ -96,6 +97,9 @@ def certificates_for(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
         # Remote servers reach a component's domain over s2s: TLS needs a certificate for it.
         certs[component.domain] = ensure_certificate(component.domain, config.data_dir / "certs")
     return certs
+
+
+_certificates = certificates_for  # the name heron.supervisor imports
 
 
 def raise_open_files_limit(connections: int) -> None:
@@ -173,19 +177,24 @@ def connection_limits(lim: LimitsConfig) -> ConnectionLimits:
     )
 
 
-async def start(config: ServerConfig) -> RunningServer:
+async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningServer:
+    """Start the server; `reuse_port` lets several processes share the listening ports
+    (SO_REUSEPORT: `heron serve --workers N`)."""
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
+    if config.cluster is not None:
+        # Made before the modules start: the room module asks it where each room runs.
+        running.cluster = ClusterNode(
+            config.cluster,
+            server.sessions,
+            server.router.route,
+            make_ended(server.registry_for),
+            server.limits,
+        )
+        server.placement = running.cluster.rooms
     try:
         await server.start()
-        if config.cluster is not None:
-            running.cluster = ClusterNode(
-                config.cluster,
-                server.sessions,
-                server.router.route,
-                make_ended(server.registry_for),
-                server.limits,
-            )
+        if running.cluster is not None:
             await running.cluster.start()
         loop = asyncio.get_running_loop()
         certs = await loop.run_in_executor(None, certificates_for, config)
@@ -214,13 +223,15 @@ async def start(config: ServerConfig) -> RunningServer:
             )
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
-        running.wiring = Wiring(context, bindings, provider, policy, guard, s2s_tls, bosh)
+        running.wiring = Wiring(
+            context, bindings, provider, policy, guard, s2s_tls, bosh, reuse_port
+        )
         for spec in config.listeners:
             await open_listener(running, spec)
         for request in server.bytestreams.listen_requests:
             # XEP-0065: the proxy module asked for its SOCKS5 listener.
             socks5 = Socks5Listener(server.bytestreams)
-            port = await socks5.start(request.host, request.port)
+            port = await socks5.start(request.host, request.port, reuse_port=reuse_port)
             request.bound.set_result(port)
             running.listeners.append(socks5)
             running.ports.setdefault("proxy65", port)
@@ -262,7 +273,7 @@ async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listene
             policy=policy,
             guard=guard,
         )
-    port = await listener.start(spec.host, spec.port)
+    port = await listener.start(spec.host, spec.port, reuse_port=wiring.reuse_port)
     if isinstance(listener, HttpListener) and not server.http_base_url:
         server.http_base_url = _base_url(config, spec.kind, spec.host, port)
         log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
@@ -273,9 +284,10 @@ async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listene
     return listener
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGINT/SIGTERM."""
-    running = await start(config)
+async def serve(config: ServerConfig, *, reuse_port: bool = False) -> None:
+    """Run until SIGINT/SIGTERM (`heron serve` uses heron.ops.run's, with reload and the
+    admin socket)."""
+    running = await start(config, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

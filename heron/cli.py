@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import sqlite3
 import sys
@@ -25,7 +26,6 @@ from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
 from heron.ops.cli import add_admin_commands, data_dir_only
-from heron.pubsub.store import PubsubStore
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database
@@ -90,10 +90,9 @@ async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
     revoke_tokens: JID | None = None,
-    forget_pep: JID | None = None,
 ) -> None:
-    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and its
-    PEP data."""
+    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484). What
+    modules keep of an account goes with its row (foreign keys that cascade)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await _open(config)
     try:
@@ -103,10 +102,6 @@ async def _with_accounts(
         if revoke_tokens is not None:
             await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
-        if forget_pep is not None and isinstance(db, SqliteDatabase):
-            store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
-            await store.migrate()
-            await store.forget(forget_pep)
     finally:
         await db.close()
 
@@ -114,7 +109,19 @@ async def _with_accounts(
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
     from heron.ops.run import serve  # keeps the account commands light
 
-    _run_uvloop(serve(config, args.config))
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers > 1:
+        from heron.supervisor import supervise
+
+        return supervise(args.config, config, args.workers)
+    if args.node:
+        if config.cluster is None:
+            raise CliError("--node needs a [cluster] table in the configuration")
+        config = dataclasses.replace(
+            config, cluster=dataclasses.replace(config.cluster, node=args.node)
+        )
+    _run_uvloop(serve(config, args.config, reuse_port=args.reuse_port))
     return 0
 
 
@@ -180,7 +187,7 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
 
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid, forget_pep=jid))
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
     print(f"deleted {jid}")
     return 0
 
@@ -341,7 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, parents=[common])
 
-    add("serve", "run the server").set_defaults(fn=cmd_serve)
+    p = add("serve", "run the server")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the ports, each a cluster node (needs [cluster])",
+    )
+    p.add_argument("--node", default="", help=argparse.SUPPRESS)  # a worker's own name
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_serve)
     add("check", "validate the configuration").set_defaults(fn=cmd_check)
     add("migrate", "apply the database schema migrations").set_defaults(fn=cmd_migrate)
     for name, fn, text in (

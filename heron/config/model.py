@@ -91,9 +91,9 @@ class LimitsConfig:
     auth_window_s: float = 600.0
     auth_block_s: float = 900.0
     auth_max_delay_s: float = 8.0
+    """Failed logins delay later attempts (per address and per account), doubling to this."""
     sm_resume_timeout_s: float = 300.0
     """How long a session whose connection died waits to be resumed (XEP-0198)."""
-    """Failed logins delay later attempts (per address and per account), doubling to this."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,13 +28,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from heron.config import ConfigError, HostConfig, build_options
 from heron.core.admins import Admins
 from heron.core.control import Control, ReloadReport
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import (
+    AccountDeleted,
     DiscoNodes,
     FeatureProvider,
     Hook,
     HostRegistry,
     Identity,
     IqHandler,
+    PreauthHandler,
     Target,
 )
 from heron.jid import JID
@@ -184,6 +187,8 @@ class CoreServices:
     """Who administers each host (the config's `admins`, updated on reload)."""
     control: Control = field(default_factory=Control)
     """Server-wide operations (reload) for the admin commands."""
+    placement: RoomPlacement = field(default_factory=LocalPlacement)
+    """Which node runs a room (a cluster), or always this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +238,10 @@ class ModuleContext:
     def data_dir(self) -> Path:
         """The server's data directory (files a module keeps outside the database)."""
         return self.core.data_dir
+
+    @property
+    def placement(self) -> RoomPlacement:
+        return self.core.placement
 
     @property
     def http_base_url(self) -> str:
@@ -313,6 +322,34 @@ class ModuleContext:
         nodes = self.registry.disco_nodes
         nodes.append(provider)
         self.undo.append(lambda: nodes.remove(provider))
+
+    def add_account_feature(self, feature: str) -> None:
+        """A feature in the disco#info of the host's accounts."""
+        features = self.registry.account_features
+        features.add(feature)
+        self.undo.append(lambda: features.discard(feature))
+
+    def on_account_deleted(self, callback: AccountDeleted) -> None:
+        """Called with the bare JID after an account is deleted (drop what is cached; rows
+        owned by the account go with it through their foreign key)."""
+        callbacks = self.registry.account_deleted
+        callbacks.append(callback)
+        self.undo.append(lambda: callbacks.remove(callback))
+
+    def add_preauth_iq(self, type_: str, namespace: str, handler: PreauthHandler) -> None:
+        """An IQ handler for streams not yet authenticated (in-band registration)."""
+        table = self.registry.preauth_iq
+        table[(type_, namespace)] = handler
+
+        def remove() -> None:
+            if table.get((type_, namespace)) == handler:
+                del table[(type_, namespace)]
+
+        self.undo.append(remove)
+
+    def on_unload(self, undo: Callable[[], None]) -> None:
+        """Run ``undo`` when the module unloads (a service slot of the registry it filled)."""
+        self.undo.append(undo)
 
     def withdraw(self) -> None:
         while self.undo:

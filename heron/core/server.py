@@ -25,6 +25,7 @@ from heron.core.components import ComponentManager
 from heron.core.control import Control
 from heron.core.metrics import Metrics
 from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
 from heron.core.s2s import S2SLimits, S2SManager
@@ -60,6 +61,7 @@ class Server:
         self.apply_limits(lim)
         self.require_tls = config.require_tls
         self.sessions = SessionManager()
+        self.placement: RoomPlacement = LocalPlacement()  # a cluster's, set before start()
         self.registries: dict[str, HostRegistry] = {}
         self.services: set[str] = set()  # registries that are services, not user hosts
         self.managers: dict[str, ModuleManager] = {}
@@ -153,6 +155,7 @@ class Server:
             data_dir=self.config.data_dir,
             admins=self.admins,
             control=self.control,
+            placement=self.placement,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:

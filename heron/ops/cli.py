@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from heron.config import ServerConfig
-from heron.ops.socket import ask, socket_path
+from heron.ops.socket import ask, socket_path, socket_paths
 
 Add = Callable[[str, str], argparse.ArgumentParser]
 
@@ -22,15 +22,29 @@ class NotRunning(Exception):
     """No server answers on the admin socket."""
 
 
+def _ask_all(config: ServerConfig, request: dict[str, Any]) -> list[Any]:
+    """The answer of the server, or of each worker (heron serve --workers)."""
+    paths = socket_paths(config.data_dir) or [socket_path(config.data_dir)]
+    results = []
+    for path in paths:
+        try:
+            answer = asyncio.run(ask(path, request))
+        except (OSError, TimeoutError) as exc:
+            raise NotRunning(f"no running server answers on {path} ({exc})") from exc
+        if not answer.get("ok"):
+            raise NotRunning(str(answer.get("error", "refused")))
+        results.append(answer["result"])
+    return results
+
+
 def _ask(config: ServerConfig, request: dict[str, Any]) -> Any:
-    path = socket_path(config.data_dir)
-    try:
-        answer = asyncio.run(ask(path, request))
-    except (OSError, TimeoutError) as exc:
-        raise NotRunning(f"no running server answers on {path} ({exc})") from exc
-    if not answer.get("ok"):
-        raise NotRunning(str(answer.get("error", "refused")))
-    return answer["result"]
+    """One answer: the server's, or the workers' merged (lists joined, counts added)."""
+    results = _ask_all(config, request)
+    if len(results) == 1 or not results:
+        return results[0] if results else None
+    if isinstance(results[0], list):
+        return [item for result in results for item in result]
+    return results
 
 
 def data_dir_only(path: Path) -> ServerConfig:
@@ -66,10 +80,16 @@ def _run(fn: Callable[[ServerConfig, argparse.Namespace], int]) -> Any:
 
 
 def cmd_status(config: ServerConfig, args: argparse.Namespace) -> int:
-    result = _ask(config, {"cmd": "status"})
+    results = _ask_all(config, {"cmd": "status"})
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return 0
+    for result in results:
+        _print_status(result)
+    return 0
+
+
+def _print_status(result: dict[str, Any]) -> None:
     print(f"Heron {result['version']}, up {result['uptime_s']:.0f} s")
     print(f"memory: {_size(result['memory_bytes'])}")
     print(f"sessions: {result['sessions']}")
@@ -81,7 +101,6 @@ def cmd_status(config: ServerConfig, args: argparse.Namespace) -> int:
     print(f"rooms: {result['rooms']}")
     listeners = ", ".join(f"{k} {p}" for k, p in sorted(result["listeners"].items()))
     print(f"listeners: {listeners}")
-    return 0
 
 
 def cmd_sessions(config: ServerConfig, args: argparse.Namespace) -> int:
@@ -101,16 +120,18 @@ def cmd_sessions(config: ServerConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_kick(config: ServerConfig, args: argparse.Namespace) -> int:
-    result = _ask(config, {"cmd": "kick", "jid": args.jid})
-    print(f"ended {result['ended']} session(s)")
-    return 0 if result["ended"] else 1
+    ended = sum(r["ended"] for r in _ask_all(config, {"cmd": "kick", "jid": args.jid}))
+    print(f"ended {ended} session(s)")
+    return 0 if ended else 1
 
 
 def cmd_reload(config: ServerConfig, args: argparse.Namespace) -> int:
-    result = _ask(config, {"cmd": "reload"})
-    for line in result["lines"]:
-        print(line, file=sys.stdout if result["reloaded"] else sys.stderr)
-    return 0 if result["reloaded"] else 1
+    code = 0
+    for result in _ask_all(config, {"cmd": "reload"}):
+        for line in result["lines"]:
+            print(line, file=sys.stdout if result["reloaded"] else sys.stderr)
+        code = code or (0 if result["reloaded"] else 1)
+    return code
 
 
 def add_admin_commands(add: Add) -> None:

@@ -25,15 +25,21 @@ log = logging.getLogger(__name__)
 STOP_BOUND_S: Final = 15.0
 
 
-async def serve(config: ServerConfig, path: Path | None = None) -> None:
+async def serve(
+    config: ServerConfig, path: Path | None = None, *, reuse_port: bool = False
+) -> None:
     """Run until SIGTERM or SIGINT; reload on SIGHUP when started from a file."""
-    running = await start(config)
-    admin = AdminSocket(running, socket_path(config.data_dir))
+    running = await start(config, reuse_port=reuse_port)
+    node = config.cluster.node if config.cluster is not None else None
+    admin = AdminSocket(running, socket_path(config.data_dir, node))
     reloads: set[asyncio.Task[object]] = set()
     try:
         if path is not None:
             running.server.control.reloader = ConfigReloader(running, path)
-        await admin.start()
+        try:
+            await admin.start()
+        except OSError as exc:  # the server still serves; only the shell commands are off
+            log.error("no admin socket: %s", exc)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

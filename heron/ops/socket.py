@@ -30,8 +30,15 @@ MAX_REQUEST: Final = 65536
 REQUEST_TIMEOUT_S: Final = 10.0
 
 
-def socket_path(data_dir: Path) -> Path:
-    return data_dir / SOCKET_NAME
+def socket_path(data_dir: Path, node: str | None = None) -> Path:
+    """The socket of this process: one per node when workers share a data_dir."""
+    return data_dir / (SOCKET_NAME if node is None else f"admin-{node}.sock")
+
+
+def socket_paths(data_dir: Path) -> list[Path]:
+    """Every admin socket in data_dir: the server's, or each worker's."""
+    single = data_dir / SOCKET_NAME
+    return [single] if single.exists() else sorted(data_dir.glob("admin-*.sock"))
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:

@@ -83,15 +83,19 @@ class StanzaError(Exception):
         *,
         type: ErrorType | None = None,
         extra: Element | None = None,
+        by: str | None = None,
     ) -> None:
         super().__init__(f"{condition}: {text}" if text else str(condition))
         self.condition = condition
         self.type = type or DEFAULT_TYPE[condition]
         self.text = text
         self.extra = extra
+        self.by = by  # RFC 6120 §8.3.2: the entity that generated the error, when known
 
     def to_element(self, stanza_ns: str = ns.CLIENT) -> Element:
         error = Element("error", stanza_ns, {"type": str(self.type)})
+        if self.by is not None:
+            error.attrs["by"] = self.by
         error.add(str(self.condition), ns.STANZAS_ERRORS)
         if self.text:
             error.add("text", ns.STANZAS_ERRORS, {f"{{{ns.XML}}}lang": "en"}, self.text)

@@ -15,8 +15,9 @@ import time
 
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import TlsInfo
-from heron.stream.component import ComponentHost, ComponentStream
+from heron.stream.base import TlsInfo
+from heron.stream.component import ComponentStream
+from heron.stream.hosts import ComponentHost
 from heron.transport.tcp import READ_CHUNK, TrafficPolicy, pump
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,14 @@ class ComponentListener:
         self.tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
-            self._connection, address, port, backlog=128, limit=READ_CHUNK
+            self._connection,
+            address,
+            port,
+            backlog=128,
+            limit=READ_CHUNK,
+            reuse_port=reuse_port or None,
         )
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound

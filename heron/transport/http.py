@@ -30,7 +30,7 @@ from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SStream
 from heron.transport.bosh import LISTENER
 from heron.transport.tcp import TrafficPolicy, run_client
-from heron.transport.websocket import FRAMING, WebSocketFraming, WebSocketLink, WebSocketReader
+from heron.transport.websocket import WebSocketFraming, WebSocketLink, WebSocketReader
 from heron.xmlstream import Element, serialize
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class HttpListener:
         self.web_dir = config.web_dir or PROJECT_WEB
 
     # --- lifecycle --------------------------------------------------------------------
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         app = web.Application(middlewares=[self._headers], client_max_size=1024**2)
         app[LISTENER] = self
         c = self.config
@@ -107,7 +107,14 @@ class HttpListener:
             app.router.add_route(method, path, handler)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, address, port, ssl_context=self.tls, backlog=1024)
+        site = web.TCPSite(
+            self.runner,
+            address,
+            port,
+            ssl_context=self.tls,
+            backlog=1024,
+            reuse_port=reuse_port or None,
+        )
         await site.start()
         bound = self.runner.addresses
         return int(bound[0][1]) if bound else port
@@ -190,7 +197,7 @@ class HttpListener:
         if self.config.websocket_see_other_uri:  # §3.6.1: the service lives elsewhere now
             await ws.receive()  # the client's <open/>
             moved = Element(
-                "close", FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
+                "close", ns.WS_FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
             )
             await ws.send_str(serialize(moved))
             await ws.close()

@@ -25,8 +25,9 @@ import dns.resolver
 
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import TlsInfo
-from heron.stream.s2s import S2SHost, S2SIncoming, S2SOutgoing
+from heron.stream.base import TlsInfo
+from heron.stream.hosts import S2SHost
+from heron.stream.s2s import S2SIncoming, S2SOutgoing
 from heron.transport.tcp import READ_CHUNK, TcpLink, TlsProvider, TrafficPolicy, pump, tls_info
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ class S2SListener:
         self.tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
             self._connection,
             address,
@@ -274,6 +275,7 @@ class S2SListener:
             limit=READ_CHUNK,
             ssl=self.tls.server_context if self.direct_tls else None,
             ssl_handshake_timeout=15.0 if self.direct_tls else None,
+            reuse_port=reuse_port or None,
         )
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound

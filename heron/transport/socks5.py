@@ -48,9 +48,14 @@ class Socks5Listener:
         self.writers: dict[Pending, asyncio.StreamWriter] = {}
         self.streams: dict[str, _Stream] = {}
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
-            self._connection, address, port, backlog=128, limit=CHUNK
+            self._connection,
+            address,
+            port,
+            backlog=128,
+            limit=CHUNK,
+            reuse_port=reuse_port or None,
         )
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound

@@ -18,7 +18,9 @@ from typing import Protocol
 
 from heron.ratelimit import ConnectionGuard, TokenBucket
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import C2SHost, C2SStream, State, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream, State
+from heron.stream.hosts import C2SHost
 from heron.xmlstream import StreamParser
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ class C2SListener:
         self.server: asyncio.Server | None = None
         self._refusals_logged: dict[str, float] = {}
 
-    async def start(self, address: str, port: int) -> int:
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> int:
         self.server = await asyncio.start_server(
             self._connection,
             address,
@@ -125,6 +127,7 @@ class C2SListener:
             ssl_handshake_timeout=15.0 if self.direct_tls else None,
             backlog=1024,
             limit=READ_CHUNK,
+            reuse_port=reuse_port or None,
         )
         sock = self.server.sockets[0]
         bound: int = sock.getsockname()[1]

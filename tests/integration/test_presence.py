@@ -22,6 +22,37 @@ async def online(server: RunningServer, jid: str) -> ClientXMPP:
     return client
 
 
+async def available(client: ClientXMPP) -> None:
+    """Send initial presence and wait for it to come back (RFC 6121 §4.2.2)."""
+    echoed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def own(presence: object) -> None:
+        if str(presence["from"]) == str(client.boundjid) and not echoed.done():  # type: ignore[index]
+            echoed.set_result(None)
+
+    client.add_event_handler("presence_available", own)
+    try:
+        client.send_presence()
+        await asyncio.wait_for(echoed, 5)
+    finally:
+        client.del_event_handler("presence_available", own)
+
+
+async def test_own_presence_comes_back_to_every_resource(server: RunningServer) -> None:
+    """§4.2.2, §4.4.2: the sender is among the user's available resources."""
+    phone = await online(server, "kim@localhost/phone")
+    laptop = await login(server, "kim@localhost/laptop", PASSWORD)
+    try:
+        await available(phone)
+        told = asyncio.ensure_future(phone.wait_until("presence_available", timeout=5))
+        await available(laptop)
+        assert (await told)["from"].full == "kim@localhost/laptop"
+        await available(phone)  # a later broadcast (§4.4.2) comes back as well
+    finally:
+        await close(phone)
+        await close(laptop)
+
+
 async def test_subscribe_approve_and_see_each_other(server: RunningServer) -> None:
     alice = await online(server, "alice@localhost/a")
     bob = await online(server, "bob@localhost/b")
@@ -79,9 +110,9 @@ async def test_directed_presence_is_undone_on_logout(server: RunningServer) -> N
     grace = await online(server, "grace@localhost/g")
     heidi = await online(server, "heidi@localhost/h")
     try:
-        grace.send_presence()
-        heidi.send_presence()
-        frank.send_presence()
+        await available(grace)
+        await available(heidi)
+        await available(frank)
         told = asyncio.ensure_future(grace.wait_until("presence_available", timeout=5))
         frank.send_presence(pto="grace@localhost/g", pstatus="just for you")
         assert (await told)["from"].full == "frank@localhost/f"

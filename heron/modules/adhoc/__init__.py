@@ -42,9 +42,7 @@ class AdhocModule(Module):
 
     async def start(self) -> None:
         self.ctx.add_disco_nodes(self)
-        deleted = self.ctx.registry.account_deleted
-        deleted.append(self.on_account_deleted)
-        self.ctx.undo.append(lambda: deleted.remove(self.on_account_deleted))
+        self.ctx.on_account_deleted(self.on_account_deleted)
 
     # --- disco nodes (XEP-0050 §2) ----------------------------------------------------
     async def node_info(self, node: str, asker: JID) -> Element | None:

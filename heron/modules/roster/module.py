@@ -18,10 +18,11 @@ from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Contact, Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
-    MIGRATIONS,
+    LastActivityStore,
     RosterDelta,
     RosterFull,
     RosterItem,
+    RosterStore,
     SqlLastActivityStore,
     SqlRosterStore,
 )
@@ -75,14 +76,14 @@ class RosterModule(Module):
         Xep(12, "2.0", "complete", "server uptime and contacts' last logout"),
     )
     disco_features = (LAST,)
+    stores = (SqlRosterStore, SqlLastActivityStore)
 
     async def start(self) -> None:
         self.options = build_options(
             RosterOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.roster'
         )
-        await self.ctx.sqlite().migrate(MIGRATIONS)
-        self.store = SqlRosterStore(self.ctx.sqlite())
-        self.last = SqlLastActivityStore(self.ctx.sqlite())
+        self.store: RosterStore = self.ctx.store(SqlRosterStore)
+        self.last: LastActivityStore = self.ctx.store(SqlLastActivityStore)
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
@@ -92,11 +93,20 @@ class RosterModule(Module):
         self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
         self.ctx.registry.postauth_features.append(self._ver_feature)
         self.ctx.registry.contacts = self
+        self.ctx.registry.account_deleted.append(self.on_account_deleted)
 
     async def stop(self) -> None:
+        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
         self.ctx.registry.postauth_features.remove(self._ver_feature)
         if self.ctx.registry.contacts is self:
             self.ctx.registry.contacts = None
+        await self.last.close()  # pending logouts are written: a stop loses nothing
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The account's roster, versions and last activity go with it."""
+        if account.local is not None:
+            await self.last.forget(account.local, account.domain)
+            await self.store.forget(account.local, account.domain)
 
     async def is_contact(self, account: JID, other: JID) -> bool:
         """ContactDirectory: in the roster, or a subscription in either direction."""
@@ -182,6 +192,8 @@ class RosterModule(Module):
                 await self._send_presence(account, contact, "unsubscribe")
             if old.subscription in HAS_FROM or old.pending_in:
                 await self._send_presence(account, contact, "unsubscribed")
+            if old.subscription in HAS_FROM:  # and it no longer sees the user's resources
+                await self._all_unavailable(account, contact)
             self._push(account, removed_element(str(contact)), version)
             return None
         if subscription not in (None, "none", "to", "from", "both"):
@@ -338,10 +350,14 @@ class RosterModule(Module):
         if type_ == "subscribed" and new is not None and new.subscription in HAS_FROM:
             await self._send_current(account, contact)  # §3.1.5
         elif type_ == "unsubscribed" and new is not None:
-            for session in self.ctx.sessions.resources(account):
-                if session.is_available:
-                    await self._send_presence(session.jid, contact, "unavailable")
+            await self._all_unavailable(account, contact)
         return True
+
+    async def _all_unavailable(self, account: JID, contact: JID) -> None:
+        """Unavailable presence from each of the account's available resources."""
+        for session in self.ctx.sessions.resources(account):
+            if session.is_available:
+                await self._send_presence(session.jid, contact, "unavailable")
 
     @hook("presence/bare")
     @hook("presence/full")
@@ -394,8 +410,9 @@ class RosterModule(Module):
             await self.ctx.router.route(Stanza(copy, contact, full))
         if stanza.type == "unavailable":
             await self._end_directed(full, subscribers)
+        # §4.2.2, §4.4.2: every available resource, the one that sent it included.
         for session in self.ctx.sessions.resources(account):
-            if session.jid != full:
+            if session.jid != full or stanza.type == "available":
                 copy = stanza.element.shallow_copy()
                 copy.attrs["to"] = str(session.jid)
                 session.deliver(copy)

@@ -1,7 +1,7 @@
 """XEP-0060 Publish-Subscribe at ``pubsub.DOMAIN`` and XEP-0163 PEP on every account.
 
-Both run the same engine (``heron.pubsub.engine``); this module reads and writes the XML,
-stores what changed (``heron.pubsub.store``) before answering, and sends notifications.
+Both run the same engine (``heron.modules.pubsub.engine``); this module reads and writes the XML,
+stores what changed (``heron.modules.pubsub.store``) before answering, and sends notifications.
 
 - The service (option ``service``, default ``pubsub.<host>``): users of the host create
   nodes; anyone may subscribe and read where the access model lets them. Nodes are leaves;
@@ -34,12 +34,11 @@ from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep
 from heron.core.registry import Avatar, HostRegistry, Identity, Target
 from heron.jid import JID, InvalidJID
-from heron.pubsub import avatar as avatars
-from heron.pubsub import bookmarks
-from heron.pubsub.caps import Caps, CapsCache
-from heron.pubsub.config import NodeConfig, config_form
-from heron.pubsub.config import form_type as config_form_type
-from heron.pubsub.engine import (
+from heron.modules.pubsub import avatar as avatars
+from heron.modules.pubsub import bookmarks
+from heron.modules.pubsub.config import NodeConfig, config_form
+from heron.modules.pubsub.config import form_type as config_form_type
+from heron.modules.pubsub.engine import (
     EVENT,
     NO_RELATION,
     SUBSCRIBE_AUTHORIZATION,
@@ -52,9 +51,10 @@ from heron.pubsub.engine import (
     Relation,
     options_form,
 )
-from heron.pubsub.errors import error
-from heron.pubsub.store import PubsubStore
+from heron.modules.pubsub.errors import error
+from heron.modules.pubsub.store import PubsubStore, SqlPubsubStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
+from heron.stanza.caps import Caps, CapsCache
 from heron.xmlstream import Limits
 from heron.xmlstream.element import Element
 
@@ -143,6 +143,7 @@ class PubsubModule(Module):
         Xep(384, "0.8.3", "complete", "device lists and bundles on PEP (open access)"),
         Xep(172, "1.1", "complete", "user nickname on PEP"),
     )
+    stores = (SqlPubsubStore,)
 
     async def start(self) -> None:
         path = f'hosts."{self.ctx.domain}".modules.pubsub'
@@ -152,8 +153,7 @@ class PubsubModule(Module):
             raise ConfigError(f"{path}.max_payload_bytes: must be between 1 and {stanza_limit}")
         if options.max_items < 1 or options.max_nodes < 1:
             raise ConfigError(f"{path}: max_items and max_nodes must be ≥ 1")
-        self.store = PubsubStore(self.ctx.sqlite())
-        await self.store.migrate()
+        self.store: PubsubStore = self.ctx.store(SqlPubsubStore)
         self.domain = options.service or f"pubsub.{self.ctx.domain}"
         self.services: dict[JID, PubsubService] = {}
         self._loading: dict[JID, asyncio.Lock] = {}
@@ -564,11 +564,11 @@ class PubsubModule(Module):
         ]
 
     async def on_account_deleted(self, account: JID) -> None:
-        """The account is gone: so are its PEP nodes and items."""
+        """The account is gone, and its PEP nodes and items went with its row: drop what is
+        held in memory."""
         self.services.pop(account, None)
         for full in list(self.seen.pop(account, {})):
             self._forget_if_unwatched(full)
-        await self.store.forget(account)
 
     async def _publish_as_owner(self, account: JID, steps: Callable[[PubsubService], None]) -> None:
         """Changes the server makes on an account's PEP for it (conversions): notified to

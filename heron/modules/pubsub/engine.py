@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from heron.jid import JID
-from heron.pubsub import config as cfg
-from heron.pubsub.config import NodeConfig
-from heron.pubsub.errors import error, node_not_found, unsupported
+from heron.modules.pubsub import config as cfg
+from heron.modules.pubsub.config import NodeConfig
+from heron.modules.pubsub.errors import error, node_not_found, unsupported
 from heron.stanza import StanzaCondition, StanzaError
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
