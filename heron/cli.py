@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"heron: configuration error: {exc}", file=sys.stderr)
             return 2
         config = data_dir_only(args.config)  # `heron reload`: the server judges the file
-    setup_logging(config.logging.level)
+    setup_logging(config.logging.level, config.logging.format)
     try:
         code: int = args.fn(config, args)
     except CliError as exc:

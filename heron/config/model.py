@@ -198,9 +198,14 @@ class ComponentConfig:
     """A second connection for the domain replaces the first; by default it is refused."""
 
 
+LOG_FORMATS: Final[tuple[str, ...]] = ("text", "json")
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
+    format: str = "text"
+    """`text` (one line a record) or `json` (one object a line, for log collectors)."""
 
 
 DEFAULT_LISTENERS: Final[tuple[ListenerConfig, ...]] = (
