@@ -308,6 +308,13 @@ class Server:
     async def remote_stanza(self, stanza: Stanza) -> None:
         await self.router.route(stanza)
 
+    def offers_bidi(self) -> bool:
+        return self.s2s.connect is not None  # XEP-0288: on whenever we federate
+
+    def adopt_route(self, local: str, remote: str, stream: S2SIncoming) -> None:
+        if remote not in self.config.s2s.deny:
+            self.s2s.adopt(local, remote, stream)
+
     # --- hosts ------------------------------------------------------------------------
     def registry_for(self, domain: str) -> HostRegistry | None:
         return self.registries.get(domain)
