@@ -271,17 +271,21 @@ class Server:
         return hashlib.sha256(f"heron {purpose}\0".encode() + self._secret).digest()
 
     # --- FAST tokens (C2SHost) ---------------------------------------------------------
-    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
-        return await self.fast.issue(username, domain, agent)
+    async def fast_issue(
+        self, username: str, domain: str, agent: str, mechanism: str
+    ) -> tuple[str, float]:
+        key = self.derived_secret("fast")
+        return await self.fast.issue(username, domain, agent, mechanism, key)
 
     async def fast_verify(
-        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
         try:
             local = JID.make(username, domain).local or username
         except InvalidJID:
             return None
-        return await self.fast.verify(local, domain, agent, mechanism, proof)
+        key = self.derived_secret("fast")
+        return await self.fast.verify(local, domain, agent, mechanism, proof, cb, key)
 
     # --- federation (S2SHost) ----------------------------------------------------------
     def dialback_allowed(self, domain: str) -> bool:
