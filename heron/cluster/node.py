@@ -16,6 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from heron import ns
 from heron.cluster.bus import Bus, NatsBus, RedisBus
 from heron.cluster.directory import Entry, RedisDirectory
@@ -107,7 +110,7 @@ class ClusterNode:
         self.bus.undelivered = self._undelivered
         self.live: set[str] = {self.name}  # nodes with a live lease, as last seen
         self.rooms = ClusterRooms(self.directory, self._forward_room, lambda: self.live)
-        self._ops: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._ops: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -139,9 +142,14 @@ class ClusterNode:
             await self.directory.close()
             return
         self.sessions.listener = None
-        for task in self._tasks:
+        # The registry updates still queued are done first (a cancelled Redis call can
+        # surface as a connection error, which the loop would take for an outage).
+        self._ops.put_nowait(None)
+        for task in self._tasks[1:]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _done, stuck = await asyncio.wait(self._tasks, timeout=5)
+        for task in stuck:
+            task.cancel()
         try:
             for session in self.sessions.all():
                 self.bus.broadcast(_event("del", session.jid, self.name))
@@ -189,8 +197,13 @@ class ClusterNode:
     async def _run_ops(self) -> None:
         while True:
             op = await self._ops.get()
+            if op is None:  # stopping
+                return
             try:
                 await op()
+            except (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis is away: a restart ends in every node re-asserting its sessions.
+                log.warning("cluster registry update failed: %s", exc)
             except Exception:
                 log.exception("cluster registry update failed")
 
