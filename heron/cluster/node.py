@@ -114,6 +114,10 @@ class ClusterNode:
         self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        # XEP-0198 across nodes: accounts whose client failed to resume here a session of
+        # another node (previd), released there once the client is available here again.
+        self.sm_release: Callable[[str, JID], None] | None = None
+        self._resuming: dict[JID, str] = {}
         self.reaped = 0  # sessions this node removed for dead nodes (metrics, tests)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -193,6 +197,18 @@ class ClusterNode:
         entry = self._entry(session)
         if await self.directory.update(session.jid, entry):
             self.bus.broadcast(_event("set", session.jid, self.name, entry))
+        previd = self._resuming.pop(session.jid.bare, None) if entry.available else None
+        if previd is not None:
+            # After its availability (same channel, so heard first): the old node's
+            # hand-back of unacknowledged messages by bare JID finds this session.
+            self.bus.broadcast(
+                json.dumps(["smend", str(session.jid.bare), self.name, previd]).encode()
+            )
+
+    def sm_elsewhere(self, previd: str, account: JID) -> None:
+        """A client could not resume ``previd`` here: maybe it hibernates on another node."""
+        if len(self._resuming) < 10000:
+            self._resuming[account] = previd
 
     async def _run_ops(self) -> None:
         while True:
@@ -333,6 +349,10 @@ class ClusterNode:
                     continue
                 if op == "down":
                     self._node_down(node, [JID.parse(r) for r in json.loads(raw)])
+                    continue
+                if op == "smend":
+                    if self.sm_release is not None:
+                        self.sm_release(raw, JID.parse(full_text))
                     continue
                 full = JID.parse(full_text)
             except (ValueError, InvalidJID):
