@@ -122,9 +122,12 @@ class ClusterNode:
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        await self.bus.start(self.name, self._on_stanzas, self._on_events)
+        # A node restarted under the same name (a worker the supervisor brought back)
+        # before the others reaped it: its previous run's sessions are gone, say so.
+        await self._remove_node(self.name)
         await self.directory.join()
         self.live, _dead = await self.directory.census()
-        await self.bus.start(self.name, self._on_stanzas, self._on_events)
         async for full, entry in self.directory.everyone():
             if entry.node != self.name:
                 self.sessions.add_remote(RemoteSession(full, entry, self))
@@ -411,22 +414,28 @@ class ClusterNode:
 
     async def _reap(self, dead: list[str]) -> None:
         for node in dead:
-            if not await self.directory.claim_reaping(node):
-                continue
-            removed = await self.directory.reap(node)
-            rooms = await self.rooms.reap(node)
-            # Every node (this one too) hears it: mirrors, stanzas held for it, its rooms.
-            self.bus.broadcast(
-                json.dumps(["down", "", node, json.dumps([str(r) for r in rooms])]).encode()
-            )
-            self.sessions.remove_node(node)
-            log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
-            for full, entry in removed:
-                self.reaped += 1
-                if entry.available:
-                    unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
-                    unavailable.attrs["from"] = str(full)
-                    await self.ended(full, unavailable)
+            if await self.directory.claim_reaping(node):
+                await self._remove_node(node)
+
+    async def _remove_node(self, node: str) -> None:
+        """Remove a dead node's sessions and room claims everywhere; its users' contacts
+        see them go."""
+        removed = await self.directory.reap(node)
+        rooms = await self.rooms.reap(node)
+        if not removed and not rooms:
+            return
+        # Every node (this one too) hears it: mirrors, stanzas held for it, its rooms.
+        self.bus.broadcast(
+            json.dumps(["down", "", node, json.dumps([str(r) for r in rooms])]).encode()
+        )
+        self.sessions.remove_node(node)
+        log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
+        for full, entry in removed:
+            self.reaped += 1
+            if entry.available:
+                unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+                unavailable.attrs["from"] = str(full)
+                await self.ended(full, unavailable)
 
 
 def _event(op: str, full: JID, node: str, entry: Entry | None = None) -> bytes:

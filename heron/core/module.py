@@ -26,8 +26,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
+from heron.core.admins import Admins
+from heron.core.control import Control, ReloadReport
 from heron.core.placement import LocalPlacement, RoomPlacement
-from heron.core.registry import FeatureProvider, Hook, HostRegistry, Identity, IqHandler, Target
+from heron.core.registry import (
+    AccountDeleted,
+    DiscoNodes,
+    FeatureProvider,
+    Hook,
+    HostRegistry,
+    Identity,
+    IqHandler,
+    PreauthHandler,
+    Target,
+)
+from heron.jid import JID
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
@@ -170,6 +183,10 @@ class CoreServices:
     version: str
     data_dir: Path
     clock: Callable[[], float] = time.time
+    admins: Admins = field(default_factory=Admins)
+    """Who administers each host (the config's `admins`, updated on reload)."""
+    control: Control = field(default_factory=Control)
+    """Server-wide operations (reload) for the admin commands."""
     placement: RoomPlacement = field(default_factory=LocalPlacement)
     """Which node runs a room (a cluster), or always this one."""
 
@@ -233,6 +250,14 @@ class ModuleContext:
     def now(self) -> float:
         return self.core.clock()
 
+    async def reload(self) -> ReloadReport:
+        """Re-read the configuration and certificates (XEP-0133 admin commands)."""
+        return await self.core.control.reload()
+
+    def is_admin(self, jid: JID) -> bool:
+        """True when ``jid``'s account administers this module's host (config `admins`)."""
+        return self.core.admins.is_admin(jid, self.domain)
+
     def secret(self, purpose: str) -> bytes:
         return self.core.secret(purpose)
 
@@ -291,6 +316,40 @@ class ModuleContext:
             items.pop(jid, None)
 
         self.undo.append(remove)
+
+    def add_disco_nodes(self, provider: DiscoNodes) -> None:
+        """Serve disco nodes of the host (answered through the disco module)."""
+        nodes = self.registry.disco_nodes
+        nodes.append(provider)
+        self.undo.append(lambda: nodes.remove(provider))
+
+    def add_account_feature(self, feature: str) -> None:
+        """A feature in the disco#info of the host's accounts."""
+        features = self.registry.account_features
+        features.add(feature)
+        self.undo.append(lambda: features.discard(feature))
+
+    def on_account_deleted(self, callback: AccountDeleted) -> None:
+        """Called with the bare JID after an account is deleted (drop what is cached; rows
+        owned by the account go with it through their foreign key)."""
+        callbacks = self.registry.account_deleted
+        callbacks.append(callback)
+        self.undo.append(lambda: callbacks.remove(callback))
+
+    def add_preauth_iq(self, type_: str, namespace: str, handler: PreauthHandler) -> None:
+        """An IQ handler for streams not yet authenticated (in-band registration)."""
+        table = self.registry.preauth_iq
+        table[(type_, namespace)] = handler
+
+        def remove() -> None:
+            if table.get((type_, namespace)) == handler:
+                del table[(type_, namespace)]
+
+        self.undo.append(remove)
+
+    def on_unload(self, undo: Callable[[], None]) -> None:
+        """Run ``undo`` when the module unloads (a service slot of the registry it filled)."""
+        self.undo.append(undo)
 
     def withdraw(self) -> None:
         while self.undo:

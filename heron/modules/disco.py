@@ -2,8 +2,9 @@
 
 The server's disco#info lists the ``server/im`` identity, every identity other modules
 declared, and every feature in the host's registry (modules add theirs when loaded), so it is
-always in step with what is actually loaded. No nodes are served yet: a query naming a node
-is answered with item-not-found.
+always in step with what is actually loaded. Nodes of the server are those other modules
+serve through ``HostRegistry.disco_nodes`` (XEP-0050's command list); any other node is
+item-not-found.
 
 An account's disco#info is answered to its owner and to contacts with a presence
 subscription to it (XEP-0030 §8, XEP-0163 §6): identity ``account/registered`` plus those
@@ -25,16 +26,14 @@ from heron.config import ConfigError
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
-from heron.pubsub.caps import ver_of
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.caps import ver_of
 from heron.xmlstream.element import Element
 
 SERVER_IDENTITY = Identity("server", "im", "Heron")
 ACCOUNT_IDENTITY = Identity("account", "registered")
 
 
-SERVERINFO = "http://jabber.org/network/serverinfo"
-CAPS = "http://jabber.org/protocol/caps"
 CAPS_NODE = "https://heron.invalid/caps"  # names the software; never fetched
 CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
 
@@ -100,7 +99,8 @@ class DiscoModule(Module):
             30,
             "2.5.0",
             "partial",
-            "no nodes on the server itself; account info answered to its owner and contacts",
+            "the server's nodes are those modules serve (commands); account info answered to"
+            " its owner and contacts",
         ),
         Xep(157, "1.1.1", "complete", "contact addresses from the disco options"),
         Xep(115, "1.6.0", "complete", "the server's own caps in its stream features (§6.3)"),
@@ -144,7 +144,7 @@ class DiscoModule(Module):
         ver = self.caps_ver()
         if not ver:
             return None
-        return Element("c", CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
+        return Element("c", ns.CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
 
     @iq_handler("get", ns.DISCO_INFO, Target.HOST)
     async def on_host_info(self, iq: Stanza) -> Element | None:
@@ -154,8 +154,22 @@ class DiscoModule(Module):
             answer = self._host_info()  # §6.2: the node#ver the caps named
             answer.attrs["node"] = node
             return answer
-        _refuse_node(payload)
+        if node is not None:
+            return await self._node(iq, node, info=True)
         return self._host_info()
+
+    async def _node(self, iq: Stanza, node: str, *, info: bool) -> Element:
+        """A node another module serves (XEP-0050's commands), as the asker may see it."""
+        if iq.from_ is not None:
+            for provider in list(self.ctx.registry.disco_nodes):
+                if info:
+                    answer = await provider.node_info(node, iq.from_)
+                else:
+                    answer = await provider.node_items(node, iq.from_)
+                if answer is not None:
+                    answer.attrs["node"] = node
+                    return answer
+        raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
 
     def _host_info(self) -> Element:
         registry = self.ctx.registry
@@ -164,15 +178,15 @@ class DiscoModule(Module):
         query = info_query(identities, sorted(registry.features))
         contacts = [(k, getattr(self.options, k)) for k in CONTACT_KINDS]
         if any(uris for _kind, uris in contacts):  # XEP-0157 §2: an extended-info form
-            form = query.add("x", "jabber:x:data", {"type": "result"})
-            form.add("field", "jabber:x:data", {"var": "FORM_TYPE", "type": "hidden"}).add(
-                "value", "jabber:x:data", text=SERVERINFO
+            form = query.add("x", ns.DATA_FORMS, {"type": "result"})
+            form.add("field", ns.DATA_FORMS, {"var": "FORM_TYPE", "type": "hidden"}).add(
+                "value", ns.DATA_FORMS, text=ns.SERVERINFO
             )
             for kind, uris in contacts:
                 if uris:
-                    field = form.add("field", "jabber:x:data", {"var": f"{kind}-addresses"})
+                    field = form.add("field", ns.DATA_FORMS, {"var": f"{kind}-addresses"})
                     for uri in uris:
-                        field.add("value", "jabber:x:data", text=uri)
+                        field.add("value", ns.DATA_FORMS, text=uri)
         return query
 
     def _account_info(self) -> Element:
@@ -201,7 +215,9 @@ class DiscoModule(Module):
     # --- disco#items ------------------------------------------------------------------
     @iq_handler("get", ns.DISCO_ITEMS, Target.HOST)
     async def on_host_items(self, iq: Stanza) -> Element | None:
-        _refuse_node(iq.payload)
+        node = iq.payload.get("node") if iq.payload is not None else None
+        if node is not None:
+            return await self._node(iq, node, info=False)
         query = Element("query", ns.DISCO_ITEMS)
         for item in [*self.items, *self.extra_items()]:
             query.append(item.to_element())

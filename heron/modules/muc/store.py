@@ -36,29 +36,6 @@ MIGRATIONS: Final = (
     ),
 )
 
-POSTGRESQL_MIGRATIONS: Final = (
-    Migration(
-        "muc",
-        1,
-        """
-        CREATE TABLE muc_rooms (
-            jid TEXT PRIMARY KEY,
-            config TEXT NOT NULL,
-            affiliations TEXT NOT NULL,
-            subject TEXT NOT NULL DEFAULT ''
-        );
-        """,
-    ),
-    Migration(
-        "muc",
-        2,
-        """
-        ALTER TABLE muc_rooms ADD COLUMN registered TEXT NOT NULL DEFAULT '{}';
-        ALTER TABLE muc_rooms ADD COLUMN vcard TEXT NOT NULL DEFAULT '';
-        """,
-    ),
-)
-
 
 class RoomStore(Protocol):
     async def load(self) -> list[RoomRecord]:
@@ -81,7 +58,7 @@ class RoomStore(Protocol):
 class SqlRoomStore(SqlStore):
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
         "sqlite": MIGRATIONS,
-        "postgresql": POSTGRESQL_MIGRATIONS,
+        "postgresql": MIGRATIONS,  # the same SQL serves both engines
     }
 
     async def load(self) -> list[RoomRecord]:
