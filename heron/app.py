@@ -169,6 +169,8 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
             server.limits,
         )
         server.placement = running.cluster.rooms
+        server.sm_elsewhere = running.cluster.sm_elsewhere
+        running.cluster.sm_release = server.sm_release
     try:
         await server.start()
         if running.cluster is not None:

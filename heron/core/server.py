@@ -108,6 +108,9 @@ class Server:
         # XEP-0198: resumable sessions by id, and the timers of those waiting to resume.
         self.sm_sessions: dict[str, C2SStream] = {}
         self._hibernation: dict[str, asyncio.TimerHandle] = {}
+        # A cluster: told when a client asks to resume a session this node does not hold
+        # (it may hibernate on another node, which then ends it: sm_release).
+        self.sm_elsewhere: Callable[[str, JID], None] | None = None
         self._expiring: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._drained: asyncio.Event | None = None  # set by stop(), once no session is left
@@ -490,6 +493,8 @@ class Server:
 
     def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
         old = self.sm_sessions.get(previd)
+        if old is None and self.sm_elsewhere is not None and session.username is not None:
+            self.sm_elsewhere(previd, JID.make(session.username, session.domain))
         if old is None or old.superseded or session.username is None:
             return None
         if old.jid.bare != JID.make(session.username, session.domain):
@@ -509,6 +514,22 @@ class Server:
         if not old.is_closed:
             old.close_reason = "resumed on another connection"
             old.link.close()  # a half-open old connection: dropped without a word
+
+    def sm_release(self, previd: str, account: JID) -> None:
+        """The client of ``previd`` came back on another node and could not resume there
+        (XEP-0198 state lives in one process): end the session here now, handing what it
+        never acknowledged back to the router (to the client's new session, or offline)
+        instead of holding it until the resumption timeout."""
+        session = self.sm_sessions.get(previd)
+        if session is None or session.superseded or session.jid.bare != account:
+            return
+        timer = self._hibernation.pop(previd, None)
+        if timer is not None:
+            timer.cancel()
+        if session.hibernating:
+            self._expire(session)
+        else:  # a half-open connection the client has given up on
+            session.close(StreamError(StreamCondition.CONFLICT, "the client came back elsewhere"))
 
     def _expire(self, session: C2SStream) -> None:
         task = asyncio.ensure_future(self._end(session))
