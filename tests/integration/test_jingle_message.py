@@ -9,7 +9,6 @@ answers with reaches the caller and stops the callee's other devices from ringin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,22 +16,12 @@ from slixmpp import ClientXMPP
 from slixmpp.xmlstream import ET
 
 from heron.app import RunningServer
-from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
-from tests.integration.ported import ported_only
 
 PASSWORD = "jingle-message-pw"
 
 pytestmark = pytest.mark.both_engines
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 JMI = "urn:xmpp:jingle-message:0"

@@ -16,19 +16,10 @@ from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, instant_room, login
-from tests.integration.ported import ported_only
 
 PASSWORD = "muc-password"
 
 pytestmark = pytest.mark.both_engines
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 ROOM = SJID("lounge@conference.localhost")

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer
-from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
-from tests.integration.ported import ported_only
 
 PASSWORD = "presence-password"
 
 pytestmark = pytest.mark.both_engines
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 async def online(server: RunningServer, jid: str) -> ClientXMPP:
