@@ -27,6 +27,7 @@ from heron.modules import AVAILABLE
 from heron.modules.antispam import SqlQuarantineStore
 from heron.modules.blocking.store import SqlBlockingStore
 from heron.modules.register.store import SqlInvitationStore
+from heron.ops.cli import add_admin_commands, data_dir_only
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database, SqlStore
@@ -101,7 +102,7 @@ async def _with_accounts(
 
 
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
-    from heron.app import serve  # keeps the account commands light
+    from heron.ops.run import serve  # keeps the account commands light
 
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
@@ -115,7 +116,7 @@ def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
         config = dataclasses.replace(
             config, cluster=dataclasses.replace(config.cluster, node=args.node)
         )
-    _run_uvloop(serve(config, reuse_port=args.reuse_port))
+    _run_uvloop(serve(config, args.config, reuse_port=args.reuse_port))
     return 0
 
 
@@ -140,36 +141,36 @@ def cmd_check(config: ServerConfig, args: argparse.Namespace) -> int:
 
 def cmd_adduser(config: ServerConfig, args: argparse.Namespace) -> int:
     jid = _account_jid(config, args.jid)
-    password = _read_password(args)
-
-    async def act(accounts: AccountService) -> None:
-        try:
-            await accounts.create(jid, password)
-        except UserExists as exc:
-            raise CliError(f"{jid} already exists") from exc
-        except ValueError as exc:
-            raise CliError(f"unusable password: {exc}") from exc
-
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    _store_password(config, jid, _read_password(args), create=True)
     print(f"created {jid}")
     return 0
 
 
 def cmd_passwd(config: ServerConfig, args: argparse.Namespace) -> int:
     jid = _account_jid(config, args.jid)
-    password = _read_password(args)
+    _store_password(config, jid, _read_password(args), create=False)
+    print(f"password changed for {jid}")
+    return 0
+
+
+def _store_password(config: ServerConfig, jid: JID, password: str, *, create: bool) -> None:
+    """Create the account, or change the password of an existing one. A new account starts
+    with no FAST tokens (any left by an earlier account of that name are revoked)."""
 
     async def act(accounts: AccountService) -> None:
         try:
-            await accounts.set_password(jid, password)
+            if create:
+                await accounts.create(jid, password)
+            else:
+                await accounts.set_password(jid, password)
+        except UserExists as exc:
+            raise CliError(f"{jid} already exists") from exc
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
         except ValueError as exc:
             raise CliError(f"unusable password: {exc}") from exc
 
-    asyncio.run(_with_accounts(config, act))
-    print(f"password changed for {jid}")
-    return 0
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid if create else None))
 
 
 def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
@@ -182,8 +183,33 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
             raise CliError(f"{jid} does not exist") from exc
 
     asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    asyncio.run(_forget_stored(config, jid))
     print(f"deleted {jid}")
     return 0
+
+
+async def _forget_stored(config: ServerConfig, jid: JID) -> None:
+    """What the account's host keeps for it goes with it: roster and last activity,
+    offline messages, archive (as the modules do on an in-band removal)."""
+    from heron.modules.mam.store import SqlArchiveStore
+    from heron.modules.offline.store import SqlOfflineStore
+    from heron.modules.roster.store import SqlRosterStore
+
+    enabled = next((h.modules for h in config.hosts if h.domain == jid.domain), ())
+    local = jid.local or ""
+    db = await _open(config)
+    try:
+        if "roster" in enabled:
+            await db.migrate(SqlRosterStore.migrations_for(db.dialect))
+            await SqlRosterStore(db).forget(local, jid.domain)
+        if "offline" in enabled:
+            await db.migrate(SqlOfflineStore.migrations_for(db.dialect))
+            await SqlOfflineStore(db).forget(local, jid.domain)
+        if "mam" in enabled:
+            await db.migrate(SqlArchiveStore.migrations_for(db.dialect))
+            await SqlArchiveStore(db).forget(jid.domain, local)
+    finally:
+        await db.close()
 
 
 def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
@@ -388,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=Path, required=True, help="the other configuration file")
     p.add_argument("--force", action="store_true", help="replace data already in the target")
     p.set_defaults(fn=cmd_copy_storage)
+    add_admin_commands(add)  # status, sessions, kick, reload: over the admin socket
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)
@@ -400,9 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, known_modules=AVAILABLE)
     except ConfigError as exc:
-        print(f"heron: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(config.logging.level)
+        if not getattr(args, "any_config", False) or args.config is None:
+            print(f"heron: configuration error: {exc}", file=sys.stderr)
+            return 2
+        config = data_dir_only(args.config)  # `heron reload`: the server judges the file
+    setup_logging(config.logging.level, config.logging.format)
     try:
         code: int = args.fn(config, args)
     except CliError as exc:

@@ -4,13 +4,17 @@ moving a deployment between SQLite and PostgreSQL with users logging in afterwar
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from slixmpp import JID as SJID
+from slixmpp import ClientXMPP
 
-from heron.app import start
+from heron.app import RunningServer, start
 from heron.config import ServerConfig, load_config
 from heron.core.server import Server
 from heron.jid import JID
@@ -27,10 +31,12 @@ from heron.storage.db import Database
 from tests.engines import PG_HOST, PG_PORT, PG_USER, fresh_schema_url
 from tests.integration.clients import close, login
 
+NOTES = ["before the copy 0", "before the copy 1", "before the copy 2"]
+
 # The modules whose stores run on both engines; the list grows as stores move over.
 MODULES = (
-    '["disco", "ping", "version", "time", "vcard", "private", "blocking", "antispam", "push",'
-    ' "register", "upload"]'
+    '["disco", "ping", "version", "time", "roster", "offline", "mam", "vcard", "private",'
+    ' "blocking", "antispam", "push", "register", "upload", "pubsub"]'
 )
 
 CONFIG = """
@@ -130,6 +136,7 @@ async def test_copy_storage_both_ways_and_users_log_in(
     for user, password in (("alice", "pw-alice-1"), ("bob", "pw-bob-22")):
         made = heron(lite, "adduser", f"{user}@localhost", "--password-stdin", stdin=password)
         assert made.returncode == 0, made.stderr
+    await befriend_and_write(lite)
 
     copied = heron(lite, "copy-storage", "--to", str(pg))
     assert copied.returncode == 0, copied.stderr
@@ -150,21 +157,85 @@ async def test_copy_storage_both_ways_and_users_log_in(
     assert forced.returncode == 0, forced.stderr
     assert heron(pg, "users").stdout.split() == ["alice@localhost", "bob@localhost"]
 
+    assert counts["roster_items"] == "2"  # Bob in Alice's roster, her request in Bob's
+    assert counts["offline_messages"] == "3"
+    assert counts["mam_messages"] == "6"  # each note in both archives
+
     running = await start(load_config(pg))
     try:
-        client = await login(running, "alice@localhost/pg", "pw-alice-1")
-        await close(client)
+        await sees_roster_archive_and_offline(running, "after the copy")
     finally:
         await running.stop()
 
     home = heron(pg, "copy-storage", "--to", str(back))
     assert home.returncode == 0, home.stderr
+    assert "mam_messages 8" in " ".join(home.stdout.split())  # and the note made on PG
     running = await start(load_config(back))
     try:
-        client = await login(running, "bob@localhost/lite", "pw-bob-22")
-        await close(client)
+        client = await login(running, "bob@localhost/lite", "pw-bob-22", plugins=("xep_0313",))
+        try:
+            assert await archived(client, "alice@localhost") == [*NOTES, "after the copy"]
+        finally:
+            await close(client)
     finally:
         await running.stop()
+
+
+async def archived(client: ClientXMPP, peer: str) -> list[str]:
+    return [
+        str(m["mam_result"]["forwarded"]["stanza"]["body"])
+        async for m in client.plugin["xep_0313"].iterate(with_jid=SJID(peer), rsm={"max": 2})
+    ]
+
+
+async def befriend_and_write(config: Path) -> None:
+    """Alice and Bob in each other's roster; three notes from Alice while Bob is away
+    (kept offline for him, archived for both)."""
+    running = await start(load_config(config))
+    try:
+        alice = await login(running, "alice@localhost/a", "pw-alice-1", plugins=("xep_0313",))
+        try:
+            alice.update_roster(SJID("bob@localhost"), name="Bob")
+            await alice.get_roster(timeout=5)
+            alice.send_presence(pto="bob@localhost", ptype="subscribe")
+            for body in NOTES:
+                alice.send_message(mto="bob@localhost", mbody=body, mtype="chat")
+            assert await archived(alice, "bob@localhost") == NOTES  # after the notes, in order
+        finally:
+            await close(alice)
+    finally:
+        await running.stop()
+
+
+async def sees_roster_archive_and_offline(running: RunningServer, new_note: str) -> None:
+    """Bob gets the notes kept for him, sees Alice in his roster and the notes in his
+    archive; a note written now lands after the copied ones."""
+    bob = await login(running, "bob@localhost/pg", "pw-bob-22", plugins=("xep_0313",))
+    try:
+        received: list[str] = []
+        done = asyncio.get_running_loop().create_future()
+
+        def on_message(msg: Any) -> None:
+            received.append(str(msg["body"]))
+            if len(received) == len(NOTES) and not done.done():
+                done.set_result(None)
+
+        bob.add_event_handler("message", on_message)
+        await bob.get_roster(timeout=5)
+        bob.send_presence()
+        await asyncio.wait_for(done, 10)
+        assert received == NOTES
+        alice = await login(running, "alice@localhost/pg", "pw-alice-1", plugins=("xep_0313",))
+        try:
+            await alice.get_roster(timeout=5)
+            assert alice.client_roster["bob@localhost"]["name"] == "Bob"
+            alice.send_message(mto="bob@localhost", mbody=new_note, mtype="chat")
+            assert await archived(alice, "bob@localhost") == [*NOTES, new_note]
+        finally:
+            await close(alice)
+        assert await archived(bob, "alice@localhost") == [*NOTES, new_note]
+    finally:
+        await close(bob)
 
 
 ALICE = JID.parse("alice@localhost")
