@@ -25,6 +25,7 @@ from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
+from heron.modules.pubsub.store import SqlPubsubStore
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database
@@ -89,9 +90,11 @@ async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
     revoke_tokens: JID | None = None,
+    then: Callable[[Database], Awaitable[None]] | None = None,
 ) -> None:
-    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484). What
-    modules keep of an account goes with its row (foreign keys that cascade)."""
+    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and
+    run ``then``. What modules keep of an account goes with its row (foreign keys that
+    cascade)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await _open(config)
     try:
@@ -101,6 +104,8 @@ async def _with_accounts(
         if revoke_tokens is not None:
             await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
+        if then is not None:
+            await then(db)
     finally:
         await db.close()
 
@@ -186,7 +191,13 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
 
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    async def forget_pubsub(db: Database) -> None:
+        # The account's PEP went with its row; its place on other nodes goes too, so that
+        # whoever takes the name later inherits no ownership or subscription.
+        await db.migrate(SqlPubsubStore.migrations_for(db.dialect))
+        await SqlPubsubStore(db).forget_entity(jid)
+
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid, then=forget_pubsub))
     print(f"deleted {jid}")
     return 0
 
