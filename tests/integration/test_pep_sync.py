@@ -26,7 +26,6 @@ from tests.integration.test_pubsub import (
     PASSWORD,
     PLUGINS,
     SERVICE,
-    SQLITE_ONLY,
     befriend,
     online_with_interest,
     options_form,
@@ -277,9 +276,7 @@ async def test_disco_on_an_account_shows_pep_and_visible_nodes(ps_server: Runnin
             await close(client)
 
 
-async def test_removed_account_leaves_no_pep_data(ps_server: RunningServer, engine: str) -> None:
-    if engine == "postgresql" and "register" in SQLITE_ONLY:
-        pytest.skip("in-band removal needs the register module, on SQLite only yet")
+async def test_removed_account_leaves_no_pep_data(ps_server: RunningServer) -> None:
     alice = await user(ps_server, "alice")
     await alice.plugin["xep_0172"].publish_nick("Alice", timeout=5)
     await alice.plugin["xep_0060"].create_node(SERVICE, "alices-news", timeout=5)
