@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError
 
-from heron.app import RunningServer
+from heron.app import RunningServer, start
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 
@@ -77,24 +78,22 @@ async def test_block_pushes_to_other_resources(server: RunningServer) -> None:
         await close(laptop)
 
 
-async def test_a_blocked_subscription_request_changes_only_the_senders_roster(
-    server: RunningServer,
+async def test_a_blocklist_has_a_limit_and_a_refused_block_changes_nothing(
+    config_factory: Callable[..., ServerConfig],
 ) -> None:
-    """RFC 6121 §3.1.2 on the sender's side, XEP-0191 §3.6 on the blocker's: the request is
-    recorded as pending out for Mallory; Alice's roster never hears of it."""
-    alice = await online(server, "alice@localhost/a")
-    mallory = await online(server, "mallory@localhost/m")
+    hosts = {"localhost": {"modules": {"blocking": {"max_items": 2}}}}
+    running = await start(config_factory(hosts=hosts))
+    alice = await online(running, "alice@localhost/a")
     try:
-        await alice.plugin["xep_0191"].block("mallory@localhost", timeout=5)
-        await mallory.get_roster(timeout=5)  # a resource that asked gets pushes
-        pushed = asyncio.ensure_future(mallory.wait_until("roster_update", timeout=5))
-        mallory.send_presence(pto="alice@localhost", ptype="subscribe")
-        await pushed
-        roster: Any = server.server.managers["localhost"].modules["roster"]
-        sent = await roster.store.item("mallory", "localhost", "alice@localhost")
-        assert sent is not None
-        assert sent.ask
-        assert await roster.store.item("alice", "localhost", "mallory@localhost") is None
+        await alice.plugin["xep_0191"].block(["a@example.net", "b@example.net"], timeout=5)
+        with pytest.raises(IqError) as refused:
+            await alice.plugin["xep_0191"].block(["c@example.net", "d@example.net"], timeout=5)
+        assert refused.value.condition == "resource-constraint"
+        blocked = await alice.plugin["xep_0191"].get_blocked(timeout=5)
+        items = blocked.xml.findall("{urn:xmpp:blocking}blocklist/{urn:xmpp:blocking}item")
+        assert sorted(i.get("jid") for i in items) == ["a@example.net", "b@example.net"]
+        await alice.plugin["xep_0191"].unblock(["a@example.net"], timeout=5)
+        await alice.plugin["xep_0191"].block(["c@example.net"], timeout=5)  # room again
     finally:
         await close(alice)
-        await close(mallory)
+        await running.stop()
