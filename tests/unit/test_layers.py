@@ -20,7 +20,15 @@ LEAVES = {
     "heron.log",
 }
 # The wiring: builds the server and its listeners from the config; nothing else imports it.
-WIRING = {"heron.app", "heron.cli", "heron.__main__", "heron.features", "heron.tls", "heron.ops"}
+WIRING = {
+    "heron.app",
+    "heron.cli",
+    "heron.__main__",
+    "heron.features",
+    "heron.tls",
+    "heron.ops",
+    "heron.supervisor",  # serve --workers N: runs the wiring in N processes
+}
 
 
 def is_wiring(module: str) -> bool:
