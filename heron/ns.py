@@ -3,6 +3,7 @@
 from typing import Final
 
 XML: Final = "http://www.w3.org/XML/1998/namespace"
+XML_LANG: Final = "{" + XML + "}lang"  # the xml:lang attribute, as Element names it
 STREAM: Final = "http://etherx.jabber.org/streams"
 CLIENT: Final = "jabber:client"
 SERVER: Final = "jabber:server"

@@ -332,7 +332,7 @@ class C2SStream(XmlStream):
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
-            failure.add("text", self._sasl_ns, {f"{{{ns.XML}}}lang": "en"}, text)
+            failure.add("text", self._sasl_ns, {ns.XML_LANG: "en"}, text)
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
