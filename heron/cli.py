@@ -64,11 +64,9 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _account_jid(config: ServerConfig, text: str) -> JID:
     try:
-        jid = JID.parse(text)
+        jid = JID.parse_account(text)
     except InvalidJID as exc:
-        raise CliError(f"{text!r} is not a valid JID: {exc}") from exc
-    if jid.local is None or jid.resource is not None:
-        raise CliError(f"{text!r} is not an account address (expected user@domain)")
+        raise CliError(str(exc)) from exc
     if config.host(jid.domain) is None:
         raise CliError(f"{jid.domain} is not a host of this server")
     return jid

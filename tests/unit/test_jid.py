@@ -154,3 +154,14 @@ def test_ascii_fast_paths_agree_with_precis(value: str) -> None:
         assert normalize_localpart(value) == expected
     except InvalidJID:
         assert expected is None
+
+
+def test_an_account_address_is_user_at_domain_and_nothing_else() -> None:
+    assert JID.parse_account("Alice@Example.org") == JID("alice", "example.org")
+    for text, why in (
+        ("example.org", "not an account address"),
+        ("alice@example.org/phone", "not an account address"),
+        ("@example.org", "not a valid JID"),
+    ):
+        with pytest.raises(InvalidJID, match=why):
+            JID.parse_account(text)
