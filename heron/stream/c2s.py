@@ -28,13 +28,8 @@ from heron.stanza import (
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
-from heron.stream.sasl import SaslFailure, ScramServer, parse_mechanism, parse_plain
-from heron.stream.sasl.offer import (
-    FAST_MECHANISM,
-    add_auth_features,
-    client_mechanisms,
-    decode_payload,
-)
+from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
+from heron.stream.sasl.offer import add_auth_features, client_mechanisms, decode_payload
 from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.stream.sm import failed as sm_failed
 from heron.xmlstream import (
@@ -384,8 +379,14 @@ class C2SStream(XmlStream):
     async def _sasl_auth(self, el: Element) -> None:
         self._sasl_user = None
         mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
-        if self._sasl2 is not None and mechanism == FAST_MECHANISM:
-            await self._fast_auth(self._sasl2)
+        bindings = self.tls.channel_bindings if self.tls else {}
+        wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
+        if wanted is not None and wanted.attrs.get("mechanism", ht.NONE) not in ht.offered(
+            bindings
+        ):
+            raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
+        if self._sasl2 is not None and mechanism in ht.offered(bindings):
+            await self._fast_auth(self._sasl2, mechanism, bindings)
             return
         channel_bindings = self.tls.channel_bindings if self.tls else {}
         if mechanism not in client_mechanisms(channel_bindings, is_tls=self.is_tls):
@@ -420,8 +421,13 @@ class C2SStream(XmlStream):
         self.state = State.SASL
         self._sasl_send("challenge", challenge)
 
-    async def _fast_auth(self, request: Element) -> None:
-        """XEP-0484 with HT-SHA-256-NONE: one round trip with a token issued earlier."""
+    async def _fast_auth(
+        self, request: Element, mechanism: str, bindings: dict[str, bytes]
+    ) -> None:
+        """XEP-0484: one round trip with a token issued earlier for ``mechanism``."""
+        cb = ht.cb_data(mechanism, bindings)
+        if cb is None:
+            raise SaslFailure("invalid-mechanism")
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
@@ -434,13 +440,11 @@ class C2SStream(XmlStream):
         except UnicodeDecodeError as exc:
             raise SaslFailure("malformed-request") from exc
         await self._throttle(authcid)
-        verified = await self.host.fast_verify(
-            authcid, self.domain, agent_id, FAST_MECHANISM, proof
-        )
+        verified = await self.host.fast_verify(authcid, self.domain, agent_id, mechanism, proof, cb)
         if verified is None:
             raise SaslFailure("not-authorized")
         responder, expiry = verified
-        self.mechanism = FAST_MECHANISM
+        self.mechanism = mechanism
         # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
         rotate = expiry - time.time() < self._FAST_ROTATE_S
         await self._authenticated_async(authcid, responder, rotate=rotate)
@@ -503,10 +507,13 @@ class C2SStream(XmlStream):
             success.add("bound", ns.BIND2)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
-        wants_token = request.find("request-token", ns.FAST) is not None
-        if agent_id and (wants_token or rotate):
+        wanted = request.find("request-token", ns.FAST)
+        if agent_id and (wanted is not None or rotate):
             assert self.username is not None
-            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id)
+            # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
+            # a rotated one for the mechanism just used.
+            mech = wanted.attrs.get("mechanism", ht.NONE) if wanted else self.mechanism
+            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)

@@ -3,22 +3,20 @@
 RFC 6120 §6.4: the mechanisms, strongest first, with the -PLUS variants only when TLS gave
 channel-binding data and PLAIN only under TLS (§13.9.4); under TLS also XEP-0388 (SASL2)
 with Bind2 (XEP-0386) and FAST (XEP-0484) inline, and the channel-binding types
-(XEP-0440).
+(XEP-0440); FAST offers the hashed-token mechanisms this TLS session can bind (ht.py).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection
-from typing import Final
+from collections.abc import Collection, Mapping
 
 from heron import ns
 from heron.xmlstream import Element
 
+from . import ht
 from .errors import SaslFailure
-
-FAST_MECHANISM: Final = "HT-SHA-256-NONE"  # XEP-0484 tokens without channel binding
 
 
 def client_mechanisms(channel_bindings: Collection[str], *, is_tls: bool) -> list[str]:
@@ -30,7 +28,7 @@ def client_mechanisms(channel_bindings: Collection[str], *, is_tls: bool) -> lis
 
 
 def add_auth_features(
-    features: Element, channel_bindings: Collection[str], *, is_tls: bool
+    features: Element, channel_bindings: Mapping[str, bytes], *, is_tls: bool
 ) -> None:
     """The SASL, SASL2 and channel-binding features of a stream not yet authenticated."""
     mechanisms = client_mechanisms(channel_bindings, is_tls=is_tls)
@@ -43,7 +41,9 @@ def add_auth_features(
             sasl2.add("mechanism", ns.SASL2, text=name)
         inline = sasl2.add("inline", ns.SASL2)
         inline.add("bind", ns.BIND2)
-        inline.add("fast", ns.FAST).add("mechanism", ns.FAST, text=FAST_MECHANISM)
+        fast = inline.add("fast", ns.FAST)
+        for name in ht.offered(channel_bindings):
+            fast.add("mechanism", ns.FAST, text=name)
     if channel_bindings:
         cb = features.add("sasl-channel-binding", ns.SASL_CB)
         for cb_type in channel_bindings:
