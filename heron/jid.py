@@ -174,6 +174,17 @@ class JID:
         return jid
 
     @staticmethod
+    def salvage(text: str) -> str | None:
+        """Of a malformed address, the bare JID or the domain when that much is valid (an
+        error comes from where the stanza went, RFC 6120 §8.3.1); None when neither is."""
+        for candidate in (text.partition("/")[0], text.partition("/")[0].rpartition("@")[2]):
+            try:
+                return str(_parse(candidate))
+            except InvalidJID:
+                continue
+        return None
+
+    @staticmethod
     def make(local: str | None, domain: str, resource: str | None = None) -> JID:
         """Normalise each given part and build a JID; raise :class:`InvalidJID`."""
         return JID(

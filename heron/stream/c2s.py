@@ -29,7 +29,12 @@ from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
 from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
-from heron.stream.sasl.offer import add_auth_features, client_mechanisms, decode_payload
+from heron.stream.sasl.offer import (
+    add_auth_features,
+    check_authzid,
+    client_mechanisms,
+    decode_payload,
+)
 from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.stream.sm import failed as sm_failed
 from heron.xmlstream import (
@@ -403,7 +408,7 @@ class C2SStream(XmlStream):
             ok = await self.host.verify_plain(password, keys)
             if not (ok and exists):
                 raise SaslFailure("not-authorized")
-            self._check_authzid(authzid, authcid)
+            check_authzid(authzid, authcid, self.domain)
             self.mechanism = mechanism
             await self._authenticated_async(authcid, b"")
             return
@@ -463,20 +468,10 @@ class C2SStream(XmlStream):
         assert self._sasl_user is not None
         scram = self._sasl
         final = scram.finish(decode_payload(el))
-        self._check_authzid(scram.authzid or "", self._sasl_user)
+        check_authzid(scram.authzid or "", self._sasl_user, self.domain)
         self._sasl = None
         self.mechanism = scram.mechanism_name
         await self._authenticated_async(self._sasl_user, final)
-
-    def _check_authzid(self, authzid: str, authcid: str) -> None:
-        if not authzid:
-            return
-        try:
-            wanted = JID.parse(authzid)
-            if wanted.bare != JID.make(authcid, self.domain):
-                raise SaslFailure("invalid-authzid")
-        except InvalidJID as exc:
-            raise SaslFailure("invalid-authzid") from exc
 
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
@@ -652,7 +647,7 @@ class C2SStream(XmlStream):
             except InvalidJID:
                 if el.attrs.get("type") != "error":
                     reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
-                    reply.set("from", _valid_part(raw_to))  # which room refused the nick
+                    reply.set("from", JID.salvage(raw_to))  # which room refused the nick
                     self.deliver(reply)
                 return
         if el.tag == "iq" and "id" not in el.attrs:
@@ -665,17 +660,6 @@ class C2SStream(XmlStream):
                 self.deliver(_result(el))
                 return
         await self.host.stanza(self, Stanza(el, to, jid))
-
-
-def _valid_part(raw: str) -> str | None:
-    """RFC 6120 §8.3.1: an error comes from where the stanza went; of a malformed address,
-    the bare JID or the domain when that much is valid."""
-    for candidate in (raw.partition("/")[0], raw.partition("/")[0].rpartition("@")[2]):
-        try:
-            return str(JID.parse(candidate))
-        except InvalidJID:
-            continue
-    return None
 
 
 def _result(iq: Element) -> Element:

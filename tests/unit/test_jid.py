@@ -165,3 +165,15 @@ def test_an_account_address_is_user_at_domain_and_nothing_else() -> None:
     ):
         with pytest.raises(InvalidJID, match=why):
             JID.parse_account(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "salvaged"),
+    [
+        ("room@conference.example.org/bad\u0000nick", "room@conference.example.org"),
+        ("bad user@example.org/x", "example.org"),
+        ("@@@", None),
+    ],
+)
+def test_what_is_valid_of_a_malformed_address(text: str, salvaged: str | None) -> None:
+    assert JID.salvage(text) == salvaged

@@ -13,6 +13,7 @@ import binascii
 from collections.abc import Collection, Mapping
 
 from heron import ns
+from heron.jid import JID, InvalidJID
 from heron.xmlstream import Element
 
 from . import ht
@@ -48,6 +49,18 @@ def add_auth_features(
         cb = features.add("sasl-channel-binding", ns.SASL_CB)
         for cb_type in channel_bindings:
             cb.add("channel-binding", ns.SASL_CB, {"type": cb_type})
+
+
+def check_authzid(authzid: str, authcid: str, domain: str) -> None:
+    """RFC 6120 §6.3.8: a client may name an authorization identity, but only its own
+    account (this server has no proxy authorization)."""
+    if not authzid:
+        return
+    try:
+        if JID.parse(authzid).bare != JID.make(authcid, domain):
+            raise SaslFailure("invalid-authzid")
+    except InvalidJID as exc:
+        raise SaslFailure("invalid-authzid") from exc
 
 
 def decode_payload(el: Element) -> bytes:
