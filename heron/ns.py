@@ -73,6 +73,10 @@ BYTESTREAMS: Final = "http://jabber.org/protocol/bytestreams"
 CAPS: Final = "http://jabber.org/protocol/caps"
 SERVERINFO: Final = "http://jabber.org/network/serverinfo"
 
+# Ad-hoc commands (XEP-0050) and the service administration forms (XEP-0133)
+COMMANDS: Final = "http://jabber.org/protocol/commands"
+ADMIN: Final = "http://jabber.org/protocol/admin"
+
 # Archives (XEP-0313), result set management (XEP-0059), stanza ids (XEP-0359)
 MAM: Final = "urn:xmpp:mam:2"
 MAM_EXTENDED: Final = "urn:xmpp:mam:2#extended"
