@@ -8,7 +8,6 @@ The engine knows nothing of sockets: bytes come in through ``receive`` and leave
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import secrets
 import time
@@ -30,7 +29,14 @@ from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
 from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
+from heron.stream.sasl.offer import (
+    add_auth_features,
+    check_authzid,
+    client_mechanisms,
+    decode_payload,
+)
 from heron.stream.sm import HandledTooHigh, StreamManagement
+from heron.stream.sm import failed as sm_failed
 from heron.xmlstream import (
     STREAM_FOOTER,
     Element,
@@ -42,7 +48,6 @@ from heron.xmlstream import (
 log = logging.getLogger(__name__)
 
 MAX_SASL_FAILURES = 3
-FAST_MECHANISM = "HT-SHA-256-NONE"  # XEP-0484 tokens without channel binding
 
 
 class Framing:
@@ -284,34 +289,9 @@ class C2SStream(XmlStream):
         features.children.extend(self.host.stream_features(self.domain, True))
         return features
 
-    def _mechanisms(self) -> list[str]:
-        names: list[str] = []
-        cb = self.tls.channel_bindings if self.tls else {}
-        for hash_name in ("SHA-512", "SHA-256", "SHA-1"):
-            if cb:
-                names.append(f"SCRAM-{hash_name}-PLUS")
-        names += ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"]
-        if self.is_tls:
-            names.append("PLAIN")  # RFC 6120 §13.9.4: PLAIN only under TLS
-        return names
-
     def _auth_features(self, features: Element) -> None:
-        mechs = features.add("mechanisms", ns.SASL)
-        for name in self._mechanisms():
-            mechs.add("mechanism", ns.SASL, text=name)
-        if self.is_tls:  # XEP-0388 with Bind2 (XEP-0386) and FAST (XEP-0484) inline
-            sasl2 = features.add("authentication", ns.SASL2)
-            for name in self._mechanisms():
-                sasl2.add("mechanism", ns.SASL2, text=name)
-            inline = sasl2.add("inline", ns.SASL2)
-            inline.add("bind", ns.BIND2)
-            fast = inline.add("fast", ns.FAST)
-            for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
-                fast.add("mechanism", ns.FAST, text=name)
-        if self.tls and self.tls.channel_bindings:
-            cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
-            for cb_type in self.tls.channel_bindings:
-                cb.add("channel-binding", ns.SASL_CB, {"type": cb_type})
+        channel_bindings = self.tls.channel_bindings if self.tls else {}
+        add_auth_features(features, channel_bindings, is_tls=self.is_tls)
         features.children.extend(self.host.stream_features(self.domain, False))
 
     # --- elements ---------------------------------------------------------------------
@@ -352,7 +332,7 @@ class C2SStream(XmlStream):
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
-            failure.add("text", self._sasl_ns, {f"{{{ns.XML}}}lang": "en"}, text)
+            failure.add("text", self._sasl_ns, {ns.XML_LANG: "en"}, text)
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
@@ -366,16 +346,6 @@ class C2SStream(XmlStream):
         el = Element(tag, self._sasl_ns)
         el.children.append(base64.b64encode(data).decode() if data else "=")
         self._send(el)
-
-    @staticmethod
-    def _decode(el: Element) -> bytes:
-        text = el.text.strip()
-        if text in ("", "="):
-            return b""
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SaslFailure("incorrect-encoding") from exc
 
     async def _sasl_element(self, el: Element) -> None:
         if self.state is State.WAIT_TLS or (not self.is_tls and self.host.require_tls):
@@ -416,20 +386,21 @@ class C2SStream(XmlStream):
         mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
         bindings = self.tls.channel_bindings if self.tls else {}
         wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
-        if wanted is not None and wanted.attrs.get("mechanism", FAST_MECHANISM) not in ht.offered(
+        if wanted is not None and wanted.attrs.get("mechanism", ht.NONE) not in ht.offered(
             bindings
         ):
             raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
         if self._sasl2 is not None and mechanism in ht.offered(bindings):
             await self._fast_auth(self._sasl2, mechanism, bindings)
             return
-        if mechanism not in self._mechanisms():
+        channel_bindings = self.tls.channel_bindings if self.tls else {}
+        if mechanism not in client_mechanisms(channel_bindings, is_tls=self.is_tls):
             raise SaslFailure("invalid-mechanism")
         if self._sasl2 is not None:
             initial = self._sasl2.find("initial-response", ns.SASL2)
-            data = self._decode(initial) if initial is not None else b""
+            data = decode_payload(initial) if initial is not None else b""
         else:
-            data = self._decode(el)
+            data = decode_payload(el)
         if mechanism == "PLAIN":
             authzid, authcid, password = parse_plain(data)
             await self._throttle(authcid)
@@ -437,7 +408,7 @@ class C2SStream(XmlStream):
             ok = await self.host.verify_plain(password, keys)
             if not (ok and exists):
                 raise SaslFailure("not-authorized")
-            self._check_authzid(authzid, authcid)
+            check_authzid(authzid, authcid, self.domain)
             self.mechanism = mechanism
             await self._authenticated_async(authcid, b"")
             return
@@ -465,7 +436,7 @@ class C2SStream(XmlStream):
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
-        data = self._decode(initial) if initial is not None else b""
+        data = decode_payload(initial) if initial is not None else b""
         authcid_raw, sep, proof = data.partition(b"\0")
         if not sep or not agent_id or request.find("fast", ns.FAST) is None:
             raise SaslFailure("malformed-request")
@@ -496,21 +467,11 @@ class C2SStream(XmlStream):
         assert self._sasl is not None
         assert self._sasl_user is not None
         scram = self._sasl
-        final = scram.finish(self._decode(el))
-        self._check_authzid(scram.authzid or "", self._sasl_user)
+        final = scram.finish(decode_payload(el))
+        check_authzid(scram.authzid or "", self._sasl_user, self.domain)
         self._sasl = None
         self.mechanism = scram.mechanism_name
         await self._authenticated_async(self._sasl_user, final)
-
-    def _check_authzid(self, authzid: str, authcid: str) -> None:
-        if not authzid:
-            return
-        try:
-            wanted = JID.parse(authzid)
-            if wanted.bare != JID.make(authcid, self.domain):
-                raise SaslFailure("invalid-authzid")
-        except InvalidJID as exc:
-            raise SaslFailure("invalid-authzid") from exc
 
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
@@ -546,7 +507,7 @@ class C2SStream(XmlStream):
             assert self.username is not None
             # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
             # a rotated one for the mechanism just used.
-            mech = wanted.attrs.get("mechanism", FAST_MECHANISM) if wanted else self.mechanism
+            mech = wanted.attrs.get("mechanism", ht.NONE) if wanted else self.mechanism
             token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
@@ -602,7 +563,7 @@ class C2SStream(XmlStream):
         tag, sm = el.tag, self.sm
         if tag == "enable":
             if self.state is not State.BOUND or sm is not None:
-                self._sm_failed("unexpected-request")
+                self._send(sm_failed("unexpected-request"))
                 return
             sm = self.sm = StreamManagement(el.attrs.get("resume") in ("true", "1"))
             enabled = Element("enabled", ns.SM, {"id": sm.id})
@@ -614,40 +575,26 @@ class C2SStream(XmlStream):
         elif tag == "r" and sm is not None:
             self._send(Element("a", ns.SM, {"h": str(sm.handled)}))
         elif tag == "a" and sm is not None:
-            self._sm_ack(sm, el)
+            sm.acknowledge_element(el)
         elif tag == "resume":
             self._sm_resume(el)
         elif tag in ("r", "a"):
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "enable first")
 
-    def _sm_ack(self, sm: StreamManagement, el: Element) -> None:
-        try:
-            sm.acknowledge(int(el.attrs.get("h", "")))
-        except ValueError as exc:
-            raise StreamError(StreamCondition.INVALID_XML, "h must be a number") from exc
-        except HandledTooHigh as exc:
-            extra = Element("handled-count-too-high", ns.SM, {"h": el.attrs["h"]})
-            raise StreamError(StreamCondition.UNDEFINED_CONDITION, str(exc), extra) from exc
-
-    def _sm_failed(self, condition: str) -> None:
-        failed = Element("failed", ns.SM)
-        failed.add(condition, ns.STANZAS_ERRORS)
-        self._send(failed)
-
     def _sm_resume(self, el: Element) -> None:
         """§5: take over a previous session of this account, resending what it missed."""
         if self.state is not State.WAIT_BIND:
-            self._sm_failed("unexpected-request")
+            self._send(sm_failed("unexpected-request"))
             return
         old = self.host.sm_find(self, el.attrs.get("previd", ""))
         if old is None or old.sm is None:
-            self._sm_failed("item-not-found")
+            self._send(sm_failed("item-not-found"))
             return
         sm = old.sm
         try:
             sm.acknowledge(int(el.attrs.get("h", "")))
         except (ValueError, HandledTooHigh):
-            self._sm_failed("unexpected-request")
+            self._send(sm_failed("unexpected-request"))
             return
         self._jid = old._jid
         self._available, self._priority, self.presence = old._available, old._priority, old.presence
@@ -700,7 +647,7 @@ class C2SStream(XmlStream):
             except InvalidJID:
                 if el.attrs.get("type") != "error":
                     reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
-                    reply.set("from", _valid_part(raw_to))  # which room refused the nick
+                    reply.set("from", JID.salvage(raw_to))  # which room refused the nick
                     self.deliver(reply)
                 return
         if el.tag == "iq" and "id" not in el.attrs:
@@ -713,17 +660,6 @@ class C2SStream(XmlStream):
                 self.deliver(_result(el))
                 return
         await self.host.stanza(self, Stanza(el, to, jid))
-
-
-def _valid_part(raw: str) -> str | None:
-    """RFC 6120 §8.3.1: an error comes from where the stanza went; of a malformed address,
-    the bare JID or the domain when that much is valid."""
-    for candidate in (raw.partition("/")[0], raw.partition("/")[0].rpartition("@")[2]):
-        try:
-            return str(JID.parse(candidate))
-        except InvalidJID:
-            continue
-    return None
 
 
 def _result(iq: Element) -> Element:
