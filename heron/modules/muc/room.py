@@ -308,9 +308,12 @@ class Room:
             out.append(message)
         return out
 
-    def affiliation_notice(self, target: JID, affiliation: str, actor: JID | None) -> list[Element]:
-        """A message from the room naming the new affiliation of someone not in it, to
-        whoever may see real JIDs, and to the actor if it is not joined."""
+    def affiliation_notice(
+        self, target: JID, affiliation: str, actor: JID | None, reason: str = ""
+    ) -> list[Element]:
+        """A message from the room naming the new affiliation of someone not in it (§9, as
+        example 195 of version 1.31.2 had it), to whoever may see real JIDs, and to the
+        actor if it is not joined; a ban carries 301."""
         out = []
         receivers = [o.jid for o in self.occupants.values() if self.shows_jids_to(o)]
         if actor is not None and actor not in self.nicks:
@@ -318,7 +321,11 @@ class Room:
         for to in receivers:
             message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(to)})
             x = message.add("x", MUC_USER)
-            x.add("item", MUC_USER, {"affiliation": affiliation, "jid": str(target)})
+            item = x.add("item", MUC_USER, {"affiliation": affiliation, "jid": str(target)})
+            if reason:
+                item.add("reason", MUC_USER, text=reason)
+            if affiliation == "outcast":
+                _status(x, ("301",))
             out.append(message)
         return out
 
@@ -657,7 +664,7 @@ class Room:
         outcome = Outcome(changed=True)
         present = [o for o in self.occupants.values() if o.jid.bare == target]
         if not present:  # §9.3-§9.8: the room says it itself (as Prosody and ejabberd do)
-            outcome.send += self.affiliation_notice(target, affiliation, actor)
+            outcome.send += self.affiliation_notice(target, affiliation, actor, reason)
         for occupant in present:
             occupant.affiliation = affiliation
             if affiliation == "outcast":
