@@ -15,10 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from heron.cluster.node import ClusterNode, make_ended
-from heron.config import ConfigError, ServerConfig
+from heron.config import ConfigError, LimitsConfig, ListenerConfig, ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
-from heron.ratelimit import ConnectionGuard, ConnectionLimits
+from heron.ratelimit import ConnectionGuard
 from heron.stream.sasl import tls_server_end_point
 from heron.tls import (
     TlsError,
@@ -34,13 +34,28 @@ from heron.transport.component import ComponentListener
 from heron.transport.http import HttpListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.socks5 import Socks5Listener
-from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
+from heron.transport.tcp import C2SListener, TlsProvider
 
 log = logging.getLogger(__name__)
 
 
 class Listener(Protocol):
     async def stop(self) -> None: ...
+
+
+@dataclass
+class Wiring:
+    """What the listeners are built from, kept so that a reload can add listeners, renew
+    certificates and change limits (heron.ops.reload)."""
+
+    tls_context: ssl.SSLContext
+    bindings: dict[str, bytes]  # domain → tls-server-end-point data
+    provider: TlsProvider
+    policy: LimitsConfig  # the traffic policy's figures (heron.transport.runner)
+    guard: ConnectionGuard
+    s2s_tls: S2STls | None
+    bosh: Bosh
+    reuse_port: bool = False  # several processes share the ports (heron serve --workers)
 
 
 @dataclass
@@ -51,6 +66,9 @@ class RunningServer:
     certificates: dict[str, Path] = field(default_factory=dict)  # domain → certificate file
     connector: S2SConnector | None = None  # outgoing federation, when enabled
     cluster: ClusterNode | None = None  # with [cluster]: this node of several
+    wiring: Wiring | None = None
+    by_spec: list[tuple[ListenerConfig, Listener]] = field(default_factory=list)
+    """The configured listeners (not the SOCKS5 one a module asks for), for reloads."""
 
     async def stop(self) -> None:
         for listener in self.listeners:
@@ -62,7 +80,7 @@ class RunningServer:
             await self.cluster.stop()
 
 
-def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
+def certificates_for(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
     certs: dict[str, tuple[Path, Path]] = {}
     for host in config.hosts:
         if host.cert is not None and host.key is not None:
@@ -79,6 +97,9 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
         # Remote servers reach a component's domain over s2s: TLS needs a certificate for it.
         certs[component.domain] = ensure_certificate(component.domain, config.data_dir / "certs")
     return certs
+
+
+_certificates = certificates_for  # the name heron.supervisor imports
 
 
 def raise_open_files_limit(connections: int) -> None:
@@ -134,8 +155,8 @@ def _base_url(config: ServerConfig, kind: str, host: str, port: int) -> str:
 
 
 async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningServer:
-    """Start the server; `reuse_port` lets several processes share the listening ports
-    (SO_REUSEPORT: `heron serve --workers N`)."""
+    """Start the server and its listeners. ``reuse_port`` binds every listening socket with
+    SO_REUSEPORT, so that several worker processes can share the same ports."""
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
     if config.cluster is not None:
@@ -148,12 +169,14 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
             server.limits,
         )
         server.placement = running.cluster.rooms
+        server.sm_elsewhere = running.cluster.sm_elsewhere
+        running.cluster.sm_release = server.sm_release
     try:
         await server.start()
         if running.cluster is not None:
             await running.cluster.start()
         loop = asyncio.get_running_loop()
-        certs = await loop.run_in_executor(None, _certificates, config)
+        certs = await loop.run_in_executor(None, certificates_for, config)
         running.certificates = {d: c for d, (c, _k) in certs.items()}
         context = sni_context(certs, config.hosts[0].domain)
         bindings: dict[str, bytes] = {}
@@ -168,68 +191,27 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
 
         provider = TlsProvider(context, end_point)
         lim = config.limits
-        policy = TrafficPolicy(
-            header_timeout_s=lim.header_timeout_s,
-            auth_timeout_s=lim.auth_timeout_s,
-            stanza_timeout_s=lim.stanza_timeout_s,
-            bytes_per_s=lim.bytes_per_s,
-            bytes_burst=lim.bytes_burst,
-            stanzas_per_s=lim.stanzas_per_s,
-            stanzas_burst=lim.stanzas_burst,
-            max_backlog_s=lim.max_backlog_s,
-        )
         # One guard for every listener: the per-address counts span all ports.
-        guard = ConnectionGuard(
-            ConnectionLimits(
-                max_connections=lim.max_connections,
-                max_per_ip=lim.max_connections_per_ip,
-                max_unauthenticated_per_ip=lim.max_unauthenticated_per_ip,
-                new_per_ip_per_s=lim.new_connections_per_ip_per_s,
-                new_per_ip_burst=lim.new_connections_per_ip_burst,
-            )
-        )
+        guard = ConnectionGuard(lim.connection_limits())
         raise_open_files_limit(lim.max_connections)
         s2s_tls = _s2s_tls(config, certs) if config.s2s.enabled else None
         if s2s_tls is not None:
             running.connector = S2SConnector(
-                server, s2s_tls, policy, config.s2s.peers, config.s2s.resolver
+                server,
+                s2s_tls,
+                policy=lim,
+                peers=config.s2s.peers,
+                resolver=config.s2s.resolver,
             )
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
+        running.wiring = Wiring(context, bindings, provider, lim, guard, s2s_tls, bosh, reuse_port)
         for spec in config.listeners:
-            listener: C2SListener | S2SListener | HttpListener | ComponentListener
-            if spec.kind == "component":
-                listener = ComponentListener(server, policy=policy, guard=guard)
-            elif spec.kind in ("http", "https"):
-                listener = HttpListener(
-                    server,
-                    config.http,
-                    tls=context if spec.kind == "https" else None,
-                    policy=policy,
-                    guard=guard,
-                    bosh=bosh,
-                )
-            elif spec.kind in ("s2s", "s2s_tls"):
-                if s2s_tls is None:
-                    raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
-                listener = S2SListener(
-                    server, s2s_tls, policy=policy, guard=guard, direct_tls=spec.kind == "s2s_tls"
-                )
-            else:
-                listener = C2SListener(
-                    server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
-                )
-            port = await listener.start(spec.host, spec.port, reuse_port=reuse_port)
-            if isinstance(listener, HttpListener) and not server.http_base_url:
-                server.http_base_url = _base_url(config, spec.kind, spec.host, port)
-                log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
-            running.listeners.append(listener)
-            running.ports.setdefault(spec.kind, port)
-            log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+            await open_listener(running, spec)
         for request in server.bytestreams.listen_requests:
             # XEP-0065: the proxy module asked for its SOCKS5 listener.
-            socks5 = Socks5Listener(server.bytestreams)
-            port = await socks5.start(request.host, request.port, reuse_port=reuse_port)
+            socks5 = Socks5Listener(server.bytestreams, reuse_port=reuse_port)
+            port = await socks5.start(request.host, request.port)
             request.bound.set_result(port)
             running.listeners.append(socks5)
             running.ports.setdefault("proxy65", port)
@@ -240,8 +222,59 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
     return running
 
 
+async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listener:
+    """Start one configured listener (at start, or when a reload adds it)."""
+    server, config, wiring = running.server, running.server.config, running.wiring
+    assert wiring is not None
+    policy, guard = wiring.policy, wiring.guard
+    listener: C2SListener | S2SListener | HttpListener | ComponentListener
+    reuse = wiring.reuse_port
+    if spec.kind == "component":
+        listener = ComponentListener(server, policy=policy, guard=guard, reuse_port=reuse)
+    elif spec.kind in ("http", "https"):
+        listener = HttpListener(
+            server,
+            config.http,
+            tls=wiring.tls_context if spec.kind == "https" else None,
+            policy=policy,
+            guard=guard,
+            bosh=wiring.bosh,
+            reuse_port=reuse,
+        )
+    elif spec.kind in ("s2s", "s2s_tls"):
+        if wiring.s2s_tls is None:
+            raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
+        listener = S2SListener(
+            server,
+            wiring.s2s_tls,
+            policy=policy,
+            guard=guard,
+            direct_tls=spec.kind == "s2s_tls",
+            reuse_port=reuse,
+        )
+    else:
+        listener = C2SListener(
+            server,
+            wiring.provider,
+            direct_tls=spec.kind == "c2s_tls",
+            policy=policy,
+            guard=guard,
+            reuse_port=reuse,
+        )
+    port = await listener.start(spec.host, spec.port)
+    if isinstance(listener, HttpListener) and not server.http_base_url:
+        server.http_base_url = _base_url(config, spec.kind, spec.host, port)
+        log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
+    running.listeners.append(listener)
+    running.by_spec.append((spec, listener))
+    running.ports.setdefault(spec.kind, port)
+    log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+    return listener
+
+
 async def serve(config: ServerConfig, *, reuse_port: bool = False) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM (`heron serve` uses heron.ops.run's, with reload and the
+    admin socket)."""
     running = await start(config, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

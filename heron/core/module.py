@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
 from heron.core.admins import Admins
+from heron.core.control import Control, ReloadReport
 from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import (
     AccountDeleted,
+    DiscoNodes,
     FeatureProvider,
     Hook,
     HostRegistry,
@@ -183,6 +185,8 @@ class CoreServices:
     clock: Callable[[], float] = time.time
     admins: Admins = field(default_factory=Admins)
     """Who administers each host (the config's `admins`, updated on reload)."""
+    control: Control = field(default_factory=Control)
+    """Server-wide operations (reload) for the admin commands."""
     placement: RoomPlacement = field(default_factory=LocalPlacement)
     """Which node runs a room (a cluster), or always this one."""
 
@@ -246,6 +250,10 @@ class ModuleContext:
     def now(self) -> float:
         return self.core.clock()
 
+    async def reload(self) -> ReloadReport:
+        """Re-read the configuration and certificates (XEP-0133 admin commands)."""
+        return await self.core.control.reload()
+
     def is_admin(self, jid: JID) -> bool:
         """True when ``jid``'s account administers this module's host (config `admins`)."""
         return self.core.admins.is_admin(jid, self.domain)
@@ -308,6 +316,12 @@ class ModuleContext:
             items.pop(jid, None)
 
         self.undo.append(remove)
+
+    def add_disco_nodes(self, provider: DiscoNodes) -> None:
+        """Serve disco nodes of the host (answered through the disco module)."""
+        nodes = self.registry.disco_nodes
+        nodes.append(provider)
+        self.undo.append(lambda: nodes.remove(provider))
 
     def add_account_feature(self, feature: str) -> None:
         """A feature in the disco#info of the host's accounts."""

@@ -23,6 +23,7 @@ from heron.modules.pubsub.engine import (
 )
 from heron.modules.pubsub.store import SqlPubsubStore
 from heron.storage.accounts import SqlAccountStore
+from heron.storage.copy import copy_storage
 from heron.storage.db import Database
 from heron.storage.postgres import PostgresDatabase
 from heron.storage.sqlite import SqliteDatabase
@@ -306,3 +307,44 @@ async def test_sqlite_items_written_before_seq_keep_their_order(tmp_path: Path) 
         assert list((await reloaded(store)).nodes) == ["n"]
     finally:
         await db.close()
+
+
+async def test_copy_between_engines_keeps_item_order(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SQLite → PostgreSQL → SQLite (heron copy-storage's copy): nodes, items in their order,
+    and the next publish on the target is still the newest."""
+    url = fresh_schema_url(request)  # skips (or fails in CI) without PostgreSQL
+    lite = await SqliteDatabase.open(tmp_path / "lite.db")
+    pg = await PostgresDatabase.open(url, pool_size=2)
+    back = await SqliteDatabase.open(tmp_path / "back.db")
+    try:
+        for db in (lite, pg, back):
+            for store_cls in (SqlAccountStore, SqlPubsubStore):
+                await db.migrate(store_cls.migrations_for(db.dialect))
+        await SqlAccountStore(lite).create("alice", "example.org", [])
+        source = SqlPubsubStore(lite)
+        svc = service()
+        await change(
+            source, svc, lambda s: s.create("feed", ALICE, form(NODE_CONFIG, max_items="9"))
+        )
+        for item_id in ("z", "a", "m", "z"):  # z again: now the newest
+            await change(source, svc, lambda s, i=item_id: s.publish("feed", ALICE, item(i)))
+        pep = service(ALICE.bare)
+        await change(source, pep, lambda s: s.publish(TUNE, ALICE, item("t"), may_create=True))
+
+        await copy_storage(lite, pg)
+        await copy_storage(pg, back)
+        for db in (pg, back):
+            store = SqlPubsubStore(db)
+            assert item_ids(await reloaded(store), "feed") == ["a", "m", "z"]
+            assert list((await reloaded(store, ALICE.bare)).nodes[TUNE].items) == ["t"]
+            copied = await reloaded(store)
+            await change(store, copied, lambda s: s.publish("feed", ALICE, item("new")))
+            assert item_ids(await reloaded(store), "feed") == ["a", "m", "z", "new"]
+        # The foreign key came along: the account's PEP goes with it on the target too.
+        await SqlAccountStore(pg).delete("alice", "example.org")
+        assert (await reloaded(SqlPubsubStore(pg), ALICE.bare)).nodes == {}
+    finally:
+        for db in (lite, pg, back):
+            await db.close()

@@ -158,6 +158,7 @@ def test_modules_table_adjusts_defaults() -> None:
         "muc",
         "pubsub",
         "upload",
+        "adhoc",
     )
     assert host.module_options == {"muc": {}, "register": {"allow": 1}}
 

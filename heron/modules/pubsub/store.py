@@ -20,6 +20,7 @@ from heron.jid import JID, InvalidJID
 from heron.modules.pubsub.config import NodeConfig
 from heron.modules.pubsub.engine import Item, Node, Outbox, PubsubService, Subscription
 from heron.storage.db import Dialect, Migration, SqlStore
+from heron.storage.owned import OWNED_BY_ACCOUNT
 from heron.xmlstream import serialize
 from heron.xmlstream.stored import parse_stored
 
@@ -27,10 +28,10 @@ log = logging.getLogger(__name__)
 
 # An account's PEP rows name it (domain, username) with a foreign key to ``users``, so that
 # deleting the account deletes them, on either engine; the service's rows leave both NULL.
-OWNED: Final = """
+OWNED: Final = f"""
     domain TEXT,
     username TEXT,
-    FOREIGN KEY (domain, username) REFERENCES users (domain, username) ON DELETE CASCADE"""
+    {OWNED_BY_ACCOUNT}"""
 NODE_COLUMNS: Final = """
     service TEXT NOT NULL,
     node TEXT NOT NULL,
