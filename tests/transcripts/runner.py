@@ -50,6 +50,7 @@ class StreamClient:
         """STARTTLS, then (``login``) SASL PLAIN and bind; without it the stream stays
         before login with its features the next element to receive."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self.inbox.clear()  # what an earlier connection left unread is gone with it
         await self._open()
         await self._send_raw(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         await self._next("proceed")
