@@ -564,3 +564,36 @@ def test_a_record_restores_what_persistent_rooms_keep() -> None:
     assert restored.config.name == "Lounge"
     assert restored.affiliation(CAROL) == "member"
     assert restored.owner_of_nick("Caz") == CAROL.bare
+
+
+def test_an_absent_users_new_affiliation_is_told_to_those_who_see_jids() -> None:
+    """§9.3-§9.8 (Prosody's and ejabberd's notice): not in the room, so no presence; a
+    message from the room names the JID to moderators (semi-anonymous), and to the actor
+    when it is not joined."""
+    room = new_room()
+    enter(room, "Bob", BOB)
+    outcome = room.set_affiliation("owner", DAVE, "member", "welcome", ALICE)
+    [notice] = outcome.send
+    assert notice.attrs == {"from": str(ROOM), "to": str(ALICE)}
+    assert item(notice) == {"affiliation": "member", "jid": str(DAVE.bare)}
+    outsider_admin = JID.parse("root@example.org/console")
+    banned = room.set_affiliation("owner", CAROL, "outcast", "", outsider_admin).send
+    assert sorted(el.attrs["to"] for el in banned) == sorted([str(ALICE), str(outsider_admin)])
+    assert all(codes(el) == {"301"} for el in banned)
+    # Someone in the room learns it from their presence instead, not from a notice.
+    assert all(el.tag == "presence" for el in room.set_affiliation("owner", BOB, "member", "").send)
+
+
+def test_presence_probes_between_occupants() -> None:
+    """XEP-0045 1.35 §7.2: an occupant's probe gets the current presence of another."""
+    room = new_room()
+    away = Element("presence", ns.CLIENT)
+    away.add("show", ns.CLIENT, text="away")
+    room.join("Bob", BOB, away, now=NOW)
+    answer = room.probe(occupant(room, ALICE), "Bob")
+    assert answer.attrs["from"] == f"{ROOM}/Bob"
+    assert answer.attrs["to"] == str(ALICE)
+    assert answer.child_text("show", ns.CLIENT) == "away"
+    assert room.probe(occupant(room, ALICE), "Nobody").attrs["type"] == "unavailable"
+    with refused(C.NOT_ACCEPTABLE):
+        room.probe(None, "Bob")
