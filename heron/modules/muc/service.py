@@ -60,7 +60,7 @@ from heron.modules.muc.config import (
     VCARD,
     field_values,
 )
-from heron.modules.muc.invites import decline, invite
+from heron.modules.muc.invites import decline, invite, voice_request
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
@@ -370,7 +370,7 @@ class MucModule(Module):
         if stanza.type != "groupchat" and form is not None:
             values = field_values(form)
             if values.get("FORM_TYPE") == MUC_REQUEST:
-                await self.apply(room, room.voice_request(occupant, values))
+                await self.apply(room, voice_request(room, occupant, values))
                 return True
         if stanza.type != "groupchat":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
