@@ -25,7 +25,7 @@ from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
 from heron.modules import AVAILABLE, antispam, blocking, register
-from heron.ops.cli import add_admin_commands, data_dir_only
+from heron.ops.cli import add_admin_commands, add_data_commands, data_dir_only
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database
@@ -390,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace data already in the target")
     p.set_defaults(fn=cmd_copy_storage)
     add_admin_commands(add)  # status, sessions, kick, reload: over the admin socket
+    add_data_commands(add)  # import, export (XEP-0227)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)

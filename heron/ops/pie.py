@@ -1,0 +1,355 @@
+"""XEP-0227: Portable Import/Export of a deployment (`heron import`, `heron export`).
+
+What moves: accounts with their SCRAM credentials (hashes stay hashes: a source that had
+only SCRAM-SHA-1 keys gives an account that logs in with SCRAM-SHA-1), or a plain password
+where the source kept one; rosters with subscription states, groups and pending requests;
+vCards; private XML; offline messages. Read: one `<server-data/>` file, or a directory of
+them (Prosody's xep0227 store writes one file a user, ejabberd's export_piefxis one a
+host). Each account is one item: it is checked whole before anything is written, and what
+was written for it is removed again if a later write fails, so a failed item leaves
+nothing behind; the report lists each failure and counts at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from heron import ns
+from heron.config import ServerConfig
+from heron.core.accounts import AccountService
+from heron.credentials import HASHES, ScramKeys
+from heron.jid import JID, InvalidJID
+from heron.modules.offline.store import SqlOfflineStore
+from heron.modules.private import SqlPrivateStore
+from heron.modules.roster.store import RosterFull, RosterItem, SqlRosterStore
+from heron.modules.vcard import SqlVcardStore
+from heron.storage.accounts import SqlAccountStore, UserExists
+from heron.storage.db import Database
+from heron.xmlstream import serialize
+from heron.xmlstream.element import Element
+from heron.xmlstream.limits import Limits
+from heron.xmlstream.stored import parse_stored
+
+PIE: Final = "urn:xmpp:pie:0"
+PIE_SCRAM: Final = "urn:xmpp:pie:0#scram"
+ROSTER: Final = "jabber:iq:roster"
+PRIVATE: Final = "jabber:iq:private"
+VCARD: Final = "vcard-temp"
+SUBSCRIPTIONS: Final = frozenset({"none", "to", "from", "both"})
+MAX_FILE_BYTES: Final = 1 << 30
+MAX_ROSTER: Final = 100_000
+MAX_OFFLINE: Final = 100_000
+_DECLARATION: Final = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>\s*")
+
+
+class ImportProblem(Exception):
+    """Why one item cannot be imported."""
+
+
+@dataclass
+class Report:
+    imported: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+
+    def lines(self) -> list[str]:
+        out = [f"failed {item}: {reason}" for item, reason in self.failed]
+        out.append(f"{len(self.imported)} imported, {len(self.failed)} failed")
+        return out
+
+
+@dataclass
+class _Plan:
+    jid: JID
+    keys: list[ScramKeys]
+    password: str | None
+    roster: list[RosterItem]
+    vcard: str | None
+    private: list[tuple[str, str, str]]
+    offline: list[str]
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def read_documents(source: Path) -> Iterator[tuple[str, Element | None]]:
+    """(file name, its `<server-data/>`, or None when the file cannot be read as one)."""
+    files = sorted(source.glob("*.xml")) if source.is_dir() else [source]
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            yield f"{path.name} ({exc.strerror or exc})", None
+            continue
+        yield path.name, parse_document(data)
+
+
+def parse_document(data: bytes) -> Element | None:
+    """A whole XEP-0227 document, with Heron's restricted parser (no DTD, no entities)."""
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    try:
+        text = _DECLARATION.sub("", data.decode("utf-8"), count=1)
+    except UnicodeDecodeError:
+        return None
+    limits = Limits(max_stanza_bytes=len(data) + 1, max_depth=64, max_attr_bytes=1 << 20)
+    return parse_stored(text, expect=("server-data", PIE), limits=limits)
+
+
+def _b64(el: Element, tag: str) -> bytes:
+    text = el.child_text(tag, PIE_SCRAM)
+    if not text:
+        raise ImportProblem(f"scram-credentials without {tag}")
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImportProblem(f"scram-credentials: {tag} is not base64") from None
+
+
+def _keys(user: Element) -> list[ScramKeys]:
+    keys = []
+    for cred in user.find_all("scram-credentials", PIE_SCRAM):
+        mechanism = cred.attrs.get("mechanism", "")
+        hash_name = mechanism.removeprefix("SCRAM-")
+        if not mechanism.startswith("SCRAM-") or hash_name not in HASHES:
+            raise ImportProblem(f"unknown hash scheme {mechanism!r}")
+        count = cred.child_text("iter-count", PIE_SCRAM) or ""
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ImportProblem("scram-credentials: iter-count is not a positive number")
+        keys.append(
+            ScramKeys(
+                hash_name=hash_name,
+                salt=_b64(cred, "salt"),
+                iterations=int(count),
+                stored_key=_b64(cred, "stored-key"),
+                server_key=_b64(cred, "server-key"),
+            )
+        )
+    if len({k.hash_name for k in keys}) != len(keys):
+        raise ImportProblem("two sets of credentials for one hash")
+    return keys
+
+
+def _bare(text: str, what: str) -> str:
+    try:
+        jid = JID.parse(text)
+    except InvalidJID:
+        raise ImportProblem(f"{what}: {text!r} is not a JID") from None
+    return str(jid.bare)
+
+
+def _roster(user: Element, me: JID) -> list[RosterItem]:
+    pending = {
+        _bare(p.attrs.get("from", ""), "subscription request")
+        for p in user.elements()
+        if p.tag == "presence" and p.attrs.get("type") == "subscribe"
+    }
+    items: dict[str, RosterItem] = {}
+    query = user.find("query", ROSTER)
+    for item in query.find_all("item", ROSTER) if query is not None else ():
+        contact = _bare(item.attrs.get("jid", ""), "roster item")
+        subscription = item.attrs.get("subscription", "none")
+        if subscription not in SUBSCRIPTIONS:
+            raise ImportProblem(f"roster item {contact}: subscription {subscription!r}")
+        if contact == str(me):
+            continue  # an account is never its own contact
+        groups = tuple(dict.fromkeys(g.text for g in item.find_all("group", ROSTER) if g.text))
+        items[contact] = RosterItem(
+            contact,
+            name=item.attrs.get("name") or None,
+            subscription=subscription,
+            ask=item.attrs.get("ask") == "subscribe",
+            groups=groups,
+            pending_in=contact in pending and subscription in ("none", "to"),
+        )
+    for contact in sorted(pending - set(items) - {str(me)}):
+        items[contact] = RosterItem(contact, pending_in=True, in_roster=False)
+    if len(items) > MAX_ROSTER:
+        raise ImportProblem(f"more than {MAX_ROSTER} roster items")
+    return list(items.values())
+
+
+def _plan(user: Element, domain: str) -> _Plan:
+    name = user.attrs.get("name", "")
+    try:
+        jid = JID.make(name, domain)
+    except InvalidJID:
+        raise ImportProblem(f"{name!r} is not a valid user name") from None
+    keys = _keys(user)
+    password = user.attrs.get("password")
+    if password is not None and password.startswith("scram:"):
+        raise ImportProblem("unknown hash scheme in the password attribute")
+    if not keys and not password:
+        raise ImportProblem("no credentials (neither scram-credentials nor a password)")
+    vcard = user.find("vCard", VCARD)
+    private = []
+    query = user.find("query", PRIVATE)
+    for fragment in query.elements() if query is not None else ():
+        private.append((fragment.ns or "", fragment.tag, serialize(fragment)))
+    offline = []
+    box = user.find("offline-messages", PIE)
+    for message in box.elements() if box is not None else ():
+        if message.tag == "message":
+            offline.append(serialize(message, ns.CLIENT))
+    if len(offline) > MAX_OFFLINE:
+        raise ImportProblem(f"more than {MAX_OFFLINE} offline messages")
+    return _Plan(
+        jid,
+        keys,
+        None if keys else password,
+        _roster(user, jid),
+        serialize(vcard) if vcard is not None else None,
+        private,
+        offline,
+    )
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+class Importer:
+    def __init__(self, db: Database, config: ServerConfig, accounts: AccountService) -> None:
+        self.config = config
+        self.accounts = accounts
+        self.account_store = SqlAccountStore(db)
+        self.roster = SqlRosterStore(db)
+        self.vcard = SqlVcardStore(db)
+        self.private = SqlPrivateStore(db)
+        self.offline = SqlOfflineStore(db)
+        self.report = Report()
+
+    async def run(self, sources: Iterable[Path]) -> Report:
+        try:
+            for source in sources:
+                for name, document in read_documents(source):
+                    if document is None:
+                        self.report.failed.append((name, "not a readable XEP-0227 document"))
+                        continue
+                    await self._document(document)
+        finally:
+            await self.offline.close()  # its write-behind queue
+        return self.report
+
+    async def _document(self, document: Element) -> None:
+        for host in document.find_all("host", PIE):
+            domain = host.attrs.get("jid", "")
+            for user in host.find_all("user", PIE):
+                item = f"{user.attrs.get('name', '?')}@{domain}"
+                if self.config.host(domain) is None:
+                    self.report.failed.append((item, f"{domain} is not a host of this server"))
+                    continue
+                try:
+                    plan = _plan(user, domain)
+                    await self._write(plan)
+                except ImportProblem as exc:
+                    self.report.failed.append((item, str(exc)))
+                    continue
+                self.report.imported.append(str(plan.jid))
+
+    async def _write(self, plan: _Plan) -> None:
+        jid = plan.jid
+        local = jid.local or ""
+        try:
+            if plan.password is not None:
+                await self.accounts.create(jid, plan.password)
+            else:
+                await self.account_store.create(local, jid.domain, plan.keys)
+        except UserExists:
+            raise ImportProblem("the account already exists") from None
+        except ValueError as exc:
+            raise ImportProblem(f"unusable credentials: {exc}") from None
+        try:
+            if plan.roster:
+                await self.roster.put_many(
+                    [(local, jid.domain, item) for item in plan.roster], MAX_ROSTER
+                )
+            if plan.vcard is not None:
+                await self.vcard.put(jid, plan.vcard)
+            if plan.private:
+                await self.private.put(jid, plan.private)
+            for xml in plan.offline:
+                await self.offline.add(local, jid.domain, xml, MAX_OFFLINE)
+            await self.offline.close()  # written now, so that a failure is this item's
+        except (RosterFull, OSError, ValueError) as exc:
+            await self._undo(plan)
+            raise ImportProblem(f"not written: {exc}") from None
+        except BaseException:
+            await self._undo(plan)
+            raise
+
+    async def _undo(self, plan: _Plan) -> None:
+        jid = plan.jid
+        await self.roster.forget(jid.local or "", jid.domain)
+        await self.vcard.delete(jid)
+        for namespace, name, _xml in plan.private:
+            await self.private.delete(jid, namespace, name)
+        await self.offline.forget(jid.local or "", jid.domain)
+        await self.accounts.delete(jid)
+
+
+# --- export -------------------------------------------------------------------------
+
+
+async def export_users(db: Database, config: ServerConfig) -> Iterator[tuple[str, Element]]:
+    """(domain, `<user/>`) for every account of every host."""
+    accounts, roster = SqlAccountStore(db), SqlRosterStore(db)
+    vcards, offline = SqlVcardStore(db), SqlOfflineStore(db)
+    found: list[tuple[str, Element]] = []
+    for host in config.hosts:
+        for username, domain in await accounts.list_users(host.domain):
+            jid = JID(username, domain, None)
+            user = Element("user", PIE, {"name": username})
+            for key in (await accounts.get_keys(username, domain) or {}).values():
+                cred = user.add(
+                    "scram-credentials", PIE_SCRAM, {"mechanism": f"SCRAM-{key.hash_name}"}
+                )
+                cred.add("iter-count", PIE_SCRAM, text=str(key.iterations))
+                cred.add("salt", PIE_SCRAM, text=base64.b64encode(key.salt).decode())
+                cred.add("server-key", PIE_SCRAM, text=base64.b64encode(key.server_key).decode())
+                cred.add("stored-key", PIE_SCRAM, text=base64.b64encode(key.stored_key).decode())
+            version, items = await roster.get(username, domain)
+            query = user.add("query", ROSTER, {"version": str(version)})
+            for item in items:
+                if item.in_roster:
+                    attrs = {"jid": item.contact, "subscription": item.subscription}
+                    if item.name:
+                        attrs["name"] = item.name
+                    if item.ask:
+                        attrs["ask"] = "subscribe"
+                    el = query.add("item", ROSTER, attrs)
+                    for group in item.groups:
+                        el.add("group", ROSTER, text=group)
+            for item in items:
+                if item.pending_in:
+                    user.add("presence", ns.CLIENT, {"from": item.contact, "type": "subscribe"})
+            card = await vcards.get(jid)
+            parsed = parse_stored(card, ("vCard", VCARD)) if card else None
+            if parsed is not None:
+                user.append(parsed)
+            messages = await offline.fetch(username, domain)
+            if messages:
+                box = user.add("offline-messages", PIE)
+                for _id, xml in messages:
+                    message = parse_stored(xml)
+                    if message is not None:
+                        box.append(message)
+            found.append((domain, user))
+    await offline.close()
+    return iter(found)
+
+
+def document(users: Iterable[tuple[str, Element]]) -> str:
+    """One `<server-data/>` holding the users, grouped by host."""
+    root = Element("server-data", PIE)
+    hosts: dict[str, Element] = {}
+    for domain, user in users:
+        host = hosts.get(domain)
+        if host is None:
+            host = hosts[domain] = root.add("host", PIE, {"jid": domain})
+        host.append(user)
+    return "<?xml version='1.0' encoding='UTF-8'?>\n" + serialize(root) + "\n"
