@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Final
 from heron import ns
 from heron.config import ServerConfig
 from heron.core.accounts import AccountService
-from heron.credentials import HASHES, ScramKeys
+from heron.credentials import HASHES, ScramKeys, hashlib_name
 from heron.jid import JID, InvalidJID
 from heron.modules.offline.store import SqlOfflineStore
 from heron.modules.private import SqlPrivateStore
@@ -38,6 +39,7 @@ from heron.xmlstream.stored import parse_stored
 
 PIE: Final = "urn:xmpp:pie:0"
 PIE_SCRAM: Final = "urn:xmpp:pie:0#scram"
+XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
 ROSTER: Final = "jabber:iq:roster"
 PRIVATE: Final = "jabber:iq:private"
 VCARD: Final = "vcard-temp"
@@ -77,20 +79,52 @@ class _Plan:
 # --- reading ------------------------------------------------------------------------
 
 
-def read_documents(source: Path) -> Iterator[tuple[str, Element | None]]:
-    """(file name, its `<server-data/>`, or None when the file cannot be read as one)."""
+def read_documents(source: Path) -> Iterator[tuple[str, list[Element] | None]]:
+    """(file name, the `<host/>` elements it holds, or None when it is not a readable
+    XEP-0227 document). ejabberd's export_piefxis writes a `<server-data/>` that includes
+    (XInclude) one file a host whose root is `<host/>`: included files are read with the
+    file that includes them, and once."""
     files = sorted(source.glob("*.xml")) if source.is_dir() else [source]
+    done: set[Path] = set()
     for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield f"{path.name} ({exc.strerror or exc})", None
+        if path.resolve() in done:
             continue
-        yield path.name, parse_document(data)
+        done.add(path.resolve())
+        root = _read(path)
+        if root is None:
+            yield path.name, None
+            continue
+        if root.tag == "host":
+            yield path.name, [root]
+            continue
+        hosts = root.find_all("host", PIE)
+        for include in root.find_all("include", XINCLUDE):
+            href = include.attrs.get("href", "")
+            target = path.parent / href
+            if not href or "/" in href or "\\" in href or target.resolve() in done:
+                continue  # only a sibling file, and each once
+            done.add(target.resolve())
+            included = _read(target)
+            if included is None:
+                yield href, None
+            elif included.tag == "host":
+                hosts.append(included)
+            else:
+                hosts.extend(included.find_all("host", PIE))
+        yield path.name, hosts
+
+
+def _read(path: Path) -> Element | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return parse_document(data)
 
 
 def parse_document(data: bytes) -> Element | None:
-    """A whole XEP-0227 document, with Heron's restricted parser (no DTD, no entities)."""
+    """A whole XEP-0227 document (`<server-data/>`, or ejabberd's per-host `<host/>`), with
+    Heron's restricted parser (no DTD, no entities)."""
     if len(data) > MAX_FILE_BYTES:
         return None
     try:
@@ -98,17 +132,19 @@ def parse_document(data: bytes) -> Element | None:
     except UnicodeDecodeError:
         return None
     limits = Limits(max_stanza_bytes=len(data) + 1, max_depth=64, max_attr_bytes=1 << 20)
-    return parse_stored(text, expect=("server-data", PIE), limits=limits)
+    root = parse_stored(text, limits=limits)
+    if root is None or root.ns != PIE or root.tag not in ("server-data", "host"):
+        return None
+    return root
 
 
-def _b64(el: Element, tag: str) -> bytes:
-    text = el.child_text(tag, PIE_SCRAM)
+def _b64(text: str | None, what: str) -> bytes:
     if not text:
-        raise ImportProblem(f"scram-credentials without {tag}")
+        raise ImportProblem(f"scram-credentials without {what}")
     try:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise ImportProblem(f"scram-credentials: {tag} is not base64") from None
+        raise ImportProblem(f"scram-credentials: {what} is not base64") from None
 
 
 def _keys(user: Element) -> list[ScramKeys]:
@@ -121,13 +157,23 @@ def _keys(user: Element) -> list[ScramKeys]:
         count = cred.child_text("iter-count", PIE_SCRAM) or ""
         if not count.strip().isdigit() or int(count) < 1:
             raise ImportProblem("scram-credentials: iter-count is not a positive number")
+        values = {
+            what: _b64(cred.child_text(what, PIE_SCRAM), what)
+            for what in ("salt", "stored-key", "server-key")
+        }
+        size = hashlib.new(hashlib_name(hash_name)).digest_size
+        if len(values["stored-key"]) != size:
+            # COMPAT: ejabberd 23.01's export_piefxis encodes each value in base64 twice.
+            values = {what: _b64(v.decode("ascii", "replace"), what) for what, v in values.items()}
+        if len(values["stored-key"]) != size or len(values["server-key"]) != size:
+            raise ImportProblem(f"scram-credentials: keys of the wrong size for {mechanism}")
         keys.append(
             ScramKeys(
                 hash_name=hash_name,
-                salt=_b64(cred, "salt"),
+                salt=values["salt"],
                 iterations=int(count),
-                stored_key=_b64(cred, "stored-key"),
-                server_key=_b64(cred, "server-key"),
+                stored_key=values["stored-key"],
+                server_key=values["server-key"],
             )
         )
     if len({k.hash_name for k in keys}) != len(keys):
@@ -226,30 +272,30 @@ class Importer:
     async def run(self, sources: Iterable[Path]) -> Report:
         try:
             for source in sources:
-                for name, document in read_documents(source):
-                    if document is None:
+                for name, hosts in read_documents(source):
+                    if hosts is None:
                         self.report.failed.append((name, "not a readable XEP-0227 document"))
                         continue
-                    await self._document(document)
+                    for host in hosts:
+                        await self._host(host)
         finally:
             await self.offline.close()  # its write-behind queue
         return self.report
 
-    async def _document(self, document: Element) -> None:
-        for host in document.find_all("host", PIE):
-            domain = host.attrs.get("jid", "")
-            for user in host.find_all("user", PIE):
-                item = f"{user.attrs.get('name', '?')}@{domain}"
-                if self.config.host(domain) is None:
-                    self.report.failed.append((item, f"{domain} is not a host of this server"))
-                    continue
-                try:
-                    plan = _plan(user, domain)
-                    await self._write(plan)
-                except ImportProblem as exc:
-                    self.report.failed.append((item, str(exc)))
-                    continue
-                self.report.imported.append(str(plan.jid))
+    async def _host(self, host: Element) -> None:
+        domain = host.attrs.get("jid", "")
+        for user in host.find_all("user", PIE):
+            item = f"{user.attrs.get('name', '?')}@{domain}"
+            if self.config.host(domain) is None:
+                self.report.failed.append((item, f"{domain} is not a host of this server"))
+                continue
+            try:
+                plan = _plan(user, domain)
+                await self._write(plan)
+            except ImportProblem as exc:
+                self.report.failed.append((item, str(exc)))
+                continue
+            self.report.imported.append(str(plan.jid))
 
     async def _write(self, plan: _Plan) -> None:
         jid = plan.jid
