@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
-from heron.config import ConfigError, build_options
+from heron.config import ConfigError, build_options, option
 from heron.core.module import Module, Xep
 from heron.core.registry import Avatar, HostRegistry, Identity, Target
 from heron.jid import JID, InvalidJID
@@ -116,6 +116,9 @@ class PubsubOptions:
     """Largest item payload, in bytes of serialized XML."""
     max_nodes: int = 1000
     """Nodes at most on the service, and on each account's PEP."""
+    create_nodes: str = option("users", choices=("users", "admins"))
+    """Who creates nodes on the service: the host's users, or only its admins (who always
+    may)."""
 
 
 PEP_DEFAULT: Final = NodeConfig(access_model="presence", max_items=1)
@@ -338,7 +341,7 @@ class PubsubModule(Module):
         tag, type_ = verb.tag, iq.type
         if type_ == "set" and tag == "create":
             if not self._may_create(svc, sender):
-                raise StanzaError(C.FORBIDDEN, "only users of this server create nodes")
+                raise StanzaError(C.FORBIDDEN, "you may not create nodes on this service")
             configure = pubsub.find("configure", PUBSUB)
             form = configure.find("x", DATA) if configure is not None else None
             node = svc.create(name, sender, form)
@@ -434,6 +437,10 @@ class PubsubModule(Module):
     def _may_create(self, svc: PubsubService, sender: JID) -> bool:
         if svc.owner is not None:
             return sender.bare == svc.owner
+        if self.ctx.is_admin(sender):
+            return True  # the service's administrators, whatever the restriction
+        if self.options.create_nodes == "admins":
+            return False
         return sender.domain == self.ctx.domain and sender.local is not None
 
     async def _items(

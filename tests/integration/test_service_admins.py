@@ -1,6 +1,7 @@
-"""Service administrators (the config's admins) in group chat: they act as owners of every
+"""Service administrators (the config's admins): in group chat they act as owners of every
 room (configure, destroy, set affiliations) and are not held to the per-user room limit;
-another user is refused the same requests."""
+on a pubsub service restricted to admins they alone create nodes. Another user is refused
+the same requests."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from heron.jid import JID
 from tests.integration.clients import close, instant_room, login
 
 PASSWORD = "muc-admin-pw"
-PLUGINS = ("xep_0045",)
+PLUGINS = ("xep_0045", "xep_0060")
 
 
 @pytest.fixture
 async def running(config_factory: Callable[..., ServerConfig]) -> AsyncIterator[RunningServer]:
-    modules = {"muc": {"max_rooms_per_user": 1}}
+    modules = {"muc": {"max_rooms_per_user": 1}, "pubsub": {"create_nodes": "admins"}}
     server = await start(
         config_factory(admins=["boss@localhost"], hosts={"localhost": {"modules": modules}})
     )
@@ -84,6 +85,23 @@ async def test_the_per_user_room_limit_does_not_hold_an_admin(running: RunningSe
         assert limited.value.condition == "not-allowed"
         await create(boss, "three@conference.localhost", "Boss")
         await create(boss, "four@conference.localhost", "Boss")
+    finally:
+        await close(bob)
+        await close(boss)
+
+
+async def test_only_admins_create_nodes_on_a_restricted_pubsub_service(
+    running: RunningServer,
+) -> None:
+    bob, boss = await client(running, "bob"), await client(running, "boss")
+    service = SJID("pubsub.localhost")
+    try:
+        with pytest.raises(IqError) as refused:
+            await bob.plugin["xep_0060"].create_node(service, "news", timeout=5)
+        assert refused.value.condition == "forbidden"
+        await boss.plugin["xep_0060"].create_node(service, "news", timeout=5)
+        # PEP is each account's own: not restricted.
+        await bob.plugin["xep_0060"].create_node(SJID("bob@localhost"), "mine", timeout=5)
     finally:
         await close(bob)
         await close(boss)
