@@ -18,7 +18,7 @@ from heron.cluster.node import ClusterNode, make_ended
 from heron.config import ConfigError, LimitsConfig, ListenerConfig, ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
-from heron.ratelimit import ConnectionGuard, ConnectionLimits
+from heron.ratelimit import ConnectionGuard
 from heron.stream.sasl import tls_server_end_point
 from heron.tls import (
     TlsError,
@@ -34,7 +34,7 @@ from heron.transport.component import ComponentListener
 from heron.transport.http import HttpListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.socks5 import Socks5Listener
-from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
+from heron.transport.tcp import C2SListener, TlsProvider
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Wiring:
     tls_context: ssl.SSLContext
     bindings: dict[str, bytes]  # domain → tls-server-end-point data
     provider: TlsProvider
-    policy: TrafficPolicy
+    policy: LimitsConfig  # the traffic policy's figures (heron.transport.runner)
     guard: ConnectionGuard
     s2s_tls: S2STls | None
     bosh: Bosh
@@ -154,32 +154,9 @@ def _base_url(config: ServerConfig, kind: str, host: str, port: int) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def traffic_policy(lim: LimitsConfig) -> TrafficPolicy:
-    return TrafficPolicy(
-        header_timeout_s=lim.header_timeout_s,
-        auth_timeout_s=lim.auth_timeout_s,
-        stanza_timeout_s=lim.stanza_timeout_s,
-        bytes_per_s=lim.bytes_per_s,
-        bytes_burst=lim.bytes_burst,
-        stanzas_per_s=lim.stanzas_per_s,
-        stanzas_burst=lim.stanzas_burst,
-        max_backlog_s=lim.max_backlog_s,
-    )
-
-
-def connection_limits(lim: LimitsConfig) -> ConnectionLimits:
-    return ConnectionLimits(
-        max_connections=lim.max_connections,
-        max_per_ip=lim.max_connections_per_ip,
-        max_unauthenticated_per_ip=lim.max_unauthenticated_per_ip,
-        new_per_ip_per_s=lim.new_connections_per_ip_per_s,
-        new_per_ip_burst=lim.new_connections_per_ip_burst,
-    )
-
-
 async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningServer:
-    """Start the server; `reuse_port` lets several processes share the listening ports
-    (SO_REUSEPORT: `heron serve --workers N`)."""
+    """Start the server and its listeners. ``reuse_port`` binds every listening socket with
+    SO_REUSEPORT, so that several worker processes can share the same ports."""
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
     if config.cluster is not None:
@@ -192,6 +169,8 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
             server.limits,
         )
         server.placement = running.cluster.rooms
+        server.sm_elsewhere = running.cluster.sm_elsewhere
+        running.cluster.sm_release = server.sm_release
     try:
         await server.start()
         if running.cluster is not None:
@@ -212,26 +191,27 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
 
         provider = TlsProvider(context, end_point)
         lim = config.limits
-        policy = traffic_policy(lim)
         # One guard for every listener: the per-address counts span all ports.
-        guard = ConnectionGuard(connection_limits(lim))
+        guard = ConnectionGuard(lim.connection_limits())
         raise_open_files_limit(lim.max_connections)
         s2s_tls = _s2s_tls(config, certs) if config.s2s.enabled else None
         if s2s_tls is not None:
             running.connector = S2SConnector(
-                server, s2s_tls, policy, config.s2s.peers, config.s2s.resolver
+                server,
+                s2s_tls,
+                policy=lim,
+                peers=config.s2s.peers,
+                resolver=config.s2s.resolver,
             )
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
-        running.wiring = Wiring(
-            context, bindings, provider, policy, guard, s2s_tls, bosh, reuse_port
-        )
+        running.wiring = Wiring(context, bindings, provider, lim, guard, s2s_tls, bosh, reuse_port)
         for spec in config.listeners:
             await open_listener(running, spec)
         for request in server.bytestreams.listen_requests:
             # XEP-0065: the proxy module asked for its SOCKS5 listener.
-            socks5 = Socks5Listener(server.bytestreams)
-            port = await socks5.start(request.host, request.port, reuse_port=reuse_port)
+            socks5 = Socks5Listener(server.bytestreams, reuse_port=reuse_port)
+            port = await socks5.start(request.host, request.port)
             request.bound.set_result(port)
             running.listeners.append(socks5)
             running.ports.setdefault("proxy65", port)
@@ -248,8 +228,9 @@ async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listene
     assert wiring is not None
     policy, guard = wiring.policy, wiring.guard
     listener: C2SListener | S2SListener | HttpListener | ComponentListener
+    reuse = wiring.reuse_port
     if spec.kind == "component":
-        listener = ComponentListener(server, policy=policy, guard=guard)
+        listener = ComponentListener(server, policy=policy, guard=guard, reuse_port=reuse)
     elif spec.kind in ("http", "https"):
         listener = HttpListener(
             server,
@@ -258,12 +239,18 @@ async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listene
             policy=policy,
             guard=guard,
             bosh=wiring.bosh,
+            reuse_port=reuse,
         )
     elif spec.kind in ("s2s", "s2s_tls"):
         if wiring.s2s_tls is None:
             raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
         listener = S2SListener(
-            server, wiring.s2s_tls, policy=policy, guard=guard, direct_tls=spec.kind == "s2s_tls"
+            server,
+            wiring.s2s_tls,
+            policy=policy,
+            guard=guard,
+            direct_tls=spec.kind == "s2s_tls",
+            reuse_port=reuse,
         )
     else:
         listener = C2SListener(
@@ -272,8 +259,9 @@ async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listene
             direct_tls=spec.kind == "c2s_tls",
             policy=policy,
             guard=guard,
+            reuse_port=reuse,
         )
-    port = await listener.start(spec.host, spec.port, reuse_port=wiring.reuse_port)
+    port = await listener.start(spec.host, spec.port)
     if isinstance(listener, HttpListener) and not server.http_base_url:
         server.http_base_url = _base_url(config, spec.kind, spec.host, port)
         log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)

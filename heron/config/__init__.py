@@ -5,7 +5,6 @@ from heron.config.loader import (
     build_options,
     config_from_dict,
     load_config,
-    option,
 )
 from heron.config.model import (
     DEFAULT_MODULES,
@@ -20,6 +19,7 @@ from heron.config.model import (
     S2SConfig,
     ServerConfig,
     StorageConfig,
+    option,
 )
 from heron.config.names import check_domain
 

@@ -32,7 +32,7 @@ from heron.core.s2s import S2SLimits, S2SManager
 from heron.core.sessions import SessionManager
 from heron.credentials import ScramKeys
 from heron.jid import JID, InvalidJID
-from heron.ratelimit import AuthLimits, AuthThrottle
+from heron.ratelimit import AuthThrottle
 from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, StreamError
 from heron.storage import open_database
 from heron.storage.accounts import SqlAccountStore
@@ -45,7 +45,7 @@ from heron.stream.dialback import dialback_key
 from heron.stream.identity import certificate_names_domain
 from heron.stream.s2s import S2SIncoming
 from heron.stream.sasl import verify_plain
-from heron.xmlstream import Element, Limits
+from heron.xmlstream import Element
 
 log = logging.getLogger(__name__)
 
@@ -108,31 +108,24 @@ class Server:
         # XEP-0198: resumable sessions by id, and the timers of those waiting to resume.
         self.sm_sessions: dict[str, C2SStream] = {}
         self._hibernation: dict[str, asyncio.TimerHandle] = {}
+        # A cluster: told when a client asks to resume a session this node does not hold
+        # (it may hibernate on another node, which then ends it: sm_release).
+        self.sm_elsewhere: Callable[[str, JID], None] | None = None
         self._expiring: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._drained: asyncio.Event | None = None  # set by stop(), once no session is left
         self._ending = 0  # sessions being ended (presence, hand-back) right now
-        self.auth_throttle = AuthThrottle(_auth_limits(lim))
+        self.auth_throttle = AuthThrottle(lim.auth_limits())
 
     def apply_limits(self, lim: LimitsConfig) -> None:
         """Parser limits, queue bound and resumption time for streams opened from now on
         (at start, and on reload)."""
-        self.limits = Limits(
-            max_stanza_bytes=lim.max_stanza_bytes,
-            max_depth=lim.max_depth,
-            max_attrs=lim.max_attrs,
-            max_attr_bytes=lim.max_attr_bytes,
-        )
-        self.pre_auth_limits = Limits(
-            max_stanza_bytes=min(lim.pre_auth_max_stanza_bytes, lim.max_stanza_bytes),
-            max_depth=lim.max_depth,
-            max_attrs=lim.max_attrs,
-            max_attr_bytes=lim.max_attr_bytes,
-        )
+        self.limits = lim.parser_limits()
+        self.pre_auth_limits = lim.parser_limits(pre_auth=True)
         self.out_queue_bytes = lim.out_queue_bytes
         self.sm_resume_timeout_s = lim.sm_resume_timeout_s
         if hasattr(self, "auth_throttle"):
-            self.auth_throttle.limits = _auth_limits(lim)
+            self.auth_throttle.limits = lim.auth_limits()
 
     def db_or_fail(self) -> Database:
         """The open database (only valid once started)."""
@@ -319,10 +312,10 @@ class Server:
 
     async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
         """Wait out the delay earlier failures earned; False when the address is blocked."""
-        throttle = self.auth_throttle
-        if throttle.blocked(peer, time.monotonic()):
+        throttle, account = self.auth_throttle, self._account_key(username, domain)
+        if throttle.blocked(peer, account, time.monotonic()):
             return False
-        delay = throttle.delay(peer, self._account_key(username, domain), time.monotonic())
+        delay = throttle.delay(peer, account, time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)
         return True
@@ -331,9 +324,9 @@ class Server:
         self.metrics.logins["ok" if ok else "failed"] += 1
         account = self._account_key(username, domain)
         if ok:
-            self.auth_throttle.succeeded(account)
+            self.auth_throttle.succeeded(peer, account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
-            log.warning("blocking logins from %s: too many failed attempts", peer)
+            log.warning("blocking logins from %s (for %s): too many failed attempts", peer, account)
 
     def _session_gauge(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {"active": 0, "hibernating": 0}
@@ -346,11 +339,14 @@ class Server:
         return hashlib.sha256(f"heron {purpose}\0".encode() + self._secret).digest()
 
     # --- FAST tokens (C2SHost) ---------------------------------------------------------
-    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
-        return await self.fast.issue(username, domain, agent)
+    async def fast_issue(
+        self, username: str, domain: str, agent: str, mechanism: str
+    ) -> tuple[str, float]:
+        key = self.derived_secret("fast")
+        return await self.fast.issue(username, domain, agent, mechanism, key)
 
     async def fast_verify(
-        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
         try:
             local = JID.make(username, domain).local or username
@@ -358,7 +354,8 @@ class Server:
             return None
         if await self.accounts.disabled.is_disabled(local, domain):
             return None  # XEP-0133: a disabled account's tokens do not log it in either
-        return await self.fast.verify(local, domain, agent, mechanism, proof)
+        key = self.derived_secret("fast")
+        return await self.fast.verify(local, domain, agent, mechanism, proof, cb, key)
 
     # --- federation (S2SHost) ----------------------------------------------------------
     def dialback_allowed(self, domain: str) -> bool:
@@ -384,6 +381,13 @@ class Server:
 
     async def remote_stanza(self, stanza: Stanza) -> None:
         await self.router.route(stanza)
+
+    def offers_bidi(self) -> bool:
+        return self.s2s.connect is not None  # XEP-0288: on whenever we federate
+
+    def adopt_route(self, local: str, remote: str, stream: S2SIncoming) -> None:
+        if remote not in self.config.s2s.deny:
+            self.s2s.adopt(local, remote, stream)
 
     # --- hosts ------------------------------------------------------------------------
     def registry_for(self, domain: str) -> HostRegistry | None:
@@ -489,6 +493,8 @@ class Server:
 
     def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
         old = self.sm_sessions.get(previd)
+        if old is None and self.sm_elsewhere is not None and session.username is not None:
+            self.sm_elsewhere(previd, JID.make(session.username, session.domain))
         if old is None or old.superseded or session.username is None:
             return None
         if old.jid.bare != JID.make(session.username, session.domain):
@@ -508,6 +514,22 @@ class Server:
         if not old.is_closed:
             old.close_reason = "resumed on another connection"
             old.link.close()  # a half-open old connection: dropped without a word
+
+    def sm_release(self, previd: str, account: JID) -> None:
+        """The client of ``previd`` came back on another node and could not resume there
+        (XEP-0198 state lives in one process): end the session here now, handing what it
+        never acknowledged back to the router (to the client's new session, or offline)
+        instead of holding it until the resumption timeout."""
+        session = self.sm_sessions.get(previd)
+        if session is None or session.superseded or session.jid.bare != account:
+            return
+        timer = self._hibernation.pop(previd, None)
+        if timer is not None:
+            timer.cancel()
+        if session.hibernating:
+            self._expire(session)
+        else:  # a half-open connection the client has given up on
+            session.close(StreamError(StreamCondition.CONFLICT, "the client came back elsewhere"))
 
     def _expire(self, session: C2SStream) -> None:
         task = asyncio.ensure_future(self._end(session))
@@ -572,15 +594,6 @@ class Server:
             copy.attrs["to"] = str(session.jid.bare)
             # "redelivered": archives and the like have seen this message already.
             await self.router.route(Stanza(copy, session.jid.bare, sender, {"redelivered": True}))
-
-
-def _auth_limits(lim: LimitsConfig) -> AuthLimits:
-    return AuthLimits(
-        max_delay_s=lim.auth_max_delay_s,
-        block_after=lim.auth_block_after,
-        window_s=lim.auth_window_s,
-        block_s=lim.auth_block_s,
-    )
 
 
 def load_secret(path: Path) -> bytes:

@@ -17,13 +17,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from heron.app import (
-    RunningServer,
-    certificates_for,
-    connection_limits,
-    open_listener,
-    traffic_policy,
-)
+from heron.app import RunningServer, certificates_for, open_listener
 from heron.config import ConfigError, ServerConfig, load_config
 from heron.core.control import ReloadReport
 from heron.modules import AVAILABLE
@@ -116,8 +110,8 @@ class ConfigReloader:
         running.server.apply_limits(new.limits)
         wiring = running.wiring
         if wiring is not None:
-            wiring.policy = traffic_policy(new.limits)
-            wiring.guard.limits = connection_limits(new.limits)
+            wiring.policy = new.limits
+            wiring.guard.limits = new.limits.connection_limits()
             for _spec, listener in running.by_spec:
                 if hasattr(listener, "policy"):
                     listener.policy = wiring.policy

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum, auto
 from typing import ClassVar, Protocol
 
 from heron import ns
@@ -52,6 +53,16 @@ class Link(Protocol):
     async def start_tls(self, domain: str) -> TlsInfo: ...
 
     def close(self) -> None: ...
+
+
+class Phase(Enum):
+    """Where a server or component stream stands (a client stream has more: c2s.State)."""
+
+    WAIT_HEADER = auto()  # the peer's stream header (again after TLS or SASL)
+    WAIT_TLS = auto()  # s2s: features sent, STARTTLS required first
+    WAIT_HANDSHAKE = auto()  # a component: the header answered, its secret not yet proven
+    OPEN = auto()  # s2s: authentication and stanzas; a component: routed
+    CLOSED = auto()
 
 
 class XmlStream:
@@ -103,6 +114,18 @@ class XmlStream:
 
     def _footer(self) -> str:
         return STREAM_FOOTER
+
+    async def _proceed_tls(self, domain: str, *, allowed: bool) -> TlsInfo | None:
+        """STARTTLS as the receiving entity (RFC 6120 §5.4.2.3): ``<proceed/>``, the
+        handshake and a fresh stream; or ``<failure/>`` and the end (§5.4.2.2)."""
+        if not allowed:
+            self._send(Element("failure", ns.TLS))
+            self.close()
+            return None
+        self._send(Element("proceed", ns.TLS))
+        info = await self.link.start_tls(domain)
+        self.parser.reset()
+        return info
 
     # --- output -----------------------------------------------------------------------
     def _write(self, text: str) -> None:

@@ -29,7 +29,7 @@ from heron.stanza import (
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
-from heron.stream.sasl import SaslFailure, ScramServer, parse_mechanism, parse_plain
+from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
 from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.xmlstream import (
     STREAM_FOOTER,
@@ -61,6 +61,8 @@ class Framing:
 
 
 class State(Enum):
+    """Where a client stream stands in negotiation (RFC 6120 §4-§7), then bound."""
+
     WAIT_HEADER = auto()
     WAIT_TLS = auto()  # features sent, STARTTLS required first
     WAIT_AUTH = auto()
@@ -84,7 +86,9 @@ class C2SStream(XmlStream):
         "_priority",
         "_sasl",
         "_sasl2",
+        "_sasl_failed",
         "_sasl_failures",
+        "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
         "domain",
@@ -119,6 +123,8 @@ class C2SStream(XmlStream):
         self._jid: JID | None = None
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
+        self._sasl_mech = ""  # the mechanism of the current attempt
+        self._sasl_failed: set[tuple[str, str]] = set()  # (name, mechanism) that failed
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
@@ -299,7 +305,9 @@ class C2SStream(XmlStream):
                 sasl2.add("mechanism", ns.SASL2, text=name)
             inline = sasl2.add("inline", ns.SASL2)
             inline.add("bind", ns.BIND2)
-            inline.add("fast", ns.FAST).add("mechanism", ns.FAST, text=FAST_MECHANISM)
+            fast = inline.add("fast", ns.FAST)
+            for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
+                fast.add("mechanism", ns.FAST, text=name)
         if self.tls and self.tls.channel_bindings:
             cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
             for cb_type in self.tls.channel_bindings:
@@ -327,16 +335,12 @@ class C2SStream(XmlStream):
             raise StreamError(StreamCondition.NOT_AUTHORIZED, "authenticate first")
 
     async def _starttls(self) -> None:
-        if self.is_tls or self.state not in (State.WAIT_TLS, State.WAIT_AUTH):
-            self._send(Element("failure", ns.TLS))
-            self.close()
-            return
-        self._send(Element("proceed", ns.TLS))
-        self.tls = await self.link.start_tls(self.domain)
-        self.is_tls = True
-        self.log.info("TLS established (%s)", self.tls.version)
-        self.parser.reset()
-        self.state = State.WAIT_HEADER
+        allowed = not self.is_tls and self.state in (State.WAIT_TLS, State.WAIT_AUTH)
+        info = await self._proceed_tls(self.domain, allowed=allowed)
+        if info is not None:
+            self.tls_established(info)
+            self.log.info("TLS established (%s)", info.version)
+            self.state = State.WAIT_HEADER
 
     def tls_established(self, info: TlsInfo) -> None:
         """For Direct TLS (XEP-0368): the adapter reports the handshake done at connect."""
@@ -344,7 +348,7 @@ class C2SStream(XmlStream):
         self.is_tls = True
 
     # --- SASL (RFC 6120 §6) -----------------------------------------------------------
-    def _sasl_fail(self, condition: str, text: str = "") -> None:
+    def _sasl_fail(self, condition: str, text: str = "", *, counted: bool = True) -> None:
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
@@ -353,7 +357,7 @@ class C2SStream(XmlStream):
         self._sasl = None
         self._sasl2 = None
         self.state = State.WAIT_AUTH
-        if condition in ("not-authorized", "temporary-auth-failure"):
+        if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
             if self._sasl_failures >= MAX_SASL_FAILURES:
                 self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many failures"))
@@ -392,15 +396,32 @@ class C2SStream(XmlStream):
                 raise StreamError(StreamCondition.POLICY_VIOLATION, "unexpected SASL element")
         except SaslFailure as exc:
             self.log.info("authentication failed: %s", exc.condition)
+            counted = True
             if exc.condition == "not-authorized" and self._sasl_user is not None:
-                self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
-            self._sasl_fail(exc.condition, exc.text)
+                counted = self._new_failure(self._sasl_user)
+                if counted:
+                    self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
+            self._sasl_fail(exc.condition, exc.text, counted=counted)
+
+    def _new_failure(self, username: str) -> bool:
+        """Whether a failed attempt counts: a client falling back to its next mechanism
+        after a wrong password (slixmpp tries several) is still making its first guess.
+        Repeating a mechanism that already failed for that name counts again."""
+        earlier = {mech for name, mech in self._sasl_failed if name == username}
+        self._sasl_failed.add((username, self._sasl_mech))
+        return not earlier or self._sasl_mech in earlier
 
     async def _sasl_auth(self, el: Element) -> None:
         self._sasl_user = None
-        mechanism = el.attrs.get("mechanism", "")
-        if self._sasl2 is not None and mechanism == FAST_MECHANISM:
-            await self._fast_auth(self._sasl2)
+        mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
+        bindings = self.tls.channel_bindings if self.tls else {}
+        wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
+        if wanted is not None and wanted.attrs.get("mechanism", FAST_MECHANISM) not in ht.offered(
+            bindings
+        ):
+            raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
+        if self._sasl2 is not None and mechanism in ht.offered(bindings):
+            await self._fast_auth(self._sasl2, mechanism, bindings)
             return
         if mechanism not in self._mechanisms():
             raise SaslFailure("invalid-mechanism")
@@ -434,8 +455,13 @@ class C2SStream(XmlStream):
         self.state = State.SASL
         self._sasl_send("challenge", challenge)
 
-    async def _fast_auth(self, request: Element) -> None:
-        """XEP-0484 with HT-SHA-256-NONE: one round trip with a token issued earlier."""
+    async def _fast_auth(
+        self, request: Element, mechanism: str, bindings: dict[str, bytes]
+    ) -> None:
+        """XEP-0484: one round trip with a token issued earlier for ``mechanism``."""
+        cb = ht.cb_data(mechanism, bindings)
+        if cb is None:
+            raise SaslFailure("invalid-mechanism")
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
@@ -448,13 +474,11 @@ class C2SStream(XmlStream):
         except UnicodeDecodeError as exc:
             raise SaslFailure("malformed-request") from exc
         await self._throttle(authcid)
-        verified = await self.host.fast_verify(
-            authcid, self.domain, agent_id, FAST_MECHANISM, proof
-        )
+        verified = await self.host.fast_verify(authcid, self.domain, agent_id, mechanism, proof, cb)
         if verified is None:
             raise SaslFailure("not-authorized")
         responder, expiry = verified
-        self.mechanism = FAST_MECHANISM
+        self.mechanism = mechanism
         # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
         rotate = expiry - time.time() < self._FAST_ROTATE_S
         await self._authenticated_async(authcid, responder, rotate=rotate)
@@ -517,10 +541,13 @@ class C2SStream(XmlStream):
             success.add("bound", ns.BIND2)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
-        wants_token = request.find("request-token", ns.FAST) is not None
-        if agent_id and (wants_token or rotate):
+        wanted = request.find("request-token", ns.FAST)
+        if agent_id and (wanted is not None or rotate):
             assert self.username is not None
-            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id)
+            # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
+            # a rotated one for the mechanism just used.
+            mech = wanted.attrs.get("mechanism", FAST_MECHANISM) if wanted else self.mechanism
+            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)

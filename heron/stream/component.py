@@ -22,20 +22,12 @@ import hashlib
 import hmac
 import logging
 import secrets
-from enum import Enum, auto
 
 from heron import ns
 from heron.jid import JID, InvalidJID
-from heron.stanza import (
-    Stanza,
-    StanzaCondition,
-    StanzaError,
-    StreamCondition,
-    StreamError,
-    error_reply,
-)
-from heron.stanza.stanza import KINDS
-from heron.stream.base import Link, XmlStream
+from heron.stanza import StanzaCondition, StanzaError, StreamCondition, StreamError, error_reply
+from heron.stanza.stanza import KINDS, Stanza
+from heron.stream.base import Link, Phase, XmlStream
 from heron.stream.hosts import ComponentHost
 from heron.xmlstream import (
     Element,
@@ -50,13 +42,6 @@ log = logging.getLogger(__name__)
 def handshake_digest(stream_id: str, secret: str) -> str:
     """XEP-0114 §3: the lowercase hex SHA-1 of the stream id followed by the secret."""
     return hashlib.sha1((stream_id + secret).encode()).hexdigest()  # noqa: S324 (the XEP's hash)
-
-
-class Phase(Enum):
-    WAIT_HEADER = auto()
-    WAIT_HANDSHAKE = auto()
-    OPEN = auto()
-    CLOSED = auto()
 
 
 class ComponentStream(XmlStream):

@@ -24,6 +24,7 @@ from heron import ns
 from heron.stanza import StreamCondition, StreamError
 from heron.stream.base import TlsInfo
 from heron.stream.c2s import C2SStream, Framing
+from heron.transport.runner import Admission
 from heron.transport.tcp import run_client
 from heron.xmlstream import Element, serialize, stream_header
 from heron.xmlstream.serializer import escape_attr
@@ -207,7 +208,8 @@ class Bosh:
         self.sessions[session.sid] = session
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap())
-        session.task = asyncio.create_task(self._run(listener, session))
+        admission = Admission(listener.guard, peer)
+        session.task = asyncio.create_task(self._run(listener, session, admission))
         session.inbox.put_nowait(self._header(body, to))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(session.output.wait(), 10)
@@ -244,11 +246,14 @@ class Bosh:
             lang=body.attrs.get(XML_LANG),
         ).encode()
 
-    async def _run(self, listener: HttpListener, session: BoshSession) -> None:
+    async def _run(
+        self, listener: HttpListener, session: BoshSession, admission: Admission
+    ) -> None:
         assert session.stream is not None
         try:
-            await run_client(listener, session.stream, session)
+            await run_client(listener, session.stream, session, admission)
         finally:
+            admission.release()
             session.terminated = True
             session.output.set()
             for future in session.held:

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
+from tests.integration.ported import ported_only
 
 PASSWORD = "presence-password"
+
+pytestmark = pytest.mark.both_engines
+
+
+@pytest.fixture
+def config_factory(
+    config_factory: Callable[..., ServerConfig], engine: str
+) -> Callable[..., ServerConfig]:
+    """On PostgreSQL, without the modules that still run on SQLite alone."""
+    return ported_only(config_factory, engine)
 
 
 async def online(server: RunningServer, jid: str) -> ClientXMPP:
@@ -169,3 +184,43 @@ async def test_pre_approval_and_redelivered_requests(server: RunningServer) -> N
     finally:
         await close(ivy)
         await close(jack)
+
+
+async def test_a_subscription_between_local_accounts_writes_both_rosters_together(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction for the two rosters a local subscription changes (§3.1.2, §3.1.3)."""
+    roster: Any = server.server.managers["localhost"].modules["roster"]
+    written: list[list[tuple[str, str, str, bool, bool]]] = []
+    real = roster.store.put_many
+
+    async def put_many(changes: Any, limit: int) -> list[int]:
+        written.append([(u, i.contact, i.subscription, i.ask, i.pending_in) for u, _, i in changes])
+        versions: list[int] = await real(changes, limit)
+        return versions
+
+    monkeypatch.setattr(roster.store, "put_many", put_many)
+    alice = await online(server, "dana@localhost/a")
+    bob = await online(server, "finn@localhost/b")
+    try:
+        await available(bob)
+        await available(alice)
+        request = asyncio.ensure_future(bob.wait_until("presence_subscribe", timeout=5))
+        alice.send_presence(pto="finn@localhost", ptype="subscribe")
+        await request
+        assert written == [
+            [
+                ("dana", "finn@localhost", "none", True, False),
+                ("finn", "dana@localhost", "none", False, True),
+            ]
+        ]
+        pushed = asyncio.ensure_future(alice.wait_until("roster_update", timeout=5))
+        bob.send_presence(pto="dana@localhost", ptype="subscribed")
+        await pushed
+        assert written[1] == [
+            ("finn", "dana@localhost", "from", False, False),
+            ("dana", "finn@localhost", "to", False, False),
+        ]
+    finally:
+        await close(alice)
+        await close(bob)

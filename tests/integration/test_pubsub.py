@@ -1,6 +1,7 @@
 """XEP-0060 at pubsub.localhost and XEP-0163 PEP, driven by slixmpp's xep_0060, xep_0163,
 xep_0084 and xep_0115 plugins: node lifecycle, publish-options, notifications, access
-models, paging, avatars seen by contacts only, private bookmarks, caps-based +notify."""
+models, paging, avatars seen by contacts only, private bookmarks, caps-based +notify. Each
+test runs on SQLite and again on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ AVATAR_META = "urn:xmpp:avatar:metadata"
 BOOKMARKS = "urn:xmpp:bookmarks:1"
 # COMPAT: slixmpp 1.17 leaves RSM (XEP-0059) off its <pubsub/> stanza; item paging needs it.
 register_stanza_plugin(Pubsub, Set)
+
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture

@@ -139,15 +139,22 @@ async def test_preferences(store: SqlArchiveStore) -> None:
     await store.set_mode("h", "u", "roster")
     await store.set_mode("h", "u", "never")
     assert await store.mode("h", "u") == "never"
+    assert await store.rules("h", "u") == ([], [])
+    await store.set_rules("h", "u", ["b@h", "a@h"], ["c@h/r"])
+    assert await store.rules("h", "u") == (["a@h", "b@h"], ["c@h/r"])
+    await store.set_rules("h", "u", [], ["a@h"])  # replaced as a whole
+    assert await store.rules("h", "u") == ([], ["a@h"])
 
 
 async def test_removing_an_account_forgets_its_archive(store: SqlArchiveStore) -> None:
     await store.append(row(1, user="gone"))
     await store.set_mode("h", "gone", "never")
+    await store.set_rules("h", "gone", ["x@h"], [])
     await store.append(row(2, user="stays"))
     await store.forget("h", "gone")
     assert (await store.query("h", "gone", Query())).rows == []
     assert await store.mode("h", "gone") is None
+    assert await store.rules("h", "gone") == ([], [])
     assert len((await store.query("h", "stays", Query())).rows) == 1
 
 

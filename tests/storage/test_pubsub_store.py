@@ -23,6 +23,7 @@ from heron.modules.pubsub.engine import (
 )
 from heron.modules.pubsub.store import SqlPubsubStore
 from heron.storage.accounts import SqlAccountStore
+from heron.storage.copy import copy_storage
 from heron.storage.db import Database
 from heron.storage.postgres import PostgresDatabase
 from heron.storage.sqlite import SqliteDatabase
@@ -306,3 +307,80 @@ async def test_sqlite_items_written_before_seq_keep_their_order(tmp_path: Path) 
         assert list((await reloaded(store)).nodes) == ["n"]
     finally:
         await db.close()
+
+
+async def test_copy_between_engines_keeps_item_order(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """SQLite → PostgreSQL → SQLite (heron copy-storage's copy): nodes, items in their order,
+    and the next publish on the target is still the newest."""
+    url = fresh_schema_url(request)  # skips (or fails in CI) without PostgreSQL
+    lite = await SqliteDatabase.open(tmp_path / "lite.db")
+    pg = await PostgresDatabase.open(url, pool_size=2)
+    back = await SqliteDatabase.open(tmp_path / "back.db")
+    try:
+        for db in (lite, pg, back):
+            for store_cls in (SqlAccountStore, SqlPubsubStore):
+                await db.migrate(store_cls.migrations_for(db.dialect))
+        await SqlAccountStore(lite).create("alice", "example.org", [])
+        source = SqlPubsubStore(lite)
+        svc = service()
+        await change(
+            source, svc, lambda s: s.create("feed", ALICE, form(NODE_CONFIG, max_items="9"))
+        )
+        for item_id in ("z", "a", "m", "z"):  # z again: now the newest
+            await change(source, svc, lambda s, i=item_id: s.publish("feed", ALICE, item(i)))
+        pep = service(ALICE.bare)
+        await change(source, pep, lambda s: s.publish(TUNE, ALICE, item("t"), may_create=True))
+
+        await copy_storage(lite, pg)
+        await copy_storage(pg, back)
+        for db in (pg, back):
+            store = SqlPubsubStore(db)
+            assert item_ids(await reloaded(store), "feed") == ["a", "m", "z"]
+            assert list((await reloaded(store, ALICE.bare)).nodes[TUNE].items) == ["t"]
+            copied = await reloaded(store)
+            await change(store, copied, lambda s: s.publish("feed", ALICE, item("new")))
+            assert item_ids(await reloaded(store), "feed") == ["a", "m", "z", "new"]
+        # The foreign key came along: the account's PEP goes with it on the target too.
+        await SqlAccountStore(pg).delete("alice", "example.org")
+        assert (await reloaded(SqlPubsubStore(pg), ALICE.bare)).nodes == {}
+    finally:
+        for db in (lite, pg, back):
+            await db.close()
+
+
+async def test_a_deleted_account_leaves_no_affiliation_or_subscription(opener: Opener) -> None:
+    db = await opener()
+    store = SqlPubsubStore(db)
+    alice, bob = ALICE.bare, BOB.bare
+    await SqlAccountStore(db).create("bob", "example.org", [])
+    lookalike = JID.parse("alice@example.org.test")  # the same prefix, another account
+    underscored = JID.parse("a_ice@example.org")  # _ is LIKE's any-character
+    public = service()
+    await change(store, public, lambda s: s.create("alices", ALICE))
+    await change(store, public, lambda s: s.create("bobs", BOB))
+
+    def join(s: PubsubService) -> None:
+        s.set_affiliations("bobs", BOB, [(alice, "publisher"), (lookalike, "member")])
+        s.subscribe("bobs", ALICE, ALICE, NO_RELATION)  # a full JID
+        s.subscribe("bobs", alice, alice, NO_RELATION)
+        s.subscribe("bobs", underscored, underscored, NO_RELATION)
+        s.subscribe("alices", BOB, BOB, NO_RELATION)
+
+    await change(store, public, join)
+    pep = service(bob, default_config=NodeConfig(access_model="open", max_items=1))
+    await change(store, pep, lambda s: s.publish(TUNE, bob, item("now"), may_create=True))
+    await change(store, pep, lambda s: s.subscribe(TUNE, ALICE, ALICE, NO_RELATION))
+
+    changed = await store.forget_entity(alice)
+    assert changed == [bob, SERVICE]
+    kept = await reloaded(store)
+    # Her own node stays, owned by no one (nobody inherits it), with Bob's subscription.
+    assert kept.nodes["alices"].affiliations == {}
+    assert set(kept.nodes["alices"].subscriptions) == {BOB}
+    assert kept.nodes["bobs"].affiliations == {bob: "owner", lookalike: "member"}
+    assert set(kept.nodes["bobs"].subscriptions) == {underscored}
+    assert (await reloaded(store, bob)).nodes[TUNE].subscriptions == {}
+    assert await store.forget_entity(alice) == []  # nothing left to forget
+    assert await store.forget_entity(underscored) == [SERVICE]

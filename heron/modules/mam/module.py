@@ -129,6 +129,7 @@ class MamModule(Module):
         Xep(313, "1.1.1", "complete", "user archives (not MUC rooms yet)"),
         Xep(359, "0.7.0", "complete", "stanza-id on archived messages"),
         Xep(59, "1.0", "complete", "result set paging for archive queries"),
+        Xep(441, "0.2.0", "complete", "the default mode and the always/never JID lists"),
     )
     disco_features = (MAM, MAM_EXTENDED, SID)
     stores = (SqlArchiveStore,)
@@ -139,7 +140,7 @@ class MamModule(Module):
         if self.options.default not in MODES:
             raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
         self.store: ArchiveStore = self.ctx.store(SqlArchiveStore)
-        self.prefs: dict[JID, str] = {}
+        self.prefs: dict[JID, Prefs] = {}
         self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
         self.ctx.registry.account_deleted.append(self.on_account_deleted)
@@ -184,18 +185,25 @@ class MamModule(Module):
         return await self.store.replace(owner.domain, owner.local or "", archive_id, xml)
 
     # --- archiving --------------------------------------------------------------------
-    async def _mode(self, account: JID) -> str:
+    async def _prefs(self, account: JID) -> Prefs:
         cached = self.prefs.get(account)
         if cached is not None:
             return cached
-        mode = await self.store.mode(account.domain, account.local or "")
-        mode = mode or self.options.default
-        self.prefs[account] = mode
-        return mode
+        local = account.local or ""
+        mode = await self.store.mode(account.domain, local) or self.options.default
+        always, never = await self.store.rules(account.domain, local)
+        prefs = self.prefs[account] = Prefs(mode, tuple(always), tuple(never))
+        return prefs
 
     async def _wanted(self, account: JID, other: JID) -> bool:
-        mode = await self._mode(account)
-        if mode == "always":
+        """XEP-0441: a JID in <never/> is never archived, one in <always/> always (a bare
+        JID stands for all its resources); anyone else by the default mode."""
+        prefs = await self._prefs(account)
+        addresses = {str(other), str(other.bare)}
+        if addresses & set(prefs.never):
+            return False
+        mode = prefs.mode
+        if mode == "always" or addresses & set(prefs.always):
             return True
         contacts = self.ctx.registry.contacts
         return (
@@ -331,7 +339,7 @@ class MamModule(Module):
                 form.add("field", DATA, {"var": var, "type": type_})
             return query
         if payload.tag == "prefs":
-            return prefs_element(await self._mode(account))
+            return (await self._prefs(account)).element()
         if payload.tag == "metadata":
             ends = await self.store.ends(account.domain, account.local or "")
             metadata = Element("metadata", MAM)
@@ -347,17 +355,49 @@ class MamModule(Module):
         mode = prefs.attrs.get("default", "")
         if mode not in MODES:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "default: always, never or roster")
-        await self.store.set_mode(account.domain, account.local or "", mode)
-        self.prefs[account] = mode
-        return prefs_element(mode)
+        never = _jids(prefs.find("never", MAM))
+        always = tuple(j for j in _jids(prefs.find("always", MAM)) if j not in never)
+        local = account.local or ""
+        await self.store.set_mode(account.domain, local, mode)
+        await self.store.set_rules(account.domain, local, always, never)
+        self.prefs[account] = stored = Prefs(mode, always, never)
+        return stored.element()
 
 
-def prefs_element(mode: str) -> Element:
-    """XEP-0441 §2 (XEP-0313 §6 before it): <always/> and <never/> are always there."""
-    prefs = Element("prefs", MAM, {"default": mode})
-    prefs.add("always", MAM)
-    prefs.add("never", MAM)
-    return prefs
+@dataclass(frozen=True, slots=True)
+class Prefs:
+    """An account's archiving preferences (XEP-0441, XEP-0313 §6 before it)."""
+
+    mode: str
+    always: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+
+    def element(self) -> Element:
+        """<always/> and <never/> are always there, empty when empty."""
+        prefs = Element("prefs", MAM, {"default": self.mode})
+        for tag, jids in (("always", self.always), ("never", self.never)):
+            rule = prefs.add(tag, MAM)
+            for jid in jids:
+                rule.add("jid", MAM, text=jid)
+        return prefs
+
+
+MAX_RULE_JIDS: Final = 1000
+
+
+def _jids(rule: Element | None) -> tuple[str, ...]:
+    """The JIDs of <always/> or <never/>, normalised (RFC 7622), sorted, without repeats."""
+    if rule is None:
+        return ()
+    found: set[str] = set()
+    for el in rule.find_all("jid", MAM):
+        try:
+            found.add(str(JID.parse(el.text.strip())))
+        except InvalidJID as exc:
+            raise StanzaError(StanzaCondition.JID_MALFORMED, "not a JID in the rules") from exc
+    if len(found) > MAX_RULE_JIDS:
+        raise StanzaError(StanzaCondition.POLICY_VIOLATION, "too many JIDs in the rules")
+    return tuple(sorted(found))
 
 
 _SEQUENCE = itertools.count()

@@ -59,6 +59,19 @@ MIGRATIONS: Final = (
         DROP INDEX IF EXISTS mam_by_time;
         """,
     ),
+    Migration(
+        "mam",
+        4,
+        """
+        CREATE TABLE mam_prefs_jids (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            jid TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            PRIMARY KEY (domain, username, jid)
+        );
+        """,
+    ),
 )
 POSTGRESQL_MIGRATIONS: Final = (
     Migration(
@@ -81,6 +94,19 @@ POSTGRESQL_MIGRATIONS: Final = (
             username TEXT NOT NULL,
             default_mode TEXT NOT NULL,
             PRIMARY KEY (domain, username)
+        );
+        """,
+    ),
+    Migration(
+        "mam",
+        2,
+        """
+        CREATE TABLE mam_prefs_jids (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            jid TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            PRIMARY KEY (domain, username, jid)
         );
         """,
     ),
@@ -165,6 +191,16 @@ class ArchiveStore(Protocol):
 
     async def set_mode(self, domain: str, username: str, mode: str) -> None: ...
 
+    async def rules(self, domain: str, username: str) -> tuple[list[str], list[str]]:
+        """The JIDs always archived and never archived (XEP-0441), each sorted."""
+        ...
+
+    async def set_rules(
+        self, domain: str, username: str, always: Sequence[str], never: Sequence[str]
+    ) -> None:
+        """Replace both lists at once."""
+        ...
+
     async def forget(self, domain: str, username: str) -> None:
         """The account is gone: its archive and preferences go too."""
         ...
@@ -236,10 +272,34 @@ class SqlArchiveStore(SqlStore):
             mode,
         )
 
+    async def rules(self, domain: str, username: str) -> tuple[list[str], list[str]]:
+        rows = await self.db.fetch(
+            "SELECT jid, rule FROM mam_prefs_jids WHERE domain = ? AND username = ? ORDER BY jid",
+            domain,
+            username,
+        )
+        always = [str(r[0]) for r in rows if r[1] == "always"]
+        return always, [str(r[0]) for r in rows if r[1] == "never"]
+
+    async def set_rules(
+        self, domain: str, username: str, always: Sequence[str], never: Sequence[str]
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM mam_prefs_jids WHERE domain = ? AND username = ?", domain, username
+            )
+            rows = [(domain, username, jid, "always") for jid in always]
+            rows += [(domain, username, jid, "never") for jid in never]
+            if rows:
+                await tx.executemany(
+                    "INSERT INTO mam_prefs_jids (domain, username, jid, rule) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+
     async def forget(self, domain: str, username: str) -> None:
         await self.flush()
         async with self.db.transaction() as tx:
-            for table in ("mam_messages", "mam_prefs"):
+            for table in ("mam_messages", "mam_prefs", "mam_prefs_jids"):
                 await tx.execute(
                     f"DELETE FROM {table} WHERE domain = ? AND username = ?",  # noqa: S608
                     domain,

@@ -429,6 +429,18 @@ class Room:
             out.append(copy)
         return out
 
+    def probe(self, asker: Occupant | None, nick: str) -> Element:
+        """XEP-0045 §7.2 (1.35) presence probes: an occupant asks for another's current
+        presence; one no longer there is unavailable."""
+        if asker is None:
+            raise StanzaError(C.NOT_ACCEPTABLE, "join the room first")
+        target = self.occupants.get(nick)
+        if target is not None:
+            return self.presence_of(target, asker)
+        el = Element("presence", ns.CLIENT, {"type": "unavailable", "to": str(asker.jid)})
+        el.attrs["from"] = f"{self.jid}/{nick}"
+        return el
+
     def update_presence(self, occupant: Occupant, presence: Element) -> list[Element]:
         occupant.presence = presence
         return self.broadcast(occupant)
@@ -560,47 +572,6 @@ class Room:
         message.attrs["from"] = f"{self.jid}/{author.nick}"
         message.attrs["to"] = str(target.jid)
         message.add("x", MUC_USER)  # XEP-0045 §7.5: marks it as a MUC private message
-        return message
-
-    def invite(self, inviter: Occupant, x: Element) -> Outcome:
-        """§7.8.2 mediated invitations: the room passes them on, from itself. In a
-        members-only room only admins and owners invite, and the invitee becomes a member."""
-        privileged = inviter.affiliation in ("owner", "admin") or inviter.role == "moderator"
-        if (self.config.members_only or not self.config.allow_invites) and not privileged:
-            raise StanzaError(C.FORBIDDEN, "you may not invite to this room")
-        outcome = Outcome()
-        for invite in x.find_all("invite", MUC_USER):
-            try:
-                invitee = JID.parse(invite.attrs.get("to", ""))
-            except ValueError as exc:
-                raise StanzaError(C.JID_MALFORMED) from exc
-            if self.config.members_only and self.affiliations.get(invitee.bare) is None:
-                self.affiliations[invitee.bare] = "member"
-                outcome.changed = True
-            message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(invitee)})
-            out = message.add("x", MUC_USER)
-            forwarded = out.add("invite", MUC_USER, {"from": str(inviter.jid.bare)})
-            reason = invite.child_text("reason", MUC_USER)
-            if reason:
-                forwarded.add("reason", MUC_USER, text=reason)
-            if self.config.password:
-                out.add("password", MUC_USER, text=self.config.password)
-            outcome.send.append(message)
-        return outcome
-
-    def decline(self, sender: JID, x: Element) -> Element:
-        """§7.8.3: a declined invitation goes back to the inviter, from the room."""
-        decline = x.find("decline", MUC_USER)
-        assert decline is not None
-        try:
-            inviter = JID.parse(decline.attrs.get("to", ""))
-        except ValueError as exc:
-            raise StanzaError(C.JID_MALFORMED) from exc
-        message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(inviter)})
-        out = message.add("x", MUC_USER).add("decline", MUC_USER, {"from": str(sender.bare)})
-        reason = decline.child_text("reason", MUC_USER)
-        if reason:
-            out.add("reason", MUC_USER, text=reason)
         return message
 
     def voice_request(self, asker: Occupant, values: Mapping[str, str]) -> list[Element]:

@@ -60,6 +60,7 @@ from heron.modules.muc.config import (
     VCARD,
     field_values,
 )
+from heron.modules.muc.invites import decline, invite
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
@@ -69,6 +70,18 @@ from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 REGISTER = ns.REGISTER
+# XEP-0410 §4: errors that say an occupant's client is gone (not merely refusing a stanza).
+GONE = frozenset(
+    {
+        "gone",
+        "item-not-found",
+        "recipient-unavailable",
+        "redirect",
+        "remote-server-not-found",
+        "remote-server-timeout",
+        "service-unavailable",
+    }
+)
 ROOMUSER_NODE = "x-roomuser-item"
 # Every stanza for a room (not the service itself) goes to the room's node first.
 GATED = ("presence/full", "presence/bare", "message/bare", "message/full", "iq/bare", "iq/full")
@@ -130,7 +143,7 @@ class MucModule(Module):
             prosody="community module",
             ejabberd="no",
         ),
-        Xep(410, "1.1", "complete", "self-ping answered by the room"),
+        Xep(410, "1.1", "complete", "self-ping answered by the room; gone occupants removed (333)"),
         Xep(424, "0.4.2", "complete", "in rooms: authors only, checked by occupant-id"),
         Xep(433, "0.1.0", "complete", "search over the service's own public rooms"),
         Xep(
@@ -296,8 +309,14 @@ class MucModule(Module):
             if room is not None and occupant is not None:
                 await self.apply(room, room.leave(occupant, stanza.element))
             return True
+        if stanza.type == "error":
+            await self.gone(stanza)
+            return True
+        if stanza.type == "probe" and room is not None:
+            await self.send([room.probe(occupant, nick or "")])
+            return True
         if stanza.type != "available":
-            return True  # subscriptions and probes are not for rooms
+            return True  # subscriptions are not for rooms
         if not nick:
             raise StanzaError(StanzaCondition.JID_MALFORMED, "join with room@service/nick")
         if room is not None and occupant is not None:
@@ -334,6 +353,7 @@ class MucModule(Module):
         if to is None or sender is None or to.local is None:
             return False
         if stanza.type == "error":
+            await self.gone(stanza)
             return True
         room = self.rooms.get(to.bare)
         if room is None:
@@ -341,13 +361,13 @@ class MucModule(Module):
         el = stanza.element
         user_x = el.find("x", MUC_USER)
         if user_x is not None and user_x.find("decline", MUC_USER) is not None:
-            await self.send([room.decline(sender, user_x)])
+            await self.send([decline(room, sender, user_x)])
             return True
         occupant = room.occupant(sender)
         if occupant is None:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "join the room first")  # §7.4
         if user_x is not None and user_x.find("invite", MUC_USER) is not None:
-            await self.apply(room, room.invite(occupant, user_x))
+            await self.apply(room, invite(room, occupant, user_x))
             return True
         form = el.find("x", DATA)
         if stanza.type != "groupchat" and form is not None:
@@ -381,12 +401,26 @@ class MucModule(Module):
         if to is None or sender is None or to.local is None or to.resource is None:
             return False
         if stanza.type == "error":
+            await self.gone(stanza)
             return True
         room = self.rooms.get(to.bare)
         if room is None:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
         await self.send([room.private(sender, to.resource, stanza.element)])
         return True
+
+    async def gone(self, stanza: Stanza) -> None:
+        """XEP-0410 §4: an occupant whose client answers the room's traffic with an error
+        saying it is not there any more is removed; the others see status 333."""
+        room = self.rooms.get(stanza.to.bare) if stanza.to is not None else None
+        occupant = room.occupant(stanza.from_) if room and stanza.from_ else None
+        error = stanza.element.find("error", ns.CLIENT)
+        if room is None or occupant is None or error is None:
+            return
+        conditions = {c.tag for c in error.elements() if c.ns == ns.STANZAS_ERRORS}
+        if conditions & GONE:
+            removed = room.remove(occupant, "333")
+            await self.apply(room, [e for e in removed if e.get("to") != str(occupant.jid)])
 
     async def self_ping(self, stanza: Stanza) -> bool:
         """XEP-0410: a ping to one's own occupant JID says whether one is still joined."""
