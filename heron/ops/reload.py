@@ -129,7 +129,14 @@ class ConfigReloader:
         wiring.bindings.update(bindings)
         running.certificates = {d: c for d, (c, _k) in certs.items()}
         running.server.tls_domains = set(certs)
-        return [f"certificates: {len(certs)} loaded again for new connections"]
+        lines = [f"certificates: {len(certs)} loaded again for new connections"]
+        s2s = wiring.s2s_tls
+        if s2s is not None:
+            if new.s2s.require_valid_certificates:
+                lines.append("s2s certificates: take effect at the next restart")
+            else:  # incoming server streams pick certificates by SNI like clients'
+                renew_sni_context(s2s.server_context, certs, new.hosts[0].domain)
+        return lines
 
     async def _listeners(self, old: ServerConfig, new: ServerConfig) -> list[str]:
         running, lines = self.running, []

@@ -1,18 +1,25 @@
 """Reload in-process (heron/ops/reload.py): module options, admins and limits change while
-clients stay connected; a module refusing its new options leaves the host as it was."""
+clients stay connected; a module refusing its new options leaves the host as it was; a
+renewed certificate is served to new connections."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from heron.app import RunningServer, start
 from heron.config import load_config
 from heron.jid import JID
 from heron.modules import AVAILABLE
 from heron.ops.reload import ConfigReloader
+from heron.tls import ensure_certificate
 from tests.integration.clients import close, login
 
 PASSWORD = "reload-pw"
@@ -78,3 +85,59 @@ async def test_changed_options_restart_one_module_and_keep_clients(
         await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
     finally:
         await close(alice)
+
+
+async def presented_certificate(port: int) -> bytes:
+    """The certificate a Direct TLS listener presents to a new connection (DER)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    _reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname="localhost"
+    )
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        assert der is not None
+        return bytes(der)
+    finally:
+        writer.close()
+
+
+async def test_a_renewed_certificate_is_served_to_new_connections(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    cert, key = await asyncio.to_thread(ensure_certificate, "localhost", first)
+    new_cert, new_key = await asyncio.to_thread(ensure_certificate, "localhost", second)
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(cert, live / "cert.pem")
+    shutil.copy(key, live / "key.pem")
+    path = tmp_path / "heron.toml"
+    path.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        '[[listeners]]\nkind = "c2s_tls"\nhost = "127.0.0.1"\nport = 0\n'
+        f'[hosts."localhost"]\ncert = "{live / "cert.pem"}"\nkey = "{live / "key.pem"}"\n'
+    )
+    server = await start(load_config(path, known_modules=AVAILABLE))
+    try:
+        server.server.control.reloader = ConfigReloader(server, path)
+        port = server.ports["c2s_tls"]
+        der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+        assert await presented_certificate(port) == der
+        _reader, kept = await asyncio.open_connection("127.0.0.1", port, ssl=_insecure())
+        shutil.copy(new_cert, live / "cert.pem")  # what certbot's renewal does
+        shutil.copy(new_key, live / "key.pem")
+        report = await server.server.control.reload()
+        assert report.ok, report.lines
+        renewed = x509.load_pem_x509_certificate(new_cert.read_bytes()).public_bytes(Encoding.DER)
+        assert await presented_certificate(port) == renewed
+        assert not kept.is_closing()  # an established connection keeps going
+        kept.close()
+    finally:
+        await server.stop()
+
+
+def _insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
