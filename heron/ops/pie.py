@@ -3,11 +3,12 @@
 What moves: accounts with their SCRAM credentials (hashes stay hashes: a source that had
 only SCRAM-SHA-1 keys gives an account that logs in with SCRAM-SHA-1), or a plain password
 where the source kept one; rosters with subscription states, groups and pending requests;
-vCards; private XML; offline messages. Read: one `<server-data/>` file, or a directory of
-them (Prosody's xep0227 store writes one file a user, ejabberd's export_piefxis one a
-host). Each account is one item: it is checked whole before anything is written, and what
-was written for it is removed again if a later write fails, so a failed item leaves
-nothing behind; the report lists each failure and counts at the end.
+vCards; private XML; offline messages; PEP nodes with their items. Read: one
+`<server-data/>` file, or a directory of them (Prosody's xep0227 store writes one file a
+user, ejabberd's export_piefxis one a host). Each account is one item: it is checked whole
+before anything is written, and what was written for it is removed again if a later write
+fails, so a failed item leaves nothing behind; the report lists each failure and counts at
+the end.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ from heron.credentials import HASHES, ScramKeys, hashlib_name
 from heron.jid import JID, InvalidJID
 from heron.modules.offline.store import SqlOfflineStore
 from heron.modules.private import SqlPrivateStore
+from heron.modules.pubsub.engine import PubsubService
+from heron.modules.pubsub.model import Policy
+from heron.modules.pubsub.module import PEP_DEFAULT
+from heron.modules.pubsub.store import SqlPubsubStore
 from heron.modules.roster.store import RosterFull, RosterItem, SqlRosterStore
 from heron.modules.vcard import SqlVcardStore
+from heron.stanza import StanzaError
 from heron.storage.accounts import SqlAccountStore, UserExists
 from heron.storage.db import Database
 from heron.xmlstream import serialize
@@ -43,6 +49,8 @@ XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
 ROSTER: Final = "jabber:iq:roster"
 PRIVATE: Final = "jabber:iq:private"
 VCARD: Final = "vcard-temp"
+PUBSUB: Final = "http://jabber.org/protocol/pubsub"
+PUBSUB_OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
 SUBSCRIPTIONS: Final = frozenset({"none", "to", "from", "both"})
 MAX_FILE_BYTES: Final = 1 << 30
 MAX_ROSTER: Final = 100_000
@@ -74,6 +82,8 @@ class _Plan:
     vcard: str | None
     private: list[tuple[str, str, str]]
     offline: list[str]
+    pep: list[tuple[str, Element | None, list[Element]]] = field(default_factory=list)
+    """PEP nodes (XEP-0163): name, configuration form if exported, items oldest first."""
 
 
 # --- reading ------------------------------------------------------------------------
@@ -244,7 +254,7 @@ def _plan(user: Element, domain: str) -> _Plan:
             offline.append(serialize(message, ns.CLIENT))
     if len(offline) > MAX_OFFLINE:
         raise ImportProblem(f"more than {MAX_OFFLINE} offline messages")
-    return _Plan(
+    plan = _Plan(
         jid,
         keys,
         None if keys else password,
@@ -253,6 +263,28 @@ def _plan(user: Element, domain: str) -> _Plan:
         private,
         offline,
     )
+    plan.pep = _pep(user)
+    return plan
+
+
+def _pep(user: Element) -> list[tuple[str, Element | None, list[Element]]]:
+    """Prosody's PEP in XEP-0227: <pubsub/> with <items node/>, and configurations in a
+    <pubsub xmlns='…#owner'/> of <configure node/> forms."""
+    forms: dict[str, Element] = {}
+    for owner in user.find_all("pubsub", PUBSUB_OWNER):
+        for configure in owner.find_all("configure", PUBSUB_OWNER):
+            form = configure.find("x", ns.DATA_FORMS)
+            if configure.attrs.get("node") and form is not None:
+                forms[configure.attrs["node"]] = form
+    nodes: list[tuple[str, Element | None, list[Element]]] = []
+    for pubsub in user.find_all("pubsub", PUBSUB):
+        for items in pubsub.find_all("items", PUBSUB):
+            name = items.attrs.get("node", "")
+            if not name:
+                raise ImportProblem("a PEP node without a name")
+            nodes.append((name, forms.pop(name, None), items.find_all("item", PUBSUB)))
+    nodes.extend((name, form, []) for name, form in forms.items())
+    return nodes
 
 
 # --- writing ------------------------------------------------------------------------
@@ -267,6 +299,7 @@ class Importer:
         self.vcard = SqlVcardStore(db)
         self.private = SqlPrivateStore(db)
         self.offline = SqlOfflineStore(db)
+        self.pubsub = SqlPubsubStore(db)
         self.report = Report()
 
     async def run(self, sources: Iterable[Path]) -> Report:
@@ -321,12 +354,27 @@ class Importer:
             for xml in plan.offline:
                 await self.offline.add(local, jid.domain, xml, MAX_OFFLINE)
             await self.offline.close()  # written now, so that a failure is this item's
-        except (RosterFull, OSError, ValueError) as exc:
+            if plan.pep:
+                await self._write_pep(jid, plan.pep)
+        except (RosterFull, OSError, ValueError, StanzaError) as exc:
             await self._undo(plan)
             raise ImportProblem(f"not written: {exc}") from None
         except BaseException:
             await self._undo(plan)
             raise
+
+    async def _write_pep(
+        self, jid: JID, nodes: list[tuple[str, Element | None, list[Element]]]
+    ) -> None:
+        """Through the pubsub engine, so that the nodes are what Heron would have made."""
+        policy = Policy(max_items=10_000, default_config=PEP_DEFAULT)
+        service = PubsubService(jid, policy, owner=jid)
+        for name, form, items in nodes:
+            if form is not None or not items:
+                service.create(name, jid, form)
+            for item in items:
+                service.publish(name, jid, item, may_create=True)
+        await self.pubsub.save(service, service.drain())
 
     async def _undo(self, plan: _Plan) -> None:
         jid = plan.jid
@@ -345,6 +393,7 @@ async def export_users(db: Database, config: ServerConfig) -> Iterator[tuple[str
     """(domain, `<user/>`) for every account of every host."""
     accounts, roster = SqlAccountStore(db), SqlRosterStore(db)
     vcards, offline = SqlVcardStore(db), SqlOfflineStore(db)
+    pubsub = SqlPubsubStore(db)
     found: list[tuple[str, Element]] = []
     for host in config.hosts:
         for username, domain in await accounts.list_users(host.domain):
@@ -377,6 +426,16 @@ async def export_users(db: Database, config: ServerConfig) -> Iterator[tuple[str
             parsed = parse_stored(card, ("vCard", VCARD)) if card else None
             if parsed is not None:
                 user.append(parsed)
+            service = PubsubService(jid, Policy(), owner=jid)
+            await pubsub.load(service)
+            if service.nodes:
+                pep = user.add("pubsub", PUBSUB)
+                for node in service.nodes.values():
+                    listed = pep.add("items", PUBSUB, {"node": node.name})
+                    for published in node.items.values():
+                        el = listed.add("item", PUBSUB, {"id": published.id})
+                        if published.payload is not None:
+                            el.append(published.payload)
             messages = await offline.fetch(username, domain)
             if messages:
                 box = user.add("offline-messages", PIE)

@@ -15,6 +15,9 @@ from heron.core.server import Server
 from heron.credentials import derive_keys, prepare_password
 from heron.jid import JID
 from heron.modules import AVAILABLE
+from heron.modules.pubsub.engine import PubsubService
+from heron.modules.pubsub.model import Policy
+from heron.modules.pubsub.store import SqlPubsubStore
 from heron.modules.roster.store import SqlRosterStore
 from heron.modules.vcard import SqlVcardStore
 from heron.ops.pie import Importer, export_users
@@ -74,7 +77,22 @@ async def test_bad_items_are_reported_one_by_one_and_leave_nothing(
             "<query xmlns='jabber:iq:private'><note xmlns='urn:x:notes'>hi</note></query>"
             "<offline-messages><message xmlns='jabber:client' from='bob@example.org'"
             " to='alice@example.org' type='chat'><body>while away</body></message>"
-            "</offline-messages></user>"
+            "</offline-messages>"
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+            "<items node='urn:xmpp:bookmarks:1'>"
+            "<item id='room1@conference.example.org'><conference xmlns='urn:xmpp:bookmarks:1'"
+            " name='One'/></item>"
+            "<item id='room2@conference.example.org'><conference xmlns='urn:xmpp:bookmarks:1'"
+            " name='Two'/></item></items>"
+            "<items node='http://jabber.org/protocol/nick'><item id='current'>"
+            "<nick xmlns='http://jabber.org/protocol/nick'>Ally</nick></item></items>"
+            "</pubsub>"
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>"
+            "<configure node='urn:xmpp:bookmarks:1'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value>"
+            "</field><field var='pubsub#max_items'><value>max</value></field>"
+            "<field var='pubsub#access_model'><value>whitelist</value></field>"
+            "</x></configure></pubsub></user>"
             "<user name='plain' password='plain-pw'/>"
         )
     )
@@ -85,6 +103,15 @@ async def test_bad_items_are_reported_one_by_one_and_leave_nothing(
             "<user name='nocreds'/>"
             f"<user name='badroster'>{scram('pw')}<query xmlns='jabber:iq:roster'>"
             "<item jid='x@example.org' subscription='sometimes'/></query></user>"
+            # Fails only when its PEP node is made, after the account and roster are written.
+            f"<user name='halfway'>{scram('pw')}<query xmlns='jabber:iq:roster'>"
+            "<item jid='bob@example.org' subscription='both'/></query>"
+            "<vCard xmlns='vcard-temp'><FN>Half</FN></vCard>"
+            "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>"
+            "<configure node='n'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value>"
+            "</field><field var='pubsub#max_items'><value>lots</value></field>"
+            "</x></configure></pubsub></user>"
         )
     )
     (folder / "c-elsewhere.xml").write_text(
@@ -103,13 +130,17 @@ async def test_bad_items_are_reported_one_by_one_and_leave_nothing(
     assert "not a host of this server" in reasons["other@example.net"]
     assert "not a readable" in reasons["d-broken.xml"]
     assert "not a readable" in reasons["e-entity.xml"]
-    assert report.lines()[-1] == "2 imported, 6 failed"
+    assert reasons["halfway@example.org"].startswith("not written")
+    assert report.lines()[-1] == "2 imported, 7 failed"
     accounts = SqlAccountStore(db)
     assert await accounts.list_users("example.org") == [
         ("alice", "example.org"),
         ("plain", "example.org"),
     ]
     assert await SqlVcardStore(db).get(JID.parse("hashy@example.org")) is None
+    # What was written for the one that failed halfway is gone again.
+    assert await SqlVcardStore(db).get(JID.parse("halfway@example.org")) is None
+    assert (await SqlRosterStore(db).get("halfway", "example.org"))[1] == []
     # What alice brought is all there; the account that already exists is refused.
     _version, items = await SqlRosterStore(db).get("alice", "example.org")
     by_contact = {i.contact: i for i in items}
@@ -130,3 +161,16 @@ async def test_bad_items_are_reported_one_by_one_and_leave_nothing(
     assert offline is not None
     assert [m.child_text("body", "jabber:client") for m in offline.elements()] == ["while away"]
     assert users["plain"].find_all("scram-credentials", "urn:xmpp:pie:0#scram")
+    # PEP: both nodes with their items, the bookmarks node configured as exported.
+    service = PubsubService(JID.parse("alice@example.org"), Policy(), owner=None)
+    await SqlPubsubStore(db).load(service)
+    bookmarks = service.nodes["urn:xmpp:bookmarks:1"]
+    assert list(bookmarks.items) == ["room1@conference.example.org", "room2@conference.example.org"]
+    assert bookmarks.config.access_model == "whitelist"
+    assert list(service.nodes["http://jabber.org/protocol/nick"].items) == ["current"]
+    pep = alice.find("pubsub", "http://jabber.org/protocol/pubsub")
+    assert pep is not None
+    assert sorted(i.attrs["node"] for i in pep.elements()) == [
+        "http://jabber.org/protocol/nick",
+        "urn:xmpp:bookmarks:1",
+    ]
