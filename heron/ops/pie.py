@@ -393,7 +393,7 @@ async def export_users(db: Database, config: ServerConfig) -> Iterator[tuple[str
     """(domain, `<user/>`) for every account of every host."""
     accounts, roster = SqlAccountStore(db), SqlRosterStore(db)
     vcards, offline = SqlVcardStore(db), SqlOfflineStore(db)
-    pubsub = SqlPubsubStore(db)
+    pubsub, private = SqlPubsubStore(db), SqlPrivateStore(db)
     found: list[tuple[str, Element]] = []
     for host in config.hosts:
         for username, domain in await accounts.list_users(host.domain):
@@ -426,6 +426,13 @@ async def export_users(db: Database, config: ServerConfig) -> Iterator[tuple[str
             parsed = parse_stored(card, ("vCard", VCARD)) if card else None
             if parsed is not None:
                 user.append(parsed)
+            stored = await private.fragments(jid)
+            if stored:
+                query = user.add("query", PRIVATE)
+                for _ns, _name, xml in stored:
+                    fragment = parse_stored(xml)
+                    if fragment is not None:
+                        query.append(fragment)
             service = PubsubService(jid, Policy(), owner=jid)
             await pubsub.load(service)
             if service.nodes:

@@ -161,6 +161,9 @@ async def test_bad_items_are_reported_one_by_one_and_leave_nothing(
     assert offline is not None
     assert [m.child_text("body", "jabber:client") for m in offline.elements()] == ["while away"]
     assert users["plain"].find_all("scram-credentials", "urn:xmpp:pie:0#scram")
+    private = alice.find("query", "jabber:iq:private")
+    assert private is not None
+    assert [(e.tag, e.ns, e.text) for e in private.elements()] == [("note", "urn:x:notes", "hi")]
     # PEP: both nodes with their items, the bookmarks node configured as exported.
     service = PubsubService(JID.parse("alice@example.org"), Policy(), owner=None)
     await SqlPubsubStore(db).load(service)
