@@ -20,6 +20,7 @@ from pathlib import Path
 from heron.app import RunningServer, certificates_for, open_listener
 from heron.config import ConfigError, ServerConfig, load_config
 from heron.core.control import ReloadReport
+from heron.log import setup_logging
 from heron.modules import AVAILABLE
 from heron.stream.sasl import tls_server_end_point
 from heron.tls import TlsError, renew_sni_context
@@ -101,8 +102,8 @@ class ConfigReloader:
         lines += await self._certificates(new, certs)
         lines += await self._listeners(old, new)
         if old.logging != new.logging:
-            logging.getLogger("heron").setLevel(new.logging.level)
-            lines.append(f"logging: level {new.logging.level}")
+            setup_logging(new.logging.level, new.logging.format)
+            lines.append(f"logging: level {new.logging.level}, format {new.logging.format}")
         return lines
 
     def _limits(self, new: ServerConfig) -> None:
