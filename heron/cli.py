@@ -27,7 +27,7 @@ from heron.modules import AVAILABLE
 from heron.modules.antispam import SqlQuarantineStore
 from heron.modules.blocking.store import SqlBlockingStore
 from heron.modules.register.store import SqlInvitationStore
-from heron.ops.cli import add_admin_commands, data_dir_only
+from heron.ops.cli import add_admin_commands, add_data_commands, data_dir_only
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database, SqlStore
@@ -425,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace data already in the target")
     p.set_defaults(fn=cmd_copy_storage)
     add_admin_commands(add)  # status, sessions, kick, reload: over the admin socket
+    add_data_commands(add)  # import, export (XEP-0227)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)
