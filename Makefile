@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint fmt clean features bench fuzz web
+.PHONY: run test unit integration lint fmt clean features bench bench-heron bench-micro fuzz web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,9 +50,18 @@ features: $(STAMP)
 	$(PY) -m heron.features --write
 
 # Load figures with the shared harness (needs ../shared/bench); never part of `make test`.
+# `make bench`: Heron beside Prosody and ejabberd, three runs, the README's table
+# (BENCH_RUNS=1 for a quick look). `make bench-heron`: Heron alone, one run.
 bench: $(STAMP)
+	bench/run-all $${BENCH_RUNS:-3}
+
+bench-heron: $(STAMP)
 	bench/run-heron
 	$(PY) bench/mam_query.py 1000000
+
+# Hot paths in seconds, compared with the previous run (bench/results/micro.jsonl).
+bench-micro: $(STAMP)
+	$(PY) bench/micro.py
 
 # Long fuzzing runs (10 minutes a target); crashes are written to fuzz-artifacts/.
 fuzz: $(STAMP)

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heron.modules.mam import MIGRATIONS  # noqa: E402
+from heron.modules.mam.store import MIGRATIONS  # noqa: E402
 from tests.harness import connect, start_server  # noqa: E402
 
 ARCHIVE = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000

@@ -18,7 +18,7 @@ from heron.cluster.node import ClusterNode, make_ended
 from heron.config import ConfigError, ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
-from heron.ratelimit import ConnectionGuard, ConnectionLimits
+from heron.ratelimit import ConnectionGuard
 from heron.stream.sasl import tls_server_end_point
 from heron.tls import (
     TlsError,
@@ -34,7 +34,7 @@ from heron.transport.component import ComponentListener
 from heron.transport.http import HttpListener
 from heron.transport.s2s import S2SConnector, S2SListener, S2STls
 from heron.transport.socks5 import Socks5Listener
-from heron.transport.tcp import C2SListener, TlsProvider, TrafficPolicy
+from heron.transport.tcp import C2SListener, TlsProvider
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +133,24 @@ def _base_url(config: ServerConfig, kind: str, host: str, port: int) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-async def start(config: ServerConfig) -> RunningServer:
+async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningServer:
+    """Start the server and its listeners. ``reuse_port`` binds every listening socket with
+    SO_REUSEPORT, so that several worker processes can share the same ports."""
     server = Server(config, AVAILABLE)
     running = RunningServer(server)
+    if config.cluster is not None:
+        # Made before the modules start: the room module asks it where each room runs.
+        running.cluster = ClusterNode(
+            config.cluster,
+            server.sessions,
+            server.router.route,
+            make_ended(server.registry_for),
+            server.limits,
+        )
+        server.placement = running.cluster.rooms
     try:
         await server.start()
-        if config.cluster is not None:
-            running.cluster = ClusterNode(
-                config.cluster,
-                server.sessions,
-                server.router.route,
-                make_ended(server.registry_for),
-                server.limits,
-            )
+        if running.cluster is not None:
             await running.cluster.start()
         loop = asyncio.get_running_loop()
         certs = await loop.run_in_executor(None, _certificates, config)
@@ -163,56 +168,53 @@ async def start(config: ServerConfig) -> RunningServer:
 
         provider = TlsProvider(context, end_point)
         lim = config.limits
-        policy = TrafficPolicy(
-            header_timeout_s=lim.header_timeout_s,
-            auth_timeout_s=lim.auth_timeout_s,
-            stanza_timeout_s=lim.stanza_timeout_s,
-            bytes_per_s=lim.bytes_per_s,
-            bytes_burst=lim.bytes_burst,
-            stanzas_per_s=lim.stanzas_per_s,
-            stanzas_burst=lim.stanzas_burst,
-            max_backlog_s=lim.max_backlog_s,
-        )
         # One guard for every listener: the per-address counts span all ports.
-        guard = ConnectionGuard(
-            ConnectionLimits(
-                max_connections=lim.max_connections,
-                max_per_ip=lim.max_connections_per_ip,
-                max_unauthenticated_per_ip=lim.max_unauthenticated_per_ip,
-                new_per_ip_per_s=lim.new_connections_per_ip_per_s,
-                new_per_ip_burst=lim.new_connections_per_ip_burst,
-            )
-        )
+        guard = ConnectionGuard(lim.connection_limits())
         raise_open_files_limit(lim.max_connections)
         s2s_tls = _s2s_tls(config, certs) if config.s2s.enabled else None
         if s2s_tls is not None:
             running.connector = S2SConnector(
-                server, s2s_tls, policy, config.s2s.peers, config.s2s.resolver
+                server,
+                s2s_tls,
+                policy=lim,
+                peers=config.s2s.peers,
+                resolver=config.s2s.resolver,
             )
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
         for spec in config.listeners:
             listener: C2SListener | S2SListener | HttpListener | ComponentListener
             if spec.kind == "component":
-                listener = ComponentListener(server, policy=policy, guard=guard)
+                listener = ComponentListener(server, policy=lim, guard=guard, reuse_port=reuse_port)
             elif spec.kind in ("http", "https"):
                 listener = HttpListener(
                     server,
                     config.http,
                     tls=context if spec.kind == "https" else None,
-                    policy=policy,
+                    policy=lim,
                     guard=guard,
                     bosh=bosh,
+                    reuse_port=reuse_port,
                 )
             elif spec.kind in ("s2s", "s2s_tls"):
                 if s2s_tls is None:
                     raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
                 listener = S2SListener(
-                    server, s2s_tls, policy=policy, guard=guard, direct_tls=spec.kind == "s2s_tls"
+                    server,
+                    s2s_tls,
+                    policy=lim,
+                    guard=guard,
+                    direct_tls=spec.kind == "s2s_tls",
+                    reuse_port=reuse_port,
                 )
             else:
                 listener = C2SListener(
-                    server, provider, direct_tls=spec.kind == "c2s_tls", policy=policy, guard=guard
+                    server,
+                    provider,
+                    direct_tls=spec.kind == "c2s_tls",
+                    policy=lim,
+                    guard=guard,
+                    reuse_port=reuse_port,
                 )
             port = await listener.start(spec.host, spec.port)
             if isinstance(listener, HttpListener) and not server.http_base_url:
@@ -223,7 +225,7 @@ async def start(config: ServerConfig) -> RunningServer:
             log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
         for request in server.bytestreams.listen_requests:
             # XEP-0065: the proxy module asked for its SOCKS5 listener.
-            socks5 = Socks5Listener(server.bytestreams)
+            socks5 = Socks5Listener(server.bytestreams, reuse_port=reuse_port)
             port = await socks5.start(request.host, request.port)
             request.bound.set_result(port)
             running.listeners.append(socks5)
@@ -235,9 +237,9 @@ async def start(config: ServerConfig) -> RunningServer:
     return running
 
 
-async def serve(config: ServerConfig) -> None:
+async def serve(config: ServerConfig, *, reuse_port: bool = False) -> None:
     """Run until SIGINT/SIGTERM."""
-    running = await start(config)
+    running = await start(config, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from heron import __version__
 from heron.config import ConfigError, ServerConfig, load_config
@@ -23,14 +23,18 @@ from heron.core.accounts import AccountService, UserExists, UserNotFound
 from heron.core.server import load_secret
 from heron.jid import JID, InvalidJID
 from heron.log import setup_logging
-from heron.modules import AVAILABLE, antispam, blocking, register
-from heron.pubsub.store import PubsubStore
+from heron.modules import AVAILABLE
+from heron.modules.antispam import SqlQuarantineStore
+from heron.modules.blocking.store import SqlBlockingStore
+from heron.modules.register.store import SqlInvitationStore
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
-from heron.storage.db import Database
+from heron.storage.db import Database, SqlStore
 from heron.storage.fast import FastTokenStore
-from heron.storage.sqlite import SqliteDatabase
 from heron.tls import check_certificate, ensure_certificate
+
+S = TypeVar("S", bound=SqlStore)
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -76,23 +80,13 @@ async def _open(config: ServerConfig) -> Database:
     return await open_database(config.storage, config.data_dir)
 
 
-async def _open_sqlite(config: ServerConfig) -> SqliteDatabase:
-    """For the commands whose tables are SQLite's alone still."""
-    db = await _open(config)
-    if not isinstance(db, SqliteDatabase):
-        await db.close()
-        raise CliError('this command supports only storage.engine = "sqlite" yet')
-    return db
-
-
 async def _with_accounts(
     config: ServerConfig,
     action: Callable[[AccountService], Awaitable[None]],
     revoke_tokens: JID | None = None,
-    forget_pep: JID | None = None,
 ) -> None:
-    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484) and its
-    PEP data."""
+    """Run ``action``; then, if named, forget that account's FAST tokens (XEP-0484). What
+    modules keep of an account goes with its row (foreign keys that cascade)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = await _open(config)
     try:
@@ -102,10 +96,6 @@ async def _with_accounts(
         if revoke_tokens is not None:
             await db.migrate(FastTokenStore.migrations_for(db.dialect))
             await FastTokenStore(db).revoke(revoke_tokens.local or "", revoke_tokens.domain)
-        if forget_pep is not None and isinstance(db, SqliteDatabase):
-            store = PubsubStore(db)  # the account's PEP nodes and items (XEP-0163) go too
-            await store.migrate()
-            await store.forget(forget_pep)
     finally:
         await db.close()
 
@@ -113,7 +103,19 @@ async def _with_accounts(
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
     from heron.app import serve  # keeps the account commands light
 
-    _run_uvloop(serve(config))
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers > 1:
+        from heron.supervisor import supervise
+
+        return supervise(args.config, config, args.workers)
+    if args.node:
+        if config.cluster is None:
+            raise CliError("--node needs a [cluster] table in the configuration")
+        config = dataclasses.replace(
+            config, cluster=dataclasses.replace(config.cluster, node=args.node)
+        )
+    _run_uvloop(serve(config, reuse_port=args.reuse_port))
     return 0
 
 
@@ -138,36 +140,36 @@ def cmd_check(config: ServerConfig, args: argparse.Namespace) -> int:
 
 def cmd_adduser(config: ServerConfig, args: argparse.Namespace) -> int:
     jid = _account_jid(config, args.jid)
-    password = _read_password(args)
-
-    async def act(accounts: AccountService) -> None:
-        try:
-            await accounts.create(jid, password)
-        except UserExists as exc:
-            raise CliError(f"{jid} already exists") from exc
-        except ValueError as exc:
-            raise CliError(f"unusable password: {exc}") from exc
-
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    _store_password(config, jid, _read_password(args), create=True)
     print(f"created {jid}")
     return 0
 
 
 def cmd_passwd(config: ServerConfig, args: argparse.Namespace) -> int:
     jid = _account_jid(config, args.jid)
-    password = _read_password(args)
+    _store_password(config, jid, _read_password(args), create=False)
+    print(f"password changed for {jid}")
+    return 0
+
+
+def _store_password(config: ServerConfig, jid: JID, password: str, *, create: bool) -> None:
+    """Create the account, or change the password of an existing one. A new account starts
+    with no FAST tokens (any left by an earlier account of that name are revoked)."""
 
     async def act(accounts: AccountService) -> None:
         try:
-            await accounts.set_password(jid, password)
+            if create:
+                await accounts.create(jid, password)
+            else:
+                await accounts.set_password(jid, password)
+        except UserExists as exc:
+            raise CliError(f"{jid} already exists") from exc
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
         except ValueError as exc:
             raise CliError(f"unusable password: {exc}") from exc
 
-    asyncio.run(_with_accounts(config, act))
-    print(f"password changed for {jid}")
-    return 0
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid if create else None))
 
 
 def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
@@ -179,9 +181,34 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
         except UserNotFound as exc:
             raise CliError(f"{jid} does not exist") from exc
 
-    asyncio.run(_with_accounts(config, act, revoke_tokens=jid, forget_pep=jid))
+    asyncio.run(_with_accounts(config, act, revoke_tokens=jid))
+    asyncio.run(_forget_stored(config, jid))
     print(f"deleted {jid}")
     return 0
+
+
+async def _forget_stored(config: ServerConfig, jid: JID) -> None:
+    """What the account's host keeps for it goes with it: roster and last activity,
+    offline messages, archive (as the modules do on an in-band removal)."""
+    from heron.modules.mam.store import SqlArchiveStore
+    from heron.modules.offline.store import SqlOfflineStore
+    from heron.modules.roster.store import SqlRosterStore
+
+    enabled = next((h.modules for h in config.hosts if h.domain == jid.domain), ())
+    local = jid.local or ""
+    db = await _open(config)
+    try:
+        if "roster" in enabled:
+            await db.migrate(SqlRosterStore.migrations_for(db.dialect))
+            await SqlRosterStore(db).forget(local, jid.domain)
+        if "offline" in enabled:
+            await db.migrate(SqlOfflineStore.migrations_for(db.dialect))
+            await SqlOfflineStore(db).forget(local, jid.domain)
+        if "mam" in enabled:
+            await db.migrate(SqlArchiveStore.migrations_for(db.dialect))
+            await SqlArchiveStore(db).forget(jid.domain, local)
+    finally:
+        await db.close()
 
 
 def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
@@ -196,14 +223,17 @@ def cmd_users(config: ServerConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_db(config: ServerConfig, read: Callable[[sqlite3.Connection], list[str]]) -> list[str]:
-    """Lines from the database (or written to it), with the tables created if missing."""
+def _with_store(config: ServerConfig, cls: type[S], act: Callable[[S], Awaitable[T]]) -> T:
+    """Run ``act`` on one store over the configured database (either engine), with its
+    schema (and the accounts' its rows may point at) brought up to date first."""
 
-    async def run() -> list[str]:
-        db = await _open_sqlite(config)
+    async def run() -> T:
+        db = await _open(config)
         try:
-            await db.migrate((*blocking.MIGRATIONS, *antispam.MIGRATIONS, *register.MIGRATIONS))
-            return await db.run(read)
+            await db.migrate(
+                [*SqlAccountStore.migrations_for(db.dialect), *cls.migrations_for(db.dialect)]
+            )
+            return await act(cls(db))
         finally:
             await db.close()
 
@@ -218,10 +248,10 @@ def cmd_reports(config: ServerConfig, args: argparse.Namespace) -> int:
     """XEP-0377 spam and abuse reports users attached to blocks."""
     domains = [args.domain] if args.domain else [h.domain for h in config.hosts]
 
-    def read(conn: sqlite3.Connection) -> list[str]:
+    async def read(store: SqlBlockingStore) -> list[str]:
         lines = []
         for domain in domains:
-            for r in blocking.stored_reports(conn, domain):
+            for r in await store.reports(domain):
                 ids = f" messages: {', '.join(r.stanza_ids)}" if r.stanza_ids else ""
                 text = f" text: {r.text!r}" if r.text else ""
                 lines.append(
@@ -229,7 +259,7 @@ def cmd_reports(config: ServerConfig, args: argparse.Namespace) -> int:
                 )
         return lines
 
-    for line in _read_db(config, read):
+    for line in _with_store(config, SqlBlockingStore, read):
         print(line)
     return 0
 
@@ -238,14 +268,16 @@ def cmd_quarantine(config: ServerConfig, args: argparse.Namespace) -> int:
     """Messages and requests from strangers held back (antispam ``strangers = quarantine``)."""
     domains = [args.domain] if args.domain else [h.domain for h in config.hosts]
 
-    def read(conn: sqlite3.Connection) -> list[str]:
+    async def read(store: SqlQuarantineStore) -> list[str]:
         lines = []
         for domain in domains:
-            for user, sender, at, xml in antispam.quarantined(conn, domain):
-                lines.append(f"{_when(at)} for {user}@{domain} from {sender}: {xml}")
+            for held in await store.held(domain):
+                lines.append(
+                    f"{_when(held.at)} for {held.username}@{domain} from {held.sender}: {held.xml}"
+                )
         return lines
 
-    for line in _read_db(config, read):
+    for line in _with_store(config, SqlQuarantineStore, read):
         print(line)
     return 0
 
@@ -258,10 +290,10 @@ def cmd_invite(config: ServerConfig, args: argparse.Namespace) -> int:
         raise CliError("--uses must be ≥ 1 and --days > 0")
     expires = time.time() + args.days * 86400
 
-    def write(conn: sqlite3.Connection) -> list[str]:
-        return [register.create_invitation(conn, args.domain, args.uses, expires)]
+    async def make(store: SqlInvitationStore) -> str:
+        return await store.create(args.domain, args.uses, expires)
 
-    (token,) = _read_db(config, write)
+    token = _with_store(config, SqlInvitationStore, make)
     print(f"token: {token}\nuri: xmpp:{args.domain}?register;preauth={token}")
     print(f"valid for {args.uses} account(s) until {_when(expires)}")
     return 0
@@ -340,7 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, parents=[common])
 
-    add("serve", "run the server").set_defaults(fn=cmd_serve)
+    p = add("serve", "run the server")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the ports, each a cluster node (needs [cluster])",
+    )
+    p.add_argument("--node", default="", help=argparse.SUPPRESS)  # a worker's own name
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_serve)
     add("check", "validate the configuration").set_defaults(fn=cmd_check)
     add("migrate", "apply the database schema migrations").set_defaults(fn=cmd_migrate)
     for name, fn, text in (

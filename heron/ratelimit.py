@@ -129,9 +129,14 @@ class ConnectionGuard:
 
 @dataclass(frozen=True, slots=True)
 class AuthLimits:
-    free_failures: int = 3  # failures before any delay
-    max_delay_s: float = 8.0  # the delay doubles per failure up to this
-    block_after: int = 20  # failures from one address in the window → blocked
+    """Failed-login limits; docs/security.md explains the numbers."""
+
+    free_failures: int = 5  # per (address, account): an honest user's typos cost nothing
+    max_delay_s: float = 8.0  # past the free ones the delay doubles from 0.5 s up to this
+    block_after: int = 10  # failures for one account from one address → that pair refused
+    address_free_failures: int = 25  # from one address, whatever the accounts (a NAT)
+    address_block_after: int = 100  # from one address → the whole address refused
+    account_free_failures: int = 10  # for one account, from anywhere: slowed, never locked
     window_s: float = 600.0
     block_s: float = 900.0
 
@@ -145,17 +150,23 @@ class _Failures:
 
 @dataclass(slots=True)
 class AuthThrottle:
-    """Failed logins slow down later attempts, per address and per account name.
+    """Failed logins slow down later attempts, then refuse them.
+
+    Failures are counted three ways within ``window_s``: per (address, account) pair, per
+    address and per account name. The pair decides first and soonest: one user behind a
+    carrier NAT who mistypes is slowed and then blocked on their own account only, never
+    everyone behind that address. The address counts at a much higher threshold, which
+    still slows and then blocks a sweep across many accounts from one place. The account
+    name is only ever slowed, never locked, so nobody can lock a victim out from elsewhere.
 
     The delay comes before the verdict of every attempt (a delayed *failure* alone would
-    let an attacker time out early and read the silence as "wrong password"). An address
-    past ``block_after`` failures is refused outright for ``block_s``; an account name is
-    only ever slowed, never locked, so nobody can lock a victim out. Unknown and known
-    account names are treated alike: the throttle must not reveal which exist.
+    let an attacker time out early and read the silence as "wrong password"). Unknown and
+    known account names are treated alike: the throttle must not reveal which exist.
     """
 
     limits: AuthLimits = AuthLimits()
     max_tracked: int = 100000
+    _pairs: dict[str, _Failures] = field(default_factory=dict)
     _ips: dict[str, _Failures] = field(default_factory=dict)
     _accounts: dict[str, _Failures] = field(default_factory=dict)
 
@@ -167,42 +178,56 @@ class AuthThrottle:
             return None
         return entry
 
-    def blocked(self, ip: str, now: float) -> bool:
-        entry = self._get(self._ips, ip_key(ip), now)
-        return entry is not None and entry.blocked_until > now
+    def _ways(
+        self, ip: str, account: str
+    ) -> tuple[tuple[dict[str, _Failures], str, int, int], ...]:
+        """(table, key, free failures, block after; 0: never) for each way of counting."""
+        lim, address = self.limits, ip_key(ip)
+        return (
+            (self._pairs, f"{address} {account}", lim.free_failures, lim.block_after),
+            (self._ips, address, lim.address_free_failures, lim.address_block_after),
+            (self._accounts, account, lim.account_free_failures, 0),
+        )
+
+    def blocked(self, ip: str, account: str, now: float) -> bool:
+        for table, key, _free, block_after in self._ways(ip, account):
+            entry = self._get(table, key, now)
+            if block_after and entry is not None and entry.blocked_until > now:
+                return True
+        return False
 
     def delay(self, ip: str, account: str, now: float) -> float:
         """Seconds to wait before answering this attempt."""
-        worst = 0
-        for table, key in ((self._ips, ip_key(ip)), (self._accounts, account)):
+        excess = -1
+        for table, key, free, _block_after in self._ways(ip, account):
             entry = self._get(table, key, now)
             if entry is not None:
-                worst = max(worst, entry.count)
-        excess = worst - self.limits.free_failures
+                excess = max(excess, entry.count - free)
         if excess < 0:
             return 0.0
         return float(min(self.limits.max_delay_s, 0.5 * 2**excess))
 
     def failed(self, ip: str, account: str, now: float) -> bool:
-        """Count a failure; True when it got the address blocked."""
-        for table in (self._ips, self._accounts):
+        """Count a failure; True when it got the pair or the address blocked."""
+        newly_blocked = False
+        for table, key, _free, block_after in self._ways(ip, account):
             if len(table) >= self.max_tracked:
                 cutoff = now - self.limits.window_s
-                for key in [k for k, e in table.items() if e.first < cutoff]:
-                    del table[key]
-        newly_blocked = False
-        for table, key in ((self._ips, ip_key(ip)), (self._accounts, account)):
+                for old in [k for k, e in table.items() if e.first < cutoff]:
+                    del table[old]
             entry = self._get(table, key, now)
             if entry is None:
                 if len(table) >= self.max_tracked:
                     continue  # under a distributed flood: count what fits
                 entry = table[key] = _Failures(first=now)
             entry.count += 1
-            if table is self._ips and entry.count >= self.limits.block_after:
-                newly_blocked = entry.blocked_until <= now
+            if block_after and entry.count >= block_after:
+                newly_blocked = newly_blocked or entry.blocked_until <= now
                 entry.blocked_until = now + self.limits.block_s
         return newly_blocked
 
-    def succeeded(self, account: str) -> None:
-        """The account's owner got in: its name is no longer slowed (the address still is)."""
+    def succeeded(self, ip: str, account: str) -> None:
+        """The account's owner got in: its name, and this address's failures for it, are
+        forgotten (the address's own count stays)."""
         self._accounts.pop(account, None)
+        self._pairs.pop(f"{ip_key(ip)} {account}", None)

@@ -13,7 +13,8 @@ from heron.config import ServerConfig, config_from_dict
 from heron.core.server import Server
 from heron.jid import JID
 from heron.modules import AVAILABLE
-from heron.stream.c2s import C2SStream, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream
 
 HEADER = (
     b"<stream:stream to='localhost' version='1.0' xmlns='jabber:client' "

@@ -7,8 +7,9 @@ node and a removal by another never interleave: a node removes an entry only whi
 entry still names it.
 
 Nodes hold leases (`heron:lease:<node>`, refreshed well within their lifetime). An epoch
-key, written once, tells a node whose lease vanished whether it was reaped (the epoch is
-still there: fence itself) or Redis lost its data (no epoch: re-assert everything).
+key, written by the first node to join, tells a node whose lease vanished whether it was
+reaped (the epoch it joined under is still there: fence itself) or Redis lost its data (no
+epoch, or a new one another node wrote since: re-assert everything).
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ class Keys:
 
     def reaping(self, node: str) -> str:
         return f"{self.prefix}reaping:{node}"
+
+    def room(self, room: str) -> str:
+        """The room's claim: the name of the node that runs it."""
+        return f"{self.prefix}room:{room}"
+
+    def rooms(self, node: str) -> str:
+        """The rooms a node claimed."""
+        return f"{self.prefix}rooms:{node}"
+
+    def snapshot(self, room: str) -> str:
+        """What the room's owner keeps only in memory (occupants), for a takeover."""
+        return f"{self.prefix}snap:{room}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,7 @@ class RedisDirectory:
         self.node = node
         self.lease_ms = int(lease_s * 1000)
         self.token = secrets.token_hex(8)  # this run of the node (a restart is a new lease)
+        self.epoch = ""  # the registry's epoch when this node joined
         self._bind = client.register_script(_BIND)
         self._if_mine = client.register_script(_IF_MINE)
         self._refresh = client.register_script(_REFRESH)
@@ -128,15 +142,18 @@ class RedisDirectory:
     async def join(self) -> None:
         """Take the lease (a fresh one: this run's token) and note the epoch."""
         await self.redis.set(self.keys.epoch, secrets.token_hex(8), nx=True)
+        self.epoch = _text(await self.redis.get(self.keys.epoch) or b"")
         await self.redis.set(self.keys.lease(self.node), self.token, px=self.lease_ms)
         await self.redis.sadd(self.keys.nodes, self.node)
 
     async def refresh(self) -> str:
         """``ok``; ``reaped`` (the others removed this node: fence); ``lost`` (Redis lost
-        its data: re-assert every session)."""
+        its data: re-assert every session). After a restart of Redis another node may have
+        written a new epoch already: only the epoch this node joined under means reaped."""
         if await self._refresh(keys=[self.keys.lease(self.node)], args=[self.token, self.lease_ms]):
             return "ok"
-        return "reaped" if await self.redis.exists(self.keys.epoch) else "lost"
+        epoch = await self.redis.get(self.keys.epoch)
+        return "reaped" if epoch is not None and _text(epoch) == self.epoch else "lost"
 
     async def leave(self) -> None:
         """A clean stop: the node's sessions and lease go at once."""
@@ -146,14 +163,19 @@ class RedisDirectory:
         await self.redis.delete(self.keys.lease(self.node), self.keys.held(self.node))
         await self.redis.srem(self.keys.nodes, self.node)
 
-    async def dead_nodes(self) -> list[str]:
-        """Nodes listed as members whose lease has expired."""
-        dead = []
+    async def census(self) -> tuple[set[str], list[str]]:
+        """The member nodes whose lease is alive (this one included), and those whose lease
+        has expired."""
+        live, dead = {self.node}, []
         for raw in await self.redis.smembers(self.keys.nodes):
             node = _text(raw)
-            if node != self.node and not await self.redis.exists(self.keys.lease(node)):
+            if node == self.node:
+                continue
+            if await self.redis.exists(self.keys.lease(node)):
+                live.add(node)
+            else:
                 dead.append(node)
-        return sorted(dead)
+        return live, sorted(dead)
 
     async def claim_reaping(self, node: str) -> bool:
         """One node reaps a dead one; the claim expires in case the reaper dies too."""

@@ -19,6 +19,7 @@ from typing import Any
 from heron import ns
 from heron.cluster.bus import Bus, NatsBus, RedisBus
 from heron.cluster.directory import Entry, RedisDirectory
+from heron.cluster.rooms import ClusterRooms
 from heron.config import ClusterConfig
 from heron.core.sessions import Hold, Session, SessionManager
 from heron.jid import JID, InvalidJID
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 STANZA = b"S"
 KICK = b"K"
+ROOM = b"R"  # a stanza for a room this node does not run, to route on its owner
 
 EndedHook = Callable[[JID, Element], Awaitable[None]]
 """Run the hooks of a session that ended (the roster tells contacts it is unavailable)."""
@@ -96,30 +98,49 @@ class ClusterNode:
         self.directory = directory or RedisDirectory.connect(
             config.redis_url, config.node, config.lease_s, config.prefix
         )
+        retry_s = 3 * config.lease_s  # past the reaping of a dead node
         self.bus: Bus = bus or (
-            NatsBus(config.nats_url, config.prefix)
+            NatsBus(config.nats_url, config.prefix, retry_s)
             if config.nats_url
-            else RedisBus(config.redis_url, config.prefix)
+            else RedisBus(config.redis_url, config.prefix, retry_s)
         )
+        self.bus.undelivered = self._undelivered
+        self.live: set[str] = {self.name}  # nodes with a live lease, as last seen
+        self.rooms = ClusterRooms(self.directory, self._forward_room, lambda: self.live)
         self._ops: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self.reaped = 0  # sessions this node removed for dead nodes (metrics, tests)
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        await self.directory.join()
         await self.bus.start(self.name, self._on_stanzas, self._on_events)
+        # A node restarted under the same name (a worker the supervisor brought back)
+        # before the others reaped it: its previous run's sessions are gone, say so.
+        await self._remove_node(self.name)
+        await self.directory.join()
+        self.live, _dead = await self.directory.census()
         async for full, entry in self.directory.everyone():
             if entry.node != self.name:
                 self.sessions.add_remote(RemoteSession(full, entry, self))
         self.sessions.listener = self
+        self._started = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run_ops()), loop.create_task(self._lease())]
+        self._tasks = [
+            loop.create_task(self._run_ops()),
+            loop.create_task(self._lease()),
+            loop.create_task(self._run_routing()),
+        ]
         log.info(
             "cluster node %s joined (%d remote sessions)", self.name, len(self.sessions.remote)
         )
 
     async def stop(self) -> None:
+        if not self._started:  # the server failed to start: nothing joined
+            await self.bus.close()
+            await self.directory.close()
+            return
         self.sessions.listener = None
         for task in self._tasks:
             task.cancel()
@@ -127,6 +148,7 @@ class ClusterNode:
         try:
             for session in self.sessions.all():
                 self.bus.broadcast(_event("del", session.jid, self.name))
+            self.bus.broadcast(json.dumps(["down", "", self.name, "[]"]).encode())
             await self.directory.leave()
         finally:
             await self.bus.close()
@@ -184,11 +206,50 @@ class ClusterNode:
     def kick(self, node: str, full: JID) -> None:
         self.bus.send(node, KICK + str(full).encode())
 
+    def _forward_room(self, node: str, stanza: Stanza, hops: int) -> None:
+        sender = str(stanza.from_) if stanza.from_ is not None else ""
+        to = str(stanza.to) if stanza.to is not None else ""
+        xml = serialize(stanza.element, ns.CLIENT)
+        # Where the sender's session is: the owner may not have heard of it yet (its bind
+        # travels on the events channel), and answers it at once (the join's presences).
+        session = self.sessions.get(stanza.from_) if stanza.from_ is not None else None
+        home = ""
+        if isinstance(session, RemoteSession):
+            home = session.entry.node
+        elif session is not None:
+            home = self.name
+        frame = f"{hops}\x01{home}\x01{sender}\x01{to}\x01{xml}"
+        self.bus.send(node, ROOM + frame.encode())
+
+    def _room_stanza(self, body: str) -> Stanza | None:
+        hops, home, sender, to, xml = body.split("\x01", 4)
+        element = parse_stored(xml, limits=self.limits)
+        if element is None:
+            return None
+        try:
+            stanza = Stanza(
+                element,
+                JID.parse(to) if to else None,
+                JID.parse(sender) if sender else None,
+                {"hops": int(hops)},
+            )
+        except (InvalidJID, ValueError):
+            return None
+        sender_jid = stanza.from_
+        if home and home != self.name and sender_jid and self.sessions.get(sender_jid) is None:
+            # Its "set" event is on its way.
+            self.sessions.add_remote(RemoteSession(sender_jid, Entry(home), self))
+        return stanza
+
     def _on_stanzas(self, frames: list[bytes]) -> None:
         for frame in frames:
             kind, body = frame[:1], frame[1:].decode()
             if kind == KICK:
                 self._kicked(body)
+            elif kind == ROOM:
+                stanza = self._room_stanza(body)
+                if stanza is not None:
+                    self._routing.put_nowait(stanza)
             elif kind == STANZA:
                 full, _, xml = body.partition("\x01")
                 element = parse_stored(xml, limits=self.limits)
@@ -206,19 +267,52 @@ class ClusterNode:
     def _arrived(self, full: str, element: Element) -> None:
         try:
             to = JID.parse(full)
-            sender = JID.parse(element.attrs.get("from", ""))
         except InvalidJID:
             return
         session = self.sessions.get_local(to)
         if session is not None:
             session.deliver(element)
-        elif element.tag == "message" and to.resource is not None:
+        else:
             # Gone from this node since the sender looked: the bare JID's rules decide
             # again (another resource, offline storage), never on this node's word alone.
-            copy = element.copy()
-            copy.attrs["to"] = str(to.bare)
-            task = asyncio.ensure_future(self.route(Stanza(copy, to.bare, sender)))
-            task.add_done_callback(lambda t: t.exception())
+            self._reroute(to, element)
+
+    def _reroute(self, to: JID, element: Element) -> None:
+        if element.tag != "message" or to.resource is None:
+            return
+        try:
+            sender = JID.parse(element.attrs.get("from", ""))
+        except InvalidJID:
+            return
+        copy = element.copy()
+        copy.attrs["to"] = str(to.bare)
+        self._routing.put_nowait(Stanza(copy, to.bare, sender, {"redelivered": True}))
+
+    def _undelivered(self, node: str, frames: list[bytes]) -> None:
+        """Stanzas no subscription of ``node`` took (it died): its messages are routed again
+        by their bare JID, now that the reaping has moved its users (elsewhere, offline)."""
+        for frame in frames:
+            if frame[:1] == ROOM:  # its owner died: routed again, to the room's next owner
+                stanza = self._room_stanza(frame[1:].decode())
+                if stanza is not None:
+                    self._routing.put_nowait(stanza)
+                continue
+            if frame[:1] != STANZA:
+                continue
+            full, _, xml = frame[1:].decode().partition("\x01")
+            element = parse_stored(xml, limits=self.limits)
+            try:
+                to = JID.parse(full)
+            except InvalidJID:
+                continue
+            if element is not None:
+                self._reroute(to, element)
+
+    async def _run_routing(self) -> None:
+        """Stanzas this node routes for others, one at a time, in the order they came."""
+        while True:
+            stanza = await self._routing.get()
+            await self.route(stanza)
 
     # --- registry changes from the other nodes ------------------------------------------
     def _on_events(self, frames: list[bytes]) -> None:
@@ -228,15 +322,24 @@ class ClusterNode:
                 if node == self.name:
                     continue
                 if op == "down":
-                    self.sessions.remove_node(node)
+                    self._node_down(node, [JID.parse(r) for r in json.loads(raw)])
                     continue
                 full = JID.parse(full_text)
             except (ValueError, InvalidJID):
                 continue
             if op == "set":
+                self.live.add(node)
                 self.sessions.add_remote(RemoteSession(full, Entry.load(raw), self))
             elif op == "del":
                 self.sessions.remove_remote(full, node)
+
+    def _node_down(self, node: str, rooms: list[JID]) -> None:
+        """``node`` is gone (reaped, or stopped): its sessions leave the mirror, stanzas
+        still waiting for it are routed again, its rooms get new owners."""
+        self.sessions.remove_node(node)
+        self.live.discard(node)
+        self.bus.abandon(node)
+        self._ops.put_nowait(lambda: self.rooms.node_down(node, rooms))
 
     # --- leases: alive, dead, fenced ----------------------------------------------------
     async def _lease(self) -> None:
@@ -249,7 +352,9 @@ class ClusterNode:
                     await self._fence()
                 elif state == "lost":
                     await self._reassert()
-                await self._reap()
+                live, dead = await self.directory.census()
+                self.live |= live
+                await self._reap(dead)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis unreachable: keep serving, try again
@@ -259,6 +364,7 @@ class ClusterNode:
         """The others took this node for dead and removed its sessions: its streams end
         (the clients reconnect and bind afresh) and it joins again."""
         log.warning("cluster node %s was reaped by the others: closing its streams", self.name)
+        await self.rooms.fenced()
         for session in self.sessions.all():
             session.close(
                 StreamError(StreamCondition.SYSTEM_SHUTDOWN, "the cluster lost this node")
@@ -271,21 +377,32 @@ class ClusterNode:
         await self.directory.join()
         for session in self.sessions.all():
             await self._bind(session)
+        await self.rooms.reassert()
 
-    async def _reap(self) -> None:
-        for node in await self.directory.dead_nodes():
-            if not await self.directory.claim_reaping(node):
-                continue
-            removed = await self.directory.reap(node)
-            self.bus.broadcast(json.dumps(["down", "", node, ""]).encode())
-            self.sessions.remove_node(node)
-            log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
-            for full, entry in removed:
-                self.reaped += 1
-                if entry.available:
-                    unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
-                    unavailable.attrs["from"] = str(full)
-                    await self.ended(full, unavailable)
+    async def _reap(self, dead: list[str]) -> None:
+        for node in dead:
+            if await self.directory.claim_reaping(node):
+                await self._remove_node(node)
+
+    async def _remove_node(self, node: str) -> None:
+        """Remove a dead node's sessions and room claims everywhere; its users' contacts
+        see them go."""
+        removed = await self.directory.reap(node)
+        rooms = await self.rooms.reap(node)
+        if not removed and not rooms:
+            return
+        # Every node (this one too) hears it: mirrors, stanzas held for it, its rooms.
+        self.bus.broadcast(
+            json.dumps(["down", "", node, json.dumps([str(r) for r in rooms])]).encode()
+        )
+        self.sessions.remove_node(node)
+        log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
+        for full, entry in removed:
+            self.reaped += 1
+            if entry.available:
+                unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+                unavailable.attrs["from"] = str(full)
+                await self.ended(full, unavailable)
 
 
 def _event(op: str, full: JID, node: str, entry: Entry | None = None) -> bytes:

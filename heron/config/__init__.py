@@ -3,10 +3,8 @@
 from heron.config.loader import (
     EMBEDDED_DEFAULT,
     build_options,
-    check_domain,
     config_from_dict,
     load_config,
-    option,
 )
 from heron.config.model import (
     DEFAULT_MODULES,
@@ -21,7 +19,9 @@ from heron.config.model import (
     S2SConfig,
     ServerConfig,
     StorageConfig,
+    option,
 )
+from heron.config.names import check_domain
 
 __all__ = [
     "DEFAULT_MODULES",

@@ -25,7 +25,10 @@ Shape of the file (`heron.example.toml` documents every key)::
                                    # password_file, pool_size = 10
     [logging]                      # level = "INFO"
 
+    admins = ["boss@example.org"]  # administrators of every host (ad-hoc commands)
+
     [hosts."example.org"]          # at least one host; the key is the domain
+    admins = ["ops@example.org"]   # administrators of this host only
     cert = "certs/example.org.crt" # optional, together with `key`; else self-signed
     key = "certs/example.org.key"
     modules = ["disco", "ping"]    # either a list: exactly these modules, default options
@@ -50,6 +53,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from heron.config import model
 from heron.config.model import (
     COMPONENT_PORT,
     DEFAULT_LISTENERS,
@@ -58,18 +62,9 @@ from heron.config.model import (
     LOG_LEVELS,
     MIN_SCRAM_ITERATIONS,
     STORAGE_ENGINES,
-    ClusterConfig,
-    ComponentConfig,
     ConfigError,
-    HostConfig,
-    HttpConfig,
-    LimitsConfig,
-    ListenerConfig,
-    LoggingConfig,
-    S2SConfig,
-    ServerConfig,
-    StorageConfig,
 )
+from heron.config.names import admin_jids, check_domain
 
 T = TypeVar("T")
 
@@ -87,10 +82,10 @@ EMBEDDED_DEFAULT: Final[Mapping[str, object]] = types.MappingProxyType(
 )
 
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
-_DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MODULE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 _TOP_LEVEL: Final = frozenset(
     {
+        "admins",
         "data_dir",
         "hosts",
         "listeners",
@@ -111,7 +106,9 @@ _TOP_LEVEL: Final = frozenset(
 # --- public entry points ----------------------------------------------------------------------
 
 
-def load_config(path: Path | None, *, known_modules: Collection[str] | None = None) -> ServerConfig:
+def load_config(
+    path: Path | None, *, known_modules: Collection[str] | None = None
+) -> model.ServerConfig:
     """Read and check the TOML file at `path`; None gives the embedded default (`localhost`)."""
     if path is None:
         return config_from_dict(EMBEDDED_DEFAULT, "embedded default", known_modules=known_modules)
@@ -135,7 +132,7 @@ def config_from_dict(
     *,
     base_dir: Path | None = None,
     known_modules: Collection[str] | None = None,
-) -> ServerConfig:
+) -> model.ServerConfig:
     """Build and check a `ServerConfig` from parsed TOML; errors start with `source`.
 
     Relative paths are joined to `base_dir` when given (the loader passes the file's folder).
@@ -145,23 +142,6 @@ def config_from_dict(
         return _server(_Table(data, ""), base_dir, known_modules)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-
-
-def option(
-    default: Any,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    choices: Collection[str] | None = None,
-    above: float | None = None,
-) -> Any:
-    """A module option's field with its bounds, checked by `build_options`:
-    ``max_items: int = option(256, min=1)``; ``mode: str = option("roster", choices=MODES)``;
-    ``timeout_s: float = option(30.0, above=0)`` (strictly greater)."""
-    bounds = {"min": min, "max": max, "choices": choices, "above": above}
-    return dataclasses.field(
-        default=default, metadata={k: v for k, v in bounds.items() if v is not None}
-    )
 
 
 def _check_bounds(f: dataclasses.Field[Any], value: object, path: str) -> None:
@@ -338,23 +318,12 @@ def _as_path(value: object, path: str, base_dir: Path | None) -> Path:
     return base_dir / result if base_dir is not None and not result.is_absolute() else result
 
 
-def check_domain(domain: str, path: str) -> None:
-    """Refuse anything but a lowercase ASCII DNS name (IDNs in their xn-- form)."""
-    if domain != domain.lower():
-        raise ConfigError(f"{path}: the domain must be lowercase")
-    labels = domain.split(".")
-    if len(domain) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
-        raise ConfigError(f"{path}: {domain!r} is not a valid DNS name")
-    if labels[-1].isdigit():
-        raise ConfigError(f"{path}: {domain!r} is an IP address, not a domain")
-
-
 # --- sections ---------------------------------------------------------------------------------
 
 
 def _server(
     top: _Table, base_dir: Path | None, known_modules: Collection[str] | None
-) -> ServerConfig:
+) -> model.ServerConfig:
     for key in top.data:
         if key not in _TOP_LEVEL:
             raise ConfigError(
@@ -366,9 +335,10 @@ def _server(
     components = _components(top.table("components"), {h.domain for h in hosts})
     listeners = _listeners(top)
     if components and not any(spec.kind == "component" for spec in listeners):
-        listeners = (*listeners, ListenerConfig("component", "127.0.0.1", COMPONENT_PORT))
+        listeners = (*listeners, model.ListenerConfig("component", "127.0.0.1", COMPONENT_PORT))
     storage = _storage(top.table("storage"), base_dir)
-    config = ServerConfig(
+    config = model.ServerConfig(
+        admins=admin_jids(top.raw("admins"), "admins"),
         data_dir=data_dir,
         hosts=hosts,
         listeners=listeners,
@@ -387,13 +357,13 @@ def _server(
     return config
 
 
-def _listeners(top: _Table) -> tuple[ListenerConfig, ...]:
+def _listeners(top: _Table) -> tuple[model.ListenerConfig, ...]:
     raw = top.raw("listeners")
     if raw is None:
         return DEFAULT_LISTENERS
     if not isinstance(raw, list | tuple):
         raise ConfigError("listeners: expected an array of tables ([[listeners]])")
-    result: list[ListenerConfig] = []
+    result: list[model.ListenerConfig] = []
     for index, item in enumerate(raw):
         table = _Table(item, f"listeners[{index}]")
         kind = table.get_str("kind", "")
@@ -410,47 +380,12 @@ def _listeners(top: _Table) -> tuple[ListenerConfig, ...]:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{table.path('port')}: must be between 0 and 65535")
         table.finish()
-        result.append(ListenerConfig(kind, host, port))
+        result.append(model.ListenerConfig(kind, host, port))
     return tuple(result)
 
 
-def _limits(table: _Table) -> LimitsConfig:
-    d = LimitsConfig()
-    limits = LimitsConfig(
-        max_stanza_bytes=table.get_int("max_stanza_bytes", d.max_stanza_bytes, 1024),
-        pre_auth_max_stanza_bytes=table.get_int(
-            "pre_auth_max_stanza_bytes", d.pre_auth_max_stanza_bytes, 1024
-        ),
-        max_depth=table.get_int("max_depth", d.max_depth, 4),
-        max_attrs=table.get_int("max_attrs", d.max_attrs, 4),
-        max_attr_bytes=table.get_int("max_attr_bytes", d.max_attr_bytes, 256),
-        auth_timeout_s=table.positive_float("auth_timeout_s", d.auth_timeout_s),
-        header_timeout_s=table.positive_float("header_timeout_s", d.header_timeout_s),
-        out_queue_bytes=table.get_int("out_queue_bytes", d.out_queue_bytes, 4096),
-        stanza_timeout_s=table.positive_float("stanza_timeout_s", d.stanza_timeout_s),
-        bytes_per_s=table.get_int("bytes_per_s", d.bytes_per_s, 1024),
-        bytes_burst=table.get_int("bytes_burst", d.bytes_burst, 1024),
-        stanzas_per_s=table.positive_float("stanzas_per_s", d.stanzas_per_s),
-        stanzas_burst=table.get_int("stanzas_burst", d.stanzas_burst, 1),
-        max_backlog_s=table.positive_float("max_backlog_s", d.max_backlog_s),
-        max_connections=table.get_int("max_connections", d.max_connections, 1),
-        max_connections_per_ip=table.get_int("max_connections_per_ip", d.max_connections_per_ip, 1),
-        max_unauthenticated_per_ip=table.get_int(
-            "max_unauthenticated_per_ip", d.max_unauthenticated_per_ip, 1
-        ),
-        new_connections_per_ip_per_s=table.positive_float(
-            "new_connections_per_ip_per_s", d.new_connections_per_ip_per_s
-        ),
-        new_connections_per_ip_burst=table.get_int(
-            "new_connections_per_ip_burst", d.new_connections_per_ip_burst, 1
-        ),
-        auth_block_after=table.get_int("auth_block_after", d.auth_block_after, 1),
-        auth_window_s=table.positive_float("auth_window_s", d.auth_window_s),
-        auth_block_s=table.positive_float("auth_block_s", d.auth_block_s),
-        auth_max_delay_s=table.positive_float("auth_max_delay_s", d.auth_max_delay_s),
-        sm_resume_timeout_s=table.positive_float("sm_resume_timeout_s", d.sm_resume_timeout_s),
-    )
-    table.finish()
+def _limits(table: _Table) -> model.LimitsConfig:
+    limits = build_options(model.LimitsConfig, table.data, table.prefix)
     if limits.pre_auth_max_stanza_bytes > limits.max_stanza_bytes:
         raise ConfigError(
             f"{table.path('pre_auth_max_stanza_bytes')}: must be ≤ limits.max_stanza_bytes"
@@ -458,10 +393,10 @@ def _limits(table: _Table) -> LimitsConfig:
     return limits
 
 
-def _cluster(raw: object, storage: StorageConfig) -> ClusterConfig | None:
+def _cluster(raw: object, storage: model.StorageConfig) -> model.ClusterConfig | None:
     if raw is None:
         return None
-    cluster = build_options(ClusterConfig, raw if isinstance(raw, Mapping) else {}, "cluster")
+    cluster = build_options(model.ClusterConfig, raw if isinstance(raw, Mapping) else {}, "cluster")
     if not _BARE_KEY.fullmatch(cluster.node):
         raise ConfigError("cluster.node: letters, digits, '-' and '_' only")
     if not cluster.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -477,12 +412,12 @@ def _cluster(raw: object, storage: StorageConfig) -> ClusterConfig | None:
     return cluster
 
 
-def _storage(table: _Table, base_dir: Path | None) -> StorageConfig:
+def _storage(table: _Table, base_dir: Path | None) -> model.StorageConfig:
     engine = table.get_str("engine", "sqlite")
     if engine not in STORAGE_ENGINES:
         known = ", ".join(sorted(STORAGE_ENGINES))
         raise ConfigError(f"{table.path('engine')}: unknown engine {engine!r} (known: {known})")
-    storage = StorageConfig(
+    storage = model.StorageConfig(
         engine=engine,
         path=table.optional_path("path", base_dir),
         url=table.get_str("url", ""),
@@ -522,8 +457,8 @@ def _address(table: _Table, key: str) -> str | None:
     return address
 
 
-def _s2s(table: _Table, base_dir: Path | None) -> S2SConfig:
-    d = S2SConfig()
+def _s2s(table: _Table, base_dir: Path | None) -> model.S2SConfig:
+    d = model.S2SConfig()
     peers: dict[str, str] = {}
     raw_peers = table.table("peers")
     for domain in raw_peers.data:
@@ -534,7 +469,7 @@ def _s2s(table: _Table, base_dir: Path | None) -> S2SConfig:
         check_domain(domain, raw_peers.path(domain))
         peers[domain] = address
     raw_peers.finish()
-    config = S2SConfig(
+    config = model.S2SConfig(
         enabled=table.get_bool("enabled", d.enabled),
         require_valid_certificates=table.get_bool(
             "require_valid_certificates", d.require_valid_certificates
@@ -565,14 +500,14 @@ def _ws_uri(table: _Table, key: str) -> str:
     return value
 
 
-def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
-    d = HttpConfig()
+def _http(table: _Table, base_dir: Path | None) -> model.HttpConfig:
+    d = model.HttpConfig()
     proxies = table.raw("trusted_proxies")
     origins = table.raw("cors_origins")
     public_url = table.get_str("public_url", "").rstrip("/")
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError(f"{table.path('public_url')}: an http:// or https:// URL")
-    config = HttpConfig(
+    config = model.HttpConfig(
         websocket_path=_http_path(table, "websocket_path", d.websocket_path),
         bosh_path=_http_path(table, "bosh_path", d.bosh_path),
         chat_path=_http_path(table, "chat_path", d.chat_path),
@@ -602,9 +537,9 @@ def _http(table: _Table, base_dir: Path | None) -> HttpConfig:
 MIN_COMPONENT_SECRET: Final = 16
 
 
-def _components(table: _Table, hosts: set[str]) -> tuple[ComponentConfig, ...]:
+def _components(table: _Table, hosts: set[str]) -> tuple[model.ComponentConfig, ...]:
     """`[components."gw.example.org"]`: the domains external components may serve."""
-    result: list[ComponentConfig] = []
+    result: list[model.ComponentConfig] = []
     for domain in table.data:
         entry = table.table(domain)
         check_domain(domain, table.path(domain))
@@ -617,26 +552,26 @@ def _components(table: _Table, hosts: set[str]) -> tuple[ComponentConfig, ...]:
             )
         replace = entry.get_bool("replace", False)
         entry.finish()
-        result.append(ComponentConfig(domain, secret, replace))
+        result.append(model.ComponentConfig(domain, secret, replace))
     table.finish()
     return tuple(result)
 
 
-def _logging(table: _Table) -> LoggingConfig:
+def _logging(table: _Table) -> model.LoggingConfig:
     level = table.get_str("level", "INFO").upper()
     if level not in LOG_LEVELS:
         raise ConfigError(f"{table.path('level')}: must be one of {', '.join(LOG_LEVELS)}")
     table.finish()
-    return LoggingConfig(level)
+    return model.LoggingConfig(level)
 
 
 def _hosts(
     top: _Table, base_dir: Path | None, known_modules: Collection[str] | None
-) -> tuple[HostConfig, ...]:
+) -> tuple[model.HostConfig, ...]:
     hosts = top.table("hosts")
     if not hosts.data:
         raise ConfigError('hosts: at least one host is needed ([hosts."example.org"])')
-    result: list[HostConfig] = []
+    result: list[model.HostConfig] = []
     for domain in hosts.data:
         if not isinstance(domain, str):
             raise ConfigError(f"hosts: {domain!r} is not a domain name")
@@ -649,7 +584,7 @@ def _hosts(
 
 def _host(
     table: _Table, domain: str, base_dir: Path | None, known_modules: Collection[str] | None
-) -> HostConfig:
+) -> model.HostConfig:
     cert = table.optional_path("cert", base_dir)
     key = table.optional_path("key", base_dir)
     if cert is not None and key is None:
@@ -657,8 +592,9 @@ def _host(
     if key is not None and cert is None:
         raise ConfigError(f"{table.path('key')}: a key needs its `cert` too")
     modules, options = _modules(table, known_modules)
+    admins = admin_jids(table.raw("admins"), table.path("admins"))
     table.finish()
-    return HostConfig(domain, cert, key, modules, options)
+    return model.HostConfig(domain, cert, key, modules, options, admins)
 
 
 def _modules(

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
+
+from heron.ratelimit import AuthLimits, ConnectionLimits
+from heron.xmlstream.limits import Limits
+
+# What the parser, the connection guard and the login throttle enforce when nobody
+# configures them; the [limits] table starts from these (each is defined once, there).
+_PARSER: Final = Limits()
+_CONNECTIONS: Final = ConnectionLimits()
+_LOGINS: Final = AuthLimits()
 
 DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "disco",
@@ -49,6 +59,23 @@ class ConfigError(Exception):
     """A refused configuration; the message names the key path and the reason."""
 
 
+def option(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: Collection[str] | None = None,
+    above: float | None = None,
+) -> Any:
+    """A module option's field with its bounds, checked by `build_options`:
+    ``max_items: int = option(256, min=1)``; ``mode: str = option("roster", choices=MODES)``;
+    ``timeout_s: float = option(30.0, above=0)`` (strictly greater)."""
+    bounds = {"min": min, "max": max, "choices": choices, "above": above}
+    return dataclasses.field(
+        default=default, metadata={k: v for k, v in bounds.items() if v is not None}
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     kind: str
@@ -61,38 +88,72 @@ class ListenerConfig:
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    max_stanza_bytes: int = 262144
-    pre_auth_max_stanza_bytes: int = 16384
-    max_depth: int = 32
-    max_attrs: int = 64
-    max_attr_bytes: int = 8192
-    auth_timeout_s: float = 30.0
-    header_timeout_s: float = 10.0
-    out_queue_bytes: int = 1048576
-    stanza_timeout_s: float = 60.0
+    max_stanza_bytes: int = option(_PARSER.max_stanza_bytes, min=1024)
+    pre_auth_max_stanza_bytes: int = option(16384, min=1024)
+    """Before login a stanza is smaller (the limit is never above max_stanza_bytes)."""
+    max_depth: int = option(_PARSER.max_depth, min=4)
+    max_attrs: int = option(_PARSER.max_attrs, min=4)
+    max_attr_bytes: int = option(_PARSER.max_attr_bytes, min=256)
+    auth_timeout_s: float = option(30.0, above=0)
+    header_timeout_s: float = option(10.0, above=0)
+    out_queue_bytes: int = option(1048576, min=4096)
+    stanza_timeout_s: float = option(60.0, above=0)
     """A stanza (or a stream header) begun but not finished by then ends the stream."""
-    bytes_per_s: int = 262144
+    bytes_per_s: int = option(262144, min=1024)
     """Each session's read rate; beyond it reading pauses (TCP backpressure)."""
-    bytes_burst: int = 1048576
-    stanzas_per_s: float = 500.0
-    """Each session's stanza rate; beyond it reading pauses."""
-    stanzas_burst: int = 1000
-    max_backlog_s: float = 30.0
+    bytes_burst: int = option(1048576, min=1024)
+    stanzas_per_s: float = option(20.0, above=0)
+    """Each session's stanza rate; beyond it reading pauses (docs/security.md: why 20)."""
+    stanzas_burst: int = option(500, min=1)
+    max_backlog_s: float = option(30.0, above=0)
     """A session held back by its rates without a break for this long is disconnected."""
-    max_connections: int = 10000
-    max_connections_per_ip: int = 100
+    max_connections: int = option(_CONNECTIONS.max_connections, min=1)
+    max_connections_per_ip: int = option(_CONNECTIONS.max_per_ip, min=1)
     """Per address (IPv6: per /64), logged in or not."""
-    max_unauthenticated_per_ip: int = 20
-    new_connections_per_ip_per_s: float = 5.0
-    new_connections_per_ip_burst: int = 30
-    auth_block_after: int = 20
-    """Failed logins from one address within auth_window_s before it is blocked."""
-    auth_window_s: float = 600.0
-    auth_block_s: float = 900.0
-    auth_max_delay_s: float = 8.0
-    sm_resume_timeout_s: float = 300.0
-    """How long a session whose connection died waits to be resumed (XEP-0198)."""
+    max_unauthenticated_per_ip: int = option(_CONNECTIONS.max_unauthenticated_per_ip, min=1)
+    new_connections_per_ip_per_s: float = option(_CONNECTIONS.new_per_ip_per_s, above=0)
+    new_connections_per_ip_burst: int = option(_CONNECTIONS.new_per_ip_burst, min=1)
+    auth_block_after: int = option(_LOGINS.block_after, min=1)
+    """Failed logins for one account from one address within auth_window_s before that
+    address is refused for that account (others behind the same address are not)."""
+    auth_block_address_after: int = option(_LOGINS.address_block_after, min=1)
+    """Failed logins from one address, whatever the accounts, before it is refused."""
+    auth_window_s: float = option(_LOGINS.window_s, above=0)
+    auth_block_s: float = option(_LOGINS.block_s, above=0)
+    auth_max_delay_s: float = option(_LOGINS.max_delay_s, above=0)
     """Failed logins delay later attempts (per address and per account), doubling to this."""
+    sm_resume_timeout_s: float = option(300.0, above=0)
+    """How long a session whose connection died waits to be resumed (XEP-0198)."""
+
+    def parser_limits(self, *, pre_auth: bool = False) -> Limits:
+        """What the XML parser enforces, after login or (``pre_auth``) before it."""
+        size = self.max_stanza_bytes
+        if pre_auth:
+            size = min(self.pre_auth_max_stanza_bytes, size)
+        return Limits(
+            max_stanza_bytes=size,
+            max_depth=self.max_depth,
+            max_attrs=self.max_attrs,
+            max_attr_bytes=self.max_attr_bytes,
+        )
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            max_per_ip=self.max_connections_per_ip,
+            max_unauthenticated_per_ip=self.max_unauthenticated_per_ip,
+            new_per_ip_per_s=self.new_connections_per_ip_per_s,
+            new_per_ip_burst=self.new_connections_per_ip_burst,
+        )
+
+    def auth_limits(self) -> AuthLimits:
+        return AuthLimits(
+            max_delay_s=self.auth_max_delay_s,
+            block_after=self.auth_block_after,
+            address_block_after=self.auth_block_address_after,
+            window_s=self.auth_window_s,
+            block_s=self.auth_block_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +164,8 @@ class HostConfig:
     modules: tuple[str, ...] = DEFAULT_MODULES
     module_options: Mapping[str, Mapping[str, object]] = field(default_factory=_no_options)
     """Raw option tables by module name; each module checks its own with `build_options`."""
+    admins: tuple[str, ...] = ()
+    """Administrators of this host only (bare JIDs), besides the server-wide `admins`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +276,8 @@ class ServerConfig:
     """The whole server. `ServerConfig()` is the embedded default: `localhost` on loopback."""
 
     data_dir: Path = Path("data")
+    admins: tuple[str, ...] = ()
+    """Administrators of every host (bare JIDs): ad-hoc admin commands (XEP-0133)."""
     hosts: tuple[HostConfig, ...] = (HostConfig("localhost"),)
     listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
     limits: LimitsConfig = LimitsConfig()
@@ -227,6 +292,11 @@ class ServerConfig:
     scram_iterations: int = MIN_SCRAM_ITERATIONS
     server_secret_file: Path | None = None
     """The file holding the server's secret; None means `data_dir/secret`."""
+
+    def admins_of(self, domain: str) -> frozenset[str]:
+        """Who administers `domain`: the server-wide admins and the host's own."""
+        host = self.host(domain)
+        return frozenset(self.admins + (host.admins if host is not None else ()))
 
     def host(self, domain: str) -> HostConfig | None:
         """The virtual host serving exactly `domain`, if any."""

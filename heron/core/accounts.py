@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 
-from heron.credentials import HASHES, ScramKeys, derive_all, fake_keys, prepare_password
+from heron.credentials import ScramKeys, derive_all, fake_keys, prepare_password
 from heron.jid import JID, InvalidJID, normalize_localpart
 from heron.storage.accounts import AccountStore, UserExists, UserNotFound
 
@@ -91,6 +91,3 @@ class AccountService:
             return stored[hash_name], True
         fake_name = local if local is not None else hashlib.sha256(username.encode()).hexdigest()
         return fake_keys(f"{fake_name}@{domain}", hash_name, self.secret, self.iterations), False
-
-
-SUPPORTED_HASHES = HASHES

@@ -26,7 +26,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
-from heron.core.registry import FeatureProvider, Hook, HostRegistry, Identity, IqHandler, Target
+from heron.core.admins import Admins
+from heron.core.placement import LocalPlacement, RoomPlacement
+from heron.core.registry import (
+    AccountDeleted,
+    FeatureProvider,
+    Hook,
+    HostRegistry,
+    Identity,
+    IqHandler,
+    PreauthHandler,
+    Target,
+)
+from heron.jid import JID
 from heron.storage.db import Database, SqlStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
@@ -169,6 +181,10 @@ class CoreServices:
     version: str
     data_dir: Path
     clock: Callable[[], float] = time.time
+    admins: Admins = field(default_factory=Admins)
+    """Who administers each host (the config's `admins`, updated on reload)."""
+    placement: RoomPlacement = field(default_factory=LocalPlacement)
+    """Which node runs a room (a cluster), or always this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +236,19 @@ class ModuleContext:
         return self.core.data_dir
 
     @property
+    def placement(self) -> RoomPlacement:
+        return self.core.placement
+
+    @property
     def http_base_url(self) -> str:
         return self.core.http.http_base_url
 
     def now(self) -> float:
         return self.core.clock()
+
+    def is_admin(self, jid: JID) -> bool:
+        """True when ``jid``'s account administers this module's host (config `admins`)."""
+        return self.core.admins.is_admin(jid, self.domain)
 
     def secret(self, purpose: str) -> bytes:
         return self.core.secret(purpose)
@@ -284,6 +308,34 @@ class ModuleContext:
             items.pop(jid, None)
 
         self.undo.append(remove)
+
+    def add_account_feature(self, feature: str) -> None:
+        """A feature in the disco#info of the host's accounts."""
+        features = self.registry.account_features
+        features.add(feature)
+        self.undo.append(lambda: features.discard(feature))
+
+    def on_account_deleted(self, callback: AccountDeleted) -> None:
+        """Called with the bare JID after an account is deleted (drop what is cached; rows
+        owned by the account go with it through their foreign key)."""
+        callbacks = self.registry.account_deleted
+        callbacks.append(callback)
+        self.undo.append(lambda: callbacks.remove(callback))
+
+    def add_preauth_iq(self, type_: str, namespace: str, handler: PreauthHandler) -> None:
+        """An IQ handler for streams not yet authenticated (in-band registration)."""
+        table = self.registry.preauth_iq
+        table[(type_, namespace)] = handler
+
+        def remove() -> None:
+            if table.get((type_, namespace)) == handler:
+                del table[(type_, namespace)]
+
+        self.undo.append(remove)
+
+    def on_unload(self, undo: Callable[[], None]) -> None:
+        """Run ``undo`` when the module unloads (a service slot of the registry it filled)."""
+        self.undo.append(undo)
 
     def withdraw(self) -> None:
         while self.undo:

@@ -201,9 +201,6 @@ class HostRegistry:
                 return handler
         return None
 
-    def handles_namespace(self, ns: str) -> bool:
-        return any(key[1] == ns and entries for key, entries in self.iq_handlers.items())
-
     # --- hooks ------------------------------------------------------------------------
     def add_hook(self, event: str, hook: Hook, priority: int = 0) -> None:
         """Higher priority runs first; equal priorities run in registration order."""

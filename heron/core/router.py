@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from heron.core.registry import HostRegistry, Target
 from heron.core.sessions import Session, SessionManager
-from heron.jid import JID, InvalidJID
+from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError, error_reply, iq_result
 from heron.xmlstream.element import Element
 
@@ -262,14 +262,3 @@ class Router:
             for session in self.sessions.resources(to.bare):
                 session.deliver(stanza.element)
         # Subscription management and probes belong to the roster (IM core): ignored here.
-
-
-def parse_jid_attr(element: Element, name: str) -> JID | None:
-    """Parse an address attribute; raises StanzaError(jid-malformed) when invalid."""
-    value = element.attrs.get(name)
-    if value is None:
-        return None
-    try:
-        return JID.parse(value)
-    except InvalidJID as exc:
-        raise StanzaError(StanzaCondition.JID_MALFORMED, str(exc)) from exc

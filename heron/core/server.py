@@ -19,17 +19,19 @@ from typing import Any
 from heron import __version__, ns
 from heron.config import ConfigError, ServerConfig, build_options
 from heron.core.accounts import AccountService
+from heron.core.admins import Admins
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.metrics import Metrics
 from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
+from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
 from heron.core.s2s import S2SLimits, S2SManager
 from heron.core.sessions import SessionManager
 from heron.credentials import ScramKeys
 from heron.jid import JID, InvalidJID
-from heron.ratelimit import AuthLimits, AuthThrottle
+from heron.ratelimit import AuthThrottle
 from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, StreamError
 from heron.storage import open_database
 from heron.storage.accounts import SqlAccountStore
@@ -41,7 +43,7 @@ from heron.stream.dialback import dialback_key
 from heron.stream.identity import certificate_names_domain
 from heron.stream.s2s import S2SIncoming
 from heron.stream.sasl import verify_plain
-from heron.xmlstream import Element, Limits
+from heron.xmlstream import Element
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +55,12 @@ class Server:
         self.config = config
         self.available_modules = modules
         lim = config.limits
-        self.limits = Limits(
-            max_stanza_bytes=lim.max_stanza_bytes,
-            max_depth=lim.max_depth,
-            max_attrs=lim.max_attrs,
-            max_attr_bytes=lim.max_attr_bytes,
-        )
-        self.pre_auth_limits = Limits(
-            max_stanza_bytes=min(lim.pre_auth_max_stanza_bytes, lim.max_stanza_bytes),
-            max_depth=lim.max_depth,
-            max_attrs=lim.max_attrs,
-            max_attr_bytes=lim.max_attr_bytes,
-        )
+        self.limits = lim.parser_limits()
+        self.pre_auth_limits = lim.parser_limits(pre_auth=True)
         self.require_tls = config.require_tls
         self.out_queue_bytes = lim.out_queue_bytes
         self.sessions = SessionManager()
+        self.placement: RoomPlacement = LocalPlacement()  # a cluster's, set before start()
         self.registries: dict[str, HostRegistry] = {}
         self.services: set[str] = set()  # registries that are services, not user hosts
         self.managers: dict[str, ModuleManager] = {}
@@ -82,6 +75,7 @@ class Server:
         self.http_routes: list[tuple[str, str, Callable[[Any], Awaitable[Any]]]] = []
         self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
         self.metrics = Metrics()
+        self.admins = Admins(config)
         self.router.metrics = self.metrics.stanzas
         self.metrics.gauge("heron_c2s_sessions", "Bound client sessions", self._session_gauge)
         self.metrics.gauge(
@@ -115,14 +109,7 @@ class Server:
         self._hibernation: dict[str, asyncio.TimerHandle] = {}
         self._expiring: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self.auth_throttle = AuthThrottle(
-            AuthLimits(
-                max_delay_s=lim.auth_max_delay_s,
-                block_after=lim.auth_block_after,
-                window_s=lim.auth_window_s,
-                block_s=lim.auth_block_s,
-            )
-        )
+        self.auth_throttle = AuthThrottle(lim.auth_limits())
 
     def db_or_fail(self) -> Database:
         """The open database (only valid once started)."""
@@ -143,6 +130,8 @@ class Server:
             secret=self.derived_secret,
             version=self.version,
             data_dir=self.config.data_dir,
+            admins=self.admins,
+            placement=self.placement,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:
@@ -244,10 +233,10 @@ class Server:
 
     async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
         """Wait out the delay earlier failures earned; False when the address is blocked."""
-        throttle = self.auth_throttle
-        if throttle.blocked(peer, time.monotonic()):
+        throttle, account = self.auth_throttle, self._account_key(username, domain)
+        if throttle.blocked(peer, account, time.monotonic()):
             return False
-        delay = throttle.delay(peer, self._account_key(username, domain), time.monotonic())
+        delay = throttle.delay(peer, account, time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)
         return True
@@ -256,9 +245,9 @@ class Server:
         self.metrics.logins["ok" if ok else "failed"] += 1
         account = self._account_key(username, domain)
         if ok:
-            self.auth_throttle.succeeded(account)
+            self.auth_throttle.succeeded(peer, account)
         elif self.auth_throttle.failed(peer, account, time.monotonic()):
-            log.warning("blocking logins from %s: too many failed attempts", peer)
+            log.warning("blocking logins from %s (for %s): too many failed attempts", peer, account)
 
     def _session_gauge(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {"active": 0, "hibernating": 0}

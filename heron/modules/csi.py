@@ -11,17 +11,14 @@ past ``max_held`` stanzas everything is flushed too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
+from heron import ns
 from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, nonza, stream_feature
 from heron.core.sessions import Session
 from heron.jid import JID
 from heron.stanza import Stanza
 from heron.xmlstream.element import Element
-
-CSI: Final = "urn:xmpp:csi:0"
-CHATSTATES: Final = "http://jabber.org/protocol/chatstates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +32,7 @@ def can_wait(el: Element) -> str | None:
         return f"presence {el.attrs.get('from', '')}"
     if el.tag == "message" and el.attrs.get("type") != "error":
         children = list(el.elements())
-        if children and all(c.ns == CHATSTATES for c in children):
+        if children and all(c.ns == ns.CHATSTATES for c in children):
             return f"chatstate {el.attrs.get('from', '')}"
     return None
 
@@ -72,9 +69,9 @@ class CsiModule(Module):
 
     @stream_feature("postauth")
     def feature(self) -> Element:
-        return Element("csi", CSI)
+        return Element("csi", ns.CSI)
 
-    @nonza(CSI)
+    @nonza(ns.CSI)
     async def on_state(self, session: Session, el: Element) -> None:
         if el.tag == "inactive":
             if session.jid not in self.held:

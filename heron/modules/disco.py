@@ -25,16 +25,14 @@ from heron.config import ConfigError
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
-from heron.pubsub.caps import ver_of
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.caps import ver_of
 from heron.xmlstream.element import Element
 
 SERVER_IDENTITY = Identity("server", "im", "Heron")
 ACCOUNT_IDENTITY = Identity("account", "registered")
 
 
-SERVERINFO = "http://jabber.org/network/serverinfo"
-CAPS = "http://jabber.org/protocol/caps"
 CAPS_NODE = "https://heron.invalid/caps"  # names the software; never fetched
 CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
 
@@ -144,7 +142,7 @@ class DiscoModule(Module):
         ver = self.caps_ver()
         if not ver:
             return None
-        return Element("c", CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
+        return Element("c", ns.CAPS, {"hash": "sha-1", "node": CAPS_NODE, "ver": ver})
 
     @iq_handler("get", ns.DISCO_INFO, Target.HOST)
     async def on_host_info(self, iq: Stanza) -> Element | None:
@@ -164,15 +162,15 @@ class DiscoModule(Module):
         query = info_query(identities, sorted(registry.features))
         contacts = [(k, getattr(self.options, k)) for k in CONTACT_KINDS]
         if any(uris for _kind, uris in contacts):  # XEP-0157 §2: an extended-info form
-            form = query.add("x", "jabber:x:data", {"type": "result"})
-            form.add("field", "jabber:x:data", {"var": "FORM_TYPE", "type": "hidden"}).add(
-                "value", "jabber:x:data", text=SERVERINFO
+            form = query.add("x", ns.DATA_FORMS, {"type": "result"})
+            form.add("field", ns.DATA_FORMS, {"var": "FORM_TYPE", "type": "hidden"}).add(
+                "value", ns.DATA_FORMS, text=ns.SERVERINFO
             )
             for kind, uris in contacts:
                 if uris:
-                    field = form.add("field", "jabber:x:data", {"var": f"{kind}-addresses"})
+                    field = form.add("field", ns.DATA_FORMS, {"var": f"{kind}-addresses"})
                     for uri in uris:
-                        field.add("value", "jabber:x:data", text=uri)
+                        field.add("value", ns.DATA_FORMS, text=uri)
         return query
 
     def _account_info(self) -> Element:

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
-from heron import timestamps
+from heron import ns, timestamps
 from heron.config import ConfigError, build_options
 from heron.core.module import Module, ModuleContext, Xep, iq_handler
 from heron.core.registry import Target
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-EXTDISCO: Final = "urn:xmpp:extdisco:2"
 DEFAULT_PORTS: Final = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349}
 DEFAULT_TRANSPORTS: Final = {"stun": "udp", "turn": "udp", "stuns": "tcp", "turns": "tcp"}
 
@@ -90,7 +89,7 @@ class ExternalService:
     def to_element(self) -> Element:
         return Element(
             "service",
-            EXTDISCO,
+            ns.EXTDISCO,
             {
                 "host": self.host,
                 "port": str(self.port),
@@ -115,7 +114,7 @@ class ExtdiscoModule(Module):
     name = "extdisco"
     description = "External service discovery: STUN and TURN servers with TURN credentials"
     xeps = (Xep(215, "1.0.0", "partial", "no pushes of updated services"),)
-    disco_features = (EXTDISCO,)
+    disco_features = (ns.EXTDISCO,)
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
@@ -147,14 +146,14 @@ class ExtdiscoModule(Module):
             el.attrs["restricted"] = "true"  # credentials come from elsewhere
         return el
 
-    @iq_handler("get", EXTDISCO, Target.HOST)
+    @iq_handler("get", ns.EXTDISCO, Target.HOST)
     async def on_get(self, iq: Stanza) -> Element | None:
         user = self._requester(iq)
         payload = iq.payload
         assert payload is not None
         if payload.tag == "services":
             wanted = payload.attrs.get("type")
-            answer = Element("services", EXTDISCO)
+            answer = Element("services", ns.EXTDISCO)
             if wanted is not None:
                 answer.attrs["type"] = wanted
             for service in self.services:
@@ -167,7 +166,7 @@ class ExtdiscoModule(Module):
 
     def _credentials(self, payload: Element, user: str) -> Element:
         """XEP-0215 §3.3: credentials for a service named by host and type (and port)."""
-        asked = payload.find("service", EXTDISCO)
+        asked = payload.find("service", ns.EXTDISCO)
         if asked is None or not asked.attrs.get("host") or not asked.attrs.get("type"):
             raise StanzaError(StanzaCondition.BAD_REQUEST, "a service with host and type")
         port = asked.attrs.get("port")
@@ -182,7 +181,7 @@ class ExtdiscoModule(Module):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such service")
         if any(s.needs_credentials for s in matches) and not self.options.secret:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no credentials for it here")
-        answer = Element("credentials", EXTDISCO)
+        answer = Element("credentials", ns.EXTDISCO)
         for service in matches:
             answer.append(self._with_credentials(service, user))
         return answer

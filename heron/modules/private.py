@@ -23,17 +23,18 @@ hear of what clients store through ``HostRegistry.private_watcher``: the pubsub 
 from __future__ import annotations
 
 import logging
-import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final, Protocol
 
 from heron import ns
-from heron.config import ConfigError, build_options
+from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration
+from heron.storage.db import Dialect, Migration, SqlStore
+from heron.storage.owned import OWNED_BY_ACCOUNT, sqlite_rebuild
 from heron.xmlstream import (
     Limits,
     serialize,
@@ -44,21 +45,32 @@ from heron.xmlstream.stored import parse_stored as parse_stored_xml
 PRIVATE: Final = "jabber:iq:private"
 RESERVED: Final = frozenset({ns.CLIENT, ns.SERVER, PRIVATE})
 
-MIGRATIONS: Final = (
-    Migration(
+_COLUMNS: Final = """
+    domain TEXT NOT NULL,
+    username TEXT NOT NULL,
+    ns TEXT NOT NULL,
+    name TEXT NOT NULL,
+    xml TEXT NOT NULL,
+    PRIMARY KEY (domain, username, ns, name)"""
+_SQLITE: Final = (
+    Migration(  # the table as the module made it before the store existed
         "private",
         1,
-        """
-        CREATE TABLE private_xml (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            ns TEXT NOT NULL,
-            name TEXT NOT NULL,
-            xml TEXT NOT NULL,
-            PRIMARY KEY (domain, username, ns, name)
-        ) WITHOUT ROWID;
-        """,
+        f"CREATE TABLE private_xml ({_COLUMNS}\n) WITHOUT ROWID;",
     ),
+    Migration(
+        "private",
+        2,
+        sqlite_rebuild(
+            "private_xml",
+            f"{_COLUMNS},\n{OWNED_BY_ACCOUNT}",
+            "domain, username, ns, name, xml",
+            " WITHOUT ROWID",
+        ),
+    ),
+)
+_POSTGRESQL: Final = (
+    Migration("private", 1, f"CREATE TABLE private_xml ({_COLUMNS},\n{OWNED_BY_ACCOUNT});"),
 )
 
 log = logging.getLogger(__name__)
@@ -75,40 +87,60 @@ def _parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
 
 @dataclass(frozen=True, slots=True)
 class PrivateOptions:
-    max_bytes: int = 65536
-    """Largest fragment accepted, in bytes of serialized XML; at least 1, at most 262144."""
+    max_bytes: int = option(65536, min=1, max=Limits().max_stanza_bytes)
+    """Largest fragment accepted, in bytes of serialized XML."""
 
 
-class PrivateStore:
-    """The ``private_xml`` table: serialized fragments by account, namespace and name."""
+class PrivateStore(Protocol):
+    """Serialized fragments by account, namespace and element name (gone with the account)."""
 
-    def __init__(self, module: Module) -> None:
-        self._ctx = module.ctx
+    async def get(self, account: JID, namespace: str, name: str) -> str | None:
+        """The fragment stored under ``{namespace}name``, or None."""
+        ...
 
-    async def get(self, jid: JID, namespace: str, name: str) -> str | None:
-        def read(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT xml FROM private_xml "
-                "WHERE domain = ? AND username = ? AND ns = ? AND name = ?",
-                (jid.domain, jid.local, namespace, name),
-            ).fetchone()
-            return None if row is None else str(row[0])
+    async def put(self, account: JID, fragments: Sequence[tuple[str, str, str]]) -> None:
+        """Store ``(namespace, name, xml)`` fragments, each replacing its own; all or none."""
+        ...
 
-        return await self._ctx.sqlite().run(read)
+    async def delete(self, account: JID, namespace: str, name: str) -> None:
+        """Forget one fragment (no error when there was none)."""
+        ...
 
-    async def put(self, jid: JID, fragments: list[tuple[str, str, str]]) -> None:
-        """Store ``(namespace, name, xml)`` fragments in one transaction."""
 
-        def write(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.executemany(
-                    "INSERT INTO private_xml (domain, username, ns, name, xml) "
-                    "VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (domain, username, ns, name) DO UPDATE SET xml = excluded.xml",
-                    [(jid.domain, jid.local, n, name, xml) for n, name, xml in fragments],
-                )
+class SqlPrivateStore(SqlStore):
+    """The ``private_xml`` table, on either engine."""
 
-        await self._ctx.sqlite().run(write)
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": _SQLITE,
+        "postgresql": _POSTGRESQL,
+    }
+
+    async def get(self, account: JID, namespace: str, name: str) -> str | None:
+        xml = await self.db.fetchval(
+            "SELECT xml FROM private_xml WHERE domain = ? AND username = ? AND ns = ? AND name = ?",
+            account.domain,
+            account.local,
+            namespace,
+            name,
+        )
+        return None if xml is None else str(xml)
+
+    async def put(self, account: JID, fragments: Sequence[tuple[str, str, str]]) -> None:
+        async with self.db.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO private_xml (domain, username, ns, name, xml) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (domain, username, ns, name) DO UPDATE SET xml = excluded.xml",
+                [(account.domain, account.local, n, name, xml) for n, name, xml in fragments],
+            )
+
+    async def delete(self, account: JID, namespace: str, name: str) -> None:
+        await self.db.execute(
+            "DELETE FROM private_xml WHERE domain = ? AND username = ? AND ns = ? AND name = ?",
+            account.domain,
+            account.local,
+            namespace,
+            name,
+        )
 
 
 def _children(iq: Stanza) -> list[Element]:
@@ -137,21 +169,18 @@ class PrivateModule(Module):
     description = "Private XML storage: per-account XML fragments only their owner can read."
     xeps = (Xep(49, "1.2", "complete"),)
     disco_features = (PRIVATE,)
+    stores = (SqlPrivateStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = f'hosts."{ctx.domain}".modules.{self.name}'
-        self.options = build_options(PrivateOptions, ctx.options, path)
-        limit = Limits().max_stanza_bytes
-        if not 1 <= self.options.max_bytes <= limit:
-            raise ConfigError(f"{path}.max_bytes: must be between 1 and {limit}")
-        self.store = PrivateStore(self)
+        self.options = ctx.settings(PrivateOptions)
+        self.store: PrivateStore = ctx.store(SqlPrivateStore)
 
     async def start(self) -> None:
-        await self.ctx.sqlite().migrate(MIGRATIONS)
         self.ctx.registry.private_xml = self
+        self.ctx.on_unload(self._withdraw)
 
-    async def stop(self) -> None:
+    def _withdraw(self) -> None:
         if self.ctx.registry.private_xml is self:
             self.ctx.registry.private_xml = None
 

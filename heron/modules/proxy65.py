@@ -24,7 +24,6 @@ from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-BYTESTREAMS: Final = "http://jabber.org/protocol/bytestreams"
 IDENTITY: Final = Identity("proxy", "bytestreams", "SOCKS5 Bytestreams")
 
 
@@ -62,8 +61,8 @@ class Proxy65Module(Module):
         registry = self.ctx.add_service(self.domain)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.info)
         registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.items)
-        registry.add_iq_handler("get", BYTESTREAMS, Target.HOST, self.streamhost)
-        registry.add_iq_handler("set", BYTESTREAMS, Target.HOST, self.activate)
+        registry.add_iq_handler("get", ns.BYTESTREAMS, Target.HOST, self.streamhost)
+        registry.add_iq_handler("set", ns.BYTESTREAMS, Target.HOST, self.activate)
         self.ctx.add_item(self.domain, "SOCKS5 Bytestreams")
         limits = ProxyLimits(
             options.bytes_per_s, options.max_bytes, options.pending_timeout_s, options.max_pending
@@ -84,7 +83,7 @@ class Proxy65Module(Module):
             ns.DISCO_INFO,
             {"category": IDENTITY.category, "type": IDENTITY.type, "name": IDENTITY.name},
         )
-        for feature in (ns.DISCO_INFO, BYTESTREAMS):
+        for feature in (ns.DISCO_INFO, ns.BYTESTREAMS):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query
 
@@ -100,8 +99,10 @@ class Proxy65Module(Module):
         options = self.options
         host = options.public_host or options.listen_host
         port = options.public_port or request.bound.result()
-        query = Element("query", BYTESTREAMS)
-        query.add("streamhost", BYTESTREAMS, {"jid": self.domain, "host": host, "port": str(port)})
+        query = Element("query", ns.BYTESTREAMS)
+        query.add(
+            "streamhost", ns.BYTESTREAMS, {"jid": self.domain, "host": host, "port": str(port)}
+        )
         return query
 
     async def activate(self, iq: Stanza) -> Element | None:
@@ -110,7 +111,7 @@ class Proxy65Module(Module):
         query = iq.payload
         assert query is not None
         sid = query.attrs.get("sid", "")
-        text = query.child_text("activate", BYTESTREAMS)
+        text = query.child_text("activate", ns.BYTESTREAMS)
         if not sid or not text:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "a sid and <activate/> are needed")
         try:

@@ -9,15 +9,18 @@ and from whom, never their content.
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Final
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final, Protocol
 
 from heron import ns
-from heron.core.module import Module, Xep, hook, iq_handler
+from heron.config import option
+from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration, transaction
+from heron.storage.db import Dialect, Migration, SqlStore
+from heron.storage.owned import OWNED_BY_ACCOUNT, sqlite_rebuild
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
@@ -26,23 +29,120 @@ PUSH: Final = "urn:xmpp:push:0"
 SUMMARY: Final = "urn:xmpp:push:summary"
 PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 DATA: Final = "jabber:x:data"
-MAX_REGISTRATIONS: Final = 20
-MIGRATIONS: Final = (
+
+
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    max_registrations: int = option(20, min=1, max=1000)
+    """App servers one account may register."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    service: str  # the app server's JID
+    node: str
+    options: str | None  # the serialized publish-options form, if the client gave one
+
+
+class TooMany(Exception):
+    """The account has registered as many app servers as it may."""
+
+
+class PushStore(Protocol):
+    """Each account's app servers (gone with the account)."""
+
+    async def enable(self, account: JID, registration: Registration, limit: int) -> None:
+        """Add or replace (same service and node); `TooMany` past ``limit``."""
+        ...
+
+    async def disable(self, account: JID, service: str, node: str | None) -> None:
+        """Remove one node of an app server, or all of them (``node`` None)."""
+        ...
+
+    async def registrations(self, account: JID) -> list[Registration]:
+        """The account's app servers, in no particular order."""
+        ...
+
+
+_COLUMNS: Final = """
+    domain TEXT NOT NULL,
+    username TEXT NOT NULL,
+    service TEXT NOT NULL,
+    node TEXT NOT NULL,
+    options TEXT,
+    PRIMARY KEY (domain, username, service, node)"""
+_SQLITE: Final = (
+    # Version 1 is the table as the module made it before the store existed.
+    Migration("push", 1, f"CREATE TABLE push_registrations ({_COLUMNS}\n);"),
     Migration(
         "push",
-        1,
-        """
-        CREATE TABLE push_registrations (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            service TEXT NOT NULL,
-            node TEXT NOT NULL,
-            options TEXT,
-            PRIMARY KEY (domain, username, service, node)
-        );
-        """,
+        2,
+        sqlite_rebuild(
+            "push_registrations",
+            f"{_COLUMNS},\n{OWNED_BY_ACCOUNT}",
+            "domain, username, service, node, options",
+        ),
     ),
 )
+_POSTGRESQL: Final = (
+    Migration("push", 1, f"CREATE TABLE push_registrations ({_COLUMNS},\n{OWNED_BY_ACCOUNT});"),
+)
+
+
+class SqlPushStore(SqlStore):
+    """The ``push_registrations`` table, on either engine."""
+
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": _SQLITE,
+        "postgresql": _POSTGRESQL,
+    }
+
+    async def enable(self, account: JID, registration: Registration, limit: int) -> None:
+        r = registration
+        owner = (account.domain, account.local)
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO push_registrations (domain, username, service, node, options)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (domain, username, service, node)"
+                " DO UPDATE SET options = excluded.options",
+                *owner,
+                r.service,
+                r.node,
+                r.options,
+            )
+            count = await tx.fetchval(
+                "SELECT COUNT(*) FROM push_registrations WHERE domain = ? AND username = ?",
+                *owner,
+            )
+            if int(count) > limit:
+                raise TooMany(f"at most {limit} app servers")  # rolls back
+
+    async def disable(self, account: JID, service: str, node: str | None) -> None:
+        if node is None:
+            await self.db.execute(
+                "DELETE FROM push_registrations WHERE domain = ? AND username = ? AND service = ?",
+                account.domain,
+                account.local,
+                service,
+            )
+        else:
+            await self.db.execute(
+                "DELETE FROM push_registrations WHERE domain = ? AND username = ? AND service = ?"
+                " AND node = ?",
+                account.domain,
+                account.local,
+                service,
+                node,
+            )
+
+    async def registrations(self, account: JID) -> list[Registration]:
+        rows = await self.db.fetch(
+            "SELECT service, node, options FROM push_registrations"
+            " WHERE domain = ? AND username = ?",
+            account.domain,
+            account.local,
+        )
+        return [Registration(str(s), str(n), None if o is None else str(o)) for s, n, o in rows]
 
 
 def summary(count: int, sender: JID) -> Element:
@@ -67,14 +167,16 @@ class PushModule(Module):
         ),
     )
 
-    async def start(self) -> None:
-        self.db = self.ctx.sqlite()
-        await self.db.migrate(MIGRATIONS)
-        self.pending: dict[JID, int] = {}  # messages notified since the account was last seen
-        self.ctx.registry.account_features.add(PUSH)
+    stores = (SqlPushStore,)
 
-    async def stop(self) -> None:
-        self.ctx.registry.account_features.discard(PUSH)
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(PushOptions)
+        self.store: PushStore = ctx.store(SqlPushStore)
+        self.pending: dict[JID, int] = {}  # messages notified since the account was last seen
+
+    async def start(self) -> None:
+        self.ctx.add_account_feature(PUSH)
 
     # --- enable / disable -------------------------------------------------------------
     @iq_handler("set", PUSH, Target.SELF)
@@ -93,9 +195,13 @@ class PushModule(Module):
                 raise StanzaError(StanzaCondition.BAD_REQUEST, "enable needs a node")
             form = payload.find("x", DATA)
             options = serialize(form, PUSH) if form is not None else None
-            await self.db.run(lambda conn: _enable(conn, account, service, node, options))
+            registration = Registration(service, node, options)
+            try:
+                await self.store.enable(account, registration, self.options.max_registrations)
+            except TooMany as exc:
+                raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, str(exc)) from exc
         elif payload.tag == "disable":
-            await self.db.run(lambda conn: _disable(conn, account, service, node))
+            await self.store.disable(account, service, node)
         else:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "enable or disable")
         return None
@@ -125,11 +231,11 @@ class PushModule(Module):
         return False
 
     async def _notify(self, account: JID, sender: JID) -> None:
-        registrations = await self.db.run(lambda conn: _registrations(conn, account))
+        registrations = await self.store.registrations(account)
         if not registrations:
             return
         count = self.pending[account] = self.pending.get(account, 0) + 1
-        for service, node, options in registrations:
+        for service, node, options in ((r.service, r.node, r.options) for r in registrations):
             iq = Element(
                 "iq",
                 ns.CLIENT,
@@ -146,43 +252,3 @@ class PushModule(Module):
 
 def _worth_it(stanza: Stanza) -> bool:
     return stanza.type in ("chat", "normal") and stanza.element.find("body", ns.CLIENT) is not None
-
-
-def _enable(
-    conn: sqlite3.Connection, account: JID, service: str, node: str, options: str | None
-) -> None:
-    with transaction(conn):
-        (count,) = conn.execute(
-            "SELECT COUNT(*) FROM push_registrations WHERE domain = ? AND username = ?",
-            (account.domain, account.local),
-        ).fetchone()
-        if count >= MAX_REGISTRATIONS:
-            raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, "too many app servers")
-        conn.execute(
-            "INSERT OR REPLACE INTO push_registrations (domain, username, service, node, options)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (account.domain, account.local, service, node, options),
-        )
-
-
-def _disable(conn: sqlite3.Connection, account: JID, service: str, node: str | None) -> None:
-    with transaction(conn):
-        if node is None:
-            conn.execute(
-                "DELETE FROM push_registrations WHERE domain = ? AND username = ? AND service = ?",
-                (account.domain, account.local, service),
-            )
-        else:
-            conn.execute(
-                "DELETE FROM push_registrations WHERE domain = ? AND username = ? AND service = ?"
-                " AND node = ?",
-                (account.domain, account.local, service, node),
-            )
-
-
-def _registrations(conn: sqlite3.Connection, account: JID) -> list[tuple[str, str, str | None]]:
-    rows = conn.execute(
-        "SELECT service, node, options FROM push_registrations WHERE domain = ? AND username = ?",
-        (account.domain, account.local),
-    ).fetchall()
-    return [(str(s), str(n), o) for s, n, o in rows]

@@ -27,16 +27,17 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final, Protocol
 
-from heron.config import ConfigError, build_options
+from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Avatar, Target
 from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration
+from heron.storage.db import Dialect, Migration, SqlStore
+from heron.storage.owned import OWNED_BY_ACCOUNT, sqlite_rebuild
 from heron.xmlstream import (
     Limits,
     serialize,
@@ -48,19 +49,27 @@ VCARD: Final = "vcard-temp"
 VCARD_UPDATE: Final = "vcard-temp:x:update"
 CONVERSION: Final = "urn:xmpp:pep-vcard-conversion:0"
 
-MIGRATIONS: Final = (
-    Migration(
+_COLUMNS: Final = """
+    domain TEXT NOT NULL,
+    username TEXT NOT NULL,
+    xml TEXT NOT NULL,
+    PRIMARY KEY (domain, username)"""
+_SQLITE: Final = (
+    Migration(  # the table as the module made it before the store existed
         "vcard",
         1,
-        """
-        CREATE TABLE vcards (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            xml TEXT NOT NULL,
-            PRIMARY KEY (domain, username)
-        ) WITHOUT ROWID;
-        """,
+        f"CREATE TABLE vcards ({_COLUMNS}\n) WITHOUT ROWID;",
     ),
+    Migration(
+        "vcard",
+        2,
+        sqlite_rebuild(
+            "vcards", f"{_COLUMNS},\n{OWNED_BY_ACCOUNT}", "domain, username, xml", " WITHOUT ROWID"
+        ),
+    ),
+)
+_POSTGRESQL: Final = (
+    Migration("vcard", 1, f"CREATE TABLE vcards ({_COLUMNS},\n{OWNED_BY_ACCOUNT});"),
 )
 
 log = logging.getLogger(__name__)
@@ -77,36 +86,55 @@ def parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
 
 @dataclass(frozen=True, slots=True)
 class VcardOptions:
-    max_bytes: int = 65536
-    """Largest vCard accepted, in bytes of serialized XML; at least 1, at most 262144."""
+    max_bytes: int = option(65536, min=1, max=Limits().max_stanza_bytes)
+    """Largest vCard accepted, in bytes of serialized XML."""
 
 
-class VcardStore:
-    """The ``vcards`` table: one serialized vCard per account."""
+class VcardStore(Protocol):
+    """One serialized vCard per account (gone with the account)."""
 
-    def __init__(self, module: Module) -> None:
-        self._ctx = module.ctx
+    async def get(self, account: JID) -> str | None:
+        """The account's vCard as stored, or None."""
+        ...
 
-    async def get(self, jid: JID) -> str | None:
-        def read(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT xml FROM vcards WHERE domain = ? AND username = ?",
-                (jid.domain, jid.local),
-            ).fetchone()
-            return None if row is None else str(row[0])
+    async def put(self, account: JID, xml: str) -> None:
+        """Store the account's vCard, replacing the one before."""
+        ...
 
-        return await self._ctx.sqlite().run(read)
+    async def delete(self, account: JID) -> None:
+        """Forget the account's vCard (no error when there was none)."""
+        ...
 
-    async def put(self, jid: JID, xml: str) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute(
-                    "INSERT INTO vcards (domain, username, xml) VALUES (?, ?, ?) "
-                    "ON CONFLICT (domain, username) DO UPDATE SET xml = excluded.xml",
-                    (jid.domain, jid.local, xml),
-                )
 
-        await self._ctx.sqlite().run(write)
+class SqlVcardStore(SqlStore):
+    """The ``vcards`` table, on either engine."""
+
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": _SQLITE,
+        "postgresql": _POSTGRESQL,
+    }
+
+    async def get(self, account: JID) -> str | None:
+        xml = await self.db.fetchval(
+            "SELECT xml FROM vcards WHERE domain = ? AND username = ?",
+            account.domain,
+            account.local,
+        )
+        return None if xml is None else str(xml)
+
+    async def put(self, account: JID, xml: str) -> None:
+        await self.db.execute(
+            "INSERT INTO vcards (domain, username, xml) VALUES (?, ?, ?) "
+            "ON CONFLICT (domain, username) DO UPDATE SET xml = excluded.xml",
+            account.domain,
+            account.local,
+            xml,
+        )
+
+    async def delete(self, account: JID) -> None:
+        await self.db.execute(
+            "DELETE FROM vcards WHERE domain = ? AND username = ?", account.domain, account.local
+        )
 
 
 def photo_of(vcard: Element) -> Avatar | None:
@@ -158,35 +186,29 @@ class VcardModule(Module):
         Xep(398, "1.0.0", "complete", "both directions, with the pubsub module"),
     )
     disco_features = (VCARD,)
+    stores = (SqlVcardStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = f'hosts."{ctx.domain}".modules.{self.name}'
-        self.options = build_options(VcardOptions, ctx.options, path)
-        if not 1 <= self.options.max_bytes <= Limits().max_stanza_bytes:
-            raise ConfigError(
-                f"{path}.max_bytes: must be between 1 and {Limits().max_stanza_bytes}"
-            )
-        self.store = VcardStore(self)
+        self.options = ctx.settings(VcardOptions)
+        self.store: VcardStore = ctx.store(SqlVcardStore)
         # XEP-0153 hash of each account's PHOTO ("" for none), read when first needed.
         self.hashes: dict[JID, str] = {}
 
     async def start(self) -> None:
-        await self.ctx.sqlite().migrate(MIGRATIONS)
         registry = self.ctx.registry
         registry.vcard_avatar = self
-        registry.account_deleted.append(self.on_account_deleted)
+        self.ctx.on_unload(self._withdraw_avatar)
+        self.ctx.on_account_deleted(self.on_account_deleted)
         if registry.pep_avatar is not None:
-            registry.account_features.add(CONVERSION)  # XEP-0398 §2
+            self.ctx.add_account_feature(CONVERSION)  # XEP-0398 §2
 
-    async def stop(self) -> None:
-        registry = self.ctx.registry
-        if registry.vcard_avatar is self:
-            registry.vcard_avatar = None
-        registry.account_deleted.remove(self.on_account_deleted)
-        registry.account_features.discard(CONVERSION)
+    def _withdraw_avatar(self) -> None:
+        if self.ctx.registry.vcard_avatar is self:
+            self.ctx.registry.vcard_avatar = None
 
     async def on_account_deleted(self, account: JID) -> None:
+        """The row went with the account (a foreign key); the cached hash goes too."""
         self.hashes.pop(account, None)
 
     async def _hash(self, account: JID) -> str:

@@ -83,21 +83,20 @@ class StanzaError(Exception):
         *,
         type: ErrorType | None = None,
         extra: Element | None = None,
+        by: str | None = None,
     ) -> None:
         super().__init__(f"{condition}: {text}" if text else str(condition))
         self.condition = condition
         self.type = type or DEFAULT_TYPE[condition]
         self.text = text
         self.extra = extra
+        self.by = by  # RFC 6120 §8.3.2: the entity that generated the error, when known
 
     def to_element(self, stanza_ns: str = ns.CLIENT) -> Element:
         error = Element("error", stanza_ns, {"type": str(self.type)})
-        error.add(str(self.condition), ns.STANZAS_ERRORS)
-        if self.text:
-            error.add("text", ns.STANZAS_ERRORS, {f"{{{ns.XML}}}lang": "en"}, self.text)
-        if self.extra is not None:
-            error.append(self.extra)
-        return error
+        if self.by is not None:
+            error.attrs["by"] = self.by
+        return _described(error, str(self.condition), ns.STANZAS_ERRORS, self.text, self.extra)
 
 
 def error_reply(stanza: Element, error: StanzaError) -> Element:
@@ -161,9 +160,17 @@ class StreamError(Exception):
 
     def to_element(self) -> Element:
         error = Element("error", ns.STREAM)
-        error.add(str(self.condition), ns.STREAMS_ERRORS)
-        if self.text:
-            error.add("text", ns.STREAMS_ERRORS, {f"{{{ns.XML}}}lang": "en"}, self.text)
-        if self.extra is not None:
-            error.append(self.extra)
-        return error
+        return _described(error, str(self.condition), ns.STREAMS_ERRORS, self.text, self.extra)
+
+
+def _described(
+    error: Element, condition: str, conditions_ns: str, text: str, extra: Element | None
+) -> Element:
+    """What a stream or stanza error carries (RFC 6120 §4.9.2, §8.3.2): the defined
+    condition, an optional human-readable <text/>, an optional application condition."""
+    error.add(condition, conditions_ns)
+    if text:
+        error.add("text", conditions_ns, {f"{{{ns.XML}}}lang": "en"}, text)
+    if extra is not None:
+        error.append(extra)
+    return error

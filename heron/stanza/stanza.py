@@ -9,7 +9,6 @@ from heron.jid import JID
 from heron.xmlstream.element import Element
 
 KINDS: Final = frozenset({"message", "presence", "iq"})
-IQ_TYPES: Final = frozenset({"get", "set", "result", "error"})
 MESSAGE_TYPES: Final = frozenset({"chat", "error", "groupchat", "headline", "normal"})
 PRESENCE_TYPES: Final = frozenset(
     {"error", "probe", "subscribe", "subscribed", "unavailable", "unsubscribe", "unsubscribed"}
@@ -56,12 +55,6 @@ class Stanza:
     def payload(self) -> Element | None:
         """An IQ's single child element."""
         return self.element.first()
-
-    def readdressed(self, to: JID) -> Stanza:
-        """A copy addressed to ``to`` sharing the payload (for fan-out to resources)."""
-        element = self.element.shallow_copy()
-        element.attrs["to"] = str(to)
-        return Stanza(element, to, self.from_, dict(self.meta))
 
 
 def iq_result(iq: Stanza, payload: Element | None = None) -> Element:

@@ -173,7 +173,9 @@ class _SqliteTransaction(_FirstRow):
     async def __aenter__(self) -> Executor:
         await self._db._lock.acquire()
         try:
-            await self._db._run(_plain, _begin)
+            # Not through _plain: it would commit the BEGIN at once, and every statement of
+            # the block would then commit on its own (a rollback undoing nothing).
+            await self._db._run(_direct, _begin)
         except BaseException:
             self._db._lock.release()
             raise
@@ -202,6 +204,10 @@ class _SqliteTransaction(_FirstRow):
 
 # Statements of the engine-neutral interface. Outside a transaction() block each commits on
 # its own; inside one, the block's BEGIN IMMEDIATE holds them until its COMMIT.
+def _direct(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    return fn(conn)
+
+
 def _begin(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
 

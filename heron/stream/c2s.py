@@ -7,19 +7,15 @@ The engine knows nothing of sockets: bytes come in through ``receive`` and leave
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Protocol
 
 from heron import ns, timestamps
-from heron.credentials import ScramKeys
 from heron.jid import JID, InvalidJID, normalize_resource
 from heron.stanza import (
     Stanza,
@@ -31,17 +27,14 @@ from heron.stanza import (
     iq_result,
 )
 from heron.stanza.stanza import KINDS
+from heron.stream.base import Link, TlsInfo, XmlStream
+from heron.stream.hosts import C2SHost
 from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
 from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.xmlstream import (
     STREAM_FOOTER,
     Element,
-    ElementReceived,
-    Limits,
-    StreamClosed,
     StreamOpened,
-    StreamParser,
-    XmlStreamError,
     serialize,
     stream_header,
 )
@@ -50,29 +43,6 @@ log = logging.getLogger(__name__)
 
 MAX_SASL_FAILURES = 3
 FAST_MECHANISM = "HT-SHA-256-NONE"  # XEP-0484 tokens without channel binding
-
-
-@dataclass(frozen=True, slots=True)
-class TlsInfo:
-    version: str
-    channel_bindings: dict[str, bytes]
-    peer_certificate: bytes | None = None  # DER, only when TLS verified one
-
-
-class Link(Protocol):
-    """The transport under a stream."""
-
-    peer: str
-
-    def write(self, data: bytes) -> None: ...
-
-    def buffered(self) -> int:
-        """Bytes written but not yet sent to the peer."""
-        ...
-
-    async def start_tls(self, domain: str) -> TlsInfo: ...
-
-    def close(self) -> None: ...
 
 
 class Framing:
@@ -90,79 +60,9 @@ class Framing:
         return STREAM_FOOTER
 
 
-class C2SHost(Protocol):
-    """What the server provides to client streams."""
-
-    limits: Limits
-    pre_auth_limits: Limits
-    require_tls: bool
-    out_queue_bytes: int
-
-    def is_local_host(self, domain: str) -> bool: ...
-
-    def tls_available(self, domain: str) -> bool: ...
-
-    async def keys_for(
-        self, username: str, domain: str, hash_name: str
-    ) -> tuple[ScramKeys, bool]: ...
-
-    async def verify_plain(self, password: str, keys: ScramKeys) -> bool: ...
-
-    async def auth_attempt(self, peer: str, username: str, domain: str) -> bool:
-        """Before a login is judged: waits out any throttle; False if the peer is blocked."""
-        ...
-
-    def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None: ...
-
-    async def fast_issue(
-        self, username: str, domain: str, agent: str, mechanism: str
-    ) -> tuple[str, float]:
-        """A FAST token (XEP-0484) for this client and HT mechanism: the token and its
-        expiry (Unix time)."""
-        ...
-
-    async def fast_verify(
-        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
-    ) -> tuple[bytes, float] | None:
-        """The server's proof and the token's expiry, or None when the token is no good
-        (``cb``: the channel binding data the mechanism hashes in)."""
-        ...
-
-    def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
-
-    async def preauth_iq(
-        self, domain: str, stanza: Stanza, peer: str, state: dict[str, object]
-    ) -> Element | None:
-        """Answer an IQ before login (registration) or raise StanzaError."""
-        ...
-
-    def bind(self, session: C2SStream) -> None:
-        """Register the bound session (replacing any with the same full JID)."""
-
-    async def stanza(self, session: C2SStream, stanza: Stanza) -> None:
-        """A stanza from the bound client, addresses parsed and ``from`` stamped."""
-
-    async def nonza(self, session: C2SStream, element: Element) -> bool:
-        """A top-level element that is not a stanza, from a bound client; True if handled."""
-        ...
-
-    sm_resume_timeout_s: float
-
-    def sm_enabled(self, session: C2SStream) -> None:
-        """A session asked to be resumable (XEP-0198): remember it by its id."""
-
-    def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
-        """The resumable session ``previd`` of the same account, live or hibernating."""
-        ...
-
-    def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
-        """``new`` resumed ``old``: it replaces it everywhere; the old link is dropped."""
-
-    async def ended(self, session: C2SStream) -> None:
-        """The stream ended (after binding): unregister and clean up."""
-
-
 class State(Enum):
+    """Where a client stream stands in negotiation (RFC 6120 §4-§7), then bound."""
+
     WAIT_HEADER = auto()
     WAIT_TLS = auto()  # features sent, STARTTLS required first
     WAIT_AUTH = auto()
@@ -172,8 +72,11 @@ class State(Enum):
     CLOSED = auto()
 
 
-class C2SStream:
+class C2SStream(XmlStream):
     """One client connection. Also the core's ``Session`` once bound."""
+
+    kind = "c2s"
+    peer_name = "client"
 
     # One per connection, idle ones included: slots keep each instance small.
     __slots__ = (
@@ -183,28 +86,24 @@ class C2SStream:
         "_priority",
         "_sasl",
         "_sasl2",
+        "_sasl_failed",
         "_sasl_failures",
+        "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
-        "close_reason",
         "domain",
         "framing",
         "hibernating",
         "host",
         "is_authenticated",
         "is_tls",
-        "link",
-        "log",
         "lost",
         "mechanism",
-        "pace",
-        "parser",
         "preauth_state",
         "presence",
         "sm",
         "started",
         "state",
-        "stream_id",
         "superseded",
         "tls",
         "username",
@@ -213,19 +112,19 @@ class C2SStream:
     def __init__(
         self, host: C2SHost, link: Link, *, is_tls: bool, framing: Framing | None = None
     ) -> None:
+        super().__init__(link, host.pre_auth_limits, log)
         self.host = host
-        self.link = link
         self.framing = framing or Framing()
         self.is_tls = is_tls
         self.tls: TlsInfo | None = None
-        self.parser = StreamParser(host.pre_auth_limits)
         self.state = State.WAIT_HEADER
-        self.stream_id = ""
         self.domain = ""
         self.username: str | None = None
         self._jid: JID | None = None
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
+        self._sasl_mech = ""  # the mechanism of the current attempt
+        self._sasl_failed: set[tuple[str, str]] = set()  # (name, mechanism) that failed
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
@@ -235,17 +134,12 @@ class C2SStream:
         self.lost = False  # the connection went away (not a clean close): may hibernate
         self.hibernating = False  # resumable and waiting for its client to come back
         self.superseded = False  # another connection resumed this session
-        # Set by the adapter: awaited before each top-level element (rate limiting).
-        # Set by the adapter: before each top-level element, how long to wait (rate limit).
-        self.pace: Callable[[], float] | None = None
         self._available = False
         self._priority = 0
         self.presence: Element | None = None
         self.started = time.monotonic()
         self.is_authenticated = False
         self.mechanism = ""
-        self.close_reason = ""
-        self.log = logging.LoggerAdapter(log, {"peer": link.peer})
 
     # --- Session protocol -------------------------------------------------------------
     @property
@@ -317,44 +211,17 @@ class C2SStream:
         if ask:
             self._send(Element("r", ns.SM))
 
-    def close(self, error: StreamError | None = None) -> None:
-        if self.state is State.CLOSED:
-            return
-        if error is not None:
-            self.close_reason = str(error.condition)
-            if self.state is State.WAIT_HEADER:
-                self._send_header()
-            self._send(error.to_element())
-        self._write(self.framing.footer())
+    # --- the stream's end (XmlStream) ---------------------------------------------------
+    def _mark_closed(self, *, lost: bool) -> None:
         self.state = State.CLOSED
-        self.link.close()
+        self.lost = self.lost or lost  # a lost connection may hibernate (XEP-0198)
 
-    # --- input ------------------------------------------------------------------------
-    async def receive(self, data: bytes) -> None:
-        """Bytes from the peer. Stream errors end only this stream."""
-        try:
-            for event in self.parser.feed(data):
-                if self.state is State.CLOSED:
-                    return
-                if isinstance(event, ElementReceived):
-                    await self._element(event.element)
-                elif isinstance(event, StreamOpened):
-                    self._opened(event)
-                elif isinstance(event, StreamClosed):
-                    self.close_reason = self.close_reason or "closed by client"
-                    self.close()
-        except XmlStreamError as exc:
-            self.log.info("stream error %s: %s", exc.condition, exc.text)
-            self.close(StreamError(StreamCondition(exc.condition), exc.text))
-        except StreamError as exc:
-            self.log.info("stream error %s: %s", exc.condition, exc.text)
-            self.close(exc)
+    def _before_close(self, error: StreamError | None) -> None:
+        if error is not None and self.state is State.WAIT_HEADER:
+            self._send_header()
 
-    def eof(self) -> None:
-        if self.state is not State.CLOSED:
-            self.close_reason = self.close_reason or "connection lost"
-            self.state = State.CLOSED
-            self.lost = True
+    def _footer(self) -> str:
+        return self.framing.footer()
 
     def timed_out(self) -> None:
         """The adapter's deadline for TLS, login and resource binding passed."""
@@ -363,9 +230,6 @@ class C2SStream:
             self.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "login took too long"))
 
     # --- stream header and features ---------------------------------------------------
-    def _write(self, text: str) -> None:
-        self.link.write(text.encode())
-
     def _send(self, element: Element) -> None:
         self.link.write(self.framing.element(element).encode())
 
@@ -452,12 +316,6 @@ class C2SStream:
 
     # --- elements ---------------------------------------------------------------------
     async def _element(self, el: Element) -> None:
-        if self.pace is not None:
-            wait = self.pace()  # may raise StreamError: a flood ends the stream
-            if wait > 0:
-                await asyncio.sleep(wait)
-                if self.state is State.CLOSED:
-                    return
         state = self.state
         if el.ns == ns.SM and self.is_authenticated:
             self._sm_element(el)
@@ -477,16 +335,12 @@ class C2SStream:
             raise StreamError(StreamCondition.NOT_AUTHORIZED, "authenticate first")
 
     async def _starttls(self) -> None:
-        if self.is_tls or self.state not in (State.WAIT_TLS, State.WAIT_AUTH):
-            self._send(Element("failure", ns.TLS))
-            self.close()
-            return
-        self._send(Element("proceed", ns.TLS))
-        self.tls = await self.link.start_tls(self.domain)
-        self.is_tls = True
-        self.log.info("TLS established (%s)", self.tls.version)
-        self.parser.reset()
-        self.state = State.WAIT_HEADER
+        allowed = not self.is_tls and self.state in (State.WAIT_TLS, State.WAIT_AUTH)
+        info = await self._proceed_tls(self.domain, allowed=allowed)
+        if info is not None:
+            self.tls_established(info)
+            self.log.info("TLS established (%s)", info.version)
+            self.state = State.WAIT_HEADER
 
     def tls_established(self, info: TlsInfo) -> None:
         """For Direct TLS (XEP-0368): the adapter reports the handshake done at connect."""
@@ -494,7 +348,7 @@ class C2SStream:
         self.is_tls = True
 
     # --- SASL (RFC 6120 §6) -----------------------------------------------------------
-    def _sasl_fail(self, condition: str, text: str = "") -> None:
+    def _sasl_fail(self, condition: str, text: str = "", *, counted: bool = True) -> None:
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
@@ -503,7 +357,7 @@ class C2SStream:
         self._sasl = None
         self._sasl2 = None
         self.state = State.WAIT_AUTH
-        if condition in ("not-authorized", "temporary-auth-failure"):
+        if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
             if self._sasl_failures >= MAX_SASL_FAILURES:
                 self.close(StreamError(StreamCondition.POLICY_VIOLATION, "too many failures"))
@@ -542,13 +396,24 @@ class C2SStream:
                 raise StreamError(StreamCondition.POLICY_VIOLATION, "unexpected SASL element")
         except SaslFailure as exc:
             self.log.info("authentication failed: %s", exc.condition)
+            counted = True
             if exc.condition == "not-authorized" and self._sasl_user is not None:
-                self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
-            self._sasl_fail(exc.condition, exc.text)
+                counted = self._new_failure(self._sasl_user)
+                if counted:
+                    self.host.auth_result(self.link.peer, self._sasl_user, self.domain, False)
+            self._sasl_fail(exc.condition, exc.text, counted=counted)
+
+    def _new_failure(self, username: str) -> bool:
+        """Whether a failed attempt counts: a client falling back to its next mechanism
+        after a wrong password (slixmpp tries several) is still making its first guess.
+        Repeating a mechanism that already failed for that name counts again."""
+        earlier = {mech for name, mech in self._sasl_failed if name == username}
+        self._sasl_failed.add((username, self._sasl_mech))
+        return not earlier or self._sasl_mech in earlier
 
     async def _sasl_auth(self, el: Element) -> None:
         self._sasl_user = None
-        mechanism = el.attrs.get("mechanism", "")
+        mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
         bindings = self.tls.channel_bindings if self.tls else {}
         wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
         if wanted is not None and wanted.attrs.get("mechanism", FAST_MECHANISM) not in ht.offered(
@@ -835,7 +700,7 @@ class C2SStream:
             except InvalidJID:
                 if el.attrs.get("type") != "error":
                     reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
-                    reply.attrs.pop("from", None)
+                    reply.set("from", _valid_part(raw_to))  # which room refused the nick
                     self.deliver(reply)
                 return
         if el.tag == "iq" and "id" not in el.attrs:
@@ -848,6 +713,17 @@ class C2SStream:
                 self.deliver(_result(el))
                 return
         await self.host.stanza(self, Stanza(el, to, jid))
+
+
+def _valid_part(raw: str) -> str | None:
+    """RFC 6120 §8.3.1: an error comes from where the stanza went; of a malformed address,
+    the bare JID or the domain when that much is valid."""
+    for candidate in (raw.partition("/")[0], raw.partition("/")[0].rpartition("@")[2]):
+        try:
+            return str(JID.parse(candidate))
+        except InvalidJID:
+            continue
+    return None
 
 
 def _result(iq: Element) -> Element:

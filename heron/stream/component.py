@@ -18,36 +18,20 @@ on the wire, both ways.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
-from enum import Enum, auto
-from typing import Protocol
 
 from heron import ns
 from heron.jid import JID, InvalidJID
-from heron.stanza import (
-    Stanza,
-    StanzaCondition,
-    StanzaError,
-    StreamCondition,
-    StreamError,
-    error_reply,
-)
-from heron.stanza.stanza import KINDS
-from heron.stream.c2s import Link
+from heron.stanza import StanzaCondition, StanzaError, StreamCondition, StreamError, error_reply
+from heron.stanza.stanza import KINDS, Stanza
+from heron.stream.base import Link, Phase, XmlStream
+from heron.stream.hosts import ComponentHost
 from heron.xmlstream import (
-    STREAM_FOOTER,
     Element,
-    ElementReceived,
-    Limits,
-    StreamClosed,
     StreamOpened,
-    StreamParser,
-    XmlStreamError,
     serialize,
     stream_header,
 )
@@ -60,47 +44,17 @@ def handshake_digest(stream_id: str, secret: str) -> str:
     return hashlib.sha1((stream_id + secret).encode()).hexdigest()  # noqa: S324 (the XEP's hash)
 
 
-class ComponentHost(Protocol):
-    """What the server provides to component streams."""
-
-    limits: Limits
-    pre_auth_limits: Limits
-    out_queue_bytes: int
-
-    def component_secret(self, domain: str) -> str | None:
-        """The configured secret of ``domain``, None when no component may serve it."""
-        ...
-
-    def component_connected(self, stream: ComponentStream) -> None:
-        """The handshake succeeded: route the domain here, or raise StreamError(conflict)."""
-
-    async def component_stanza(self, stream: ComponentStream, stanza: Stanza) -> None:
-        """A stanza from the component, addresses checked, in jabber:client."""
-
-    def component_ended(self, stream: ComponentStream) -> None:
-        """The stream ended: stop routing the domain to it (if it still is)."""
-
-
-class Phase(Enum):
-    WAIT_HEADER = auto()
-    WAIT_HANDSHAKE = auto()
-    OPEN = auto()
-    CLOSED = auto()
-
-
-class ComponentStream:
+class ComponentStream(XmlStream):
     """One component connection: negotiation, then the route to its domain."""
 
+    kind = "component"
+    peer_name = "the component"
+
     def __init__(self, host: ComponentHost, link: Link) -> None:
+        super().__init__(link, host.pre_auth_limits, log)
         self.host = host
-        self.link = link
-        self.parser = StreamParser(host.pre_auth_limits)
         self.phase = Phase.WAIT_HEADER
-        self.stream_id = ""
         self.domain = ""
-        self.close_reason = ""
-        self.pace: Callable[[], float] | None = None
-        self.log = logging.LoggerAdapter(log, {"peer": link.peer})
 
     @property
     def is_closed(self) -> bool:
@@ -111,8 +65,8 @@ class ComponentStream:
         return self.phase is Phase.OPEN
 
     # --- output -----------------------------------------------------------------------
-    def _write(self, text: str) -> None:
-        self.link.write(text.encode())
+    def _send(self, el: Element) -> None:
+        self._write(serialize(el, ns.COMPONENT))
 
     def deliver(self, element: Element) -> None:
         """A stanza (in jabber:client) for the component; a stuck reader is cut off."""
@@ -121,30 +75,17 @@ class ComponentStream:
         if self.link.buffered() > self.host.out_queue_bytes:
             self.close(StreamError(StreamCondition.POLICY_VIOLATION, "output queue full"))
             return
-        self._write(serialize(element.renamespaced(ns.CLIENT, ns.COMPONENT), ns.COMPONENT))
+        self._send(element.renamespaced(ns.CLIENT, ns.COMPONENT))
 
-    def close(self, error: StreamError | None = None) -> None:
-        if self.phase is Phase.CLOSED:
-            return
+    def _before_close(self, error: StreamError | None) -> None:
         if self.phase is Phase.WAIT_HEADER:
             self._header()
-        if error is not None:
-            self.close_reason = self.close_reason or str(error.condition)
-            self._write(serialize(error.to_element(), ns.COMPONENT))
-        self._write(STREAM_FOOTER)
+
+    def _mark_closed(self, *, lost: bool) -> None:
         was_open = self.phase is Phase.OPEN
         self.phase = Phase.CLOSED
-        self.link.close()
         if was_open:
             self.host.component_ended(self)
-
-    def eof(self) -> None:
-        if self.phase is not Phase.CLOSED:
-            self.close_reason = self.close_reason or "connection lost"
-            was_open = self.phase is Phase.OPEN
-            self.phase = Phase.CLOSED
-            if was_open:
-                self.host.component_ended(self)
 
     def timed_out(self) -> None:
         """The adapter's deadline for the handshake passed."""
@@ -153,26 +94,6 @@ class ComponentStream:
             self.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "handshake took too long"))
 
     # --- input ------------------------------------------------------------------------
-    async def receive(self, data: bytes) -> None:
-        """Bytes from the component. Stream errors end only this stream."""
-        try:
-            for event in self.parser.feed(data):
-                if self.phase is Phase.CLOSED:
-                    return
-                if isinstance(event, ElementReceived):
-                    await self._element(event.element)
-                elif isinstance(event, StreamOpened):
-                    self._opened(event)
-                elif isinstance(event, StreamClosed):
-                    self.close_reason = self.close_reason or "closed by the component"
-                    self.close()
-        except XmlStreamError as exc:
-            self.log.info("component stream error %s: %s", exc.condition, exc.text)
-            self.close(StreamError(StreamCondition(exc.condition), exc.text))
-        except StreamError as exc:
-            self.log.info("component stream error %s: %s", exc.condition, exc.text)
-            self.close(exc)
-
     def _header(self) -> None:
         self.stream_id = secrets.token_hex(16)
         self._write(
@@ -200,17 +121,6 @@ class ComponentStream:
             raise StreamError(StreamCondition.HOST_UNKNOWN, "no component is configured for that")
 
     async def _element(self, el: Element) -> None:
-        if el.ns == ns.STREAM and el.tag == "error":
-            condition = el.first()
-            self.close_reason = f"component error: {condition.tag if condition else '?'}"
-            self.close()
-            return
-        if self.pace is not None:
-            wait = self.pace()  # may raise StreamError: a flood ends the stream
-            if wait > 0:
-                await asyncio.sleep(wait)
-                if self.phase is Phase.CLOSED:
-                    return
         if el.tag == "handshake" and el.ns == ns.COMPONENT:
             self._handshake(el)
         elif self.phase is not Phase.OPEN:
@@ -236,7 +146,7 @@ class ComponentStream:
         self.phase = Phase.OPEN
         self.parser.set_limits(self.host.limits)
         self.log.info("component %s connected", self.domain)
-        self._write(serialize(Element("handshake", ns.COMPONENT), ns.COMPONENT))
+        self._send(Element("handshake", ns.COMPONENT))
 
     async def _stanza(self, el: Element) -> None:
         try:

@@ -14,8 +14,3 @@ import hmac
 def dialback_key(secret: bytes, receiving: str, originating: str, stream_id: str) -> str:
     message = f"{receiving} {originating} {stream_id}".encode()
     return hmac.new(hashlib.sha256(secret).digest(), message, hashlib.sha256).hexdigest()
-
-
-def keys_match(secret: bytes, receiving: str, originating: str, stream_id: str, key: str) -> bool:
-    expected = dialback_key(secret, receiving, originating, stream_id)
-    return hmac.compare_digest(expected.encode(), key.strip().encode())

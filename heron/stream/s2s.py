@@ -28,24 +28,17 @@ import base64
 import binascii
 import logging
 import secrets
-from collections.abc import Callable
-from enum import Enum, auto
-from typing import Protocol
 
 from heron import ns
 from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StreamCondition, StreamError
 from heron.stanza.stanza import KINDS
-from heron.stream.c2s import Link, TlsInfo
+from heron.stream.base import Link, Phase, TlsInfo, XmlStream
+from heron.stream.hosts import S2SHost
 from heron.xmlstream import (
-    STREAM_FOOTER,
     Element,
-    ElementReceived,
     Limits,
-    StreamClosed,
     StreamOpened,
-    StreamParser,
-    XmlStreamError,
     serialize,
     stream_header,
 )
@@ -63,54 +56,6 @@ PREFIXES = {"db": ns.DIALBACK}
 # XML. So dialback elements go out with the db: prefix the stream header declares, as in
 # every example of XEP-0220.
 DIALBACK_PREFIX = {ns.DIALBACK: "db"}
-
-
-class S2SHost(Protocol):
-    """What the server provides to server streams."""
-
-    limits: Limits
-
-    def serves_domain(self, domain: str) -> bool:
-        """A domain of ours: a user host or a service on it (conference.example.org)."""
-        ...
-
-    def dialback_allowed(self, domain: str) -> bool:
-        """Whether a peer may prove ``domain`` by dialback (policy per peer)."""
-        ...
-
-    def dialback_key(self, receiving: str, originating: str, stream_id: str) -> str: ...
-
-    def peer_certificate_names(self, stream: S2SIncoming) -> bool:
-        """Whether TLS gave a verified peer certificate (so EXTERNAL may be offered)."""
-        ...
-
-    def certificate_matches(self, stream: S2SIncoming, domain: str) -> bool:
-        """Whether the verified peer certificate names ``domain`` (RFC 6125)."""
-        ...
-
-    async def verify_dialback(
-        self, receiving: str, originating: str, stream_id: str, key: str
-    ) -> bool:
-        """Ask ``originating``'s authoritative server whether ``key`` is its key."""
-        ...
-
-    async def remote_stanza(self, stanza: Stanza) -> None:
-        """A stanza from an authenticated peer, addresses checked, in jabber:client."""
-
-    def offers_bidi(self) -> bool:
-        """Whether streams offer and ask for XEP-0288 (we can send to peers at all)."""
-        ...
-
-    def adopt_route(self, local: str, remote: str, stream: S2SIncoming) -> None:
-        """XEP-0288: ``stream`` (bidirectional, ``remote`` authenticated on it for
-        ``local``) may carry our stanzas from ``local`` to ``remote``."""
-
-
-class Phase(Enum):
-    WAIT_HEADER = auto()
-    WAIT_TLS = auto()
-    OPEN = auto()  # TLS done (or not required): authentication and stanzas
-    CLOSED = auto()
 
 
 def _domain_of(value: str | None) -> str | None:
@@ -131,75 +76,25 @@ def _domain(value: str | None) -> str | None:
     return jid.domain if jid.local is None and jid.resource is None else None
 
 
-class _Stream:
-    """What both directions share: parser, writing, closing."""
+class _Stream(XmlStream):
+    """What both directions share: the phase and the wire namespaces."""
+
+    kind = "s2s"
 
     def __init__(self, link: Link, limits: Limits) -> None:
-        self.link = link
-        self.parser = StreamParser(limits)
+        super().__init__(link, limits, log)
         self.phase = Phase.WAIT_HEADER
-        self.stream_id = ""
         self.tls: TlsInfo | None = None
-        self.close_reason = ""
-        self.log = logging.LoggerAdapter(log, {"peer": link.peer})
-        self.pace: Callable[[], float] | None = None
 
     @property
     def is_closed(self) -> bool:
         return self.phase is Phase.CLOSED
 
-    def _write(self, text: str) -> None:
-        self.link.write(text.encode())
+    def _mark_closed(self, *, lost: bool) -> None:
+        self.phase = Phase.CLOSED
 
     def _send(self, el: Element) -> None:
         self._write(serialize(el, ns.SERVER, DIALBACK_PREFIX))
-
-    def close(self, error: StreamError | None = None) -> None:
-        if self.phase is Phase.CLOSED:
-            return
-        if error is not None:
-            self.close_reason = str(error.condition)
-            self._send(error.to_element())
-        self._write(STREAM_FOOTER)
-        self.phase = Phase.CLOSED
-        self.link.close()
-
-    def eof(self) -> None:
-        if self.phase is not Phase.CLOSED:
-            self.close_reason = self.close_reason or "connection lost"
-            self.phase = Phase.CLOSED
-
-    async def receive(self, data: bytes) -> None:
-        try:
-            for event in self.parser.feed(data):
-                if self.phase is Phase.CLOSED:
-                    return
-                if isinstance(event, ElementReceived):
-                    el = event.element
-                    if el.ns == ns.STREAM and el.tag == "error":
-                        condition = el.first()
-                        self.close_reason = f"peer error: {condition.tag if condition else '?'}"
-                        self.close()
-                        return
-                    if self.pace is not None:
-                        wait = self.pace()
-                        if wait > 0:
-                            await asyncio.sleep(wait)
-                    await self._element(el)
-                elif isinstance(event, StreamOpened):
-                    self._opened(event)
-                elif isinstance(event, StreamClosed):
-                    self.close_reason = self.close_reason or "closed by peer"
-                    self.close()
-        except XmlStreamError as exc:
-            self.log.info("s2s stream error %s: %s", exc.condition, exc.text)
-            self.close(StreamError(StreamCondition(exc.condition), exc.text))
-        except StreamError as exc:
-            self.log.info("s2s stream error %s: %s", exc.condition, exc.text)
-            self.close(exc)
-
-    def _opened(self, event: StreamOpened) -> None:
-        raise NotImplementedError
 
     def _addresses(self, el: Element, pairs: set[tuple[str, str]]) -> Stanza:
         """The stanza, in jabber:client, if its (from, to) domains are an authenticated pair
@@ -218,9 +113,6 @@ class _Stream:
         return Stanza(el.renamespaced(ns.SERVER, ns.CLIENT), recipient, sender)
 
     def host_serves(self, domain: str) -> bool:
-        raise NotImplementedError
-
-    async def _element(self, el: Element) -> None:
         raise NotImplementedError
 
 
@@ -300,15 +192,10 @@ class S2SIncoming(_Stream):
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
 
     async def _starttls(self) -> None:
-        if self.is_tls or self.phase is not Phase.WAIT_TLS:
-            self._send(Element("failure", ns.TLS))
-            self.close()
-            return
-        self._send(Element("proceed", ns.TLS))
-        self.tls = await self.link.start_tls(self.local)
-        self.is_tls = True
-        self.parser.reset()
-        self.phase = Phase.WAIT_HEADER
+        allowed = not self.is_tls and self.phase is Phase.WAIT_TLS
+        info = await self._proceed_tls(self.local, allowed=allowed)
+        if info is not None:
+            self.tls, self.is_tls, self.phase = info, True, Phase.WAIT_HEADER
 
     def _sasl(self, el: Element) -> None:
         """XEP-0178: EXTERNAL with the certificate TLS verified."""
@@ -460,13 +347,9 @@ class S2SOutgoing(_Stream):
             )
         )
 
-    def close(self, error: StreamError | None = None) -> None:
-        super().close(error)
+    def _mark_closed(self, *, lost: bool) -> None:
+        super()._mark_closed(lost=lost)
         self._fail(ConnectionError(self.close_reason or "stream closed"))
-
-    def eof(self) -> None:
-        super().eof()
-        self._fail(ConnectionError(self.close_reason or "connection lost"))
 
     def _fail(self, exc: Exception) -> None:
         for waiting in (self.ready, self.secured):

@@ -18,8 +18,6 @@ NO_AUTH: Final = 0
 NO_ACCEPTABLE_METHOD: Final = 0xFF
 CONNECT: Final = 1
 DOMAIN_NAME: Final = 3
-MAX_GREETING: Final = 2 + 255
-MAX_REQUEST: Final = 7 + 255
 
 
 class Reply(enum.IntEnum):

@@ -22,7 +22,9 @@ from aiohttp import web
 
 from heron import ns
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import C2SStream, Framing, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream, Framing
+from heron.transport.runner import Admission
 from heron.transport.tcp import run_client
 from heron.xmlstream import Element, serialize, stream_header
 from heron.xmlstream.serializer import escape_attr
@@ -31,8 +33,6 @@ from heron.xmlstream.stored import parse_stored
 if TYPE_CHECKING:
     from heron.transport.http import HttpListener
 
-HTTPBIND: Final = "http://jabber.org/protocol/httpbind"
-XBOSH: Final = "urn:xmpp:xbosh"
 XML_LANG: Final = f"{{{ns.XML}}}lang"
 REQUESTS: Final = 2  # requests a client may have open at once
 HOLD: Final = 1
@@ -123,7 +123,7 @@ class BoshSession:
 def _body(attrs: dict[str, str], inner: str = "", *, xmpp: dict[str, str] | None = None) -> str:
     """A <body/> declaring the prefixes its content uses: stream: for features and errors,
     xmpp: for XEP-0206's attributes."""
-    parts = [f"<body xmlns='{HTTPBIND}' xmlns:xmpp='{XBOSH}' xmlns:stream='{ns.STREAM}'"]
+    parts = [f"<body xmlns='{ns.HTTPBIND}' xmlns:xmpp='{ns.XBOSH}' xmlns:stream='{ns.STREAM}'"]
     parts.extend(f" {name}='{escape_attr(value)}'" for name, value in attrs.items())
     parts.extend(f" xmpp:{name}='{escape_attr(value)}'" for name, value in (xmpp or {}).items())
     parts.append(f">{inner}</body>" if inner else "/>")
@@ -170,7 +170,7 @@ class Bosh:
             raise web.HTTPForbidden(text="origin not allowed")
         text = await request.text()
         limits = listener.server.limits
-        body = parse_stored(text, ("body", HTTPBIND), limits)
+        body = parse_stored(text, ("body", ns.HTTPBIND), limits)
         if body is None:
             return web.Response(status=400, text="expected one <body/> of XEP-0124\n")
         sid = body.attrs.get("sid")
@@ -208,7 +208,8 @@ class Bosh:
         self.sessions[session.sid] = session
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap())
-        session.task = asyncio.create_task(self._run(listener, session))
+        admission = Admission(listener.guard, peer)
+        session.task = asyncio.create_task(self._run(listener, session, admission))
         session.inbox.put_nowait(self._header(body, to))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(session.output.wait(), 10)
@@ -241,15 +242,18 @@ class Bosh:
             from_=None,
             to=to,
             stream_id=None,
-            version=body.attrs.get(f"{{{XBOSH}}}version", "1.0"),
+            version=body.attrs.get(f"{{{ns.XBOSH}}}version", "1.0"),
             lang=body.attrs.get(XML_LANG),
         ).encode()
 
-    async def _run(self, listener: HttpListener, session: BoshSession) -> None:
+    async def _run(
+        self, listener: HttpListener, session: BoshSession, admission: Admission
+    ) -> None:
         assert session.stream is not None
         try:
-            await run_client(listener, session.stream, session)
+            await run_client(listener, session.stream, session, admission)
         finally:
+            admission.release()
             session.terminated = True
             session.output.set()
             for future in session.held:
@@ -291,7 +295,7 @@ class Bosh:
                 if not held.done():
                     held.set_result(None)
             return self._remember(session, rid, _body({}, session.take_output()))
-        if body.attrs.get(f"{{{XBOSH}}}restart") == "true":
+        if body.attrs.get(f"{{{ns.XBOSH}}}restart") == "true":
             session.inbox.put_nowait(self._header(body, body.attrs.get("to", "")))
         for child in self._children(body):
             session.inbox.put_nowait(child)
@@ -322,8 +326,8 @@ class Bosh:
     def _children(body: Element) -> list[bytes]:
         out = []
         for child in body.elements():
-            if child.ns == HTTPBIND:  # an unqualified stanza: it means jabber:client
-                child = child.renamespaced(HTTPBIND, ns.CLIENT)
+            if child.ns == ns.HTTPBIND:  # an unqualified stanza: it means jabber:client
+                child = child.renamespaced(ns.HTTPBIND, ns.CLIENT)
             out.append(serialize(child, ns.CLIENT).encode())
         return out
 

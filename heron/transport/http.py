@@ -11,7 +11,6 @@ cross-origin use follows `http.cors_origins` ("*": any origin, never with creden
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
@@ -24,13 +23,14 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from heron import ns
-from heron.config import HttpConfig
+from heron.config import HttpConfig, LimitsConfig
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
 from heron.stream.c2s import C2SStream
 from heron.transport.bosh import LISTENER
-from heron.transport.tcp import TrafficPolicy, run_client
-from heron.transport.websocket import FRAMING, WebSocketFraming, WebSocketLink, WebSocketReader
+from heron.transport.runner import Admission, Connections
+from heron.transport.tcp import run_client
+from heron.transport.websocket import WebSocketFraming, WebSocketLink, WebSocketReader
 from heron.xmlstream import Element, serialize
 
 if TYPE_CHECKING:
@@ -72,9 +72,10 @@ class HttpListener:
         config: HttpConfig,
         *,
         tls: ssl.SSLContext | None,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         guard: ConnectionGuard,
         bosh: Bosh,
+        reuse_port: bool = False,
     ) -> None:
         self.host = server
         self.server = server
@@ -83,8 +84,8 @@ class HttpListener:
         self.policy = policy
         self.guard = guard
         self.bosh = bosh
-        self.streams: set[C2SStream] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.connections: Connections[C2SStream] = Connections()
+        self.reuse_port = reuse_port
         self.runner: web.AppRunner | None = None
         self.web_dir = config.web_dir or PROJECT_WEB
 
@@ -107,19 +108,21 @@ class HttpListener:
             app.router.add_route(method, path, handler)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, address, port, ssl_context=self.tls, backlog=1024)
+        site = web.TCPSite(
+            self.runner,
+            address,
+            port,
+            ssl_context=self.tls,
+            backlog=1024,
+            reuse_port=self.reuse_port or None,
+        )
         await site.start()
         bound = self.runner.addresses
         return int(bound[0][1]) if bound else port
 
     async def stop(self) -> None:
-        for stream in list(self.streams):
-            stream.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
         await self.bosh.stop()
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=5)
+        await self.connections.close_all()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -179,22 +182,26 @@ class HttpListener:
         refusal = self.guard.admit(peer, time.monotonic())
         if refusal is not None:
             raise web.HTTPServiceUnavailable(text=refusal)
+        admission = Admission(self.guard, peer)
+        try:
+            return await self._websocket(request, peer, secure, admission)
+        finally:
+            admission.release()
+
+    async def _websocket(
+        self, request: web.Request, peer: str, secure: bool, admission: Admission
+    ) -> web.StreamResponse:
         ws = web.WebSocketResponse(
             protocols=("xmpp",), max_msg_size=self.server.limits.max_stanza_bytes + 4096
         )
-        try:
-            await ws.prepare(request)
-        except Exception:
-            self.guard.closed(peer, authenticated=False)
-            raise
+        await ws.prepare(request)
         if self.config.websocket_see_other_uri:  # §3.6.1: the service lives elsewhere now
             await ws.receive()  # the client's <open/>
             moved = Element(
-                "close", FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
+                "close", ns.WS_FRAMING, {"see-other-uri": self.config.websocket_see_other_uri}
             )
             await ws.send_str(serialize(moved))
             await ws.close()
-            self.guard.closed(peer, authenticated=False)
             return ws
         link = WebSocketLink(ws, peer)
         framing = WebSocketFraming()
@@ -202,10 +209,10 @@ class HttpListener:
         stream.log.info("connected (WebSocket%s)", "" if secure else ", unencrypted")
         if not secure and self.server.require_tls:
             stream.close(StreamError(StreamCondition.POLICY_VIOLATION, "use wss:// (TLS)"))
-            self.guard.closed(peer, authenticated=False)
             await link.finished()
             return ws
-        await run_client(self, stream, WebSocketReader(ws, self.server.pre_auth_limits))
+        reader = WebSocketReader(ws, self.server.pre_auth_limits)
+        await run_client(self, stream, reader, admission)
         await link.finished()
         return ws
 

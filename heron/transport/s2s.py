@@ -14,7 +14,6 @@ import contextlib
 import logging
 import random
 import ssl
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,11 +22,20 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from heron.config import LimitsConfig
 from heron.ratelimit import ConnectionGuard
 from heron.stanza import StreamCondition, StreamError
-from heron.stream.c2s import TlsInfo
-from heron.stream.s2s import S2SHost, S2SIncoming, S2SOutgoing
-from heron.transport.tcp import READ_CHUNK, TcpLink, TlsProvider, TrafficPolicy, pump, tls_info
+from heron.stream.base import TlsInfo
+from heron.stream.hosts import S2SHost
+from heron.stream.s2s import S2SIncoming, S2SOutgoing
+from heron.transport.runner import (
+    READ_CHUNK,
+    TLS_HANDSHAKE_S,
+    Admission,
+    Connections,
+    TcpListener,
+)
+from heron.transport.tcp import TcpLink, TlsProvider, tls_info
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +53,6 @@ def _no_binding(_domain: str) -> bytes | None:
     return None
 
 
-class _ServerLink(TcpLink):
-    """An accepted peer connection: STARTTLS as the server."""
-
-
 class _ClientLink(TcpLink):
     """Our connection to a peer: STARTTLS as the client, naming the peer (SNI)."""
 
@@ -58,15 +62,15 @@ class _ClientLink(TcpLink):
         writer: asyncio.StreamWriter,
         context: ssl.SSLContext,
     ) -> None:
-        super().__init__(reader, writer, TlsProvider(context, _no_binding))
-        self.context = context
+        self.provider = TlsProvider(context, _no_binding)
+        super().__init__(reader, writer, self.provider)
 
     async def start_tls(self, domain: str) -> TlsInfo:
         await self.writer.drain()
         await self.writer.start_tls(
-            self.context, server_hostname=domain, ssl_handshake_timeout=15.0
+            self.provider.context, server_hostname=domain, ssl_handshake_timeout=TLS_HANDSHAKE_S
         )
-        return tls_info(self.writer.get_extra_info("ssl_object"), domain, self.tls)
+        return tls_info(self.writer.get_extra_info("ssl_object"), domain, self.provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +141,21 @@ class S2SConnector:
         self,
         host: S2SHost,
         tls: S2STls,
-        policy: TrafficPolicy,
+        *,
+        policy: LimitsConfig,
         peers: Mapping[str, str],
         resolver: str | None = None,
     ) -> None:
-        self.host = host
-        self.tls = tls
-        self.policy = policy
+        self.host, self.tls, self.policy = host, tls, policy
         self.peers = dict(peers)  # tests add peers whose ports are known only at run time
         self.resolver = make_resolver(resolver)
         self.own_resolver = resolver is not None  # then addresses come from it too
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.streams: set[S2SOutgoing] = set()
+        self.connections: Connections[S2SOutgoing] = Connections()
         self.no_external: set[str] = set()  # peers that refused our certificate
+
+    @property
+    def streams(self) -> set[S2SOutgoing]:
+        return self.connections.streams
 
     async def connect(self, local: str, remote: str) -> S2SOutgoing:
         if any(s.remote == remote and s.external_refused for s in self.streams):
@@ -184,7 +190,7 @@ class S2SConnector:
                 is_tls=target.direct_tls,
             )
             if target.direct_tls:
-                stream.tls = tls_info(writer.get_extra_info("ssl_object"), remote, link.tls)
+                stream.tls = tls_info(writer.get_extra_info("ssl_object"), remote, link.provider)
             stream.log.info(
                 "s2s connecting %s -> %s at %s:%d%s",
                 local,
@@ -194,9 +200,10 @@ class S2SConnector:
                 " (Direct TLS)" if target.direct_tls else "",
             )
             stream.start()
+            tasks = self.connections.tasks
             task = asyncio.ensure_future(self._run(stream, reader, writer))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
             return stream
         raise ConnectionError(f"cannot reach {remote}: {last}")
 
@@ -214,18 +221,9 @@ class S2SConnector:
     async def _run(
         self, stream: S2SOutgoing, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self.streams.add(stream)
         try:
-            await pump(stream, reader, self.policy)
-        except asyncio.CancelledError:
-            stream.close_reason = stream.close_reason or "server shutting down"
-        except (ssl.SSLError, OSError) as exc:
-            stream.close_reason = f"TLS or socket error: {exc}"
-        except Exception:
-            stream.log.exception("internal error on an outgoing server stream")
-            stream.close(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
+            await self.connections.run(stream, reader, self.policy)
         finally:
-            self.streams.discard(stream)
             if stream.external_refused:
                 self.no_external.add(stream.remote)
             stream.close()
@@ -236,15 +234,10 @@ class S2SConnector:
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
     async def stop(self) -> None:
-        for stream in list(self.streams):
-            stream.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN))
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=5)
+        await self.connections.close_all()
 
 
-class S2SListener:
+class S2SListener(TcpListener[S2SIncoming]):
     """Accepts peer servers and runs one incoming stream engine per connection."""
 
     def __init__(
@@ -252,81 +245,36 @@ class S2SListener:
         host: S2SHost,
         tls: S2STls,
         *,
-        policy: TrafficPolicy,
+        policy: LimitsConfig,
         guard: ConnectionGuard,
-        direct_tls: bool = False,
+        direct_tls: bool,
+        reuse_port: bool = False,
     ) -> None:
-        self.host = host
-        self.tls = tls
-        self.policy = policy
-        self.guard = guard
-        self.direct_tls = direct_tls
-        self.streams: set[S2SIncoming] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.server: asyncio.Server | None = None
-
-    async def start(self, address: str, port: int) -> int:
-        self.server = await asyncio.start_server(
-            self._connection,
-            address,
-            port,
-            backlog=1024,
-            limit=READ_CHUNK,
-            ssl=self.tls.server_context if self.direct_tls else None,
-            ssl_handshake_timeout=15.0 if self.direct_tls else None,
+        super().__init__(
+            guard=guard,
+            ssl_context=tls.server_context if direct_tls else None,
+            reuse_port=reuse_port,
         )
-        bound: int = self.server.sockets[0].getsockname()[1]
-        return bound
+        self.host, self.tls, self.policy = host, tls, policy
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for stream in list(self.streams):
-            stream.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=5)
-        if self.server is not None:
-            await self.server.wait_closed()
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        link = _ServerLink(reader, writer, TlsProvider(self.tls.server_context, _no_binding))
-        if self.guard.admit(link.peer, time.monotonic()) is not None:
-            writer.transport.abort()
-            return
-        stream = S2SIncoming(self.host, link, is_tls=self.direct_tls)
-        if self.direct_tls:
-            stream.tls = tls_info(writer.get_extra_info("ssl_object"), "", link.tls)
-        stream.log.info("s2s peer connected%s", " (Direct TLS)" if self.direct_tls else "")
-        self.streams.add(stream)
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-        loop = asyncio.get_running_loop()
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, admission: Admission
+    ) -> None:
+        provider = TlsProvider(self.tls.server_context, _no_binding)
+        link = TcpLink(reader, writer, provider)
+        stream = S2SIncoming(self.host, link, is_tls=self.is_direct_tls)
+        if self.is_direct_tls:
+            stream.tls = tls_info(writer.get_extra_info("ssl_object"), "", provider)
+        stream.log.info("s2s peer connected%s", " (Direct TLS)" if self.is_direct_tls else "")
         # A peer that authenticates nothing in time is dropped like a client that never logs in.
-        deadline = loop.call_later(self.policy.auth_timeout_s, _unauthenticated, stream)
+        deadline = (self.policy.auth_timeout_s, lambda: _unauthenticated(stream))
         try:
-            await pump(stream, reader, self.policy)
-        except asyncio.CancelledError:
-            stream.close_reason = stream.close_reason or "server shutting down"
-        except (ssl.SSLError, OSError) as exc:
-            stream.close_reason = f"TLS or socket error: {exc}"
-        except Exception:
-            stream.log.exception("internal error on an incoming server stream")
-            stream.close(StreamError(StreamCondition.INTERNAL_SERVER_ERROR))
+            await self.connections.run(stream, reader, self.policy, deadlines=[deadline])
         finally:
-            deadline.cancel()
             for pending in list(stream.tasks):
                 pending.cancel()
-            self.guard.closed(link.peer, authenticated=False)
-            self.streams.discard(stream)
-            if task is not None:
-                self.tasks.discard(task)
             link.close()
             stream.log.info("s2s peer disconnected: %s", stream.close_reason or "closed")
-            with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
-                await asyncio.wait_for(writer.wait_closed(), 5)
 
 
 def _unauthenticated(stream: S2SIncoming) -> None:

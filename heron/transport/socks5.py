@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 from heron.core.bytestreams import BytestreamBroker, Pending, ProxyLimits
 from heron.ratelimit import TokenBucket
+from heron.stream.base import XmlStream
 from heron.stream.socks5 import Reply, Socks5Error, Socks5Handshake, reply
+from heron.transport.runner import Admission, TcpListener, cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ CHUNK = 65536
 
 
 @dataclass(slots=True)
-class _Stream:
+class _Relay:
     """What two paired connections share."""
 
     bucket: TokenBucket
@@ -40,37 +42,26 @@ class _Stream:
             writer.close()
 
 
-class Socks5Listener:
-    def __init__(self, broker: BytestreamBroker) -> None:
+class Socks5Listener(TcpListener[XmlStream]):
+    """Runs the SOCKS5 side of each connection; it carries no XML stream."""
+
+    backlog = 128
+    read_limit = CHUNK
+
+    def __init__(self, broker: BytestreamBroker, *, reuse_port: bool = False) -> None:
+        super().__init__(guard=None, reuse_port=reuse_port)
         self.broker = broker
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
         self.writers: dict[Pending, asyncio.StreamWriter] = {}
-        self.streams: dict[str, _Stream] = {}
+        self.relays: dict[str, _Relay] = {}
 
-    async def start(self, address: str, port: int) -> int:
-        self.server = await asyncio.start_server(
-            self._connection, address, port, backlog=128, limit=CHUNK
-        )
-        bound: int = self.server.sockets[0].getsockname()[1]
-        return bound
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+    async def _closing(self) -> None:
         for writer in list(self.writers.values()):
             writer.close()
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=5)
-        if self.server is not None:
-            await self.server.wait_closed()
+        await cancel_all(self.connections.tasks)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, admission: Admission
+    ) -> None:
         pending: Pending | None = None
         try:
             pending = await self._handshake(reader, writer)
@@ -86,11 +77,6 @@ class Socks5Listener:
             if pending is not None:
                 self.broker.left(pending)
                 self.writers.pop(pending, None)
-            if task is not None:
-                self.tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 5)
 
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -153,9 +139,9 @@ class Socks5Listener:
     ) -> None:
         limits = self.broker.limits
         loop = asyncio.get_running_loop()
-        stream = self.streams.get(pending.address)
+        stream = self.relays.get(pending.address)
         if stream is None:
-            stream = self.streams[pending.address] = _Stream(
+            stream = self.relays[pending.address] = _Relay(
                 TokenBucket(limits.bytes_per_s, limits.bytes_per_s, loop.time()), limits
             )
         own, other = self.writers.get(pending), self.writers.get(partner)
@@ -186,7 +172,7 @@ class Socks5Listener:
         finally:
             stream.finished += 1
             if stream.finished >= 2 or other.is_closing():
-                self.streams.pop(pending.address, None)
+                self.relays.pop(pending.address, None)
                 stream.done.set()
         await stream.done.wait()  # the other direction may still be sending to us
         stream.close()

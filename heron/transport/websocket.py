@@ -13,11 +13,11 @@ from typing import Final
 from aiohttp import WSMsgType, web
 
 from heron import ns
-from heron.stream.c2s import Framing, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import Framing
 from heron.xmlstream import STREAM_FOOTER, Element, Limits, serialize, stream_header
 from heron.xmlstream.stored import parse_stored
 
-FRAMING: Final = "urn:ietf:params:xml:ns:xmpp-framing"
 XML_LANG: Final = f"{{{ns.XML}}}lang"
 
 
@@ -25,7 +25,7 @@ class WebSocketFraming(Framing):
     """RFC 7395 §3.3: every message is a standalone document, namespaces declared in it."""
 
     def header(self, from_: str | None, stream_id: str) -> str:
-        open_ = Element("open", FRAMING, {"version": "1.0", "id": stream_id, XML_LANG: "en"})
+        open_ = Element("open", ns.WS_FRAMING, {"version": "1.0", "id": stream_id, XML_LANG: "en"})
         if from_:
             open_.attrs["from"] = from_
         return serialize(open_)
@@ -38,7 +38,7 @@ class WebSocketFraming(Framing):
         return serialize(element)  # jabber:client (or the nonza's namespace) declared
 
     def footer(self) -> str:
-        return serialize(Element("close", FRAMING))
+        return serialize(Element("close", ns.WS_FRAMING))
 
 
 def to_stream_bytes(text: str, limits: Limits) -> bytes:
@@ -47,7 +47,7 @@ def to_stream_bytes(text: str, limits: Limits) -> bytes:
     other element passes as it is."""
     head = text.lstrip()[:6]
     if head.startswith("<open"):
-        opened = parse_stored(text, ("open", FRAMING), limits)
+        opened = parse_stored(text, ("open", ns.WS_FRAMING), limits)
         if opened is not None:
             return stream_header(
                 default_ns=ns.CLIENT,

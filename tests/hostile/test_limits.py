@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from heron.app import RunningServer, start
-from heron.config import ServerConfig
+from heron.config import LimitsConfig, ServerConfig
 from heron.jid import JID
 from tests.hostile.test_xml_attacks import condition_of
 from tests.integration.clients import close, login
@@ -106,6 +106,29 @@ async def test_a_stanza_flood_is_slowed_then_cut_off(guarded: RunningServer) -> 
     await innocent_is_served(guarded)
 
 
+async def test_the_default_stanza_rate_is_a_persons_not_a_floods(guarded: RunningServer) -> None:
+    """Default limits: a login with its catch-up (450 stanzas) goes through at once; past
+    that a session is read at no more than a person's pace (50/s at the very most; the
+    default is 20/s, docs/security.md), slowed but not cut off."""
+    paced = RawClient(*await asyncio.open_connection("127.0.0.1", guarded.ports["c2s"]))
+    headline = "<message to='victim@localhost' type='headline'><body>x</body></message>"
+
+    async def send_then_ping(count: int, ping_id: str) -> float:
+        started = time.monotonic()
+        ping = f"<iq type='get' id='{ping_id}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        await paced.send(headline * count + ping)
+        await paced.expect(rf"id=.{ping_id}.", timeout=LimitsConfig().max_backlog_s)
+        return time.monotonic() - started
+
+    try:
+        await paced.login(guarded.certificates["localhost"], "mallory", PASSWORD)
+        assert await send_then_ping(450, "login") < 2.0  # the burst: no waiting
+        assert await send_then_ping(150, "flood") >= 2.0  # ~100 over it, at <= 50/s
+    finally:
+        paced.close()
+    await innocent_is_served(guarded)
+
+
 @pytest.mark.parametrize("guarded", [{"stanza_timeout_s": 1.0}], indirect=True)
 @pytest.mark.parametrize(
     "trickle",
@@ -163,11 +186,14 @@ async def test_brute_force_is_slowed_then_blocked(guarded: RunningServer) -> Non
         answers.append(await plain_attempt(guarded, "victim", f"guess-{n}", ATTACKER))
         timings.append(time.monotonic() - started)
     assert answers == ["not-authorized"] * 6
-    assert timings[4] >= 0.3  # after three free failures, attempts wait before the verdict
-    # Blocked: even the right password is refused from that address ...
+    assert max(timings[:5]) < 1.0  # five typos are answered at once ...
+    assert timings[5] >= 0.3  # ... then attempts wait before the verdict
+    # Blocked: even the right password is refused for that account from that address ...
     assert await plain_attempt(guarded, "victim", PASSWORD, ATTACKER) == "temporary-auth-failure"
-    # ... but the account's owner elsewhere still gets in (names are slowed, never locked).
+    # ... but the account's owner elsewhere still gets in (names are slowed, never locked),
     assert await plain_attempt(guarded, "victim", PASSWORD, "127.0.0.3") == "success"
+    # and so does another user behind the attacker's address (a carrier NAT).
+    assert await plain_attempt(guarded, "mallory", PASSWORD, ATTACKER) == "success"
     await innocent_is_served(guarded)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from heron.config import ServerConfig
 from heron.jid import JID
 from heron.stream.c2s import C2SStream
 from tests.integration.clients import LoginFailed, close, login, make_client
+from tests.rawclient import RawClient
 
 
 async def test_scram_plus_with_tls_unique_over_tls12(server: RunningServer) -> None:
@@ -128,3 +130,41 @@ async def test_account_removal_ends_its_sessions(server: RunningServer) -> None:
     assert not await server.server.accounts.exists(JID.parse("leaver@localhost"))
     with pytest.raises(LoginFailed):
         await login(server, "leaver@localhost/x", "leaving-pw")
+
+
+@pytest.mark.parametrize("module", [True, False], ids=["option-off", "module-off"])
+async def test_registration_off_is_refused_at_once(
+    config_factory: Callable[..., ServerConfig], module: bool
+) -> None:
+    """A client asking to register when it is off gets an error straight away, never silence
+    (before login, XEP-0077 §3.1: service-unavailable)."""
+    running = await start(config_factory(hosts={"localhost": {"modules": {"register": module}}}))
+    try:
+        await refused_at_once(running)
+    finally:
+        await running.stop()
+
+
+async def refused_at_once(server: RunningServer) -> None:
+    raw = await RawClient.connect(server.ports["c2s"])
+    try:
+        await raw.starttls(server.certificates["localhost"])
+        features = await raw.open_stream()
+        assert "http://jabber.org/features/iq-register" not in features
+        for type_, query in (
+            ("get", "<query xmlns='jabber:iq:register'/>"),
+            (
+                "set",
+                "<query xmlns='jabber:iq:register'><username>newbie</username>"
+                "<password>long-enough-pw</password></query>",
+            ),
+        ):
+            started = time.monotonic()
+            await raw.send(f"<iq type='{type_}' id='reg-{type_}'>{query}</iq>")
+            answer = await raw.expect(rf"<iq[^>]*id=.reg-{type_}.[^>]*>.*?</iq>", timeout=2)
+            assert 'type="error"' in answer[0] or "type='error'" in answer[0]
+            assert "service-unavailable" in answer[0] or "not-allowed" in answer[0]
+            assert time.monotonic() - started < 1.0
+    finally:
+        raw.close()
+    assert not await server.server.accounts.exists(JID.parse("newbie@localhost"))

@@ -16,7 +16,9 @@ from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
-from tests.integration.test_cli import CONFIG, heron
+from tests.integration.test_cli import CONFIG, heron, storage_of
+
+pytestmark = pytest.mark.both_engines  # these modules' stores run on both
 
 PASSWORD = "antispam-password"
 
@@ -148,7 +150,8 @@ async def test_report_with_block_reaches_the_admin(
         await close(victim)
 
     config = tmp_path / "heron.toml"
-    config.write_text(CONFIG.format(data=spam_server.server.config.data_dir))
+    server_config = spam_server.server.config
+    config.write_text(CONFIG.format(data=server_config.data_dir) + storage_of(server_config))
     done = await asyncio.to_thread(heron, config, "reports")
     assert done.returncode == 0, done.stderr
     assert "victim@localhost reported mallory@localhost (urn:xmpp:reporting:spam)" in done.stdout

@@ -12,6 +12,8 @@ from heron.app import RunningServer
 from heron.jid import JID
 from tests.integration.clients import close, login
 
+pytestmark = pytest.mark.both_engines  # these modules' stores run on both
+
 PASSWORD = "blocking-password"
 
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from heron.app import start
-from heron.config import load_config
+from heron.config import ServerConfig, load_config
+from heron.modules.register.store import SqlInvitationStore
+from heron.storage import open_database
+from tests.engines import fresh_schema_url
 from tests.integration.clients import LoginFailed, close, login
 
 CONFIG = """
@@ -38,6 +41,13 @@ def heron(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
         timeout=60,
         check=False,
     )
+
+
+def storage_of(config: ServerConfig) -> str:
+    """The `[storage]` table that points the command at a running server's database."""
+    if config.storage.engine == "sqlite":
+        return ""
+    return f'\n[storage]\nengine = "postgresql"\nurl = "{config.storage.url}"\npool_size = 2\n'
 
 
 @pytest.fixture
@@ -122,3 +132,30 @@ def test_unknown_module_is_refused_at_check(tmp_path: Path) -> None:
     result = heron(path, "check")
     assert result.returncode == 2
     assert "telepathy" in result.stderr
+
+
+async def test_admin_commands_on_postgresql(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """invite, reports and quarantine go through their stores on PostgreSQL too."""
+    path = tmp_path / "heron.toml"
+    url = fresh_schema_url(request)
+    path.write_text(
+        CONFIG.format(data=tmp_path / "data")
+        + f'\n[storage]\nengine = "postgresql"\nurl = "{url}"\npool_size = 2\n'
+    )
+    invited = heron(path, "invite", "localhost", "--uses", "3")
+    assert invited.returncode == 0, invited.stderr
+    token = invited.stdout.split()[1]
+    assert f"preauth={token}" in invited.stdout
+    for command in ("reports", "quarantine"):
+        listed = heron(path, command)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout == ""  # nothing reported or held yet, and no error saying so
+
+    config = load_config(path)
+    db = await open_database(config.storage, config.data_dir)
+    try:
+        store = SqlInvitationStore(db)
+        assert await store.is_valid(token, "localhost", 0.0)
+        assert not await store.is_valid(token, "example.org", 0.0)
+    finally:
+        await db.close()

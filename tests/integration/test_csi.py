@@ -25,9 +25,17 @@ async def friends(server: RunningServer) -> tuple[ClientXMPP, ClientXMPP]:
         client.roster.auto_subscribe = True
         await client.get_roster(timeout=5)
         client.send_presence()
-    subscribed = asyncio.ensure_future(bob.wait_until("got_online", timeout=10))
+    subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def from_alice(presence: object) -> None:
+        # Bob's own presence comes back to him too (RFC 6121 §4.2.2): wait for alice's.
+        if str(presence["from"].bare) == "alice@localhost" and not subscribed.done():  # type: ignore[index]
+            subscribed.set_result(None)
+
+    bob.add_event_handler("got_online", from_alice)
     alice.send_presence(pto="bob@localhost", ptype="subscribe")
-    await subscribed
+    await asyncio.wait_for(subscribed, 10)
+    bob.del_event_handler("got_online", from_alice)
     return alice, bob
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from heron.app import RunningServer
 from heron.jid import JID
-from tests.integration.clients import LoginFailed, close, login
+from tests.integration.clients import LoginFailed, close, login, make_client
 
 PASSWORD = "correct horse battery"
 
@@ -77,3 +78,26 @@ async def test_second_login_with_same_resource_replaces_first(server: RunningSer
     finally:
         await close(second)
         await close(first)
+
+
+async def test_a_mistyped_password_counts_once_whatever_the_mechanisms_tried(
+    server: RunningServer,
+) -> None:
+    """slixmpp falls back from one SASL mechanism to the next after a wrong password: one
+    failed attempt, not one per mechanism, so five typos are still answered at once."""
+    await server.server.accounts.create(JID.parse("typo@localhost"), PASSWORD)
+    tried: list[str] = []
+    throttle = server.server.auth_throttle
+    for _ in range(5):
+        # Each of the five is answered without a wait (the throttle's delay is still 0).
+        assert throttle.delay("127.0.0.1", "typo@localhost", time.monotonic()) == 0.0
+        client = make_client(server, "typo@localhost/x", "wrong password")
+        client.add_event_handler("failed_auth", lambda _e: tried.append("failed"))
+        failed = asyncio.ensure_future(client.wait_until("failed_all_auth", timeout=10))
+        client.connect("127.0.0.1", server.ports["c2s"])
+        await failed
+        await close(client)
+    assert len(tried) > 5  # it did fall back (more than one mechanism per login)
+    assert throttle.delay("127.0.0.1", "typo@localhost", time.monotonic()) > 0  # the sixth
+    client = await login(server, "typo@localhost/x", PASSWORD)
+    await close(client)

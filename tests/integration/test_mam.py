@@ -4,8 +4,10 @@ filtered by correspondent, found by stanza-id, and not archived when the user sa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from slixmpp import JID as SJID
 from slixmpp import ClientXMPP
 from slixmpp.xmlstream import ET
@@ -13,10 +15,22 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from heron.app import RunningServer
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
+from tests.integration.ported import ported_only
 
 PASSWORD = "mam-password"
+
+pytestmark = pytest.mark.both_engines
+
+
+@pytest.fixture
+def config_factory(
+    config_factory: Callable[..., ServerConfig], engine: str
+) -> Callable[..., ServerConfig]:
+    """On PostgreSQL, without the modules that still run on SQLite alone."""
+    return ported_only(config_factory, engine)
 
 
 async def chatters(server: RunningServer) -> tuple[ClientXMPP, ClientXMPP, ClientXMPP]:
@@ -124,3 +138,29 @@ async def test_archive_paging_filters_and_preferences(server: RunningServer) -> 
     finally:
         for client in (alice, bob, carol):
             await close(client)
+
+
+async def test_the_account_advertises_its_archive_and_full_preferences(
+    server: RunningServer,
+) -> None:
+    """XEP-0313 §7: disco#info on the bare JID lists the archive (slixmpp checks there);
+    the preferences answer always carries <always/> and <never/>."""
+    await server.server.accounts.create(JID.parse("dora@localhost"), PASSWORD)
+    dora = await login(server, "dora@localhost/x", PASSWORD, plugins=("xep_0313",))
+    try:
+        info = await dora.plugin["xep_0030"].get_info(jid="dora@localhost", timeout=5)
+        features = info["disco_info"]["features"]
+        assert "urn:xmpp:mam:2" in features
+        assert "urn:xmpp:mam:2#extended" in features
+
+        get = dora.make_iq_get()
+        get.append(ET.fromstring("<prefs xmlns='urn:xmpp:mam:2'/>"))
+        prefs = (await get.send(timeout=5)).xml.find("{urn:xmpp:mam:2}prefs")
+        assert prefs is not None
+        assert prefs.get("default") == "always"
+        assert [child.tag for child in prefs] == [
+            "{urn:xmpp:mam:2}always",
+            "{urn:xmpp:mam:2}never",
+        ]
+    finally:
+        await close(dora)

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
+from tests.integration.ported import ported_only
 
 PASSWORD = "presence-password"
+
+pytestmark = pytest.mark.both_engines
+
+
+@pytest.fixture
+def config_factory(
+    config_factory: Callable[..., ServerConfig], engine: str
+) -> Callable[..., ServerConfig]:
+    """On PostgreSQL, without the modules that still run on SQLite alone."""
+    return ported_only(config_factory, engine)
 
 
 async def online(server: RunningServer, jid: str) -> ClientXMPP:
@@ -20,6 +35,37 @@ async def online(server: RunningServer, jid: str) -> ClientXMPP:
     client.roster.auto_subscribe = False
     await client.get_roster(timeout=5)
     return client
+
+
+async def available(client: ClientXMPP) -> None:
+    """Send initial presence and wait for it to come back (RFC 6121 §4.2.2)."""
+    echoed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def own(presence: object) -> None:
+        if str(presence["from"]) == str(client.boundjid) and not echoed.done():  # type: ignore[index]
+            echoed.set_result(None)
+
+    client.add_event_handler("presence_available", own)
+    try:
+        client.send_presence()
+        await asyncio.wait_for(echoed, 5)
+    finally:
+        client.del_event_handler("presence_available", own)
+
+
+async def test_own_presence_comes_back_to_every_resource(server: RunningServer) -> None:
+    """§4.2.2, §4.4.2: the sender is among the user's available resources."""
+    phone = await online(server, "kim@localhost/phone")
+    laptop = await login(server, "kim@localhost/laptop", PASSWORD)
+    try:
+        await available(phone)
+        told = asyncio.ensure_future(phone.wait_until("presence_available", timeout=5))
+        await available(laptop)
+        assert (await told)["from"].full == "kim@localhost/laptop"
+        await available(phone)  # a later broadcast (§4.4.2) comes back as well
+    finally:
+        await close(phone)
+        await close(laptop)
 
 
 async def test_subscribe_approve_and_see_each_other(server: RunningServer) -> None:
@@ -79,9 +125,9 @@ async def test_directed_presence_is_undone_on_logout(server: RunningServer) -> N
     grace = await online(server, "grace@localhost/g")
     heidi = await online(server, "heidi@localhost/h")
     try:
-        grace.send_presence()
-        heidi.send_presence()
-        frank.send_presence()
+        await available(grace)
+        await available(heidi)
+        await available(frank)
         told = asyncio.ensure_future(grace.wait_until("presence_available", timeout=5))
         frank.send_presence(pto="grace@localhost/g", pstatus="just for you")
         assert (await told)["from"].full == "frank@localhost/f"
@@ -138,3 +184,43 @@ async def test_pre_approval_and_redelivered_requests(server: RunningServer) -> N
     finally:
         await close(ivy)
         await close(jack)
+
+
+async def test_a_subscription_between_local_accounts_writes_both_rosters_together(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction for the two rosters a local subscription changes (§3.1.2, §3.1.3)."""
+    roster: Any = server.server.managers["localhost"].modules["roster"]
+    written: list[list[tuple[str, str, str, bool, bool]]] = []
+    real = roster.store.put_many
+
+    async def put_many(changes: Any, limit: int) -> list[int]:
+        written.append([(u, i.contact, i.subscription, i.ask, i.pending_in) for u, _, i in changes])
+        versions: list[int] = await real(changes, limit)
+        return versions
+
+    monkeypatch.setattr(roster.store, "put_many", put_many)
+    alice = await online(server, "dana@localhost/a")
+    bob = await online(server, "finn@localhost/b")
+    try:
+        await available(bob)
+        await available(alice)
+        request = asyncio.ensure_future(bob.wait_until("presence_subscribe", timeout=5))
+        alice.send_presence(pto="finn@localhost", ptype="subscribe")
+        await request
+        assert written == [
+            [
+                ("dana", "finn@localhost", "none", True, False),
+                ("finn", "dana@localhost", "none", False, True),
+            ]
+        ]
+        pushed = asyncio.ensure_future(alice.wait_until("roster_update", timeout=5))
+        bob.send_presence(pto="dana@localhost", ptype="subscribed")
+        await pushed
+        assert written[1] == [
+            ("finn", "dana@localhost", "from", False, False),
+            ("dana", "finn@localhost", "to", False, False),
+        ]
+    finally:
+        await close(alice)
+        await close(bob)

@@ -1,6 +1,7 @@
 """XEP-0060 at pubsub.localhost and XEP-0163 PEP, driven by slixmpp's xep_0060, xep_0163,
 xep_0084 and xep_0115 plugins: node lifecycle, publish-options, notifications, access
-models, paging, avatars seen by contacts only, private bookmarks, caps-based +notify."""
+models, paging, avatars seen by contacts only, private bookmarks, caps-based +notify. Each
+test runs on SQLite and again on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from slixmpp.plugins.xep_0060.stanza.pubsub import Pubsub
 from slixmpp.xmlstream import ET, register_stanza_plugin
 
 from heron.app import RunningServer, start
-from heron.config import ServerConfig
+from heron.config import DEFAULT_MODULES, ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 
@@ -29,10 +30,22 @@ BOOKMARKS = "urn:xmpp:bookmarks:1"
 # COMPAT: slixmpp 1.17 leaves RSM (XEP-0059) off its <pubsub/> stanza; item paging needs it.
 register_stanza_plugin(Pubsub, Set)
 
+pytestmark = pytest.mark.both_engines
+# Default modules whose storage is SQLite's alone still: left out on PostgreSQL (none of
+# them takes part in pubsub). Drop this once every default module runs on both engines.
+SQLITE_ONLY = frozenset({"register", "upload", "antispam", "blocking", "push"})
+
+
+def ps_config(config_factory: Callable[..., ServerConfig], engine: str) -> ServerConfig:
+    modules = [m for m in DEFAULT_MODULES if engine == "sqlite" or m not in SQLITE_ONLY]
+    return config_factory(hosts={"localhost": {"modules": modules}})
+
 
 @pytest.fixture
-async def ps_server(config_factory: Callable[..., ServerConfig]) -> AsyncIterator[RunningServer]:
-    running = await start(config_factory())
+async def ps_server(
+    config_factory: Callable[..., ServerConfig], engine: str
+) -> AsyncIterator[RunningServer]:
+    running = await start(ps_config(config_factory, engine))
     for user in ("alice", "bob", "carol"):
         await running.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
     try:
@@ -383,8 +396,10 @@ async def test_bookmarks_stay_private(ps_server: RunningServer) -> None:
             await close(client)
 
 
-async def test_items_survive_a_restart(config_factory: Callable[..., ServerConfig]) -> None:
-    config = config_factory()
+async def test_items_survive_a_restart(
+    config_factory: Callable[..., ServerConfig], engine: str
+) -> None:
+    config = ps_config(config_factory, engine)
     running = await start(config)
     await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
     alice = await user(running, "alice")

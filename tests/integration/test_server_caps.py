@@ -7,8 +7,9 @@ import base64
 import re
 from pathlib import Path
 
-from heron.pubsub.caps import ver_of
-from heron.stream.c2s import C2SStream, TlsInfo
+from heron.stanza.caps import ver_of
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream
 from heron.xmlstream import Limits
 from heron.xmlstream.stored import parse_stored
 from tests.harness import HEADER, PASSWORD, MemoryLink, start_server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -14,6 +15,8 @@ from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
+
+pytestmark = pytest.mark.both_engines  # these modules' stores run on both
 
 PASSWORD = "password-123"
 MODULES = {"localhost": {"modules": ["disco", "ping", "vcard", "private"]}}
@@ -137,4 +140,39 @@ async def test_private_storage_survives_restart(
         for client in (alice, bob):
             if client is not None:
                 await close(client)
+        await running.stop()
+
+
+async def test_a_removed_account_leaves_nothing_to_its_successor(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    """XEP-0077 §3.2 removal: the vCard, private XML and blocklist go with the account
+    (rows and what the modules cached), so a new account of the same name starts empty."""
+    modules = ["disco", "ping", "register", "vcard", "private", "blocking"]
+    running = await start(config_factory(hosts={"localhost": {"modules": modules}}))
+    try:
+        await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
+        alice = await connect(running, "alice@localhost/pc")
+        alice.register_plugin("xep_0191")
+        await publish_name(alice, "Alice Liddell")
+        await store_nick(alice, "Hamlet")
+        await alice.plugin["xep_0191"].block("mallory@localhost", timeout=5)
+        gone = asyncio.ensure_future(alice.wait_until("disconnected", timeout=5))
+        await alice.plugin["xep_0077"].cancel_registration(timeout=5)
+        await gone
+
+        await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
+        again = await connect(running, "alice@localhost/pc")
+        try:
+            again.register_plugin("xep_0191")
+            card = await again.plugin["xep_0054"].get_vcard(
+                "alice@localhost", local=False, timeout=5
+            )
+            assert card["vcard_temp"]["FN"] == ""
+            assert await stored_nick(again) == ""
+            blocked = await again.plugin["xep_0191"].get_blocked(timeout=5)
+            assert blocked.xml.findall("{urn:xmpp:blocking}blocklist/{urn:xmpp:blocking}item") == []
+        finally:
+            await close(again)
+    finally:
         await running.stop()

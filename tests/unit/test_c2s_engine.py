@@ -8,7 +8,8 @@ import pytest
 
 from heron.credentials import ScramKeys, derive_keys, fake_keys
 from heron.stanza import Stanza
-from heron.stream.c2s import C2SStream, State, TlsInfo
+from heron.stream.base import TlsInfo
+from heron.stream.c2s import C2SStream, State
 from heron.stream.sasl import verify_plain
 from heron.xmlstream import Element, Limits
 
@@ -187,6 +188,23 @@ async def test_wrong_namespace_gets_invalid_namespace(
     stream, link, _host = pair
     await stream.receive(HEADER.replace(b"jabber:client", b"jabber:server") % b"example.org")
     assert "<invalid-namespace" in link.take()
+
+
+async def test_a_stream_error_from_the_client_ends_the_stream_without_an_answer(
+    pair: tuple[C2SStream, FakeLink, FakeHost],
+) -> None:
+    # RFC 6120 §4.9.1: the side that receives a stream error closes; it sends no error back.
+    stream, link, _host = pair
+    await stream.receive(HEADER % b"example.org")
+    link.take()
+    await stream.receive(
+        b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+    )
+    out = link.take()
+    assert "error" not in out
+    assert out.endswith("</stream:stream>")
+    assert link.closed
+    assert stream.close_reason == "stream error from client: conflict"
 
 
 async def test_stanza_before_login_is_not_authorized(

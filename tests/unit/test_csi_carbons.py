@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from heron.modules.carbons import eligible
-from heron.modules.csi import CHATSTATES, Held
+from heron.modules.csi import Held
+from heron.ns import CHATSTATES
 from heron.xmlstream import Element
 
 CLIENT = "jabber:client"

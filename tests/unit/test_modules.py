@@ -23,7 +23,8 @@ from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
 from heron.modules.disco import DiscoModule
 from heron.modules.ping import PingModule
-from heron.modules.register import PARS, RegisterModule, SlidingWindow, create_invitation
+from heron.modules.register import PARS, RegisterModule, SlidingWindow
+from heron.modules.register.store import SqlInvitationStore
 from heron.modules.time import TimeModule, format_datetime
 from heron.modules.version import VersionModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
@@ -89,6 +90,8 @@ class Host:
             self.server.db = await SqliteDatabase.open(folder / "heron.db")
             await self.server.db.migrate(FAST_MIGRATIONS)
             await self.server.db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])
+        for store in cls.stores:  # as the server does before modules start
+            await self.server.db.migrate(store.migrations_for("sqlite"))
         ctx = ModuleContext(
             core=make_core(self.server.db, self.server.accounts, self.server.registries),
             domain=DOMAIN,
@@ -289,7 +292,7 @@ async def test_disco_items_refuse_an_invalid_jid(host: Host) -> None:
 async def test_registration_is_off_by_default(host: Host) -> None:
     await host.load(RegisterModule)
     assert host.registry.preauth_iq == {}
-    assert host.registry.preauth_features == []
+    assert [f() for f in host.registry.preauth_features] == [None, None]  # nothing offered
     # Password change and removal remain available after login.
     assert host.registry.find_iq_handler("set", ns.REGISTER, Target.HOST) is not None
 
@@ -455,9 +458,7 @@ def test_catalogue_names_every_default_module() -> None:
 # --- invitations (XEP-0445) -------------------------------------------------------------
 async def invitation(host: Host, uses: int = 1, expires_in: float = 3600.0) -> str:
     expires = time.time() + expires_in
-    return await host.server.db_or_fail().run(
-        lambda conn: create_invitation(conn, DOMAIN, uses, expires)
-    )
+    return await SqlInvitationStore(host.server.db_or_fail()).create(DOMAIN, uses, expires)
 
 
 async def test_invitation_only_registration(host: Host) -> None:

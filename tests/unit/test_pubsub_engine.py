@@ -7,9 +7,8 @@ import itertools
 import pytest
 
 from heron.jid import JID
-from heron.pubsub.caps import Caps, CapsCache, ver_of
-from heron.pubsub.config import DATA, NODE_CONFIG, PUBLISH_OPTIONS, NodeConfig, config_form
-from heron.pubsub.engine import (
+from heron.modules.pubsub.config import DATA, NODE_CONFIG, PUBLISH_OPTIONS, NodeConfig, config_form
+from heron.modules.pubsub.engine import (
     EVENT,
     NO_RELATION,
     SUBSCRIBE_AUTHORIZATION,
@@ -19,8 +18,9 @@ from heron.pubsub.engine import (
     PubsubService,
     Relation,
 )
-from heron.pubsub.errors import ERRORS
+from heron.modules.pubsub.errors import ERRORS
 from heron.stanza import StanzaError
+from heron.stanza.caps import Caps, CapsCache, ver_of
 from heron.xmlstream.element import Element
 
 SERVICE = JID.parse("pubsub.example.org")

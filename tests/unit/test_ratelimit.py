@@ -61,35 +61,52 @@ def test_ip_key_groups_ipv6_by_64() -> None:
     assert ip_key("192.0.2.1") == "192.0.2.1"
 
 
-def test_default_throttle_slows_the_20th_attempt_and_refuses_the_21st() -> None:
+def test_a_brute_force_on_one_account_is_slowed_then_that_pair_refused() -> None:
     throttle = AuthThrottle()
-    now = 0.0
+    now, ip, victim = 0.0, "192.0.2.1", "victim@example.org"
     delays = []
-    for _ in range(20):
-        assert not throttle.blocked("192.0.2.1", now)
-        delay = throttle.delay("192.0.2.1", "victim@example.org", now)
+    for _ in range(10):
+        assert not throttle.blocked(ip, victim, now)
+        delay = throttle.delay(ip, victim, now)
         delays.append(delay)
         now += delay + 0.1
-        throttle.failed("192.0.2.1", "victim@example.org", now)
-    assert delays[:3] == [0.0, 0.0, 0.0]  # typos are free
-    assert delays[3:6] == [0.5, 1.0, 2.0]  # then doubling ...
-    assert delays[19] == AuthLimits().max_delay_s  # ... to the cap
-    assert throttle.blocked("192.0.2.1", now)
-    assert not throttle.blocked("192.0.2.1", now + AuthLimits().block_s + 1)
+        throttle.failed(ip, victim, now)
+    assert delays[:5] == [0.0] * 5  # an honest user's typos are answered at once
+    assert delays[5:8] == [0.5, 1.0, 2.0]  # then doubling ...
+    assert delays[9] == AuthLimits().max_delay_s  # ... to the cap
+    assert throttle.blocked(ip, victim, now)
+    # Someone else behind the same address (a carrier NAT) is neither blocked nor slowed.
+    assert not throttle.blocked(ip, "neighbour@example.org", now)
+    assert throttle.delay(ip, "neighbour@example.org", now) == 0.0
+    assert not throttle.blocked(ip, victim, now + AuthLimits().block_s + 1)
+
+
+def test_a_sweep_across_accounts_from_one_address_is_slowed_then_blocked() -> None:
+    limits = AuthLimits()
+    throttle = AuthThrottle()
+    ip = "2001:db8::1"
+    for n in range(limits.address_free_failures):
+        assert throttle.delay(ip, f"user{n}@example.org", 0.0) == 0.0
+        throttle.failed(ip, f"user{n}@example.org", 0.0)
+    assert throttle.delay("2001:db8::2", "fresh@example.org", 0.0) == 0.5  # same /64
+    for n in range(limits.address_free_failures, limits.address_block_after):
+        assert not throttle.blocked(ip, f"user{n}@example.org", 0.0)
+        throttle.failed(ip, f"user{n}@example.org", 0.0)
+    assert throttle.blocked(ip, "anyone@example.org", 0.0)
+    assert not throttle.blocked("198.51.100.7", "anyone@example.org", 0.0)
 
 
 def test_account_names_are_slowed_never_blocked_and_success_clears_them() -> None:
-    throttle = AuthThrottle(AuthLimits(block_after=1000))
-    for n in range(10):
+    throttle = AuthThrottle()
+    for n in range(14):
         throttle.failed(f"192.0.2.{n}", "victim@example.org", 0.0)  # many addresses
-    assert not throttle.blocked("198.51.100.1", 0.0)
+    assert not throttle.blocked("198.51.100.1", "victim@example.org", 0.0)
     assert throttle.delay("198.51.100.1", "victim@example.org", 0.0) == 8.0
     assert throttle.delay("198.51.100.1", "nobody@example.org", 0.0) == 0.0
-    throttle.succeeded("victim@example.org")
+    throttle.succeeded("198.51.100.1", "victim@example.org")
     assert throttle.delay("198.51.100.1", "victim@example.org", 0.0) == 0.0
     # Failures older than the window are forgotten.
-    assert throttle.delay("192.0.2.1", "x", 0.0) == 0.0
-    for _ in range(5):
-        throttle.failed("192.0.2.1", "x", 0.0)
-    assert throttle.delay("192.0.2.1", "y", 1.0) > 0
-    assert throttle.delay("192.0.2.1", "y", AuthLimits().window_s + 1) == 0.0
+    for _ in range(6):
+        throttle.failed("192.0.2.200", "x", 0.0)
+    assert throttle.delay("192.0.2.200", "x", 1.0) > 0
+    assert throttle.delay("192.0.2.200", "x", AuthLimits().window_s + 1) == 0.0

@@ -1,9 +1,10 @@
-"""vcard-temp (XEP-0054) and private XML storage (XEP-0049) against a real SQLite file."""
+"""vcard-temp (XEP-0054) and private XML storage (XEP-0049) against a real SQLite file
+(their stores on both engines: tests/storage/test_vcard_private_store.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import pytest
 
 from heron import ns
 from heron.config import ConfigError
-from heron.core.accounts import AccountService
+from heron.core.accounts import AccountService, UserExists
 from heron.core.module import Module, ModuleContext, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
@@ -20,7 +21,7 @@ from heron.modules import AVAILABLE, DEFAULT_MODULES
 from heron.modules.private import PRIVATE, PrivateModule
 from heron.modules.vcard import VCARD, VcardModule, parse_stored
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
-from heron.storage.accounts import MemoryAccountStore
+from heron.storage.accounts import SqlAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
 from tests.modulecore import make_core
@@ -36,7 +37,7 @@ BOB = "bob@example.org/phone"
 class FakeServer:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
-        self.accounts = AccountService(MemoryAccountStore(), secret=b"x" * 32, iterations=4096)
+        self.accounts = AccountService(SqlAccountStore(db), secret=b"x" * 32, iterations=4096)
 
     def db_or_fail(self) -> SqliteDatabase:
         return self.db
@@ -49,6 +50,12 @@ class Host:
         self.manager = ModuleManager(self.registry)
 
     async def load(self, cls: type[Module], options: Mapping[str, object] | None = None) -> Module:
+        db = self.server.db
+        for store in (SqlAccountStore, *cls.stores):  # as the server does before modules
+            await db.migrate(store.migrations_for(db.dialect))
+        for user in (ALICE, BOB):  # what they store belongs to their accounts
+            with contextlib.suppress(UserExists):
+                await self.server.accounts.create(JID.parse(user).bare, "password-123")
         ctx = ModuleContext(
             core=make_core(self.server.db, self.server.accounts, {DOMAIN: self.registry}),
             domain=DOMAIN,
@@ -75,8 +82,6 @@ class Host:
 async def host(tmp_path: Path) -> AsyncIterator[Host]:
     db = await SqliteDatabase.open(tmp_path / "heron.db")
     h = Host(db)
-    await h.server.accounts.create(JID.parse("alice@example.org"), "password-123")
-    await h.server.accounts.create(JID.parse("bob@example.org"), "password-123")
     await h.load(VcardModule)
     await h.load(PrivateModule)
     try:
@@ -191,14 +196,9 @@ async def test_wrong_payload_is_bad_request(host: Host) -> None:
     ],
 )
 async def test_corrupt_stored_vcard_is_treated_as_absent(host: Host, stored: str) -> None:
-    def write(conn: sqlite3.Connection) -> None:
-        with conn:
-            conn.execute(
-                "INSERT INTO vcards (domain, username, xml) VALUES (?, ?, ?)",
-                (DOMAIN, "alice", stored),
-            )
-
-    await host.server.db.run(write)
+    await host.server.db.execute(
+        "INSERT INTO vcards (domain, username, xml) VALUES (?, ?, ?)", DOMAIN, "alice", stored
+    )
     assert await host.iq("get", Element("vCard", VCARD)) == Element("vCard", VCARD)
     error = await stanza_error(
         host.iq("get", Element("vCard", VCARD), sender=BOB, to="alice@example.org")
@@ -315,12 +315,12 @@ async def test_private_size_limit_stores_nothing(tmp_path: Path) -> None:
 
 
 async def test_corrupt_stored_private_is_treated_as_absent(host: Host) -> None:
-    def write(conn: sqlite3.Connection) -> None:
-        with conn:
-            conn.execute(
-                "INSERT INTO private_xml (domain, username, ns, name, xml) VALUES (?, ?, ?, ?, ?)",
-                (DOMAIN, "alice", "exodus:prefs", "exodus", "<exodus xmlns='wrong'/>"),
-            )
-
-    await host.server.db.run(write)
+    await host.server.db.execute(
+        "INSERT INTO private_xml (domain, username, ns, name, xml) VALUES (?, ?, ?, ?, ?)",
+        DOMAIN,
+        "alice",
+        "exodus:prefs",
+        "exodus",
+        "<exodus xmlns='wrong'/>",
+    )
     assert await host.iq("get", private_query(prefs())) == private_query(prefs())

@@ -21,6 +21,8 @@ from heron.jid import JID
 from heron.modules.upload import UploadModule, safe_filename
 from tests.integration.clients import close, login
 
+pytestmark = pytest.mark.both_engines  # these modules' stores run on both
+
 PASSWORD = "upload-password"
 OPTIONS = {"max_file_size": 64 * 1024 * 1024, "quota_bytes": 96 * 1024 * 1024}
 

@@ -37,7 +37,8 @@ class Admin:
                     target = JID.parse(item.attrs.get("jid", ""))
                 except ValueError as exc:
                     raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
-                await self.muc.apply(room, room.set_affiliation(rank, target, affiliation, reason))
+                outcome = room.set_affiliation(rank, target, affiliation, reason, iq.from_)
+                await self.muc.apply(room, outcome)
             else:
                 raise StanzaError(
                     StanzaCondition.BAD_REQUEST, "an item needs a role or an affiliation"

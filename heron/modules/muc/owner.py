@@ -84,8 +84,7 @@ class Owner:
     async def destroy(self, room: Room, destroy: Element) -> None:
         """§10.9: everyone leaves with the reason (and an alternate venue, if given)."""
         await self.muc.send(room.destroy(destroy))
-        if self.muc.rooms.get(room.jid) is room:
-            self.muc.rooms.pop(room.jid)
+        self.muc.drop(room)
         self.unlock(room)
         room.locked = False
         await self.muc.store.delete(room.jid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from heron.timestamps import parse as parse_time
 from heron.timestamps import stamp
 from heron.xmlstream import prepare, serialize
 from heron.xmlstream.element import Element
+from heron.xmlstream.stored import parse_stored
 
 C = StanzaCondition
 
@@ -157,6 +159,69 @@ class Room:
             self.vcard,
         )
 
+    # --- a cluster: what only memory holds, for the node that takes the room over -------
+    def snapshot(self) -> dict[str, str]:
+        """The room's state beyond what the room store keeps (a temporary room's record,
+        the lock, who set the subject) and every occupant, as text."""
+        state = {
+            "config": self.config.to_json(),
+            "affiliations": {str(k): v for k, v in self.affiliations.items()},
+            "registered": {str(k): v for k, v in self.registered.items()},
+            "subject": self.subject,
+            "subject_by": self.subject_by,
+            "vcard": self.vcard,
+            "locked": self.locked,
+        }
+        out = {"room": json.dumps(state)}
+        for nick, o in self.occupants.items():
+            presence = serialize(o.presence, ns.CLIENT)
+            out["o:" + nick] = json.dumps([str(o.jid), o.affiliation, o.role, presence])
+        return out
+
+    @classmethod
+    def from_snapshot(
+        cls, jid: JID, snapshot: Mapping[str, str], policy: RoomPolicy, record: RoomRecord | None
+    ) -> Room | None:
+        """The room as its previous owner left it: ``record`` (from the room store) when
+        the room is persistent, else the snapshot's; None when neither knows the room."""
+        raw = snapshot.get("room")
+        state = json.loads(raw) if raw else None
+        if record is None and state is None:
+            return None
+        if record is None:
+            assert state is not None
+            record = RoomRecord(
+                jid,
+                RoomConfig.from_json(state["config"]),
+                {JID.parse(k): str(v) for k, v in state["affiliations"].items()},
+                {JID.parse(k): str(v) for k, v in state["registered"].items()},
+                str(state["subject"]),
+                str(state["vcard"]),
+            )
+        room = cls.restore(record, policy)
+        if state is not None:
+            room.subject_by = str(state.get("subject_by", ""))
+            room.locked = bool(state.get("locked", False))
+        return room
+
+    def readmit(self, snapshot: Mapping[str, str], now: float) -> list[Occupant]:
+        """Put back the occupants of a snapshot, sending nothing: to them the room never
+        went away. Returns them."""
+        back = []
+        for key, raw in snapshot.items():
+            if not key.startswith("o:"):
+                continue
+            jid, affiliation, role, xml = json.loads(raw)
+            presence = parse_stored(str(xml), ("presence", ns.CLIENT))
+            if presence is None:
+                continue
+            bucket = TokenBucket(self.policy.messages_per_s, self.policy.messages_burst, now)
+            occupant = Occupant(key[2:], JID.parse(jid), affiliation, role, presence, bucket)
+            self.occupants[occupant.nick] = occupant
+            self.nicks[occupant.jid] = occupant.nick
+            back.append(occupant)
+        return back
+
     @property
     def over(self) -> bool:
         """A temporary room ends with its last occupant."""
@@ -207,7 +272,7 @@ class Room:
         el.add("occupant-id", OCCUPANT_ID, {"id": self.occupant_id(occupant)})
         x = Element("x", MUC_USER)
         item = x.add("item", MUC_USER, {"affiliation": occupant.affiliation, "role": occupant.role})
-        if to.role == "moderator" or self.config.whois == "anyone":
+        if self.shows_jids_to(to):
             item.attrs["jid"] = str(occupant.jid)  # semi-anonymous: moderators see real JIDs
         _status(x, codes)
         el.append(x)
@@ -242,6 +307,23 @@ class Room:
             _status(message.add("x", MUC_USER), codes)
             out.append(message)
         return out
+
+    def affiliation_notice(self, target: JID, affiliation: str, actor: JID | None) -> list[Element]:
+        """A message from the room naming the new affiliation of someone not in it, to
+        whoever may see real JIDs, and to the actor if it is not joined."""
+        out = []
+        receivers = [o.jid for o in self.occupants.values() if self.shows_jids_to(o)]
+        if actor is not None and actor not in self.nicks:
+            receivers.append(actor)
+        for to in receivers:
+            message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(to)})
+            x = message.add("x", MUC_USER)
+            x.add("item", MUC_USER, {"affiliation": affiliation, "jid": str(target)})
+            out.append(message)
+        return out
+
+    def shows_jids_to(self, occupant: Occupant) -> bool:
+        return occupant.role == "moderator" or self.config.whois == "anyone"
 
     def fan_out(self, message: Element) -> list[Element]:
         """One copy per occupant, sharing everything but ``to``: the shared part is
@@ -346,6 +428,18 @@ class Room:
             copy.add("delay", ns.DELAY, {"from": str(self.jid), "stamp": stamp(at)})
             out.append(copy)
         return out
+
+    def probe(self, asker: Occupant | None, nick: str) -> Element:
+        """XEP-0045 §7.2 (1.35) presence probes: an occupant asks for another's current
+        presence; one no longer there is unavailable."""
+        if asker is None:
+            raise StanzaError(C.NOT_ACCEPTABLE, "join the room first")
+        target = self.occupants.get(nick)
+        if target is not None:
+            return self.presence_of(target, asker)
+        el = Element("presence", ns.CLIENT, {"type": "unavailable", "to": str(asker.jid)})
+        el.attrs["from"] = f"{self.jid}/{nick}"
+        return el
 
     def update_presence(self, occupant: Occupant, presence: Element) -> list[Element]:
         occupant.presence = presence
@@ -480,47 +574,6 @@ class Room:
         message.add("x", MUC_USER)  # XEP-0045 §7.5: marks it as a MUC private message
         return message
 
-    def invite(self, inviter: Occupant, x: Element) -> Outcome:
-        """§7.8.2 mediated invitations: the room passes them on, from itself. In a
-        members-only room only admins and owners invite, and the invitee becomes a member."""
-        privileged = inviter.affiliation in ("owner", "admin") or inviter.role == "moderator"
-        if (self.config.members_only or not self.config.allow_invites) and not privileged:
-            raise StanzaError(C.FORBIDDEN, "you may not invite to this room")
-        outcome = Outcome()
-        for invite in x.find_all("invite", MUC_USER):
-            try:
-                invitee = JID.parse(invite.attrs.get("to", ""))
-            except ValueError as exc:
-                raise StanzaError(C.JID_MALFORMED) from exc
-            if self.config.members_only and self.affiliations.get(invitee.bare) is None:
-                self.affiliations[invitee.bare] = "member"
-                outcome.changed = True
-            message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(invitee)})
-            out = message.add("x", MUC_USER)
-            forwarded = out.add("invite", MUC_USER, {"from": str(inviter.jid.bare)})
-            reason = invite.child_text("reason", MUC_USER)
-            if reason:
-                forwarded.add("reason", MUC_USER, text=reason)
-            if self.config.password:
-                out.add("password", MUC_USER, text=self.config.password)
-            outcome.send.append(message)
-        return outcome
-
-    def decline(self, sender: JID, x: Element) -> Element:
-        """§7.8.3: a declined invitation goes back to the inviter, from the room."""
-        decline = x.find("decline", MUC_USER)
-        assert decline is not None
-        try:
-            inviter = JID.parse(decline.attrs.get("to", ""))
-        except ValueError as exc:
-            raise StanzaError(C.JID_MALFORMED) from exc
-        message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(inviter)})
-        out = message.add("x", MUC_USER).add("decline", MUC_USER, {"from": str(sender.bare)})
-        reason = decline.child_text("reason", MUC_USER)
-        if reason:
-            out.add("reason", MUC_USER, text=reason)
-        return message
-
     def voice_request(self, asker: Occupant, values: Mapping[str, str]) -> list[Element]:
         """§7.13 a visitor asks for voice: the form goes to every moderator. §8.6 a moderator
         returns it with muc#request_allow set: the visitor becomes a participant."""
@@ -578,9 +631,11 @@ class Room:
         target.role = role
         return self.broadcast(target)
 
-    def set_affiliation(self, rank: str, target: JID, affiliation: str, reason: str) -> Outcome:
+    def set_affiliation(
+        self, rank: str, target: JID, affiliation: str, reason: str, actor: JID | None = None
+    ) -> Outcome:
         """§9.1 ban (outcast), §9.3-§9.4 membership, §10.3-§10.8 owners and admins, by
-        someone whose affiliation is ``rank``."""
+        ``actor`` whose affiliation is ``rank``."""
         require_affiliation(affiliation)
         target = target.bare
         if rank not in ("owner", "admin"):
@@ -600,7 +655,10 @@ class Room:
         if affiliation in ("none", "outcast"):
             self.registered.pop(target, None)
         outcome = Outcome(changed=True)
-        for occupant in [o for o in self.occupants.values() if o.jid.bare == target]:
+        present = [o for o in self.occupants.values() if o.jid.bare == target]
+        if not present:  # §9.3-§9.8: the room says it itself (as Prosody and ejabberd do)
+            outcome.send += self.affiliation_notice(target, affiliation, actor)
+        for occupant in present:
             occupant.affiliation = affiliation
             if affiliation == "outcast":
                 outcome.send += self.remove(occupant, "301", reason)

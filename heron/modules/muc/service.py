@@ -14,6 +14,12 @@ JID, through the mam module's ArchiveService) with the room's stanza-id; moderat
 them (XEP-0425). Presences and messages carry an XEP-0421 occupant-id; XEP-0410 self-pings
 are answered; owners give the room a vCard avatar (XEP-0486).
 
+In a cluster each room runs on one node (``ctx.placement``, docs/cluster.md): a stanza for
+a room another node runs is handed to that node before anything here looks at it, and the
+owner keeps a snapshot of the room's occupants beside the registry, from which the node
+that takes the room over after its owner died puts them back; occupants whose own node
+died with it leave with status 333.
+
 The rules live in the room engine (room.py); this file routes stanzas to rooms, answers
 disco, and carries out what the engine returns (store, then send). Each other concern has
 its file: admin.py (roles and affiliations), owner.py (configuration, lock, destroy),
@@ -23,15 +29,18 @@ search.py (XEP-0433), store.py (what persistent rooms keep).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from heron import ns
 from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep
 from heron.core.registry import Target
-from heron.jid import JID
+from heron.jid import JID, InvalidJID
 from heron.modules.muc.admin import Admin
 from heron.modules.muc.archive import Archive
 from heron.modules.muc.config import (
@@ -51,6 +60,7 @@ from heron.modules.muc.config import (
     VCARD,
     field_values,
 )
+from heron.modules.muc.invites import decline, invite
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
@@ -60,7 +70,41 @@ from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 REGISTER = ns.REGISTER
+# XEP-0410 §4: errors that say an occupant's client is gone (not merely refusing a stanza).
+GONE = frozenset(
+    {
+        "gone",
+        "item-not-found",
+        "recipient-unavailable",
+        "redirect",
+        "remote-server-not-found",
+        "remote-server-timeout",
+        "service-unavailable",
+    }
+)
 ROOMUSER_NODE = "x-roomuser-item"
+# Every stanza for a room (not the service itself) goes to the room's node first.
+GATED = ("presence/full", "presence/bare", "message/bare", "message/full", "iq/bare", "iq/full")
+MAX_HOPS = 3
+LOST = "333"  # §15.6 (registry): removed because of a technical problem (its node died)
+
+
+R = TypeVar("R")
+
+
+def signed(handler: Callable[[Stanza], Awaitable[R]]) -> Callable[[Stanza], Awaitable[R]]:
+    """RFC 6120 §8.3.2: an error the service raises names its author in ``by``: the room
+    (or the service itself), whatever the stanza was addressed to within it."""
+
+    async def run(stanza: Stanza) -> R:
+        try:
+            return await handler(stanza)
+        except StanzaError as err:
+            if err.by is None and stanza.to is not None:
+                err.by = str(stanza.to.bare)
+            raise
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +143,7 @@ class MucModule(Module):
             prosody="community module",
             ejabberd="no",
         ),
-        Xep(410, "1.1", "complete", "self-ping answered by the room"),
+        Xep(410, "1.1", "complete", "self-ping answered by the room; gone occupants removed (333)"),
         Xep(424, "0.4.2", "complete", "in rooms: authors only, checked by occupant-id"),
         Xep(433, "0.1.0", "complete", "search over the service's own public rooms"),
         Xep(
@@ -134,33 +178,48 @@ class MucModule(Module):
         self.rooms: dict[JID, Room] = {}
         self.store: RoomStore = ctx.store(SqlRoomStore)
         self.owner, self.archive = Owner(self), Archive(self)
+        self.placement = ctx.placement
+        self._dirty: set[JID] = set()  # rooms whose snapshot (or release) is due
+        self._flusher: asyncio.Task[None] | None = None
+        self._adopting = asyncio.Lock()
 
     async def start(self) -> None:
-        for record in await self.store.load():
-            if record.jid.domain == self.domain:  # the table is shared by every host's service
-                self.rooms[record.jid] = Room.restore(record, self.policy)
+        if not self.placement.clustered:  # a cluster loads each room where it runs
+            for record in await self.store.load():
+                if record.jid.domain == self.domain:  # one table for every host's service
+                    self.rooms[record.jid] = Room.restore(record, self.policy)
         admin, archive, registration = Admin(self), self.archive, Registration(self)
         registry = self.ctx.add_service(self.domain)
-        registry.add_hook("presence/full", self.on_presence)
-        registry.add_hook("presence/bare", self.on_presence)
-        registry.add_hook("message/bare", self.on_room_message)
-        registry.add_hook("message/full", self.on_private_message)
-        registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
-        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
-        registry.add_iq_handler("get", ns.DISCO_INFO, Target.BARE, self.room_info)
-        registry.add_iq_handler("get", ns.DISCO_ITEMS, Target.BARE, self.room_items)
-        registry.add_iq_handler("set", MUC_ADMIN, Target.BARE, admin.set)
-        registry.add_iq_handler("get", MUC_ADMIN, Target.BARE, admin.get)
-        registry.add_iq_handler("get", MUC_OWNER, Target.BARE, self.owner.get)
-        registry.add_iq_handler("set", MUC_OWNER, Target.BARE, self.owner.set)
-        registry.add_iq_handler("set", MAM, Target.BARE, archive.query)
-        registry.add_iq_handler("set", MODERATE, Target.BARE, archive.moderate)
-        registry.add_iq_handler("get", REGISTER, Target.BARE, registration.get)
-        registry.add_iq_handler("set", REGISTER, Target.BARE, registration.set)
-        registry.add_iq_handler("get", VCARD, Target.BARE, registration.vcard_get)
-        registry.add_iq_handler("set", VCARD, Target.BARE, registration.vcard_set)
-        registry.add_iq_handler("get", SEARCH, Target.HOST, self.search)
-        registry.add_hook("iq/full", self.self_ping)
+        if self.placement.clustered:
+            self.placement.watch(self)
+            for event in GATED:
+                registry.add_hook(event, self.gate, 1000)
+        for event, hook in (
+            ("presence/full", self.on_presence),
+            ("presence/bare", self.on_presence),
+            ("message/bare", self.on_room_message),
+            ("message/full", self.on_private_message),
+            ("iq/full", self.self_ping),
+        ):
+            registry.add_hook(event, signed(hook))
+        for type_, xmlns, target, handler in (
+            ("get", ns.DISCO_INFO, Target.HOST, self.service_info),
+            ("get", ns.DISCO_ITEMS, Target.HOST, self.service_items),
+            ("get", ns.DISCO_INFO, Target.BARE, self.room_info),
+            ("get", ns.DISCO_ITEMS, Target.BARE, self.room_items),
+            ("set", MUC_ADMIN, Target.BARE, admin.set),
+            ("get", MUC_ADMIN, Target.BARE, admin.get),
+            ("get", MUC_OWNER, Target.BARE, self.owner.get),
+            ("set", MUC_OWNER, Target.BARE, self.owner.set),
+            ("set", MAM, Target.BARE, archive.query),
+            ("set", MODERATE, Target.BARE, archive.moderate),
+            ("get", REGISTER, Target.BARE, registration.get),
+            ("set", REGISTER, Target.BARE, registration.set),
+            ("get", VCARD, Target.BARE, registration.vcard_get),
+            ("set", VCARD, Target.BARE, registration.vcard_set),
+            ("get", SEARCH, Target.HOST, self.search),
+        ):
+            registry.add_iq_handler(type_, xmlns, target, signed(handler))
         self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
         self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
 
@@ -169,6 +228,12 @@ class MucModule(Module):
         for room in list(self.rooms.values()):
             self.owner.unlock(room)
             await self.send(room.shutdown())
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self.placement.clustered:  # told to rejoin: the rooms start afresh elsewhere
+            for jid in list(self.rooms):
+                await self.placement.release(jid)
 
     _gauge_name = "heron_muc"
 
@@ -187,8 +252,18 @@ class MucModule(Module):
         return self.ctx.registry.archive is not None
 
     async def send(self, elements: Iterable[Element]) -> None:
+        clustered = self.placement.clustered
         for element in elements:
+            if clustered and element.tag == "presence":  # who is in a room changed
+                with contextlib.suppress(InvalidJID):
+                    self._mark(JID.parse(element.attrs.get("from", "")).bare)
             await self.ctx.send(element)
+
+    def drop(self, room: Room) -> None:
+        """The room ended (its last occupant left a temporary room, or it was destroyed)."""
+        if self.rooms.get(room.jid) is room:
+            self.rooms.pop(room.jid)
+            self._mark(room.jid)
 
     async def apply(self, room: Room, outcome: Outcome | list[Element]) -> None:
         """Write what changed, send what the room returned, and end a temporary room that
@@ -198,11 +273,12 @@ class MucModule(Module):
                 await self.save(room)
             outcome = outcome.send
         await self.send(outcome)
-        if room.over and self.rooms.get(room.jid) is room:
-            self.rooms.pop(room.jid)
+        if room.over:
+            self.drop(room)
 
     async def save(self, room: Room) -> None:
         """Persistent rooms keep their configuration, affiliations, nicks and subject."""
+        self._mark(room.jid)
         if room.config.persistent:
             await self.store.save(room.record())
         else:
@@ -230,8 +306,14 @@ class MucModule(Module):
             if room is not None and occupant is not None:
                 await self.apply(room, room.leave(occupant, stanza.element))
             return True
+        if stanza.type == "error":
+            await self.gone(stanza)
+            return True
+        if stanza.type == "probe" and room is not None:
+            await self.send([room.probe(occupant, nick or "")])
+            return True
         if stanza.type != "available":
-            return True  # subscriptions and probes are not for rooms
+            return True  # subscriptions are not for rooms
         if not nick:
             raise StanzaError(StanzaCondition.JID_MALFORMED, "join with room@service/nick")
         if room is not None and occupant is not None:
@@ -268,6 +350,7 @@ class MucModule(Module):
         if to is None or sender is None or to.local is None:
             return False
         if stanza.type == "error":
+            await self.gone(stanza)
             return True
         room = self.rooms.get(to.bare)
         if room is None:
@@ -275,13 +358,13 @@ class MucModule(Module):
         el = stanza.element
         user_x = el.find("x", MUC_USER)
         if user_x is not None and user_x.find("decline", MUC_USER) is not None:
-            await self.send([room.decline(sender, user_x)])
+            await self.send([decline(room, sender, user_x)])
             return True
         occupant = room.occupant(sender)
         if occupant is None:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "join the room first")  # §7.4
         if user_x is not None and user_x.find("invite", MUC_USER) is not None:
-            await self.apply(room, room.invite(occupant, user_x))
+            await self.apply(room, invite(room, occupant, user_x))
             return True
         form = el.find("x", DATA)
         if stanza.type != "groupchat" and form is not None:
@@ -315,12 +398,26 @@ class MucModule(Module):
         if to is None or sender is None or to.local is None or to.resource is None:
             return False
         if stanza.type == "error":
+            await self.gone(stanza)
             return True
         room = self.rooms.get(to.bare)
         if room is None:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
         await self.send([room.private(sender, to.resource, stanza.element)])
         return True
+
+    async def gone(self, stanza: Stanza) -> None:
+        """XEP-0410 §4: an occupant whose client answers the room's traffic with an error
+        saying it is not there any more is removed; the others see status 333."""
+        room = self.rooms.get(stanza.to.bare) if stanza.to is not None else None
+        occupant = room.occupant(stanza.from_) if room and stanza.from_ else None
+        error = stanza.element.find("error", ns.CLIENT)
+        if room is None or occupant is None or error is None:
+            return
+        conditions = {c.tag for c in error.elements() if c.ns == ns.STANZAS_ERRORS}
+        if conditions & GONE:
+            removed = room.remove(occupant, "333")
+            await self.apply(room, [e for e in removed if e.get("to") != str(occupant.jid)])
 
     async def self_ping(self, stanza: Stanza) -> bool:
         """XEP-0410: a ping to one's own occupant JID says whether one is still joined."""
@@ -339,10 +436,115 @@ class MucModule(Module):
         await self.send([reply])
         return True
 
+    # --- a cluster: one node runs each room -------------------------------------------
+    async def gate(self, stanza: Stanza) -> bool:
+        """Before anything else: a stanza for a room another node runs goes there."""
+        to = stanza.to
+        if to is None or to.local is None:
+            return False  # the service itself answers on every node
+        room = to.bare
+        owner = await self.placement.locate(room)
+        if owner is None:
+            if room not in self.rooms and room not in self._dirty:
+                await self._adopt([room])
+            return False
+        hops = stanza.meta.get("hops", 0)
+        hops = hops if isinstance(hops, int) else MAX_HOPS
+        if hops >= MAX_HOPS:
+            raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "the room is moving; retry")
+        stanza.meta["hops"] = hops + 1
+        self.placement.forward(owner, stanza)
+        return True
+
+    async def _adopt(self, rooms: list[JID]) -> None:
+        """Take rooms over from their previous owner: the room store's record (persistent
+        rooms), else the snapshot's; the occupants of the snapshot stay, but for those
+        whose session is gone (their node died too)."""
+        async with self._adopting:
+            for jid in rooms:
+                if jid in self.rooms:
+                    continue
+                snapshot = await self.placement.kept(jid)
+                room = Room.from_snapshot(jid, snapshot, self.policy, await self.store.get(jid))
+                if room is None:
+                    continue
+                back = room.readmit(snapshot, time.time())
+                self.rooms[jid] = room
+                if room.locked:
+                    self.owner.lock(room)
+                self._mark(jid)
+                gone = await self._sweep(room)
+                self.ctx.log.info(
+                    "took room %s over: %d occupants stay", jid, len(back) - len(gone)
+                )
+
+    async def _sweep(self, room: Room) -> list[Occupant]:
+        """Occupants of this server whose session ended unseen (its node died) leave."""
+        sessions = self.ctx.sessions
+        gone = [
+            o
+            for o in room.occupants.values()
+            if self.ctx.is_local_host(o.jid.domain) and sessions.get(o.jid) is None
+        ]
+        out: list[Element] = []
+        for occupant in gone:
+            out += room.remove(occupant, LOST)
+        await self.apply(room, out)
+        return gone
+
+    async def adopt_orphans(self, rooms: list[JID]) -> None:
+        ours = [r for r in rooms if r.domain == self.domain]
+        await self._adopt([r for r in ours if await self.placement.locate(r) is None])
+        for room in list(self.rooms.values()):
+            await self._sweep(room)
+
+    async def restate(self) -> None:
+        for jid in list(self.rooms):
+            if await self.placement.locate(jid) is None:
+                self._mark(jid)
+            else:  # another node claimed it while the registry was empty: it runs there
+                self.rooms.pop(jid)
+
+    async def forget(self) -> None:
+        for room in self.rooms.values():
+            self.owner.unlock(room)
+        self.rooms.clear()
+        self._dirty.clear()
+
+    def _mark(self, room: JID) -> None:
+        """The room's snapshot is due (or its release, when it is gone)."""
+        if not self.placement.clustered:
+            return
+        self._dirty.add(room)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # the operation that marked the room finishes first
+        while self._dirty:
+            jid = self._dirty.pop()
+            room = self.rooms.get(jid)
+            try:
+                if room is None:
+                    await self.placement.release(jid)
+                else:
+                    await self.placement.keep(jid, room.snapshot())
+            except Exception as exc:  # the registry is away: its restart restates them all
+                self.ctx.log.warning("room %s: snapshot not written: %s", jid, exc)
+
+    async def listed(self) -> list[Room]:
+        """The rooms to list: here, and in a cluster the persistent ones running elsewhere."""
+        rooms = dict(self.rooms)
+        if self.placement.clustered:
+            for record in await self.store.load():
+                if record.jid.domain == self.domain and record.jid not in rooms:
+                    rooms[record.jid] = Room.restore(record, self.policy)
+        return list(rooms.values())
+
     # --- discovery and search ---------------------------------------------------------
     async def search(self, iq: Stanza) -> Element | None:
         assert iq.payload is not None
-        return search(self.rooms.values(), iq.payload)
+        return search(await self.listed(), iq.payload)
 
     async def service_info(self, iq: Stanza) -> Element | None:
         query = Element("query", ns.DISCO_INFO)
@@ -353,7 +555,7 @@ class MucModule(Module):
 
     async def service_items(self, iq: Stanza) -> Element | None:
         query = Element("query", ns.DISCO_ITEMS)
-        for room in sorted(self.rooms.values(), key=lambda r: str(r.jid)):
+        for room in sorted(await self.listed(), key=lambda r: str(r.jid)):
             if room.config.public:
                 name = room.config.name or room.jid.local or ""
                 query.add("item", ns.DISCO_ITEMS, {"jid": str(room.jid), "name": name})

@@ -36,33 +36,14 @@ MIGRATIONS: Final = (
     ),
 )
 
-POSTGRESQL_MIGRATIONS: Final = (
-    Migration(
-        "muc",
-        1,
-        """
-        CREATE TABLE muc_rooms (
-            jid TEXT PRIMARY KEY,
-            config TEXT NOT NULL,
-            affiliations TEXT NOT NULL,
-            subject TEXT NOT NULL DEFAULT ''
-        );
-        """,
-    ),
-    Migration(
-        "muc",
-        2,
-        """
-        ALTER TABLE muc_rooms ADD COLUMN registered TEXT NOT NULL DEFAULT '{}';
-        ALTER TABLE muc_rooms ADD COLUMN vcard TEXT NOT NULL DEFAULT '';
-        """,
-    ),
-)
-
 
 class RoomStore(Protocol):
     async def load(self) -> list[RoomRecord]:
         """Every stored room."""
+        ...
+
+    async def get(self, jid: JID) -> RoomRecord | None:
+        """One stored room (a cluster node taking it over), None when it is not kept."""
         ...
 
     async def save(self, record: RoomRecord) -> None:
@@ -77,24 +58,22 @@ class RoomStore(Protocol):
 class SqlRoomStore(SqlStore):
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
         "sqlite": MIGRATIONS,
-        "postgresql": POSTGRESQL_MIGRATIONS,
+        "postgresql": MIGRATIONS,  # the same SQL serves both engines
     }
 
     async def load(self) -> list[RoomRecord]:
         rows = await self.db.fetch(
             "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
         )
-        return [
-            RoomRecord(
-                JID.parse(str(jid)),
-                RoomConfig.from_json(str(config)),
-                {JID.parse(k): str(v) for k, v in json.loads(str(affiliations)).items()},
-                {JID.parse(k): str(v) for k, v in json.loads(str(registered)).items()},
-                str(subject),
-                str(vcard),
-            )
-            for jid, config, affiliations, subject, registered, vcard in rows
-        ]
+        return [_record(row) for row in rows]
+
+    async def get(self, jid: JID) -> RoomRecord | None:
+        row = await self.db.fetchrow(
+            "SELECT jid, config, affiliations, subject, registered, vcard FROM muc_rooms"
+            " WHERE jid = ?",
+            str(jid),
+        )
+        return _record(row) if row is not None else None
 
     async def save(self, record: RoomRecord) -> None:
         await self.db.execute(
@@ -113,3 +92,15 @@ class SqlRoomStore(SqlStore):
 
     async def delete(self, jid: JID) -> None:
         await self.db.execute("DELETE FROM muc_rooms WHERE jid = ?", str(jid))
+
+
+def _record(row: Sequence[object]) -> RoomRecord:
+    jid, config, affiliations, subject, registered, vcard = row
+    return RoomRecord(
+        JID.parse(str(jid)),
+        RoomConfig.from_json(str(config)),
+        {JID.parse(k): str(v) for k, v in json.loads(str(affiliations)).items()},
+        {JID.parse(k): str(v) for k, v in json.loads(str(registered)).items()},
+        str(subject),
+        str(vcard),
+    )

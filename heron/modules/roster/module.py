@@ -11,6 +11,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Final
 
 from heron import ns
 from heron.config import build_options
@@ -18,10 +19,11 @@ from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Contact, Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
-    MIGRATIONS,
+    LastActivityStore,
     RosterDelta,
     RosterFull,
     RosterItem,
+    RosterStore,
     SqlLastActivityStore,
     SqlRosterStore,
 )
@@ -39,6 +41,24 @@ SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsub
 class RosterOptions:
     max_items: int = 1000
     max_name_length: int = 1024
+
+
+@dataclass(slots=True)
+class JointChange:
+    """A subscription stanza between two accounts of this server, carried in its ``meta``:
+    the handler that takes it first writes the sender's side (``step``), and the inbound
+    handler of the contact writes both rosters in one transaction. If the stanza never
+    reaches the contact's roster here (blocked, or handled on another node), the sender's
+    handler writes its side alone once routing returns."""
+
+    account: JID
+    contact: JID
+    step: Callable[[RosterItem], RosterItem | None]
+    taken: bool = False
+    sender_new: RosterItem | None = None
+
+
+JOINT: Final = "roster_joint"
 
 
 def item_element(item: RosterItem) -> Element:
@@ -75,14 +95,14 @@ class RosterModule(Module):
         Xep(12, "2.0", "complete", "server uptime and contacts' last logout"),
     )
     disco_features = (LAST,)
+    stores = (SqlRosterStore, SqlLastActivityStore)
 
     async def start(self) -> None:
         self.options = build_options(
             RosterOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.roster'
         )
-        await self.ctx.sqlite().migrate(MIGRATIONS)
-        self.store = SqlRosterStore(self.ctx.sqlite())
-        self.last = SqlLastActivityStore(self.ctx.sqlite())
+        self.store: RosterStore = self.ctx.store(SqlRosterStore)
+        self.last: LastActivityStore = self.ctx.store(SqlLastActivityStore)
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
@@ -92,11 +112,20 @@ class RosterModule(Module):
         self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
         self.ctx.registry.postauth_features.append(self._ver_feature)
         self.ctx.registry.contacts = self
+        self.ctx.registry.account_deleted.append(self.on_account_deleted)
 
     async def stop(self) -> None:
+        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
         self.ctx.registry.postauth_features.remove(self._ver_feature)
         if self.ctx.registry.contacts is self:
             self.ctx.registry.contacts = None
+        await self.last.close()  # pending logouts are written: a stop loses nothing
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The account's roster, versions and last activity go with it."""
+        if account.local is not None:
+            await self.last.forget(account.local, account.domain)
+            await self.store.forget(account.local, account.domain)
 
     async def is_contact(self, account: JID, other: JID) -> bool:
         """ContactDirectory: in the roster, or a subscription in either direction."""
@@ -177,6 +206,8 @@ class RosterModule(Module):
                 await self._send_presence(account, contact, "unsubscribe")
             if old.subscription in HAS_FROM or old.pending_in:
                 await self._send_presence(account, contact, "unsubscribed")
+            if old.subscription in HAS_FROM:  # and it no longer sees the user's resources
+                await self._all_unavailable(account, contact)
             self._push(account, removed_element(str(contact)), version)
             return None
         if subscription not in (None, "none", "to", "from", "both"):
@@ -274,6 +305,36 @@ class RosterModule(Module):
     async def _save(self, account: JID, old: RosterItem, new: RosterItem) -> None:
         assert account.local is not None
         version = await self.store.put(account.local, account.domain, new, self.options.max_items)
+        self._push_change(account, old, new, version)
+
+    async def _joint_transition(
+        self, joint: JointChange, inbound_step: Callable[[RosterItem], RosterItem | None]
+    ) -> tuple[RosterItem, RosterItem | None]:
+        """Both sides of a subscription change between two local accounts, read and written
+        together: one transaction over the two rosters, under both accounts' locks (taken
+        in a fixed order, so two such changes cannot wait on each other)."""
+        sender, receiver = joint.account, joint.contact
+        first, second = sorted((sender, receiver), key=str)
+        async with self._lock(first), self._lock(second):
+            sender_old = await self._item(sender, receiver)
+            sender_new = joint.step(sender_old)
+            old = await self._item(receiver, sender)
+            new = inbound_step(old)
+            changes = [
+                (account.local or "", account.domain, item)
+                for account, item in ((sender, sender_new), (receiver, new))
+                if item is not None
+            ]
+            versions = await self.store.put_many(changes, self.options.max_items)
+            joint.sender_new = sender_new
+            written = iter(versions)
+            if sender_new is not None:
+                self._push_change(sender, sender_old, sender_new, next(written))
+            if new is not None:
+                self._push_change(receiver, old, new, next(written))
+            return old, new
+
+    def _push_change(self, account: JID, old: RosterItem, new: RosterItem, version: int) -> None:
         if new.in_roster and (
             old.subscription,
             old.ask,
@@ -322,21 +383,39 @@ class RosterModule(Module):
                 new = replace(new, in_roster=True)  # §3.1.2: the contact shows up
             return new
 
-        _, new = await self._transition(account, contact, step)
+        joint: JointChange | None = None
+        if contact.local is not None and self.ctx.is_local_host(contact.domain):
+            # Both rosters are here: the contact's handler writes both sides at once.
+            new = step(await self._item(account, contact))
+            joint = JointChange(account, contact, step)
+        else:
+            _, new = await self._transition(account, contact, step)
         if new is None and type_ != "subscribe":
             return True  # nothing to tell the contact
         # §3.1.2: subscription stanzas leave from the bare JID, addressed to the bare JID.
         stanza.element.attrs["from"] = str(account)
         stanza.element.attrs["to"] = str(contact)
         stanza.from_, stanza.to = account, contact
+        if joint is not None:
+            stanza.meta[JOINT] = joint
         await self.ctx.router.route(stanza)
+        if joint is not None:
+            if joint.taken:
+                new = joint.sender_new
+            else:  # the contact's roster did not take it: the sender's side alone
+                joint.taken = True
+                _, new = await self._transition(account, contact, step)
         if type_ == "subscribed" and new is not None and new.subscription in HAS_FROM:
             await self._send_current(account, contact)  # §3.1.5
         elif type_ == "unsubscribed" and new is not None:
-            for session in self.ctx.sessions.resources(account):
-                if session.is_available:
-                    await self._send_presence(session.jid, contact, "unavailable")
+            await self._all_unavailable(account, contact)
         return True
+
+    async def _all_unavailable(self, account: JID, contact: JID) -> None:
+        """Unavailable presence from each of the account's available resources."""
+        for session in self.ctx.sessions.resources(account):
+            if session.is_available:
+                await self._send_presence(session.jid, contact, "unavailable")
 
     @hook("presence/bare")
     @hook("presence/full")
@@ -353,7 +432,16 @@ class RosterModule(Module):
             return True
         if type_ not in SUBSCRIPTION_TYPES:
             return False
-        old, new = await self._transition(account, contact, lambda i: inbound(i, type_))
+        joint = stanza.meta.get(JOINT)
+        if (
+            isinstance(joint, JointChange)
+            and not joint.taken
+            and (joint.account, joint.contact) == (contact, account)
+        ):
+            joint.taken = True
+            old, new = await self._joint_transition(joint, lambda i: inbound(i, type_))
+        else:
+            old, new = await self._transition(account, contact, lambda i: inbound(i, type_))
         if new is None:
             if type_ == "subscribe" and old.subscription in HAS_FROM:
                 await self._send_presence(account, contact, "subscribed")  # §3.1.3
@@ -389,8 +477,9 @@ class RosterModule(Module):
             await self.ctx.router.route(Stanza(copy, contact, full))
         if stanza.type == "unavailable":
             await self._end_directed(full, subscribers)
+        # §4.2.2, §4.4.2: every available resource, the one that sent it included.
         for session in self.ctx.sessions.resources(account):
-            if session.jid != full:
+            if session.jid != full or stanza.type == "available":
                 copy = stanza.element.shallow_copy()
                 copy.attrs["to"] = str(session.jid)
                 session.deliver(copy)

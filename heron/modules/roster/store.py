@@ -9,12 +9,15 @@ the horizon moves up, and a client older than that gets the whole roster again.
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
-from heron.storage.sqlite import Migration, SqliteDatabase, transaction
+from heron.storage.batch import WriteBehind
+from heron.storage.db import Database, Dialect, Executor, Migration, Row, SqlStore
 
+# The tables the roster module created on SQLite before stores were engine-neutral: the
+# same names and columns, so an existing heron.db opens as it is.
 MIGRATIONS: Final = (
     Migration(
         "roster",
@@ -77,7 +80,52 @@ MIGRATIONS: Final = (
         """,
     ),
 )
+POSTGRESQL_MIGRATIONS: Final = (
+    Migration(
+        "roster",
+        1,
+        """
+        CREATE TABLE roster_items (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            contact TEXT NOT NULL,
+            name TEXT,
+            subscription TEXT NOT NULL DEFAULT 'none',
+            ask INTEGER NOT NULL DEFAULT 0,
+            groups TEXT NOT NULL DEFAULT '[]',
+            pending_in INTEGER NOT NULL DEFAULT 0,
+            approved INTEGER NOT NULL DEFAULT 0,
+            in_roster INTEGER NOT NULL DEFAULT 1,
+            version BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (domain, username, contact)
+        );
+        CREATE TABLE roster_versions (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            horizon BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (domain, username)
+        );
+        CREATE TABLE roster_removed (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            contact TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            PRIMARY KEY (domain, username, contact)
+        );
+        CREATE TABLE last_activity (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (domain, username)
+        );
+        """,
+    ),
+)
 MAX_TOMBSTONES: Final = 500
+LAST_FLUSH_S: Final = 0.05  # last activity waits at most this long to be written
+LAST_FLUSH_ROWS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +159,17 @@ class RosterStore(Protocol):
         """What changed after version ``since``; None when that is not known any more."""
         ...
 
+    async def put_many(
+        self, changes: Sequence[tuple[str, str, RosterItem]], limit: int
+    ) -> list[int]:
+        """Several items, of one or several accounts (a subscription that changes two
+        rosters), in one transaction; the new version of each. RosterFull changes none."""
+        ...
+
+    async def forget(self, username: str, domain: str) -> None:
+        """The account is gone: its roster, versions and last activity go too."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RosterDelta:
@@ -123,29 +182,31 @@ class RosterFull(Exception):
     pass
 
 
-def _bump(conn: sqlite3.Connection, username: str, domain: str) -> int:
-    conn.execute(
+_COLUMNS: Final = "contact, name, subscription, ask, groups, pending_in, approved, in_roster"
+
+
+async def _bump(tx: Executor, username: str, domain: str) -> int:
+    version = await tx.fetchval(
         "INSERT INTO roster_versions (domain, username, version) VALUES (?, ?, 1) "
-        "ON CONFLICT(domain, username) DO UPDATE SET version = version + 1",
-        (domain, username),
+        "ON CONFLICT (domain, username) DO UPDATE SET version = roster_versions.version + 1 "
+        "RETURNING version",
+        domain,
+        username,
     )
-    row = conn.execute(
+    return int(version)
+
+
+async def _version(db: Executor, username: str, domain: str) -> int:
+    version = await db.fetchval(
         "SELECT version FROM roster_versions WHERE domain = ? AND username = ?",
-        (domain, username),
-    ).fetchone()
-    return int(row[0])
+        domain,
+        username,
+    )
+    return int(version) if version is not None else 0
 
 
-def _version(conn: sqlite3.Connection, username: str, domain: str) -> int:
-    row = conn.execute(
-        "SELECT version FROM roster_versions WHERE domain = ? AND username = ?",
-        (domain, username),
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _item(row: tuple[object, ...]) -> RosterItem:
-    contact, name, subscription, ask, groups, pending_in, approved, in_roster = row
+def _item(row: Row) -> RosterItem:
+    contact, name, subscription, ask, groups, pending_in, approved, in_roster = tuple(row)[:8]
     return RosterItem(
         str(contact),
         str(name) if name is not None else None,
@@ -158,169 +219,251 @@ def _item(row: tuple[object, ...]) -> RosterItem:
     )
 
 
-def _prune_tombstones(conn: sqlite3.Connection, username: str, domain: str) -> None:
+async def _prune_tombstones(tx: Executor, username: str, domain: str) -> None:
     """Keep the newest MAX_TOMBSTONES; deltas from before the dropped ones are unknown."""
-    dropped = conn.execute(
-        "SELECT MAX(version) FROM (SELECT version FROM roster_removed"
-        " WHERE domain = ? AND username = ? ORDER BY version DESC LIMIT -1 OFFSET ?)",
-        (domain, username, MAX_TOMBSTONES),
-    ).fetchone()[0]
+    dropped = await tx.fetchval(
+        "SELECT version FROM roster_removed WHERE domain = ? AND username = ?"
+        " ORDER BY version DESC LIMIT 1 OFFSET ?",
+        domain,
+        username,
+        MAX_TOMBSTONES,
+    )
     if dropped is None:
         return
-    conn.execute(
+    await tx.execute(
         "DELETE FROM roster_removed WHERE domain = ? AND username = ? AND version <= ?",
-        (domain, username, dropped),
+        domain,
+        username,
+        dropped,
     )
-    conn.execute(
+    await tx.execute(
         "UPDATE roster_versions SET horizon = ? WHERE domain = ? AND username = ?",
-        (dropped, domain, username),
+        dropped,
+        domain,
+        username,
     )
 
 
-class SqlRosterStore:
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
+async def _put(tx: Executor, username: str, domain: str, item: RosterItem, limit: int) -> int:
+    exists = await tx.fetchval(
+        "SELECT 1 FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
+        domain,
+        username,
+        item.contact,
+    )
+    if exists is None:
+        count = await tx.fetchval(
+            "SELECT COUNT(*) FROM roster_items WHERE domain = ? AND username = ?",
+            domain,
+            username,
+        )
+        if int(count) >= limit:
+            raise RosterFull
+    version = await _bump(tx, username, domain)
+    await tx.execute(
+        "DELETE FROM roster_removed WHERE domain = ? AND username = ? AND contact = ?",
+        domain,
+        username,
+        item.contact,
+    )
+    await tx.execute(
+        "INSERT INTO roster_items (domain, username, contact, name, subscription, ask, groups,"
+        " pending_in, approved, in_roster, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (domain, username, contact) DO UPDATE SET name = excluded.name,"
+        " subscription = excluded.subscription, ask = excluded.ask, groups = excluded.groups,"
+        " pending_in = excluded.pending_in, approved = excluded.approved,"
+        " in_roster = excluded.in_roster, version = excluded.version",
+        domain,
+        username,
+        item.contact,
+        item.name,
+        item.subscription,
+        int(item.ask),
+        json.dumps(list(item.groups)),
+        int(item.pending_in),
+        int(item.approved),
+        int(item.in_roster),
+        version,
+    )
+    return version
+
+
+class SqlRosterStore(SqlStore):
+    """Rosters on either engine. Also owns the schema of `SqlLastActivityStore`'s table
+    (one ``roster`` component, as on SQLite before)."""
+
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": MIGRATIONS,
+        "postgresql": POSTGRESQL_MIGRATIONS,
+    }
 
     async def get(self, username: str, domain: str) -> tuple[int, list[RosterItem]]:
-        def read(conn: sqlite3.Connection) -> tuple[int, list[RosterItem]]:
-            rows = conn.execute(
-                "SELECT contact, name, subscription, ask, groups, pending_in, approved, in_roster"
-                " FROM roster_items "
-                "WHERE domain = ? AND username = ? ORDER BY contact",
-                (domain, username),
-            ).fetchall()
-            return _version(conn, username, domain), [_item(r) for r in rows]
-
-        return await self.db.run(read)
+        # The version first: the items are at least that new, so a client that later asks
+        # for the changes since it gets some again at worst, never misses one.
+        version = await _version(self.db, username, domain)
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM roster_items"  # noqa: S608 (a constant)
+            " WHERE domain = ? AND username = ? ORDER BY contact",
+            domain,
+            username,
+        )
+        return version, [_item(r) for r in rows]
 
     async def version(self, username: str, domain: str) -> int:
-        return await self.db.run(lambda conn: _version(conn, username, domain))
+        return await _version(self.db, username, domain)
 
     async def item(self, username: str, domain: str, contact: str) -> RosterItem | None:
-        def read(conn: sqlite3.Connection) -> RosterItem | None:
-            row = conn.execute(
-                "SELECT contact, name, subscription, ask, groups, pending_in, approved, in_roster"
-                " FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
-                (domain, username, contact),
-            ).fetchone()
-            return _item(row) if row else None
-
-        return await self.db.run(read)
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM roster_items"  # noqa: S608 (a constant)
+            " WHERE domain = ? AND username = ? AND contact = ?",
+            domain,
+            username,
+            contact,
+        )
+        return _item(row) if row is not None else None
 
     async def put(self, username: str, domain: str, item: RosterItem, limit: int) -> int:
-        def write(conn: sqlite3.Connection) -> int:
-            with transaction(conn):
-                exists = conn.execute(
-                    "SELECT 1 FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
-                    (domain, username, item.contact),
-                ).fetchone()
-                if exists is None:
-                    (count,) = conn.execute(
-                        "SELECT COUNT(*) FROM roster_items WHERE domain = ? AND username = ?",
-                        (domain, username),
-                    ).fetchone()
-                    if count >= limit:
-                        raise RosterFull
-                version = _bump(conn, username, domain)
-                conn.execute(
-                    "DELETE FROM roster_removed WHERE domain = ? AND username = ? AND contact = ?",
-                    (domain, username, item.contact),
-                )
-                conn.execute(
-                    "INSERT OR REPLACE INTO roster_items (domain, username, contact, name,"
-                    " subscription, ask, groups, pending_in, approved, in_roster, version)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        domain,
-                        username,
-                        item.contact,
-                        item.name,
-                        item.subscription,
-                        int(item.ask),
-                        json.dumps(list(item.groups)),
-                        int(item.pending_in),
-                        int(item.approved),
-                        int(item.in_roster),
-                        version,
-                    ),
-                )
-                return version
+        async with self.db.transaction() as tx:
+            return await _put(tx, username, domain, item, limit)
 
-        return await self.db.run(write)
+    async def put_many(
+        self, changes: Sequence[tuple[str, str, RosterItem]], limit: int
+    ) -> list[int]:
+        async with self.db.transaction() as tx:
+            return [await _put(tx, u, d, item, limit) for u, d, item in changes]
 
     async def remove(self, username: str, domain: str, contact: str) -> int | None:
-        def write(conn: sqlite3.Connection) -> int | None:
-            with transaction(conn):
-                cur = conn.execute(
-                    "DELETE FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
-                    (domain, username, contact),
-                )
-                if cur.rowcount == 0:
-                    return None
-                version = _bump(conn, username, domain)
-                conn.execute(
-                    "INSERT OR REPLACE INTO roster_removed (domain, username, contact, version)"
-                    " VALUES (?, ?, ?, ?)",
-                    (domain, username, contact, version),
-                )
-                _prune_tombstones(conn, username, domain)
-                return version
-
-        return await self.db.run(write)
+        async with self.db.transaction() as tx:
+            removed = await tx.execute(
+                "DELETE FROM roster_items WHERE domain = ? AND username = ? AND contact = ?",
+                domain,
+                username,
+                contact,
+            )
+            if removed == 0:
+                return None
+            version = await _bump(tx, username, domain)
+            await tx.execute(
+                "INSERT INTO roster_removed (domain, username, contact, version)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (domain, username, contact)"
+                " DO UPDATE SET version = excluded.version",
+                domain,
+                username,
+                contact,
+                version,
+            )
+            await _prune_tombstones(tx, username, domain)
+            return version
 
     async def changes(self, username: str, domain: str, since: int) -> RosterDelta | None:
-        def read(conn: sqlite3.Connection) -> RosterDelta | None:
-            row = conn.execute(
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
                 "SELECT version, horizon FROM roster_versions WHERE domain = ? AND username = ?",
-                (domain, username),
-            ).fetchone()
-            version, horizon = (int(row[0]), int(row[1])) if row else (0, 0)
+                domain,
+                username,
+            )
+            version, horizon = (int(row[0]), int(row[1])) if row is not None else (0, 0)
             if not horizon <= since <= version:
                 return None
-            rows = conn.execute(
-                "SELECT contact, name, subscription, ask, groups, pending_in, approved,"
-                " in_roster, version FROM roster_items"
-                " WHERE domain = ? AND username = ? AND version > ?"
-                " ORDER BY version",
-                (domain, username, since),
-            ).fetchall()
-            removed = conn.execute(
+            rows = await tx.fetch(
+                f"SELECT {_COLUMNS}, version FROM roster_items"  # noqa: S608 (a constant)
+                " WHERE domain = ? AND username = ? AND version > ? ORDER BY version",
+                domain,
+                username,
+                since,
+            )
+            removed = await tx.fetch(
                 "SELECT version, contact FROM roster_removed WHERE domain = ? AND username = ?"
                 " AND version > ? ORDER BY version",
-                (domain, username, since),
-            ).fetchall()
-            return RosterDelta(
-                version,
-                [(int(r[8]), _item(r[:8])) for r in rows],
-                [(int(v), str(c)) for v, c in removed],
+                domain,
+                username,
+                since,
             )
+        return RosterDelta(
+            version,
+            [(int(r[8]), _item(r)) for r in rows],
+            [(int(v), str(c)) for v, c in removed],
+        )
 
-        return await self.db.run(read)
-
-
-class SqlLastActivityStore:
-    """When each account last went offline (XEP-0012), and its last status text."""
-
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.db = db
-
-    async def set(self, username: str, domain: str, at: float, status: str) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO last_activity (domain, username, at, status)"
-                    " VALUES (?, ?, ?, ?)",
-                    (domain, username, at, status),
+    async def forget(self, username: str, domain: str) -> None:
+        async with self.db.transaction() as tx:
+            for table in ("roster_items", "roster_removed", "roster_versions", "last_activity"):
+                await tx.execute(
+                    f"DELETE FROM {table} WHERE domain = ? AND username = ?",  # noqa: S608
+                    domain,
+                    username,
                 )
 
-        await self.db.run(write)
+
+class LastActivityStore(Protocol):
+    async def set(self, username: str, domain: str, at: float, status: str) -> None:
+        """Remember the account's last logout (written within LAST_FLUSH_S)."""
+        ...
 
     async def get(self, username: str, domain: str) -> tuple[float, str] | None:
-        def read(conn: sqlite3.Connection) -> tuple[float, str] | None:
-            row = conn.execute(
-                "SELECT at, status FROM last_activity WHERE domain = ? AND username = ?",
-                (domain, username),
-            ).fetchone()
-            return (float(row[0]), str(row[1])) if row else None
+        """The last logout and its status text, pending writes included."""
+        ...
 
-        return await self.db.run(read)
+    async def forget(self, username: str, domain: str) -> None:
+        """The account is gone: so is its last activity."""
+        ...
+
+    async def close(self) -> None:
+        """Write what is pending."""
+        ...
+
+
+LastRow = tuple[str, str, float, str]  # domain, username, at, status
+
+
+class SqlLastActivityStore(SqlStore):
+    """When each account last went offline (XEP-0012), and its last status text.
+
+    Written behind (a logout is worth a batch, not a round trip of its own); the table is
+    created by `SqlRosterStore`'s migrations, so this store declares none.
+    """
+
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": (),
+        "postgresql": (),
+    }
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._queue: WriteBehind[LastRow] = WriteBehind(
+            self._write, delay_s=LAST_FLUSH_S, max_rows=LAST_FLUSH_ROWS, what="last activity"
+        )
+
+    async def _write(self, rows: list[LastRow]) -> None:
+        latest = {(d, u): (d, u, at, status) for d, u, at, status in rows}  # the last one wins
+        async with self.db.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO last_activity (domain, username, at, status) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (domain, username) DO UPDATE SET at = excluded.at,"
+                " status = excluded.status",
+                list(latest.values()),
+            )
+
+    async def set(self, username: str, domain: str, at: float, status: str) -> None:
+        await self._queue.add((domain, username, at, status))
+
+    async def get(self, username: str, domain: str) -> tuple[float, str] | None:
+        for d, u, at, status in reversed(self._queue.pending()):
+            if (d, u) == (domain, username):
+                return at, status
+        row = await self.db.fetchrow(
+            "SELECT at, status FROM last_activity WHERE domain = ? AND username = ?",
+            domain,
+            username,
+        )
+        return (float(row[0]), str(row[1])) if row is not None else None
+
+    async def forget(self, username: str, domain: str) -> None:
+        """Drop a pending write of a deleted account (the row goes with the roster)."""
+        await self._queue.flush()
+        await self.db.execute(
+            "DELETE FROM last_activity WHERE domain = ? AND username = ?", domain, username
+        )
+
+    async def close(self) -> None:
+        await self._queue.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from heron.jid import JID, InvalidJID
-from heron.pubsub.config import NodeConfig
+from heron.modules.pubsub.config import NodeConfig
 from heron.xmlstream.element import Element
 
 LEGACY: Final = "storage:bookmarks"

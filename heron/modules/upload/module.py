@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from heron import ns, timestamps
-from heron.config import ConfigError, build_options
-from heron.core.module import Module, Xep
+from heron.config import ConfigError, option
+from heron.core.module import Module, ModuleContext, Xep
 from heron.core.registry import Target
+from heron.jid import JID
+from heron.modules.upload.store import Slot, SqlUploadStore, UploadStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream.element import Element
 
 log = logging.getLogger(__name__)
@@ -41,46 +41,18 @@ DATA: Final = "jabber:x:data"
 CHUNK: Final = 65536
 INLINE_TYPES: Final = ("image/", "audio/", "video/")
 FILE_CSP: Final = "default-src 'none'; sandbox; frame-ancestors 'none'"
-MIGRATIONS: Final = (
-    Migration(
-        "upload",
-        1,
-        """
-        CREATE TABLE upload_files (
-            slot TEXT PRIMARY KEY,
-            service TEXT NOT NULL,
-            owner TEXT NOT NULL,
-            filename TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            content_type TEXT NOT NULL,
-            created REAL NOT NULL,
-            uploaded INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX upload_by_owner ON upload_files (owner);
-        CREATE INDEX upload_by_created ON upload_files (created);
-        """,
-    ),
-)
 
 
 @dataclass(frozen=True, slots=True)
 class UploadOptions:
-    service: str = ""  # default: upload.<host>
-    max_file_size: int = 100 * 1024 * 1024
-    quota_bytes: int = 1024 * 1024 * 1024  # per user, files kept and slots not yet used
-    expire_days: float = 30.0
-    put_ttl_s: float = 300.0  # a slot's PUT URL is good for this long
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    slot: str
-    owner: str
-    filename: str
-    size: int
-    content_type: str
-    created: float
-    uploaded: bool
+    service: str = ""
+    """The service's JID; default upload.<host>."""
+    max_file_size: int = option(100 * 1024 * 1024, min=1)
+    quota_bytes: int = option(1024 * 1024 * 1024, min=1)
+    """Per user: files kept and slots not yet used; at least max_file_size."""
+    expire_days: float = option(30.0, above=0)
+    put_ttl_s: float = option(300.0, above=0)
+    """A slot's PUT URL is good for this long."""
 
 
 def safe_filename(name: str) -> str:
@@ -94,15 +66,19 @@ class UploadModule(Module):
     name = "upload"
     description = "HTTP File Upload: files shared in chats, stored by this server"
     xeps = (Xep(363, "1.1.0", "complete", "slots signed with an HMAC, per-user quota, expiry"),)
+    stores = (SqlUploadStore,)
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = o = ctx.settings(UploadOptions)
+        if o.quota_bytes < o.max_file_size:  # the one bound that relates two options
+            raise ConfigError(f"{ctx.key_path}.quota_bytes: must be ≥ max_file_size")
+        self.domain = o.service or f"upload.{ctx.domain}"
+        self.store: UploadStore = ctx.store(SqlUploadStore)
+        self.expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        path = f'hosts."{self.ctx.domain}".modules.upload'
-        self.options = o = build_options(UploadOptions, self.ctx.options, path)
-        if o.max_file_size < 1 or o.quota_bytes < o.max_file_size or o.expire_days <= 0:
-            raise ConfigError(f"{path}: max_file_size ≥ 1, quota_bytes ≥ it, expire_days > 0")
-        self.domain = o.service or f"upload.{self.ctx.domain}"
-        self.db = self.ctx.sqlite()
-        await self.db.migrate(MIGRATIONS)
+        self.ctx.on_account_deleted(self.on_account_deleted)
         self.key = self.ctx.secret(f"upload {self.domain}")
         self.root = self.ctx.data_dir / "upload"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -116,7 +92,16 @@ class UploadModule(Module):
         self.expiry = asyncio.create_task(self._expire_forever())
 
     async def stop(self) -> None:
-        self.expiry.cancel()
+        """The expiry task is the module's own (everything else is withdrawn for it)."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.expiry
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """A deleted account's files go at once (other processes' deletions: at the next
+        sweep, see `UploadStore.expired`)."""
+        await self._remove_files(await self.store.forget_owner(self.domain, str(account.bare)))
 
     # --- XMPP: discovery and slots ----------------------------------------------------
     async def info(self, iq: Stanza) -> Element | None:
@@ -167,7 +152,7 @@ class UploadModule(Module):
         if not self.ctx.http_base_url:
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "no HTTP listener is set up")
         owner = str(sender.bare)
-        used, oldest = await self.db.run(lambda c: _usage(c, owner))
+        used, oldest = await self.store.usage(owner)
         if used + size > self.options.quota_bytes:
             extra = Element("retry", UPLOAD)
             retry_at = (oldest or time.time()) + self.options.expire_days * 86400
@@ -178,7 +163,7 @@ class UploadModule(Module):
         slot = Slot(
             secrets.token_urlsafe(24), owner, filename, size, content_type, time.time(), False
         )
-        await self.db.run(lambda c: _insert(c, self.domain, slot))
+        await self.store.add(self.domain, slot)
         base = f"{self.ctx.http_base_url}/upload/{self.domain}/{slot.slot}/{quote(filename)}"
         expires = int(slot.created + self.options.put_ttl_s)
         answer = Element("slot", UPLOAD)
@@ -196,7 +181,7 @@ class UploadModule(Module):
 
     async def _slot(self, request: web.Request) -> Slot:
         wanted = request.match_info["slot"]
-        slot = await self.db.run(lambda c: _find(c, self.domain, wanted))
+        slot = await self.store.find(self.domain, wanted)
         if slot is None or slot.filename != request.match_info["name"]:
             raise web.HTTPNotFound(text="no such file\n")
         return slot
@@ -238,7 +223,7 @@ class UploadModule(Module):
             partial.unlink(missing_ok=True)
             raise web.HTTPBadRequest(text="the upload ended early\n")
         await asyncio.to_thread(partial.replace, target)
-        await self.db.run(lambda c: _mark_uploaded(c, slot.slot))
+        await self.store.mark_uploaded(slot.slot)
         return web.Response(status=201, text="stored\n")
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -261,12 +246,14 @@ class UploadModule(Module):
         now = time.time() if now is None else now
         kept_until = now - self.options.expire_days * 86400
         unused_until = now - self.options.put_ttl_s
-        gone = await self.db.run(lambda c: _expired(c, self.domain, kept_until, unused_until))
-        for slot in gone:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(self._file(slot).unlink)
-            await asyncio.to_thread(self._file(slot).with_suffix(".part").unlink, missing_ok=True)
+        gone = await self.store.expired(self.domain, kept_until, unused_until)
+        await self._remove_files(gone)
         return len(gone)
+
+    async def _remove_files(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            await asyncio.to_thread(self._file(slot).unlink, missing_ok=True)
+            await asyncio.to_thread(self._file(slot).with_suffix(".part").unlink, missing_ok=True)
 
     async def _expire_forever(self) -> None:
         while True:
@@ -275,63 +262,3 @@ class UploadModule(Module):
             except Exception:
                 log.exception("could not expire old uploads")
             await asyncio.sleep(3600)
-
-
-def _usage(conn: sqlite3.Connection, owner: str) -> tuple[int, float | None]:
-    row = conn.execute(
-        "SELECT COALESCE(SUM(size), 0), MIN(created) FROM upload_files WHERE owner = ?", (owner,)
-    ).fetchone()
-    return int(row[0]), (float(row[1]) if row[1] is not None else None)
-
-
-def _insert(conn: sqlite3.Connection, service: str, slot: Slot) -> None:
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO upload_files"
-            " (slot, service, owner, filename, size, content_type, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                slot.slot,
-                service,
-                slot.owner,
-                slot.filename,
-                slot.size,
-                slot.content_type,
-                slot.created,
-            ),
-        )
-
-
-def _find(conn: sqlite3.Connection, service: str, slot: str) -> Slot | None:
-    row = conn.execute(
-        "SELECT slot, owner, filename, size, content_type, created, uploaded"
-        " FROM upload_files WHERE slot = ? AND service = ?",
-        (slot, service),
-    ).fetchone()
-    if row is None:
-        return None
-    return Slot(
-        str(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]), float(row[5]), bool(row[6])
-    )
-
-
-def _mark_uploaded(conn: sqlite3.Connection, slot: str) -> None:
-    with transaction(conn):
-        conn.execute("UPDATE upload_files SET uploaded = 1 WHERE slot = ?", (slot,))
-
-
-def _expired(
-    conn: sqlite3.Connection, service: str, kept_until: float, unused_until: float
-) -> list[Slot]:
-    rows = conn.execute(
-        "SELECT slot, owner, filename, size, content_type, created, uploaded FROM upload_files"
-        " WHERE service = ? AND (created < ? OR (uploaded = 0 AND created < ?))",
-        (service, kept_until, unused_until),
-    ).fetchall()
-    gone = [
-        Slot(str(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), float(r[5]), bool(r[6]))
-        for r in rows
-    ]
-    with transaction(conn):
-        conn.executemany("DELETE FROM upload_files WHERE slot = ?", [(s.slot,) for s in gone])
-    return gone

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from heron.pubsub.errors import pubsub_error
+from heron.modules.pubsub.errors import pubsub_error
 from heron.stanza import StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 

@@ -7,7 +7,6 @@ A message is deleted only after it has been handed to the session.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -16,27 +15,12 @@ from heron import ns, timestamps
 from heron.config import build_options
 from heron.core.module import Module, Xep, hook
 from heron.jid import JID
+from heron.modules.offline.store import OfflineStore, SqlOfflineStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream import serialize
 from heron.xmlstream.stored import parse_stored
 
 MSGOFFLINE: Final = "msgoffline"
-MIGRATIONS: Final = (
-    Migration(
-        "offline",
-        1,
-        """
-        CREATE TABLE offline_messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            xml TEXT NOT NULL
-        );
-        CREATE INDEX offline_messages_user ON offline_messages (domain, username, id);
-        """,
-    ),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +49,22 @@ class OfflineModule(Module):
         Xep(203, "2.0", "complete", "delay stamps on stored messages"),
     )
     disco_features = (MSGOFFLINE,)
+    stores = (SqlOfflineStore,)
 
     async def start(self) -> None:
         self.options = build_options(
             OfflineOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.offline'
         )
-        self.db = self.ctx.sqlite()
-        await self.db.migrate(MIGRATIONS)
+        self.messages: OfflineStore = self.ctx.store(SqlOfflineStore)
+        self.ctx.registry.account_deleted.append(self.on_account_deleted)
+
+    async def stop(self) -> None:
+        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
+        await self.messages.close()  # queued messages are written: a stop loses nothing
+
+    async def on_account_deleted(self, account: JID) -> None:
+        if account.local is not None:
+            await self.messages.forget(account.local, account.domain)
 
     @hook("message/offline")
     async def store(self, stanza: Stanza) -> bool:
@@ -85,24 +78,7 @@ class OfflineModule(Module):
         stamp = timestamps.stamp(time.time())
         element.add("delay", ns.DELAY, {"from": self.ctx.domain, "stamp": stamp}, "Offline")
         xml = serialize(element, ns.CLIENT)
-        limit = self.options.max_messages
-        local, domain = to.local, to.domain
-
-        def insert(conn: sqlite3.Connection) -> bool:
-            with transaction(conn):
-                (count,) = conn.execute(
-                    "SELECT COUNT(*) FROM offline_messages WHERE domain = ? AND username = ?",
-                    (domain, local),
-                ).fetchone()
-                if count >= limit:
-                    return False
-                conn.execute(
-                    "INSERT INTO offline_messages (domain, username, xml) VALUES (?, ?, ?)",
-                    (domain, local, xml),
-                )
-                return True
-
-        if not await self.db.run(insert):
+        if not await self.messages.add(to.local, to.domain, xml, self.options.max_messages):
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE, "offline storage is full")
         return True
 
@@ -117,16 +93,7 @@ class OfflineModule(Module):
         session = self.ctx.sessions.get(full)
         if session is None or session.priority < 0:
             return False  # negative priority never gets bare-JID messages (RFC 6121 §4.7.2.3)
-        local, domain = full.local, full.domain
-
-        def fetch(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            return conn.execute(
-                "SELECT id, xml FROM offline_messages WHERE domain = ? AND username = ? "
-                "ORDER BY id",
-                (domain, local),
-            ).fetchall()
-
-        rows = await self.db.run(fetch)
+        rows = await self.messages.fetch(full.local, full.domain)
         delivered: list[int] = []
         for row_id, xml in rows:
             loaded = load_stanza(xml)
@@ -134,12 +101,5 @@ class OfflineModule(Module):
                 session.deliver(loaded.element)
             delivered.append(row_id)  # unreadable rows are dropped, not retried forever
         if delivered:
-
-            def delete(conn: sqlite3.Connection) -> None:
-                with transaction(conn):
-                    conn.executemany(
-                        "DELETE FROM offline_messages WHERE id = ?", [(i,) for i in delivered]
-                    )
-
-            await self.db.run(delete)
+            await self.messages.delete(delivered)
         return False

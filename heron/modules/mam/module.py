@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -29,8 +27,8 @@ from heron.config import ConfigError, build_options
 from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
+from heron.modules.mam.store import ArchiveRow, ArchiveStore, Query, SqlArchiveStore, UnknownId
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
@@ -41,48 +39,6 @@ MAM_EXTENDED: Final = "urn:xmpp:mam:2#extended"
 SID: Final = "urn:xmpp:sid:0"
 RSM: Final = "http://jabber.org/protocol/rsm"
 DATA: Final = "jabber:x:data"
-MIGRATIONS: Final = (
-    Migration(
-        "mam",
-        1,
-        """
-        CREATE TABLE mam_messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            archive_id TEXT NOT NULL UNIQUE,
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            with_jid TEXT NOT NULL,
-            at REAL NOT NULL,
-            xml TEXT NOT NULL
-        );
-        CREATE INDEX mam_by_user ON mam_messages (domain, username, id);
-        CREATE INDEX mam_by_with ON mam_messages (domain, username, with_jid, id);
-        CREATE TABLE mam_prefs (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            default_mode TEXT NOT NULL,
-            PRIMARY KEY (domain, username)
-        );
-        """,
-    ),
-    Migration(
-        "mam",
-        2,
-        """
-        CREATE INDEX mam_by_time ON mam_messages (domain, username, at);
-        """,
-    ),
-    Migration(
-        "mam",
-        3,
-        """
-        DROP INDEX IF EXISTS mam_by_time;
-        """,
-    ),
-)
-FLUSH_AFTER_S: Final = 0.05  # archived rows wait at most this long to be written together
-FLUSH_ROWS: Final = 512  # ... or until this many are waiting
-Row = tuple[str, str, str, str, float, str]
 MODES: Final = ("always", "never", "roster")
 
 
@@ -119,18 +75,6 @@ def eligible(stanza: Stanza) -> bool:
         elif child.ns == ns.JINGLE_MESSAGE:
             wanted = True
     return wanted
-
-
-@dataclass(slots=True)
-class Query:
-    with_jid: str | None = None
-    start: float | None = None
-    end: float | None = None
-    after_id: str | None = None
-    before_id: str | None = None
-    ids: tuple[str, ...] = ()
-    max: int = 50
-    backwards: bool = False  # RSM <before/>: the page ending before a point (or the last)
 
 
 def parse_query(query: Element, max_page: int) -> Query:
@@ -185,30 +129,40 @@ class MamModule(Module):
         Xep(313, "1.1.1", "complete", "user archives (not MUC rooms yet)"),
         Xep(359, "0.7.0", "complete", "stanza-id on archived messages"),
         Xep(59, "1.0", "complete", "result set paging for archive queries"),
+        Xep(441, "0.2.0", "complete", "the default mode and the always/never JID lists"),
     )
     disco_features = (MAM, MAM_EXTENDED, SID)
+    stores = (SqlArchiveStore,)
 
     async def start(self) -> None:
         path = f'hosts."{self.ctx.domain}".modules.mam'
         self.options = build_options(MamOptions, self.ctx.options, path)
         if self.options.default not in MODES:
             raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
-        self.db = self.ctx.sqlite()
-        await self.db.migrate(MIGRATIONS)
-        self.prefs: dict[JID, str] = {}
-        # Write-behind: rows are written in one transaction per batch, off the event loop.
-        self._pending: list[Row] = []
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._flushing = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.store: ArchiveStore = self.ctx.store(SqlArchiveStore)
+        self.prefs: dict[JID, Prefs] = {}
         self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
+        self.ctx.registry.account_deleted.append(self.on_account_deleted)
+        # XEP-0313 §7: clients ask the account's bare JID whether it has an archive.
+        self.ctx.registry.account_features.update((MAM, MAM_EXTENDED))
 
     async def stop(self) -> None:
+        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
+        self.ctx.registry.account_features.difference_update((MAM, MAM_EXTENDED))
         self._expiry.cancel()
-        await self.flush()
+        await self.store.close()  # queued rows are written: a stop loses nothing
         if self.ctx.registry.archive is self:
             self.ctx.registry.archive = None
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The account's archive and preferences go with it."""
+        self.prefs.pop(account.bare, None)
+        await self.store.forget(account.domain, account.local or "")
+
+    async def flush(self) -> None:
+        """Write every queued row."""
+        await self.store.flush()
 
     # --- ArchiveService (for rooms) -----------------------------------------------------
     async def archive(self, owner: JID, other: JID, element: Element) -> str:
@@ -223,53 +177,33 @@ class MamModule(Module):
         return await self._answer(owner, iq, payload)
 
     async def lookup(self, owner: JID, archive_id: str) -> Element | None:
-        await self.flush()
-
-        def read(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT xml FROM mam_messages WHERE domain = ? AND username = ? AND archive_id = ?",
-                (owner.domain, owner.local, archive_id),
-            ).fetchone()
-            return str(row[0]) if row else None
-
-        xml = await self.db.run(read)
+        xml = await self.store.lookup(owner.domain, owner.local or "", archive_id)
         return None if xml is None else parse_stored(xml, ("message", ns.CLIENT))
 
     async def replace(self, owner: JID, archive_id: str, element: Element) -> bool:
-        await self.flush()
         xml = serialize(element, ns.CLIENT)
-
-        def write(conn: sqlite3.Connection) -> bool:
-            with transaction(conn):
-                cursor = conn.execute(
-                    "UPDATE mam_messages SET xml = ?"
-                    " WHERE domain = ? AND username = ? AND archive_id = ?",
-                    (xml, owner.domain, owner.local, archive_id),
-                )
-            return cursor.rowcount > 0
-
-        return await self.db.run(write)
+        return await self.store.replace(owner.domain, owner.local or "", archive_id, xml)
 
     # --- archiving --------------------------------------------------------------------
-    async def _mode(self, account: JID) -> str:
+    async def _prefs(self, account: JID) -> Prefs:
         cached = self.prefs.get(account)
         if cached is not None:
             return cached
-
-        def read(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT default_mode FROM mam_prefs WHERE domain = ? AND username = ?",
-                (account.domain, account.local),
-            ).fetchone()
-            return str(row[0]) if row else None
-
-        mode = await self.db.run(read) or self.options.default
-        self.prefs[account] = mode
-        return mode
+        local = account.local or ""
+        mode = await self.store.mode(account.domain, local) or self.options.default
+        always, never = await self.store.rules(account.domain, local)
+        prefs = self.prefs[account] = Prefs(mode, tuple(always), tuple(never))
+        return prefs
 
     async def _wanted(self, account: JID, other: JID) -> bool:
-        mode = await self._mode(account)
-        if mode == "always":
+        """XEP-0441: a JID in <never/> is never archived, one in <always/> always (a bare
+        JID stands for all its resources); anyone else by the default mode."""
+        prefs = await self._prefs(account)
+        addresses = {str(other), str(other.bare)}
+        if addresses & set(prefs.never):
+            return False
+        mode = prefs.mode
+        if mode == "always" or addresses & set(prefs.always):
             return True
         contacts = self.ctx.registry.contacts
         return (
@@ -281,54 +215,15 @@ class MamModule(Module):
         A crash can lose at most that window of archive rows; the messages themselves were
         already routed. Every read of the archive flushes first."""
         xml = serialize(element, ns.CLIENT)
-        row = (archive_id, account.domain, account.local or "", str(other.bare), time.time(), xml)
-        self._pending.append(row)
-        if len(self._pending) >= FLUSH_ROWS:
-            await self.flush()
-        elif self._flush_timer is None:
-            loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(FLUSH_AFTER_S, self._flush_later)
-
-    def _flush_later(self) -> None:
-        self._flush_timer = None
-        task = asyncio.create_task(self.flush())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def flush(self) -> None:
-        """Write every queued row (one transaction)."""
-        async with self._flushing:
-            rows, self._pending = self._pending, []
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-                self._flush_timer = None
-            if not rows:
-                return
-
-            def insert(conn: sqlite3.Connection) -> None:
-                with transaction(conn):
-                    conn.executemany(
-                        "INSERT INTO mam_messages"
-                        " (archive_id, domain, username, with_jid, at, xml)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
-
-            try:
-                await self.db.run(insert)
-            except Exception:
-                log.exception("could not archive %d messages", len(rows))
+        row = ArchiveRow(
+            archive_id, account.domain, account.local or "", str(other.bare), time.time(), xml
+        )
+        await self.store.append(row)
 
     async def expire(self, now: float | None = None) -> None:
         """Forget what is older than max_days (every hour, and at start)."""
         cutoff = (time.time() if now is None else now) - self.options.max_days * 86400
-
-        def delete(conn: sqlite3.Connection) -> None:
-            first = _first_row_at_or_after(conn, cutoff)
-            with transaction(conn):
-                conn.execute("DELETE FROM mam_messages WHERE id < ?", (first,))
-
-        await self.db.run(delete)
+        await self.store.expire(cutoff)
 
     async def _expire_forever(self) -> None:
         while True:
@@ -386,8 +281,13 @@ class MamModule(Module):
         """Results to the asker (from the archive's JID when it is not theirs), then fin."""
         assert iq.from_ is not None
         q = parse_query(payload, self.options.max_page)
-        await self.flush()
-        rows, complete, count = await self.db.run(lambda conn: _select(conn, owner, q))
+        try:
+            page = await self.store.query(owner.domain, owner.local or "", q)
+        except UnknownId as exc:
+            raise StanzaError(
+                StanzaCondition.ITEM_NOT_FOUND, f"no archived message {exc.args[0]}"
+            ) from exc
+        rows, complete, count = page.rows, page.complete, page.count
         session = self.ctx.sessions.get(iq.from_)
         queryid = payload.attrs.get("queryid")
         for archive_id, at, xml in rows:
@@ -439,10 +339,9 @@ class MamModule(Module):
                 form.add("field", DATA, {"var": var, "type": type_})
             return query
         if payload.tag == "prefs":
-            return Element("prefs", MAM, {"default": await self._mode(account)})
+            return (await self._prefs(account)).element()
         if payload.tag == "metadata":
-            await self.flush()
-            ends = await self.db.run(lambda conn: _ends(conn, account))
+            ends = await self.store.ends(account.domain, account.local or "")
             metadata = Element("metadata", MAM)
             for tag, row in zip(("start", "end"), ends, strict=True):
                 if row is not None:
@@ -456,44 +355,49 @@ class MamModule(Module):
         mode = prefs.attrs.get("default", "")
         if mode not in MODES:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "default: always, never or roster")
-
-        def write(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.execute(
-                    "INSERT OR REPLACE INTO mam_prefs (domain, username, default_mode)"
-                    " VALUES (?, ?, ?)",
-                    (account.domain, account.local, mode),
-                )
-
-        await self.db.run(write)
-        self.prefs[account] = mode
-        return Element("prefs", MAM, {"default": mode})
+        never = _jids(prefs.find("never", MAM))
+        always = tuple(j for j in _jids(prefs.find("always", MAM)) if j not in never)
+        local = account.local or ""
+        await self.store.set_mode(account.domain, local, mode)
+        await self.store.set_rules(account.domain, local, always, never)
+        self.prefs[account] = stored = Prefs(mode, always, never)
+        return stored.element()
 
 
-def _first_row_at_or_after(conn: sqlite3.Connection, cutoff: float) -> int:
-    """Rows are appended in time order, so ``at`` grows with ``id``: a binary search over
-    the row ids finds the first row to keep without an index on ``at``. Returns one past
-    the last row when every row is older."""
-    # Two queries: SQLite answers MIN or MAX alone from the key, both together by a scan.
-    (low,) = conn.execute("SELECT MIN(id) FROM mam_messages").fetchone()
-    (high,) = conn.execute("SELECT MAX(id) FROM mam_messages").fetchone()
-    if low is None or high is None:
-        return 0
-    low, high = int(low), int(high)
-    answer = high + 1
-    while low <= high:
-        middle = (low + high) // 2
-        row = conn.execute(
-            "SELECT id, at FROM mam_messages WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
-        ).fetchone()
-        if row is None:
-            high = middle - 1
-        elif float(row[1]) >= cutoff:
-            answer = min(answer, int(row[0]))
-            high = middle - 1
-        else:
-            low = int(row[0]) + 1
-    return answer
+@dataclass(frozen=True, slots=True)
+class Prefs:
+    """An account's archiving preferences (XEP-0441, XEP-0313 §6 before it)."""
+
+    mode: str
+    always: tuple[str, ...] = ()
+    never: tuple[str, ...] = ()
+
+    def element(self) -> Element:
+        """<always/> and <never/> are always there, empty when empty."""
+        prefs = Element("prefs", MAM, {"default": self.mode})
+        for tag, jids in (("always", self.always), ("never", self.never)):
+            rule = prefs.add(tag, MAM)
+            for jid in jids:
+                rule.add("jid", MAM, text=jid)
+        return prefs
+
+
+MAX_RULE_JIDS: Final = 1000
+
+
+def _jids(rule: Element | None) -> tuple[str, ...]:
+    """The JIDs of <always/> or <never/>, normalised (RFC 7622), sorted, without repeats."""
+    if rule is None:
+        return ()
+    found: set[str] = set()
+    for el in rule.find_all("jid", MAM):
+        try:
+            found.add(str(JID.parse(el.text.strip())))
+        except InvalidJID as exc:
+            raise StanzaError(StanzaCondition.JID_MALFORMED, "not a JID in the rules") from exc
+    if len(found) > MAX_RULE_JIDS:
+        raise StanzaError(StanzaCondition.POLICY_VIOLATION, "too many JIDs in the rules")
+    return tuple(sorted(found))
 
 
 _SEQUENCE = itertools.count()
@@ -505,76 +409,3 @@ def _new_id() -> str:
     the archive grew). Not secret: reading an archive needs its owner's login anyway."""
     micros = time.time_ns() // 1000
     return f"{micros:013x}{next(_SEQUENCE) % 0x1000:03x}{secrets.token_hex(2)}"
-
-
-def _row_id(conn: sqlite3.Connection, account: JID, archive_id: str) -> int:
-    row = conn.execute(
-        "SELECT id FROM mam_messages WHERE domain = ? AND username = ? AND archive_id = ?",
-        (account.domain, account.local, archive_id),
-    ).fetchone()
-    if row is None:
-        raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, f"no archived message {archive_id}")
-    return int(row[0])
-
-
-def _select(
-    conn: sqlite3.Connection, account: JID, q: Query
-) -> tuple[list[tuple[str, float, str]], bool, int | None]:
-    where = ["domain = ?", "username = ?"]
-    args: list[object] = [account.domain, account.local]
-    if q.with_jid is not None:
-        where.append("with_jid = ?")
-        args.append(q.with_jid)
-    # Times become row-id bounds: rows are appended in time order (see _first_row_at_or_after),
-    # so the per-account id indexes serve time ranges too and no index on time is kept up.
-    if q.start is not None:
-        where.append("id >= ?")
-        args.append(_first_row_at_or_after(conn, q.start))
-    if q.end is not None:
-        where.append("id < ?")
-        args.append(_first_row_at_or_after(conn, math.nextafter(q.end, math.inf)))
-    if q.ids:
-        where.append(f"archive_id IN ({', '.join('?' for _ in q.ids)})")
-        args.extend(q.ids)
-    count_where, count_args = list(where), list(args)
-    if q.after_id is not None:
-        where.append("id > ?")
-        args.append(_row_id(conn, account, q.after_id))
-    if q.before_id is not None:
-        where.append("id < ?")
-        args.append(_row_id(conn, account, q.before_id))
-    order = "DESC" if q.backwards else "ASC"
-    rows = conn.execute(
-        f"SELECT archive_id, at, xml FROM mam_messages WHERE {' AND '.join(where)}"  # noqa: S608
-        f" ORDER BY id {order} LIMIT ?",
-        (*args, q.max + 1),
-    ).fetchall()
-    complete = len(rows) <= q.max
-    page = [(str(a), float(t), str(x)) for a, t, x in rows[: q.max]]
-    if q.backwards:
-        page.reverse()
-    if q.with_jid is None and q.start is None and q.end is None and not q.ids:
-        return (
-            page,
-            complete,
-            None,
-        )  # counting a whole archive costs a scan: RSM's count is optional
-    (count,) = conn.execute(
-        f"SELECT COUNT(*) FROM mam_messages WHERE {' AND '.join(count_where)}",  # noqa: S608
-        count_args,
-    ).fetchone()
-    return page, complete, int(count)
-
-
-def _ends(
-    conn: sqlite3.Connection, account: JID
-) -> tuple[tuple[str, float] | None, tuple[str, float] | None]:
-    found = []
-    for order in ("ASC", "DESC"):
-        row = conn.execute(
-            "SELECT archive_id, at FROM mam_messages WHERE domain = ? AND username = ?"  # noqa: S608
-            f" ORDER BY id {order} LIMIT 1",
-            (account.domain, account.local),
-        ).fetchone()
-        found.append((str(row[0]), float(row[1])) if row else None)
-    return found[0], found[1]

@@ -19,10 +19,6 @@ a <not-authorized/> stream error); that is the session layer's business, not thi
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
-import secrets
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,12 +26,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
-from heron.config import ConfigError, build_options
+from heron.config import ConfigError, option
 from heron.core.accounts import UserExists, UserNotFound
-from heron.core.module import Module, ModuleContext, Xep, iq_handler
+from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Target
 from heron.core.sessions import Session
 from heron.jid import JID, InvalidJID
+from heron.modules.register.store import InvitationStore, SqlInvitationStore
 from heron.ratelimit import ip_key
 from heron.stanza import (
     ErrorType,
@@ -45,87 +42,25 @@ from heron.stanza import (
     StreamCondition,
     StreamError,
 )
-from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream.element import Element
 
 INSTRUCTIONS = "Choose a username and password for use with this server."
 PARS: Final = "urn:xmpp:pars:0"
 PREAUTH_FEATURE: Final = "urn:xmpp:ibr-token:0"
-MIGRATIONS: Final = (
-    Migration(
-        "register",
-        1,
-        """
-        CREATE TABLE invitations (
-            token_hash TEXT PRIMARY KEY,
-            domain TEXT NOT NULL,
-            uses_left INTEGER NOT NULL,
-            expires REAL NOT NULL
-        );
-        """,
-    ),
-)
-
-
-def _token_hash(token: str) -> str:
-    """Tokens are stored hashed: a leaked database hands out no invitations."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_invitation(conn: sqlite3.Connection, domain: str, uses: int, expires: float) -> str:
-    """A new invitation token for ``domain`` (for `heron invite`)."""
-    token = secrets.token_urlsafe(24)
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO invitations (token_hash, domain, uses_left, expires) VALUES (?, ?, ?, ?)",
-            (_token_hash(token), domain, uses, expires),
-        )
-    return token
-
-
-def _invitation_valid(conn: sqlite3.Connection, token_hash: str, domain: str, now: float) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM invitations WHERE token_hash = ? AND domain = ? AND uses_left > 0"
-        " AND expires > ?",
-        (token_hash, domain, now),
-    ).fetchone()
-    return row is not None
-
-
-def _use_invitation(conn: sqlite3.Connection, token_hash: str, delta: int) -> bool:
-    """Spend (delta -1) or give back (+1) one use; False when nothing was left to spend."""
-    with transaction(conn):
-        cur = conn.execute(
-            "UPDATE invitations SET uses_left = uses_left + ? WHERE token_hash = ?"
-            " AND uses_left + ? >= 0",
-            (delta, token_hash, delta),
-        )
-        return cur.rowcount == 1
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterOptions:
     allow_registration: bool = False
     """Let anyone create an account in-band, before logging in."""
-    throttle_per_ip: int = 3
-    """Registration attempts allowed per IP address (IPv6: per /64) per window; at least 1."""
-    throttle_window_s: float = 3600.0
-    """Length of the throttle's sliding window, in seconds; finite and more than 0."""
-    min_password_length: int = 8
-    """Shortest password accepted for a new account or a password change; at least 1."""
+    throttle_per_ip: int = option(3, min=1)
+    """Registration attempts allowed per IP address (IPv6: per /64) per window."""
+    throttle_window_s: float = option(3600.0, above=0)
+    """Length of the throttle's sliding window, in seconds."""
+    min_password_length: int = option(8, min=1)
+    """Shortest password accepted for a new account or a password change."""
     invitation_only: bool = False
     """With allow_registration: only clients holding a token from `heron invite` register."""
-
-
-def _check_options(options: RegisterOptions, path: str) -> None:
-    if options.invitation_only and not options.allow_registration:
-        raise ConfigError(f"{path}.invitation_only: needs allow_registration = true")
-    if options.throttle_per_ip < 1:
-        raise ConfigError(f"{path}.throttle_per_ip: must be ≥ 1")
-    if not 0 < options.throttle_window_s < math.inf:
-        raise ConfigError(f"{path}.throttle_window_s: must be a finite number > 0")
-    if options.min_password_length < 1:
-        raise ConfigError(f"{path}.min_password_length: must be ≥ 1")
 
 
 class SlidingWindow:
@@ -198,40 +133,34 @@ class RegisterModule(Module):
         Xep(445, "0.2.0", "complete", "invitation tokens from `heron invite`", ejabberd="no"),
     )
     disco_features = (ns.REGISTER,)
+    stores = (SqlInvitationStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = f'hosts."{ctx.domain}".modules.{self.name}'
-        self.options = build_options(RegisterOptions, ctx.options, path)
-        _check_options(self.options, path)
+        self.options = ctx.settings(RegisterOptions)
+        if self.options.invitation_only and not self.options.allow_registration:
+            raise ConfigError(f"{ctx.key_path}.invitation_only: needs allow_registration = true")
         self.throttle = SlidingWindow(self.options.throttle_per_ip, self.options.throttle_window_s)
+        self.invitations: InvitationStore = ctx.store(SqlInvitationStore)
 
     async def start(self) -> None:
-        self.db = self.ctx.sqlite()
-        await self.db.migrate(MIGRATIONS)
-        if not self.options.allow_registration:
-            return
-        registry = self.ctx.registry
-        registry.preauth_iq[("get", ns.REGISTER)] = self.on_preauth_get
-        registry.preauth_iq[("set", ns.REGISTER)] = self.on_preauth_set
-        registry.preauth_iq[("set", PARS)] = self.on_preauth_token
-        registry.preauth_features.append(self.stream_feature)
-        registry.preauth_features.append(self.token_feature)
+        if self.options.allow_registration:
+            self.ctx.add_preauth_iq("get", ns.REGISTER, self.on_preauth_get)
+            self.ctx.add_preauth_iq("set", ns.REGISTER, self.on_preauth_set)
+            self.ctx.add_preauth_iq("set", PARS, self.on_preauth_token)
 
-    async def stop(self) -> None:
-        registry = self.ctx.registry
-        for key in (("get", ns.REGISTER), ("set", ns.REGISTER), ("set", PARS)):
-            registry.preauth_iq.pop(key, None)
-        for feature in (self.stream_feature, self.token_feature):
-            if feature in registry.preauth_features:
-                registry.preauth_features.remove(feature)
-
-    def stream_feature(self) -> Element | None:
+    @stream_feature("preauth")
+    def registration_feature(self) -> Element | None:
         """XEP-0077 §8: registration announced in the pre-auth stream features."""
+        if not self.options.allow_registration:
+            return None
         return Element("register", ns.REGISTER_FEATURE)
 
+    @stream_feature("preauth")
     def token_feature(self) -> Element | None:
         """XEP-0445 §3: invitation tokens are accepted."""
+        if not self.options.allow_registration:
+            return None
         return Element("register", PREAUTH_FEATURE)
 
     async def on_preauth_token(
@@ -246,10 +175,9 @@ class RegisterModule(Module):
             raise StanzaError(
                 StanzaCondition.RESOURCE_CONSTRAINT, "too many attempts", type=ErrorType.WAIT
             )
-        digest, domain, now = _token_hash(token), self.ctx.domain, time.time()
-        if not await self.db.run(lambda conn: _invitation_valid(conn, digest, domain, now)):
+        if not await self.invitations.is_valid(token, self.ctx.domain, time.time()):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "the token is invalid or expired")
-        state["invitation"] = digest
+        state["invitation"] = token
         return None
 
     # --- before authentication: creating an account --------------------------------------
@@ -290,15 +218,13 @@ class RegisterModule(Module):
                 "too many registrations, try again later",
                 type=ErrorType.WAIT,
             )
-        if isinstance(invitation, str) and not await self.db.run(
-            lambda conn: _use_invitation(conn, invitation, -1)
-        ):
+        if isinstance(invitation, str) and not await self.invitations.spend(invitation):
             raise StanzaError(StanzaCondition.NOT_ALLOWED, "the invitation is used up")
         try:
             await self.ctx.accounts.create(jid, password)
         except (UserExists, ValueError) as exc:
             if isinstance(invitation, str):  # nothing was made: the use is given back
-                await self.db.run(lambda conn: _use_invitation(conn, invitation, +1))
+                await self.invitations.give_back(invitation)
             if isinstance(exc, UserExists):
                 raise StanzaError(StanzaCondition.CONFLICT) from None
             if isinstance(exc, InvalidJID):

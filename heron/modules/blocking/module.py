@@ -6,22 +6,24 @@ refused with ``not-acceptable`` and the ``blocked`` application condition (XEP-0
 
 XEP-0377: a ``<report/>`` inside a blocked item is stored for the server's admins (``heron
 reports``) with its reason, text and the stanza-ids it names; the block happens either way.
+
+Each account may block at most ``max_items`` JIDs (``resource-constraint`` past it), so a
+client cannot grow the table without bound.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
-from heron.core.module import Module, Xep, hook, iq_handler
+from heron.config import option
+from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
+from heron.modules.blocking.store import BlockingStore, ListFull, Report, SqlBlockingStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.storage.sqlite import Migration, transaction
 from heron.xmlstream.element import Element
 
 BLOCKING: Final = "urn:xmpp:blocking"
@@ -29,48 +31,12 @@ BLOCKING_ERRORS: Final = "urn:xmpp:blocking:errors"
 REPORTING: Final = "urn:xmpp:reporting:1"
 SID: Final = "urn:xmpp:sid:0"
 MAX_REPORT_TEXT: Final = 4000
-MIGRATIONS: Final = (
-    Migration(
-        "blocking",
-        1,
-        """
-        CREATE TABLE blocklist (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            blocked TEXT NOT NULL,
-            PRIMARY KEY (domain, username, blocked)
-        );
-        """,
-    ),
-    Migration(
-        "blocking",
-        2,
-        """
-        CREATE TABLE spam_reports (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            domain TEXT NOT NULL,
-            reporter TEXT NOT NULL,
-            reported TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            text TEXT NOT NULL,
-            stanza_ids TEXT NOT NULL,
-            at REAL NOT NULL
-        );
-        """,
-    ),
-)
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
-    """A XEP-0377 report: who reported whom, why, and which messages."""
-
-    reporter: str
-    reported: str
-    reason: str
-    text: str
-    stanza_ids: tuple[str, ...]
-    at: float
+class BlockingOptions:
+    max_items: int = option(1000, min=1)
+    """JIDs one account may block."""
 
 
 def parse_report(reporter: JID, reported: str, item: Element) -> Report | None:
@@ -86,16 +52,6 @@ def parse_report(reporter: JID, reported: str, item: Element) -> Report | None:
         for sid in report.find_all("stanza-id", SID)
     )
     return Report(str(reporter.bare), reported, reason, text[:MAX_REPORT_TEXT], ids, time.time())
-
-
-def stored_reports(conn: sqlite3.Connection, domain: str) -> list[Report]:
-    """Every report made by users of ``domain``, oldest first (for ``heron reports``)."""
-    rows = conn.execute(
-        "SELECT reporter, reported, reason, text, stanza_ids, at FROM spam_reports"
-        " WHERE domain = ? ORDER BY id",
-        (domain,),
-    ).fetchall()
-    return [Report(r, d, why, t, tuple(json.loads(i)), float(at)) for r, d, why, t, i, at in rows]
 
 
 def matches(blocked: set[str], jid: JID) -> bool:
@@ -121,29 +77,27 @@ class BlockingModule(Module):
         ),
     )
     disco_features = (BLOCKING, REPORTING)
+    stores = (SqlBlockingStore,)
 
-    async def start(self) -> None:
-        self.db = self.ctx.sqlite()
-        await self.db.migrate(MIGRATIONS)
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(BlockingOptions)
+        self.store: BlockingStore = ctx.store(SqlBlockingStore)
         self.cache: dict[JID, set[str]] = {}  # bare JID → blocked items (read on first use)
         self.interested: set[JID] = set()
 
+    async def start(self) -> None:
+        self.ctx.on_account_deleted(self.on_account_deleted)
+
+    async def on_account_deleted(self, account: JID) -> None:
+        """The rows went with the account (a foreign key); what is cached goes too."""
+        self.cache.pop(account, None)
+
     async def blocked_by(self, account: JID) -> set[str]:
         cached = self.cache.get(account)
-        if cached is not None:
-            return cached
-        local, domain = account.local, account.domain
-
-        def read(conn: sqlite3.Connection) -> set[str]:
-            rows = conn.execute(
-                "SELECT blocked FROM blocklist WHERE domain = ? AND username = ?",
-                (domain, local),
-            ).fetchall()
-            return {r[0] for r in rows}
-
-        found = await self.db.run(read)
-        self.cache[account] = found
-        return found
+        if cached is None:
+            cached = self.cache[account] = await self.store.blocked(account)
+        return cached
 
     # --- the command ------------------------------------------------------------------
     @iq_handler("get", BLOCKING, Target.SELF)
@@ -200,42 +154,19 @@ class BlockingModule(Module):
         remove_all: bool = False,
         reports: list[Report] | None = None,
     ) -> None:
-        local, domain = account.local, account.domain
-
-        def write(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                if remove_all:
-                    conn.execute(
-                        "DELETE FROM blocklist WHERE domain = ? AND username = ?", (domain, local)
-                    )
-                for item in remove or ():
-                    conn.execute(
-                        "DELETE FROM blocklist WHERE domain = ? AND username = ? AND blocked = ?",
-                        (domain, local, item),
-                    )
-                for item in add or ():
-                    conn.execute(
-                        "INSERT OR IGNORE INTO blocklist (domain, username, blocked)"
-                        " VALUES (?, ?, ?)",
-                        (domain, local, item),
-                    )
-                for r in reports or ():
-                    conn.execute(
-                        "INSERT INTO spam_reports (domain, reporter, reported, reason, text,"
-                        " stanza_ids, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            domain,
-                            r.reporter,
-                            r.reported,
-                            r.reason,
-                            r.text,
-                            json.dumps(list(r.stanza_ids)),
-                            r.at,
-                        ),
-                    )
-
-        await self.db.run(write)
-        self.cache.pop(account, None)
+        try:
+            await self.store.change(
+                account,
+                add=add or (),
+                remove=remove or (),
+                remove_all=remove_all,
+                reports=reports or (),
+                limit=self.options.max_items,
+            )
+        except ListFull as exc:
+            raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, str(exc)) from exc
+        finally:
+            self.cache.pop(account, None)
 
     def _push(self, account: JID, payload: Element) -> None:
         """§3.3/§3.4: every resource that asked for the list learns of the change."""

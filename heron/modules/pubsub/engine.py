@@ -14,132 +14,40 @@ the roster.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Final
 
 from heron.jid import JID
-from heron.pubsub import config as cfg
-from heron.pubsub.config import NodeConfig
-from heron.pubsub.errors import error, node_not_found, unsupported
+from heron.modules.pubsub import config as cfg
+from heron.modules.pubsub.errors import error, node_not_found, unsupported
+from heron.modules.pubsub.model import (
+    AFFILIATIONS,
+    DATA,
+    EVENT,
+    MAY_PUBLISH,
+    MAY_READ,
+    NO_RELATION,
+    PUBSUB,
+    SUBSCRIBE_AUTHORIZATION,
+    SUBSCRIBE_OPTIONS,
+    Item,
+    Node,
+    Notification,
+    Outbox,
+    Page,
+    PageInfo,
+    Policy,
+    Relation,
+    Subscription,
+    authorization_form,
+    new_id,
+    options_form,
+    page_window,
+)
 from heron.stanza import StanzaCondition, StanzaError
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 
-PUBSUB: Final = "http://jabber.org/protocol/pubsub"
-EVENT: Final = "http://jabber.org/protocol/pubsub#event"
-AFFILIATIONS: Final = ("owner", "publisher", "publish-only", "member", "none", "outcast")
-MAY_READ: Final = frozenset({"owner", "publisher", "member"})
-MAY_PUBLISH: Final = frozenset({"owner", "publisher", "publish-only"})
-DATA: Final = "jabber:x:data"
-SUBSCRIBE_AUTHORIZATION: Final = "http://jabber.org/protocol/pubsub#subscribe_authorization"
-SUBSCRIBE_OPTIONS: Final = "http://jabber.org/protocol/pubsub#subscribe_options"
-
 C = StanzaCondition
-
-
-@dataclass(frozen=True, slots=True)
-class Relation:
-    """How a requester stands towards the node's owner, from the owner's roster."""
-
-    subscribed: bool = False  # has a presence subscription to the owner ('from' or 'both')
-    in_roster: bool = False
-    groups: frozenset[str] = frozenset()
-
-
-NO_RELATION: Final = Relation()
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The service's limits, from the module options."""
-
-    max_items: int = 256  # what "max" means, and the highest number a node may ask for
-    max_payload_bytes: int = 65536
-    max_nodes: int = 1000
-    default_config: NodeConfig = field(default_factory=NodeConfig)
-
-
-@dataclass(slots=True)
-class Item:
-    id: str
-    payload: Element | None
-    publisher: JID
-
-
-@dataclass(slots=True)
-class Subscription:
-    jid: JID
-    subid: str
-    state: str = "subscribed"  # or "pending": waiting for an owner (access model authorize)
-    deliver: bool = True  # the pubsub#deliver subscription option (§6.3)
-
-
-@dataclass(slots=True)
-class Node:
-    name: str
-    config: NodeConfig
-    affiliations: dict[JID, str] = field(default_factory=dict)  # bare JID → affiliation
-    subscriptions: dict[JID, Subscription] = field(default_factory=dict)  # by subscriber
-    items: dict[str, Item] = field(default_factory=dict)  # oldest first
-
-    def last_item(self) -> Item | None:
-        return next(reversed(self.items.values()), None)
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One ``<message/>`` to send: ``event`` is its ``<event/>`` child."""
-
-    to: JID
-    event: Element
-    type: str = "headline"
-
-
-@dataclass(slots=True)
-class Outbox:
-    """What an operation changed (to store) and whom it told (to send)."""
-
-    saved_nodes: set[str] = field(default_factory=set)
-    deleted_nodes: set[str] = field(default_factory=set)
-    saved_items: list[tuple[str, Item]] = field(default_factory=list)
-    deleted_items: list[tuple[str, str]] = field(default_factory=list)
-    purged_nodes: set[str] = field(default_factory=set)
-    notifications: list[Notification] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(
-            self.saved_nodes
-            or self.deleted_nodes
-            or self.saved_items
-            or self.deleted_items
-            or self.purged_nodes
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """An XEP-0059 request: at most ``max`` items after or before an item id; ``before``
-    empty asks for the last page."""
-
-    max: int | None = None
-    after: str | None = None
-    before: str | None = None
-    index: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PageInfo:
-    first: str | None
-    last: str | None
-    first_index: int | None
-    count: int
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 class PubsubService:
@@ -646,7 +554,7 @@ class PubsubService:
             every = every[-max_items:] if max_items > 0 else []
         if page is None:
             return node, every, None
-        return node, *_page(every, page)
+        return node, *page_window(every, page)
 
     def send_last(self, node: Node, receivers: Iterable[JID]) -> None:
         """The node's last item to ``receivers`` (§6.1.7, XEP-0163 §4.3.2)."""
@@ -690,62 +598,28 @@ class PubsubService:
             )
 
 
-def authorization_form(node: str, sub: Subscription) -> Element:
-    """§8.6: the form an owner gets to approve or deny a pending subscription."""
-    form = Element("x", DATA, {"type": "form"})
-    form.add("title", DATA, text="PubSub subscriber request")
-    form.add("instructions", DATA, text="Allow this JID to subscribe to this node?")
-    fields = (
-        ("FORM_TYPE", "hidden", "", SUBSCRIBE_AUTHORIZATION),
-        ("pubsub#subid", "hidden", "", sub.subid),
-        ("pubsub#node", "text-single", "Node ID", node),
-        ("pubsub#subscriber_jid", "jid-single", "Subscriber Address", str(sub.jid)),
-        ("pubsub#allow", "boolean", "Allow this JID to subscribe to this pubsub node?", "false"),
-    )
-    for var, type_, label, value in fields:
-        field = form.add("field", DATA, {"var": var, "type": type_})
-        if label:
-            field.attrs["label"] = label
-        field.add("value", DATA, text=value)
-    return form
-
-
-def options_form(deliver: bool = True) -> Element:
-    """§6.3.2 and §6.4: the subscription options Heron honours (pubsub#deliver)."""
-    form = Element("x", DATA, {"type": "form"})
-    form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
-        "value", DATA, text=SUBSCRIBE_OPTIONS
-    )
-    form.add(
-        "field", DATA, {"var": "pubsub#deliver", "type": "boolean", "label": "Enable delivery?"}
-    ).add("value", DATA, text="1" if deliver else "0")
-    return form
-
-
-def _page(items: list[Item], page: Page) -> tuple[list[Item], PageInfo]:
-    """XEP-0059 §2: a window on ``items`` by after/before an id, or by index."""
-    ids = [i.id for i in items]
-    start, end = 0, len(items)
-    if page.after is not None:
-        if page.after not in ids:
-            raise StanzaError(C.ITEM_NOT_FOUND, "no item with that id to page after")
-        start = ids.index(page.after) + 1
-    if page.before is not None and page.before != "":
-        if page.before not in ids:
-            raise StanzaError(C.ITEM_NOT_FOUND, "no item with that id to page before")
-        end = ids.index(page.before)
-    if page.index is not None and page.after is None and page.before is None:
-        start = min(page.index, len(items))
-    size = end - start if page.max is None else min(page.max, end - start)
-    if page.before is not None:
-        start = end - size  # paging backwards: the window just before
-    else:
-        end = start + size
-    window = items[start:end]
-    info = PageInfo(
-        window[0].id if window else None,
-        window[-1].id if window else None,
-        start if window else None,
-        len(items),
-    )
-    return window, info
+__all__ = [
+    "AFFILIATIONS",
+    "DATA",
+    "EVENT",
+    "MAY_PUBLISH",
+    "MAY_READ",
+    "NO_RELATION",
+    "PUBSUB",
+    "SUBSCRIBE_AUTHORIZATION",
+    "SUBSCRIBE_OPTIONS",
+    "Item",
+    "Node",
+    "Notification",
+    "Outbox",
+    "Page",
+    "PageInfo",
+    "Policy",
+    "PubsubService",
+    "Relation",
+    "Subscription",
+    "authorization_form",
+    "new_id",
+    "options_form",
+    "page_window",
+]

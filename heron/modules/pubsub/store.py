@@ -1,0 +1,274 @@
+"""Pubsub nodes and items, for the service and for every PEP account alike, on either engine.
+
+A node is one row (configuration, affiliations and subscriptions as JSON); an item is one
+row, its payload serialized XML that is parsed again under the client limits when read.
+Items are ordered by ``seq``, which grows with every write: a re-published id is written
+anew and so becomes the newest (on SQLite ``seq`` is the rowid, so files written before it
+had a name keep their order). An operation's changes (an engine ``Outbox``) are written in
+one transaction, before the client hears of success. An account's PEP rows go with the
+account (a foreign key to ``users``, ``ON DELETE CASCADE``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Final, Protocol
+
+from heron.jid import JID, InvalidJID
+from heron.modules.pubsub.config import NodeConfig
+from heron.modules.pubsub.engine import Item, Node, Outbox, PubsubService, Subscription
+from heron.storage.db import Dialect, Migration, SqlStore
+from heron.storage.owned import OWNED_BY_ACCOUNT
+from heron.xmlstream import serialize
+from heron.xmlstream.stored import parse_stored
+
+log = logging.getLogger(__name__)
+
+# An account's PEP rows name it (domain, username) with a foreign key to ``users``, so that
+# deleting the account deletes them, on either engine; the service's rows leave both NULL.
+OWNED: Final = f"""
+    domain TEXT,
+    username TEXT,
+    {OWNED_BY_ACCOUNT}"""
+NODE_COLUMNS: Final = """
+    service TEXT NOT NULL,
+    node TEXT NOT NULL,
+    config TEXT NOT NULL,
+    affiliations TEXT NOT NULL,
+    subscriptions TEXT NOT NULL,"""
+ITEM_COLUMNS: Final = """
+    service TEXT NOT NULL,
+    node TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    publisher TEXT NOT NULL,
+    payload TEXT,"""
+INDEXES: Final = """
+CREATE INDEX pubsub_nodes_account ON pubsub_nodes (domain, username);
+CREATE INDEX pubsub_items_account ON pubsub_items (domain, username);
+"""
+
+
+def _rebuilt(table: str, definition: str, columns: str, kept: str = "") -> str:
+    """SQLite's way to add a foreign key: a new table, the rows copied (those of accounts
+    that no longer exist were left behind by deletions before the key: dropped), swapped.
+    ``kept`` selects more of the old row (its rowid). Names come from the constants above,
+    never from input."""
+    owner = (
+        "CASE WHEN instr(service, '@') > 0 THEN substr(service, instr(service, '@') + 1) END"
+        " AS domain, CASE WHEN instr(service, '@') > 0"
+        " THEN substr(service, 1, instr(service, '@') - 1) END AS username"
+    )
+    new = f"{table}_rebuilt"
+    rows = f"(SELECT {kept}*, {owner} FROM {table}) AS t"  # noqa: S608 (constants)
+    live = (
+        "t.username IS NULL OR EXISTS (SELECT 1 FROM users AS u"
+        " WHERE u.domain = t.domain AND u.username = t.username)"
+    )
+    copy = f"INSERT INTO {new} ({columns}, domain, username) SELECT {columns}, domain, username"
+    return (
+        f"CREATE TABLE {new} ({definition});\n"
+        f"{copy} FROM {rows} WHERE {live};\n"
+        f"DROP TABLE {table};\nALTER TABLE {new} RENAME TO {table};\n"
+    )
+
+
+# Version 1 is the schema Heron's SQLite files have had since PEP arrived. Version 2 names
+# the rowid (``seq``, the item order, kept) so that copying to another engine keeps the
+# order, and ties an account's rows to it (OWNED).
+SQLITE_MIGRATIONS: Final = (
+    Migration(
+        "pubsub",
+        1,
+        """
+        CREATE TABLE pubsub_nodes (
+            service TEXT NOT NULL,
+            node TEXT NOT NULL,
+            config TEXT NOT NULL,
+            affiliations TEXT NOT NULL,
+            subscriptions TEXT NOT NULL,
+            PRIMARY KEY (service, node)
+        );
+        CREATE TABLE pubsub_items (
+            service TEXT NOT NULL,
+            node TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            publisher TEXT NOT NULL,
+            payload TEXT,
+            UNIQUE (service, node, item_id)
+        );
+        """,
+    ),
+    Migration(
+        "pubsub",
+        2,
+        _rebuilt(
+            "pubsub_nodes",
+            f"{NODE_COLUMNS}{OWNED},\n    PRIMARY KEY (service, node)",
+            "service, node, config, affiliations, subscriptions",
+        )
+        + _rebuilt(
+            "pubsub_items",
+            f"\n    seq INTEGER PRIMARY KEY,{ITEM_COLUMNS}{OWNED},"
+            "\n    UNIQUE (service, node, item_id)",
+            "seq, service, node, item_id, publisher, payload",
+            "rowid AS seq, ",
+        )
+        + INDEXES,
+    ),
+)
+
+POSTGRESQL_MIGRATIONS: Final = (
+    Migration(
+        "pubsub",
+        1,
+        f"""
+        CREATE TABLE pubsub_nodes ({NODE_COLUMNS}{OWNED},
+            PRIMARY KEY (service, node)
+        );
+        CREATE TABLE pubsub_items (
+            seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,{ITEM_COLUMNS}{OWNED},
+            UNIQUE (service, node, item_id)
+        );
+        {INDEXES}
+        """,
+    ),
+)
+
+UPSERT_NODE: Final = (
+    "INSERT INTO pubsub_nodes (service, node, config, affiliations, subscriptions, domain,"
+    " username) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service, node) DO UPDATE SET"
+    " config = excluded.config, affiliations = excluded.affiliations,"
+    " subscriptions = excluded.subscriptions"
+)
+INSERT_ITEM: Final = (
+    "INSERT INTO pubsub_items (service, node, item_id, publisher, payload, domain, username)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+DELETE_ITEM: Final = "DELETE FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?"
+
+
+class PubsubStore(Protocol):
+    """What the pubsub module keeps of one pubsub JID (the service, or an account's PEP)."""
+
+    async def load(self, service: PubsubService) -> None:
+        """Fill ``service`` (empty) with its stored nodes and their items, oldest first."""
+        ...
+
+    async def save(self, service: PubsubService, out: Outbox) -> None:
+        """Write what one operation changed (``out``, drained from ``service``), at once."""
+        ...
+
+
+class SqlPubsubStore(SqlStore):
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
+        "sqlite": SQLITE_MIGRATIONS,
+        "postgresql": POSTGRESQL_MIGRATIONS,
+    }
+
+    async def load(self, service: PubsubService) -> None:
+        key = str(service.jid)
+        nodes = await self.db.fetch(
+            "SELECT node, config, affiliations, subscriptions FROM pubsub_nodes"
+            " WHERE service = ? ORDER BY node",
+            key,
+        )
+        for name, config, affiliations, subscriptions in nodes:
+            node = Node(str(name), NodeConfig.from_json(str(config)))
+            node.affiliations = {jid: str(a) for jid, a in _jids(json.loads(str(affiliations)))}
+            for jid, value in _jids(json.loads(str(subscriptions))):
+                node.subscriptions[jid] = _subscription(jid, value)
+            service.nodes[node.name] = node
+        items = await self.db.fetch(
+            "SELECT node, item_id, publisher, payload FROM pubsub_items"
+            " WHERE service = ? ORDER BY seq",
+            key,
+        )
+        for name, item_id, publisher, payload in items:
+            found = service.nodes.get(str(name))
+            if found is None:
+                continue
+            element = parse_stored(str(payload)) if payload is not None else None
+            if payload is not None and element is None:
+                log.warning("stored item %s of node %s on %s is unreadable", item_id, name, key)
+                continue
+            try:
+                by = JID.parse(str(publisher))
+            except InvalidJID:
+                by = service.jid
+            found.items[str(item_id)] = Item(str(item_id), element, by)
+
+    async def save(self, service: PubsubService, out: Outbox) -> None:
+        if not out.changed:
+            return
+        key, jid = str(service.jid), service.jid
+        owner = (jid.domain, jid.local) if jid.local is not None else (None, None)
+        nodes = [
+            (key, name, node.config.to_json(), _affiliations(node), _subscriptions(node), *owner)
+            for name in sorted(out.saved_nodes)
+            if (node := service.nodes.get(name)) is not None
+        ]
+        # Only the item each node holds now: one published and then trimmed or replaced
+        # within the same operation is not written.
+        current = [
+            (name, item)
+            for name, item in out.saved_items
+            if name in service.nodes and service.nodes[name].items.get(item.id) is item
+        ]
+        emptied = [(key, name) for name in sorted(out.deleted_nodes | out.purged_nodes)]
+        dropped = [(key, name) for name in sorted(out.deleted_nodes)]
+        # A re-published id loses its old row first, so its new row is the newest.
+        deleted = [(key, name, item_id) for name, item_id in out.deleted_items]
+        deleted += [(key, name, item.id) for name, item in current]
+        inserted = [
+            (key, name, item.id, str(item.publisher), _xml(item), *owner) for name, item in current
+        ]
+        async with self.db.transaction() as tx:
+            if emptied:
+                await tx.executemany(
+                    "DELETE FROM pubsub_items WHERE service = ? AND node = ?", emptied
+                )
+            if dropped:
+                await tx.executemany(
+                    "DELETE FROM pubsub_nodes WHERE service = ? AND node = ?", dropped
+                )
+            if nodes:
+                await tx.executemany(UPSERT_NODE, nodes)
+            if deleted:
+                await tx.executemany(DELETE_ITEM, deleted)
+            if inserted:
+                await tx.executemany(INSERT_ITEM, inserted)
+
+
+def _affiliations(node: Node) -> str:
+    return json.dumps({str(j): a for j, a in node.affiliations.items()})
+
+
+def _subscriptions(node: Node) -> str:
+    return json.dumps(
+        {str(j): [s.subid, s.state, s.deliver] for j, s in node.subscriptions.items()}
+    )
+
+
+def _subscription(jid: JID, value: object) -> Subscription:
+    """``[subid, state, deliver]``; rows written before subscription options lack
+    ``deliver`` (on)."""
+    fields = value if isinstance(value, list) else []
+    subid, state = (fields + ["", "subscribed"][len(fields) :])[:2]
+    deliver = bool(fields[2]) if len(fields) > 2 else True
+    return Subscription(jid, str(subid), str(state), deliver)
+
+
+def _xml(item: Item) -> str | None:
+    return serialize(item.payload) if item.payload is not None else None
+
+
+def _jids(data: dict[str, object]) -> list[tuple[JID, object]]:
+    found = []
+    for text, value in data.items():
+        try:
+            found.append((JID.parse(str(text)), value))
+        except InvalidJID:
+            log.warning("stored pubsub JID %r is invalid; skipped", text)
+    return found
