@@ -305,6 +305,7 @@ class C2SStream(XmlStream):
                 sasl2.add("mechanism", ns.SASL2, text=name)
             inline = sasl2.add("inline", ns.SASL2)
             inline.add("bind", ns.BIND2)
+            inline.add("sm", ns.SM)  # XEP-0198: <resume/> inline in <authenticate/>
             fast = inline.add("fast", ns.FAST)
             for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
                 fast.add("mechanism", ns.FAST, text=name)
@@ -532,6 +533,10 @@ class C2SStream(XmlStream):
             success.add("additional-data", ns.SASL2, text=base64.b64encode(final).decode())
         self.state = State.WAIT_BIND
         bind = request.find("bind", ns.BIND2)
+        resume = request.find("resume", ns.SM)
+        sm_answer = self._sm_take_over(resume) if resume is not None else None
+        if sm_answer is not None and sm_answer.tag == "resumed":
+            bind = None  # XEP-0198 with SASL2: the resumed session, no new binding
         if bind is not None:
             tag = bind.child_text("tag", ns.BIND2) or "heron"
             self._bind_resource(f"{tag[:32]}.{secrets.token_hex(4)}")
@@ -539,6 +544,8 @@ class C2SStream(XmlStream):
         success.add("authorization-identifier", ns.SASL2, text=identity)
         if bind is not None:
             success.add("bound", ns.BIND2)
+        if sm_answer is not None:
+            success.children.append(sm_answer)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         wanted = request.find("request-token", ns.FAST)
@@ -552,6 +559,8 @@ class C2SStream(XmlStream):
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)
         self._send(self._post_auth_features())
+        if sm_answer is not None and sm_answer.tag == "resumed":
+            self._sm_resend()
 
     # --- before login: registration ---------------------------------------------------
     async def _preauth_iq(self, el: Element) -> None:
@@ -630,36 +639,47 @@ class C2SStream(XmlStream):
             raise StreamError(StreamCondition.UNDEFINED_CONDITION, str(exc), extra) from exc
 
     def _sm_failed(self, condition: str) -> None:
-        failed = Element("failed", ns.SM)
-        failed.add(condition, ns.STANZAS_ERRORS)
-        self._send(failed)
+        self._send(self._sm_failure(condition))
 
     def _sm_resume(self, el: Element) -> None:
         """§5: take over a previous session of this account, resending what it missed."""
         if self.state is not State.WAIT_BIND:
             self._sm_failed("unexpected-request")
             return
+        answer = self._sm_take_over(el)
+        self._send(answer)
+        if answer.tag == "resumed":
+            self._sm_resend()
+
+    def _sm_failure(self, condition: str) -> Element:
+        failed = Element("failed", ns.SM)
+        failed.add(condition, ns.STANZAS_ERRORS)
+        return failed
+
+    def _sm_take_over(self, el: Element) -> Element:
+        """<resumed/> once this stream has taken over session ``previd``, else <failed/>;
+        also inline in a SASL2 <authenticate/> (XEP-0198 with XEP-0388)."""
         old = self.host.sm_find(self, el.attrs.get("previd", ""))
         if old is None or old.sm is None:
-            self._sm_failed("item-not-found")
-            return
+            return self._sm_failure("item-not-found")
         sm = old.sm
         try:
             sm.acknowledge(int(el.attrs.get("h", "")))
         except (ValueError, HandledTooHigh):
-            self._sm_failed("unexpected-request")
-            return
+            return self._sm_failure("unexpected-request")
         self._jid = old._jid
         self._available, self._priority, self.presence = old._available, old._priority, old.presence
         self._hold = old._hold
         self.sm = sm
         self.state = State.BOUND
         self.host.sm_takeover(old, self)
-        resumed = Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
-        self._send(resumed)
-        for stanza in list(sm.unacked):  # still unacknowledged: sent again, kept until acked
+        return Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
+
+    def _sm_resend(self) -> None:
+        assert self.sm is not None
+        for stanza in list(self.sm.unacked):  # still unacknowledged: sent again, until acked
             self._send(stanza)
-        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(sm.unacked))
+        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(self.sm.unacked))
 
     def _bind_resource(self, resource: str) -> None:
         assert self.username is not None
