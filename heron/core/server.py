@@ -352,6 +352,13 @@ class Server:
         return await self.accounts.exists(jid)
 
     # --- C2SHost ----------------------------------------------------------------------
+    @property
+    def scram_iterations(self) -> int:
+        return self.accounts.iterations
+
+    async def scram_upgrade(self, username: str, domain: str, keys: ScramKeys) -> None:
+        await self.accounts.upgrade_keys(JID.make(username, domain), keys)
+
     async def keys_for(self, username: str, domain: str, hash_name: str) -> tuple[ScramKeys, bool]:
         return await self.accounts.keys_for(username, domain, hash_name)
 

@@ -29,7 +29,7 @@ from heron.stanza import (
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
-from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
+from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain, upgrade
 from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.xmlstream import (
     STREAM_FOOTER,
@@ -83,6 +83,7 @@ class C2SStream(XmlStream):
         "_available",
         "_hold",
         "_jid",
+        "_pending",
         "_priority",
         "_sasl",
         "_sasl2",
@@ -91,6 +92,8 @@ class C2SStream(XmlStream):
         "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
+        "_task",
+        "_upgrades",
         "domain",
         "framing",
         "hibernating",
@@ -128,6 +131,9 @@ class C2SStream(XmlStream):
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
+        self._upgrades: list[str] = []  # XEP-0480 tasks still to do before <success/>
+        self._pending: tuple[str, bool] | None = None  # (user, rotate) while tasks run
+        self._task: upgrade.ScramUpgrade | None = None
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         self._hold: Callable[[Element], list[Element]] | None = None
         self.sm: StreamManagement | None = None  # XEP-0198, once enabled
@@ -306,6 +312,7 @@ class C2SStream(XmlStream):
             inline = sasl2.add("inline", ns.SASL2)
             inline.add("bind", ns.BIND2)
             inline.add("sm", ns.SM)  # XEP-0198: <resume/> inline in <authenticate/>
+            upgrade.advertise(sasl2)
             fast = inline.add("fast", ns.FAST)
             for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
                 fast.add("mechanism", ns.FAST, text=name)
@@ -357,6 +364,7 @@ class C2SStream(XmlStream):
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
+        self._pending = self._task = None
         self.state = State.WAIT_AUTH
         if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
@@ -391,6 +399,8 @@ class C2SStream(XmlStream):
                 await self._sasl_auth(el)
             elif el.tag == "response" and self.state is State.SASL and self._sasl is not None:
                 await self._sasl_response(el)
+            elif el.tag in ("next", "task-data") and self._pending is not None:
+                await self._upgrade_step(el)
             elif el.tag == "abort" and self.state in (State.SASL, State.WAIT_AUTH):
                 self._sasl_fail("aborted")
             else:
@@ -421,6 +431,7 @@ class C2SStream(XmlStream):
             bindings
         ):
             raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
+        self._upgrades = upgrade.requested(self._sasl2) if self._sasl2 is not None else []
         if self._sasl2 is not None and mechanism in ht.offered(bindings):
             await self._fast_auth(self._sasl2, mechanism, bindings)
             return
@@ -503,6 +514,29 @@ class C2SStream(XmlStream):
         self.mechanism = scram.mechanism_name
         await self._authenticated_async(self._sasl_user, final)
 
+    async def _upgrade_step(self, el: Element) -> None:
+        """XEP-0480 §3.3 for UPGR-SCRAM-*: <next/> gets the salt, <task-data/> the hash."""
+        assert self._pending is not None
+        if el.tag == "next":
+            if self._task is not None or el.attrs.get("task") != self._upgrades[0]:
+                raise SaslFailure("malformed-request", "start the task asked for")
+            self._task = upgrade.ScramUpgrade(self._upgrades[0], self.host.scram_iterations)
+            self._send(self._task.challenge())
+            return
+        if self._task is None:
+            raise SaslFailure("malformed-request", "start the task first")
+        keys = self._task.finish(el)
+        username, rotate = self._pending
+        await self.host.scram_upgrade(username, self.domain, keys)
+        self.log.info("stored SCRAM-%s keys for %s (XEP-0480)", keys.hash_name, username)
+        self._task = None
+        self._upgrades.pop(0)
+        if self._upgrades:
+            self._send(upgrade.continue_with(self._upgrades[0], b""))
+            return
+        self._pending = None
+        await self._authenticated_async(username, b"", rotate=rotate)
+
     def _check_authzid(self, authzid: str, authcid: str) -> None:
         if not authzid:
             return
@@ -516,6 +550,11 @@ class C2SStream(XmlStream):
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
     ) -> None:
+        if self._sasl2 is not None and self._upgrades:
+            # XEP-0480: authenticated, but the asked-for upgrades come before <success/>.
+            self._pending, self.state = (username, rotate), State.SASL
+            self._send(upgrade.continue_with(self._upgrades[0], final))
+            return
         self.host.auth_result(self.link.peer, username, self.domain, True)
         self.username = JID.make(username, self.domain).local
         self.is_authenticated = True

@@ -57,6 +57,14 @@ class C2SHost(Protocol):
         (``cb``: the channel binding data the mechanism hashes in)."""
         ...
 
+    @property
+    def scram_iterations(self) -> int:
+        """For the keys a client derives in an upgrade task (XEP-0480)."""
+        ...
+
+    async def scram_upgrade(self, username: str, domain: str, keys: ScramKeys) -> None:
+        """Store (add or replace) the account's keys for ``keys.hash_name``."""
+
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
 
     async def preauth_iq(

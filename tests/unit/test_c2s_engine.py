@@ -107,6 +107,11 @@ class FakeHost:
     def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
         pass
 
+    scram_iterations = 4096
+
+    async def scram_upgrade(self, username: str, domain: str, keys: ScramKeys) -> None:
+        pass
+
     async def fast_issue(
         self, username: str, domain: str, agent: str, mechanism: str
     ) -> tuple[str, float]:
