@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from heron.cluster.node import ClusterNode, make_ended
-from heron.config import ConfigError, ServerConfig
+from heron.config import ConfigError, LimitsConfig, ListenerConfig, ServerConfig
 from heron.core.server import Server
 from heron.modules import AVAILABLE
 from heron.ratelimit import ConnectionGuard
@@ -44,6 +44,21 @@ class Listener(Protocol):
 
 
 @dataclass
+class Wiring:
+    """What the listeners are built from, kept so that a reload can add listeners, renew
+    certificates and change limits (heron.ops.reload)."""
+
+    tls_context: ssl.SSLContext
+    bindings: dict[str, bytes]  # domain → tls-server-end-point data
+    provider: TlsProvider
+    policy: LimitsConfig  # the traffic policy's figures (heron.transport.runner)
+    guard: ConnectionGuard
+    s2s_tls: S2STls | None
+    bosh: Bosh
+    reuse_port: bool = False  # several processes share the ports (heron serve --workers)
+
+
+@dataclass
 class RunningServer:
     server: Server
     listeners: list[Listener] = field(default_factory=list)
@@ -51,6 +66,9 @@ class RunningServer:
     certificates: dict[str, Path] = field(default_factory=dict)  # domain → certificate file
     connector: S2SConnector | None = None  # outgoing federation, when enabled
     cluster: ClusterNode | None = None  # with [cluster]: this node of several
+    wiring: Wiring | None = None
+    by_spec: list[tuple[ListenerConfig, Listener]] = field(default_factory=list)
+    """The configured listeners (not the SOCKS5 one a module asks for), for reloads."""
 
     async def stop(self) -> None:
         for listener in self.listeners:
@@ -62,7 +80,7 @@ class RunningServer:
             await self.cluster.stop()
 
 
-def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
+def certificates_for(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
     certs: dict[str, tuple[Path, Path]] = {}
     for host in config.hosts:
         if host.cert is not None and host.key is not None:
@@ -79,6 +97,9 @@ def _certificates(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
         # Remote servers reach a component's domain over s2s: TLS needs a certificate for it.
         certs[component.domain] = ensure_certificate(component.domain, config.data_dir / "certs")
     return certs
+
+
+_certificates = certificates_for  # the name heron.supervisor imports
 
 
 def raise_open_files_limit(connections: int) -> None:
@@ -148,12 +169,14 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
             server.limits,
         )
         server.placement = running.cluster.rooms
+        server.sm_elsewhere = running.cluster.sm_elsewhere
+        running.cluster.sm_release = server.sm_release
     try:
         await server.start()
         if running.cluster is not None:
             await running.cluster.start()
         loop = asyncio.get_running_loop()
-        certs = await loop.run_in_executor(None, _certificates, config)
+        certs = await loop.run_in_executor(None, certificates_for, config)
         running.certificates = {d: c for d, (c, _k) in certs.items()}
         context = sni_context(certs, config.hosts[0].domain)
         bindings: dict[str, bytes] = {}
@@ -182,47 +205,9 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
             )
             server.s2s.connect = running.connector.connect
         bosh = Bosh(config.http.bosh_max_wait_s, config.http.bosh_max_inactivity_s)
+        running.wiring = Wiring(context, bindings, provider, lim, guard, s2s_tls, bosh, reuse_port)
         for spec in config.listeners:
-            listener: C2SListener | S2SListener | HttpListener | ComponentListener
-            if spec.kind == "component":
-                listener = ComponentListener(server, policy=lim, guard=guard, reuse_port=reuse_port)
-            elif spec.kind in ("http", "https"):
-                listener = HttpListener(
-                    server,
-                    config.http,
-                    tls=context if spec.kind == "https" else None,
-                    policy=lim,
-                    guard=guard,
-                    bosh=bosh,
-                    reuse_port=reuse_port,
-                )
-            elif spec.kind in ("s2s", "s2s_tls"):
-                if s2s_tls is None:
-                    raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
-                listener = S2SListener(
-                    server,
-                    s2s_tls,
-                    policy=lim,
-                    guard=guard,
-                    direct_tls=spec.kind == "s2s_tls",
-                    reuse_port=reuse_port,
-                )
-            else:
-                listener = C2SListener(
-                    server,
-                    provider,
-                    direct_tls=spec.kind == "c2s_tls",
-                    policy=lim,
-                    guard=guard,
-                    reuse_port=reuse_port,
-                )
-            port = await listener.start(spec.host, spec.port)
-            if isinstance(listener, HttpListener) and not server.http_base_url:
-                server.http_base_url = _base_url(config, spec.kind, spec.host, port)
-                log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
-            running.listeners.append(listener)
-            running.ports.setdefault(spec.kind, port)
-            log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+            await open_listener(running, spec)
         for request in server.bytestreams.listen_requests:
             # XEP-0065: the proxy module asked for its SOCKS5 listener.
             socks5 = Socks5Listener(server.bytestreams, reuse_port=reuse_port)
@@ -237,8 +222,59 @@ async def start(config: ServerConfig, *, reuse_port: bool = False) -> RunningSer
     return running
 
 
+async def open_listener(running: RunningServer, spec: ListenerConfig) -> Listener:
+    """Start one configured listener (at start, or when a reload adds it)."""
+    server, config, wiring = running.server, running.server.config, running.wiring
+    assert wiring is not None
+    policy, guard = wiring.policy, wiring.guard
+    listener: C2SListener | S2SListener | HttpListener | ComponentListener
+    reuse = wiring.reuse_port
+    if spec.kind == "component":
+        listener = ComponentListener(server, policy=policy, guard=guard, reuse_port=reuse)
+    elif spec.kind in ("http", "https"):
+        listener = HttpListener(
+            server,
+            config.http,
+            tls=wiring.tls_context if spec.kind == "https" else None,
+            policy=policy,
+            guard=guard,
+            bosh=wiring.bosh,
+            reuse_port=reuse,
+        )
+    elif spec.kind in ("s2s", "s2s_tls"):
+        if wiring.s2s_tls is None:
+            raise ConfigError("listeners: an s2s listener needs s2s.enabled = true")
+        listener = S2SListener(
+            server,
+            wiring.s2s_tls,
+            policy=policy,
+            guard=guard,
+            direct_tls=spec.kind == "s2s_tls",
+            reuse_port=reuse,
+        )
+    else:
+        listener = C2SListener(
+            server,
+            wiring.provider,
+            direct_tls=spec.kind == "c2s_tls",
+            policy=policy,
+            guard=guard,
+            reuse_port=reuse,
+        )
+    port = await listener.start(spec.host, spec.port)
+    if isinstance(listener, HttpListener) and not server.http_base_url:
+        server.http_base_url = _base_url(config, spec.kind, spec.host, port)
+        log.info("chat page at %s%s", server.http_base_url, config.http.chat_path)
+    running.listeners.append(listener)
+    running.by_spec.append((spec, listener))
+    running.ports.setdefault(spec.kind, port)
+    log.info("listening for %s on %s:%d", spec.kind, spec.host, port)
+    return listener
+
+
 async def serve(config: ServerConfig, *, reuse_port: bool = False) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM (`heron serve` uses heron.ops.run's, with reload and the
+    admin socket)."""
     running = await start(config, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ from heron.modules import AVAILABLE
 from heron.modules.antispam import SqlQuarantineStore
 from heron.modules.blocking.store import SqlBlockingStore
 from heron.modules.register.store import SqlInvitationStore
+from heron.ops.cli import add_admin_commands, data_dir_only
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database, SqlStore
@@ -101,7 +102,7 @@ async def _with_accounts(
 
 
 def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
-    from heron.app import serve  # keeps the account commands light
+    from heron.ops.run import serve  # keeps the account commands light
 
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
@@ -115,7 +116,7 @@ def cmd_serve(config: ServerConfig, args: argparse.Namespace) -> int:
         config = dataclasses.replace(
             config, cluster=dataclasses.replace(config.cluster, node=args.node)
         )
-    _run_uvloop(serve(config, reuse_port=args.reuse_port))
+    _run_uvloop(serve(config, args.config, reuse_port=args.reuse_port))
     return 0
 
 
@@ -189,9 +190,11 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
 
 async def _forget_stored(config: ServerConfig, jid: JID) -> None:
     """What the account's host keeps for it goes with it: roster and last activity,
-    offline messages, archive (as the modules do on an in-band removal)."""
+    offline messages, archive, its affiliations and subscriptions on pubsub nodes (as the
+    modules do on an in-band removal)."""
     from heron.modules.mam.store import SqlArchiveStore
     from heron.modules.offline.store import SqlOfflineStore
+    from heron.modules.pubsub.store import SqlPubsubStore
     from heron.modules.roster.store import SqlRosterStore
 
     enabled = next((h.modules for h in config.hosts if h.domain == jid.domain), ())
@@ -207,6 +210,9 @@ async def _forget_stored(config: ServerConfig, jid: JID) -> None:
         if "mam" in enabled:
             await db.migrate(SqlArchiveStore.migrations_for(db.dialect))
             await SqlArchiveStore(db).forget(jid.domain, local)
+        if "pubsub" in enabled:  # its PEP went with its row; whoever takes the name later
+            await db.migrate(SqlPubsubStore.migrations_for(db.dialect))  # inherits no node
+            await SqlPubsubStore(db).forget_entity(jid)
     finally:
         await db.close()
 
@@ -413,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=Path, required=True, help="the other configuration file")
     p.add_argument("--force", action="store_true", help="replace data already in the target")
     p.set_defaults(fn=cmd_copy_storage)
+    add_admin_commands(add)  # status, sessions, kick, reload: over the admin socket
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)
@@ -425,9 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, known_modules=AVAILABLE)
     except ConfigError as exc:
-        print(f"heron: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(config.logging.level)
+        if not getattr(args, "any_config", False) or args.config is None:
+            print(f"heron: configuration error: {exc}", file=sys.stderr)
+            return 2
+        config = data_dir_only(args.config)  # `heron reload`: the server judges the file
+    setup_logging(config.logging.level, config.logging.format)
     try:
         code: int = args.fn(config, args)
     except CliError as exc:

@@ -183,8 +183,21 @@ def sni_context(certs: Mapping[str, tuple[Path, Path]], default_domain: str) -> 
     """
     if default_domain not in certs:
         raise TlsError(f"no certificate for the default domain {default_domain}")
-    contexts = {domain.lower(): server_context(*files) for domain, files in certs.items()}
     base = server_context(*certs[default_domain])
+    renew_sni_context(base, certs, default_domain)
+    return base
+
+
+def renew_sni_context(
+    base: ssl.SSLContext, certs: Mapping[str, tuple[Path, Path]], default_domain: str
+) -> None:
+    """Load the certificates again into a context `sni_context` made (a reload: renewed
+    files, added or removed hosts). Listeners keep the same context object; handshakes from
+    now on use the new certificates, established connections keep theirs."""
+    if default_domain not in certs:
+        raise TlsError(f"no certificate for the default domain {default_domain}")
+    contexts = {domain.lower(): server_context(*files) for domain, files in certs.items()}
+    base.load_cert_chain(*certs[default_domain])
 
     def choose(ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         if server_name is None:
@@ -194,7 +207,6 @@ def sni_context(certs: Mapping[str, tuple[Path, Path]], default_domain: str) -> 
             ssl_object.context = ctx
 
     base.sni_callback = choose
-    return base
 
 
 _T = TypeVar("_T")

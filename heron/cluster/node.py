@@ -16,6 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from heron import ns
 from heron.cluster.bus import Bus, NatsBus, RedisBus
 from heron.cluster.directory import Entry, RedisDirectory
@@ -107,10 +110,14 @@ class ClusterNode:
         self.bus.undelivered = self._undelivered
         self.live: set[str] = {self.name}  # nodes with a live lease, as last seen
         self.rooms = ClusterRooms(self.directory, self._forward_room, lambda: self.live)
-        self._ops: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._ops: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        # XEP-0198 across nodes: accounts whose client failed to resume here a session of
+        # another node (previd), released there once the client is available here again.
+        self.sm_release: Callable[[str, JID], None] | None = None
+        self._resuming: dict[JID, str] = {}
         self.reaped = 0  # sessions this node removed for dead nodes (metrics, tests)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -142,9 +149,14 @@ class ClusterNode:
             await self.directory.close()
             return
         self.sessions.listener = None
-        for task in self._tasks:
+        # The registry updates still queued are done first (a cancelled Redis call can
+        # surface as a connection error, which the loop would take for an outage).
+        self._ops.put_nowait(None)
+        for task in self._tasks[1:]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _done, stuck = await asyncio.wait(self._tasks, timeout=5)
+        for task in stuck:
+            task.cancel()
         try:
             for session in self.sessions.all():
                 self.bus.broadcast(_event("del", session.jid, self.name))
@@ -188,12 +200,29 @@ class ClusterNode:
         entry = self._entry(session)
         if await self.directory.update(session.jid, entry):
             self.bus.broadcast(_event("set", session.jid, self.name, entry))
+        previd = self._resuming.pop(session.jid.bare, None) if entry.available else None
+        if previd is not None:
+            # After its availability (same channel, so heard first): the old node's
+            # hand-back of unacknowledged messages by bare JID finds this session.
+            self.bus.broadcast(
+                json.dumps(["smend", str(session.jid.bare), self.name, previd]).encode()
+            )
+
+    def sm_elsewhere(self, previd: str, account: JID) -> None:
+        """A client could not resume ``previd`` here: maybe it hibernates on another node."""
+        if len(self._resuming) < 10000:
+            self._resuming[account] = previd
 
     async def _run_ops(self) -> None:
         while True:
             op = await self._ops.get()
+            if op is None:  # stopping
+                return
             try:
                 await op()
+            except (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis is away: a restart ends in every node re-asserting its sessions.
+                log.warning("cluster registry update failed: %s", exc)
             except Exception:
                 log.exception("cluster registry update failed")
 
@@ -323,6 +352,10 @@ class ClusterNode:
                     continue
                 if op == "down":
                     self._node_down(node, [JID.parse(r) for r in json.loads(raw)])
+                    continue
+                if op == "smend":
+                    if self.sm_release is not None:
+                        self.sm_release(raw, JID.parse(full_text))
                     continue
                 full = JID.parse(full_text)
             except (ValueError, InvalidJID):

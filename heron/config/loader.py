@@ -59,6 +59,7 @@ from heron.config.model import (
     DEFAULT_LISTENERS,
     DEFAULT_MODULES,
     LISTENER_KINDS,
+    LOG_FORMATS,
     LOG_LEVELS,
     MIN_SCRAM_ITERATIONS,
     STORAGE_ENGINES,
@@ -558,11 +559,12 @@ def _components(table: _Table, hosts: set[str]) -> tuple[model.ComponentConfig, 
 
 
 def _logging(table: _Table) -> model.LoggingConfig:
-    level = table.get_str("level", "INFO").upper()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"{table.path('level')}: must be one of {', '.join(LOG_LEVELS)}")
+    level, form = table.get_str("level", "INFO").upper(), table.get_str("format", "text")
+    for key, value, known in (("level", level, LOG_LEVELS), ("format", form, LOG_FORMATS)):
+        if value not in known:
+            raise ConfigError(f"{table.path(key)}: must be one of {', '.join(known)}")
     table.finish()
-    return model.LoggingConfig(level)
+    return model.LoggingConfig(level, form)
 
 
 def _hosts(

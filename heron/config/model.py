@@ -37,6 +37,7 @@ DEFAULT_MODULES: Final[tuple[str, ...]] = (
     "muc",
     "pubsub",
     "upload",
+    "adhoc",
 )
 LISTENER_KINDS: Final[frozenset[str]] = frozenset(
     {"c2s", "c2s_tls", "s2s", "s2s_tls", "http", "https", "component"}
@@ -258,9 +259,14 @@ class ComponentConfig:
     """A second connection for the domain replaces the first; by default it is refused."""
 
 
+LOG_FORMATS: Final[tuple[str, ...]] = ("text", "json")
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
+    format: str = "text"
+    """`text` (one line a record) or `json` (one object a line, for log collectors)."""
 
 
 DEFAULT_LISTENERS: Final[tuple[ListenerConfig, ...]] = (

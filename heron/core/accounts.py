@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from heron.credentials import ScramKeys, derive_all, fake_keys, prepare_password
 from heron.jid import JID, InvalidJID, normalize_localpart
 from heron.storage.accounts import AccountStore, UserExists, UserNotFound
+from heron.storage.disabled import DisabledAccounts, MemoryDisabledAccounts
 
 __all__ = ["AccountService", "InvalidJID", "UserExists", "UserNotFound"]
 
@@ -24,8 +25,16 @@ KNOWN_MAX = 100_000
 
 
 class AccountService:
-    def __init__(self, store: AccountStore, secret: bytes, iterations: int = 4096) -> None:
+    def __init__(
+        self,
+        store: AccountStore,
+        secret: bytes,
+        iterations: int = 4096,
+        disabled: DisabledAccounts | None = None,
+    ) -> None:
         self.store = store
+        # XEP-0133 §4.3: a disabled account keeps its data but cannot log in.
+        self.disabled: DisabledAccounts = disabled or MemoryDisabledAccounts()
         self.secret = secret
         self.iterations = iterations
         # Every message to a bare JID asks whether the account exists; remembering the
@@ -70,6 +79,18 @@ class AccountService:
         self._known.pop((jid.local, jid.domain), None)
         await self.store.delete(jid.local, jid.domain)
 
+    async def disable(self, jid: JID) -> bool:
+        """Refuse the account's logins from now on (sessions are the caller's to end);
+        False when there is no such account."""
+        return jid.local is not None and await self.disabled.disable(jid.local, jid.domain)
+
+    async def enable(self, jid: JID) -> bool:
+        """Allow a disabled account to log in again; False when it was not disabled."""
+        return jid.local is not None and await self.disabled.enable(jid.local, jid.domain)
+
+    async def is_disabled(self, jid: JID) -> bool:
+        return jid.local is not None and await self.disabled.is_disabled(jid.local, jid.domain)
+
     async def exists(self, jid: JID) -> bool:
         if jid.local is None:
             return False
@@ -98,6 +119,12 @@ class AccountService:
         except InvalidJID:
             local = None
         stored = await self.store.get_keys(local, domain) if local is not None else None
+        if (
+            stored is not None
+            and local is not None
+            and await self.disabled.is_disabled(local, domain)
+        ):
+            stored = None  # a disabled account answers like an unknown one: not-authorized
         if stored is not None and hash_name in stored:
             return stored[hash_name], True
         fake_name = local if local is not None else hashlib.sha256(username.encode()).hexdigest()

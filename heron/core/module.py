@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from heron.config import ConfigError, HostConfig, build_options
 from heron.core.admins import Admins
+from heron.core.control import Control, ReloadReport
 from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import (
     AccountDeleted,
+    DiscoNodes,
     FeatureProvider,
     Hook,
     HostRegistry,
@@ -40,7 +42,6 @@ from heron.core.registry import (
 )
 from heron.jid import JID
 from heron.storage.db import Database, SqlStore
-from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
 
 if TYPE_CHECKING:
@@ -183,6 +184,8 @@ class CoreServices:
     clock: Callable[[], float] = time.time
     admins: Admins = field(default_factory=Admins)
     """Who administers each host (the config's `admins`, updated on reload)."""
+    control: Control = field(default_factory=Control)
+    """Server-wide operations (reload) for the admin commands."""
     placement: RoomPlacement = field(default_factory=LocalPlacement)
     """Which node runs a room (a cluster), or always this one."""
 
@@ -246,6 +249,10 @@ class ModuleContext:
     def now(self) -> float:
         return self.core.clock()
 
+    async def reload(self) -> ReloadReport:
+        """Re-read the configuration and certificates (XEP-0133 admin commands)."""
+        return await self.core.control.reload()
+
     def is_admin(self, jid: JID) -> bool:
         """True when ``jid``'s account administers this module's host (config `admins`)."""
         return self.core.admins.is_admin(jid, self.domain)
@@ -256,14 +263,6 @@ class ModuleContext:
     def store(self, cls: type[S]) -> S:
         """The shared instance of one of the module's declared stores."""
         return self.core.stores.get(cls)
-
-    def sqlite(self) -> SqliteDatabase:
-        """Transitional, for stores not yet written against `Database`: the SQLite engine
-        (a ConfigError on any other engine)."""
-        db = self.core.stores.db
-        if not isinstance(db, SqliteDatabase):
-            raise ConfigError(f"{self.key_path}: this module supports only the sqlite engine yet")
-        return db
 
     def settings(self, cls: type[OptionsT]) -> OptionsT:
         """The module's options as the dataclass ``cls`` (types and `option()` bounds
@@ -308,6 +307,12 @@ class ModuleContext:
             items.pop(jid, None)
 
         self.undo.append(remove)
+
+    def add_disco_nodes(self, provider: DiscoNodes) -> None:
+        """Serve disco nodes of the host (answered through the disco module)."""
+        nodes = self.registry.disco_nodes
+        nodes.append(provider)
+        self.undo.append(lambda: nodes.remove(provider))
 
     def add_account_feature(self, feature: str) -> None:
         """A feature in the disco#info of the host's accounts."""

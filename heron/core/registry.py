@@ -90,6 +90,11 @@ class ContactDirectory(Protocol):
         """``other``'s roster entry in ``account``'s roster (subscription none if absent)."""
         ...
 
+    async def roster_items(self, account: JID) -> list[Element]:
+        """The account's roster as RFC 6121 ``<item/>`` elements (XEP-0133 get-user-roster,
+        export)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Avatar:
@@ -140,6 +145,19 @@ class AccountItems(Protocol):
         ...
 
 
+class DiscoNodes(Protocol):
+    """Service discovery nodes of the host (XEP-0030 §3.2, §4.2), such as XEP-0050's
+    command list: a provider answers the nodes it knows and None for the others."""
+
+    async def node_info(self, node: str, asker: JID) -> Element | None:
+        """The disco#info ``<query/>`` of ``node`` as ``asker`` may see it, else None."""
+        ...
+
+    async def node_items(self, node: str, asker: JID) -> Element | None:
+        """The disco#items ``<query/>`` of ``node`` as ``asker`` may see it, else None."""
+        ...
+
+
 AccountDeleted = Callable[[JID], Awaitable[None]]
 """Called after an account was removed, to drop what modules keep for it."""
 
@@ -181,6 +199,7 @@ class HostRegistry:
     private_xml: PrivateXml | None = None  # set by the private module
     private_watcher: PrivateXmlWatcher | None = None  # set by the pubsub module
     account_deleted: list[AccountDeleted] = field(default_factory=list)
+    disco_nodes: list[DiscoNodes] = field(default_factory=list)  # asked by the disco module
 
     async def forget_account(self, account: JID) -> None:
         """Run every ``account_deleted`` callback (after the account itself is gone)."""

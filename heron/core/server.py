@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from heron import __version__, ns
-from heron.config import ConfigError, ServerConfig, build_options
+from heron.config import ConfigError, HostConfig, LimitsConfig, ServerConfig, build_options
 from heron.core.accounts import AccountService
 from heron.core.admins import Admins
 from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
+from heron.core.control import Control
 from heron.core.metrics import Metrics
 from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
 from heron.core.placement import LocalPlacement, RoomPlacement
@@ -36,6 +37,7 @@ from heron.stanza import Stanza, StanzaCondition, StanzaError, StreamCondition, 
 from heron.storage import open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database, Migration, SqlStore
+from heron.storage.disabled import SqlDisabledAccounts
 from heron.storage.fast import FastTokenStore
 from heron.stream.c2s import C2SStream
 from heron.stream.component import ComponentStream
@@ -50,15 +52,14 @@ log = logging.getLogger(__name__)
 
 class Server:
     version = __version__
+    _core: CoreServices  # what every module's context shares; made by start()
 
     def __init__(self, config: ServerConfig, modules: Mapping[str, type[Module]]) -> None:
         self.config = config
         self.available_modules = modules
         lim = config.limits
-        self.limits = lim.parser_limits()
-        self.pre_auth_limits = lim.parser_limits(pre_auth=True)
+        self.apply_limits(lim)
         self.require_tls = config.require_tls
-        self.out_queue_bytes = lim.out_queue_bytes
         self.sessions = SessionManager()
         self.placement: RoomPlacement = LocalPlacement()  # a cluster's, set before start()
         self.registries: dict[str, HostRegistry] = {}
@@ -76,6 +77,7 @@ class Server:
         self.http_base_url = ""  # where clients reach the HTTP side (upload URLs)
         self.metrics = Metrics()
         self.admins = Admins(config)
+        self.control = Control()  # heron.app sets its reloader
         self.router.metrics = self.metrics.stanzas
         self.metrics.gauge("heron_c2s_sessions", "Bound client sessions", self._session_gauge)
         self.metrics.gauge(
@@ -104,12 +106,26 @@ class Server:
         self._dialback_secret = b""
         self._secret = b""
         # XEP-0198: resumable sessions by id, and the timers of those waiting to resume.
-        self.sm_resume_timeout_s = lim.sm_resume_timeout_s
         self.sm_sessions: dict[str, C2SStream] = {}
         self._hibernation: dict[str, asyncio.TimerHandle] = {}
+        # A cluster: told when a client asks to resume a session this node does not hold
+        # (it may hibernate on another node, which then ends it: sm_release).
+        self.sm_elsewhere: Callable[[str, JID], None] | None = None
         self._expiring: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._drained: asyncio.Event | None = None  # set by stop(), once no session is left
+        self._ending = 0  # sessions being ended (presence, hand-back) right now
         self.auth_throttle = AuthThrottle(lim.auth_limits())
+
+    def apply_limits(self, lim: LimitsConfig) -> None:
+        """Parser limits, queue bound and resumption time for streams opened from now on
+        (at start, and on reload)."""
+        self.limits = lim.parser_limits()
+        self.pre_auth_limits = lim.parser_limits(pre_auth=True)
+        self.out_queue_bytes = lim.out_queue_bytes
+        self.sm_resume_timeout_s = lim.sm_resume_timeout_s
+        if hasattr(self, "auth_throttle"):
+            self.auth_throttle.limits = lim.auth_limits()
 
     def db_or_fail(self) -> Database:
         """The open database (only valid once started)."""
@@ -131,12 +147,13 @@ class Server:
             version=self.version,
             data_dir=self.config.data_dir,
             admins=self.admins,
+            control=self.control,
             placement=self.placement,
         )
 
     def migrations(self, dialect: str) -> list[Migration]:
         """The schema of the core's stores and of every store an enabled module declares."""
-        classes: list[type[SqlStore]] = [SqlAccountStore, FastTokenStore]
+        classes: list[type[SqlStore]] = [SqlAccountStore, FastTokenStore, SqlDisabledAccounts]
         for host in self.config.hosts:
             for name in host.modules:
                 cls = self.available_modules.get(name)
@@ -176,31 +193,14 @@ class Server:
         self._dialback_secret = self.derived_secret("dialback")
         self.s2s.start()
         self._accounts = AccountService(
-            self.stores.get(SqlAccountStore), secret, self.config.scram_iterations
+            self.stores.get(SqlAccountStore),
+            secret,
+            self.config.scram_iterations,
+            self.stores.get(SqlDisabledAccounts),
         )
-        core = self.core_services()
+        self._core = self.core_services()
         for host in self.config.hosts:
-            registry = HostRegistry(host.domain)
-            self.registries[host.domain] = registry
-            manager = ModuleManager(registry)
-            self.managers[host.domain] = manager
-            for name in host.modules:
-                cls = self.available_modules.get(name)
-                if cls is None:
-                    raise ConfigError(f'hosts."{host.domain}".modules: unknown module {name!r}')
-                options = host.module_options.get(name, {})
-                ctx = ModuleContext(
-                    core=core,
-                    domain=host.domain,
-                    registry=registry,
-                    options=options,
-                    log=logging.LoggerAdapter(
-                        logging.getLogger(f"heron.modules.{name}"), {"host": host.domain}
-                    ),
-                    host=host,
-                    name=name,
-                )
-                await manager.load(cls, ctx)
+            await self.add_host(host)
         for component in self.config.components:
             # Listed in the disco#items of the host it is a subdomain of (else the first).
             parents = [d for d in self.registries if component.domain.endswith("." + d)]
@@ -208,17 +208,96 @@ class Server:
             self.registries[parent].items.setdefault(component.domain, "")
         log.info("Heron %s serving %s", self.version, ", ".join(self.registries))
 
-    async def stop(self) -> None:
+    # --- hosts and their modules (at start, and on reload) ---------------------------
+    async def add_host(self, host: HostConfig) -> None:
+        """Serve a virtual host: its registry and its modules, in the configured order."""
+        registry = HostRegistry(host.domain)
+        self.registries[host.domain] = registry
+        manager = ModuleManager(registry)
+        self.managers[host.domain] = manager
+        for name in host.modules:
+            await self._load_module(manager, host, name)
+
+    async def _load_module(self, manager: ModuleManager, host: HostConfig, name: str) -> None:
+        cls = self.available_modules.get(name)
+        if cls is None:
+            raise ConfigError(f'hosts."{host.domain}".modules: unknown module {name!r}')
+        ctx = ModuleContext(
+            core=self._core,
+            domain=host.domain,
+            registry=manager.registry,
+            options=host.module_options.get(name, {}),
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"heron.modules.{name}"), {"host": host.domain}
+            ),
+            host=host,
+            name=name,
+        )
+        await manager.load(cls, ctx)
+
+    async def remove_host(self, domain: str) -> None:
+        """Stop serving a host: its users' streams end (host-gone), its modules unload."""
+        for session in self.sessions.all():
+            if session.jid.domain == domain:
+                session.close(StreamError(StreamCondition.HOST_GONE, "this host was removed"))
+        manager = self.managers.pop(domain, None)
+        if manager is not None:
+            await manager.unload_all()
+        self.registries.pop(domain, None)
+
+    async def reload_modules(self, old: HostConfig, new: HostConfig) -> list[str]:
+        """Load, unload or restart the host's modules whose presence or options changed (and
+        those requiring them); the others keep running, with their state. The names
+        touched."""
+        manager = self.managers[new.domain]
+        changed = {
+            name
+            for name in set(old.modules) | set(new.modules)
+            if (name in old.modules) != (name in new.modules)
+            or old.module_options.get(name, {}) != new.module_options.get(name, {})
+        }
+        grew = True
+        while grew:  # a module needing a changed one starts again after it
+            grew = False
+            for name in list(manager.modules):
+                cls = self.available_modules.get(name)
+                if name not in changed and cls is not None and changed & set(cls.requires):
+                    changed.add(name)
+                    grew = True
+        for name in reversed(list(manager.modules)):
+            if name in changed:
+                await manager.unload(name)
+        for name in new.modules:
+            if name in changed:
+                await self._load_module(manager, new, name)
+        return sorted(changed)
+
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Close every client stream with system-shutdown and wait (up to ``drain_s``) for
+        them to end, so that what stream management never saw acknowledged is handed back
+        (offline storage) while the modules still run; then the modules stop (the archive
+        flushes), then federation, then the database."""
         self._stopping = True
         for timer in self._hibernation.values():
             timer.cancel()
         self._hibernation.clear()
-        await self.s2s.stop()
+        for stream in [s for s in self.sm_sessions.values() if s.hibernating]:
+            await self._end(stream)  # XEP-0198: its unacknowledged messages go offline
         self.components.close_all(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "shutting down"))
+        self._drained = asyncio.Event()
         for session in self.sessions.all():
             session.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
+        if len(self.sessions) or self._ending:
+            try:
+                async with asyncio.timeout(drain_s):
+                    await self._drained.wait()
+            except TimeoutError:
+                log.warning("%d session(s) still open after %ss", len(self.sessions), drain_s)
+        if self._expiring:
+            await asyncio.wait(set(self._expiring), timeout=drain_s)
         for manager in self.managers.values():
             await manager.unload_all()
+        await self.s2s.stop()
         if self.db is not None:
             await self.db.close()
             self.db = None
@@ -273,6 +352,8 @@ class Server:
             local = JID.make(username, domain).local or username
         except InvalidJID:
             return None
+        if await self.accounts.disabled.is_disabled(local, domain):
+            return None  # XEP-0133: a disabled account's tokens do not log it in either
         key = self.derived_secret("fast")
         return await self.fast.verify(local, domain, agent, mechanism, proof, cb, key)
 
@@ -419,6 +500,8 @@ class Server:
 
     def sm_find(self, session: C2SStream, previd: str) -> C2SStream | None:
         old = self.sm_sessions.get(previd)
+        if old is None and self.sm_elsewhere is not None and session.username is not None:
+            self.sm_elsewhere(previd, JID.make(session.username, session.domain))
         if old is None or old.superseded or session.username is None:
             return None
         if old.jid.bare != JID.make(session.username, session.domain):
@@ -438,6 +521,22 @@ class Server:
         if not old.is_closed:
             old.close_reason = "resumed on another connection"
             old.link.close()  # a half-open old connection: dropped without a word
+
+    def sm_release(self, previd: str, account: JID) -> None:
+        """The client of ``previd`` came back on another node and could not resume there
+        (XEP-0198 state lives in one process): end the session here now, handing what it
+        never acknowledged back to the router (to the client's new session, or offline)
+        instead of holding it until the resumption timeout."""
+        session = self.sm_sessions.get(previd)
+        if session is None or session.superseded or session.jid.bare != account:
+            return
+        timer = self._hibernation.pop(previd, None)
+        if timer is not None:
+            timer.cancel()
+        if session.hibernating:
+            self._expire(session)
+        else:  # a half-open connection the client has given up on
+            session.close(StreamError(StreamCondition.CONFLICT, "the client came back elsewhere"))
 
     def _expire(self, session: C2SStream) -> None:
         task = asyncio.ensure_future(self._end(session))
@@ -469,15 +568,22 @@ class Server:
                 del self.sm_sessions[sm.id]
         if not session.was_bound or not self.sessions.unbind(session):
             return
-        if session.is_available:
-            session.set_presence(None)
-            unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
-            unavailable.attrs["from"] = str(session.jid)
-            registry = self.registries.get(session.jid.domain)
-            if registry is not None:
-                await registry.run_hooks("session/ended", Stanza(unavailable, None, session.jid))
-        if sm is not None:
-            await self._hand_back(session, list(sm.unacked))
+        self._ending += 1
+        try:
+            if session.is_available:
+                session.set_presence(None)
+                unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+                unavailable.attrs["from"] = str(session.jid)
+                registry = self.registries.get(session.jid.domain)
+                if registry is not None:
+                    ended = Stanza(unavailable, None, session.jid)
+                    await registry.run_hooks("session/ended", ended)
+            if sm is not None:
+                await self._hand_back(session, list(sm.unacked))
+        finally:
+            self._ending -= 1
+        if self._drained is not None and not len(self.sessions) and not self._ending:
+            self._drained.set()  # stop() waits for the last one, its messages handed back
 
     async def _hand_back(self, session: C2SStream, unacked: list[Element]) -> None:
         """XEP-0198 §5: messages the client never acknowledged are not lost: routed again,

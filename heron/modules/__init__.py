@@ -4,6 +4,7 @@ from typing import Final
 
 from heron.config import DEFAULT_MODULES
 from heron.core.module import Module
+from heron.modules.adhoc import AdhocModule
 from heron.modules.antispam import AntispamModule
 from heron.modules.blocking import BlockingModule
 from heron.modules.carbons import CarbonsModule
@@ -29,6 +30,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
     cls.name: cls
     for cls in (
         DiscoModule,
+        AdhocModule,
         PingModule,
         VersionModule,
         TimeModule,
@@ -56,6 +58,7 @@ AVAILABLE: Final[dict[str, type[Module]]] = {
 __all__ = [
     "AVAILABLE",
     "DEFAULT_MODULES",
+    "AdhocModule",
     "AntispamModule",
     "BlockingModule",
     "CarbonsModule",

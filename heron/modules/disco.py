@@ -2,8 +2,9 @@
 
 The server's disco#info lists the ``server/im`` identity, every identity other modules
 declared, and every feature in the host's registry (modules add theirs when loaded), so it is
-always in step with what is actually loaded. No nodes are served yet: a query naming a node
-is answered with item-not-found.
+always in step with what is actually loaded. Nodes of the server are those other modules
+serve through ``HostRegistry.disco_nodes`` (XEP-0050's command list); any other node is
+item-not-found.
 
 An account's disco#info is answered to its owner and to contacts with a presence
 subscription to it (XEP-0030 §8, XEP-0163 §6): identity ``account/registered`` plus those
@@ -98,7 +99,8 @@ class DiscoModule(Module):
             30,
             "2.5.0",
             "partial",
-            "no nodes on the server itself; account info answered to its owner and contacts",
+            "the server's nodes are those modules serve (commands); account info answered to"
+            " its owner and contacts",
         ),
         Xep(157, "1.1.1", "complete", "contact addresses from the disco options"),
         Xep(115, "1.6.0", "complete", "the server's own caps in its stream features (§6.3)"),
@@ -152,8 +154,22 @@ class DiscoModule(Module):
             answer = self._host_info()  # §6.2: the node#ver the caps named
             answer.attrs["node"] = node
             return answer
-        _refuse_node(payload)
+        if node is not None:
+            return await self._node(iq, node, info=True)
         return self._host_info()
+
+    async def _node(self, iq: Stanza, node: str, *, info: bool) -> Element:
+        """A node another module serves (XEP-0050's commands), as the asker may see it."""
+        if iq.from_ is not None:
+            for provider in list(self.ctx.registry.disco_nodes):
+                if info:
+                    answer = await provider.node_info(node, iq.from_)
+                else:
+                    answer = await provider.node_items(node, iq.from_)
+                if answer is not None:
+                    answer.attrs["node"] = node
+                    return answer
+        raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
 
     def _host_info(self) -> Element:
         registry = self.ctx.registry
@@ -199,7 +215,9 @@ class DiscoModule(Module):
     # --- disco#items ------------------------------------------------------------------
     @iq_handler("get", ns.DISCO_ITEMS, Target.HOST)
     async def on_host_items(self, iq: Stanza) -> Element | None:
-        _refuse_node(iq.payload)
+        node = iq.payload.get("node") if iq.payload is not None else None
+        if node is not None:
+            return await self._node(iq, node, info=False)
         query = Element("query", ns.DISCO_ITEMS)
         for item in [*self.items, *self.extra_items()]:
             query.append(item.to_element())

@@ -26,7 +26,7 @@ from tests.engines import fresh_schema_url
 from tests.integration.clients import close, login
 
 REDIS = ("127.0.0.1", 6379)
-MODULES = ["disco", "ping"]  # grows as module stores run on PostgreSQL
+MODULES = ["disco", "ping", "muc"]  # grows as module stores run on PostgreSQL
 PASSWORD = "cluster-pw-1"
 
 

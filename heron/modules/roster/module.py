@@ -137,6 +137,11 @@ class RosterModule(Module):
         item = await self._item(account, other.bare)
         return Contact(item.subscription, item.in_roster, tuple(item.groups))
 
+    async def roster_items(self, account: JID) -> list[Element]:
+        """ContactDirectory: the items a roster get would return (XEP-0133, export)."""
+        _version, items = await self.store.get(account.local or "", account.domain)
+        return [item_element(i) for i in items if i.in_roster]
+
     @staticmethod
     def _ver_feature() -> Element:
         return Element("ver", ROSTER_VER_FEATURE)

@@ -1,0 +1,1 @@
+"""Running Heron: reload, the local admin socket, status, import and export."""

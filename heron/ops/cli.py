@@ -1,0 +1,150 @@
+"""`heron status`, `heron sessions [JID]`, `heron kick JID`, `heron reload`: the admin
+socket's client (the server must be running with the same data_dir)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from heron.config import ServerConfig
+from heron.ops.socket import ask, socket_path, socket_paths
+
+Add = Callable[[str, str], argparse.ArgumentParser]
+
+
+class NotRunning(Exception):
+    """No server answers on the admin socket."""
+
+
+def _ask_all(config: ServerConfig, request: dict[str, Any]) -> list[Any]:
+    """The answer of the server, or of each worker (heron serve --workers)."""
+    paths = socket_paths(config.data_dir) or [socket_path(config.data_dir)]
+    results = []
+    for path in paths:
+        try:
+            answer = asyncio.run(ask(path, request))
+        except (OSError, TimeoutError) as exc:
+            raise NotRunning(f"no running server answers on {path} ({exc})") from exc
+        if not answer.get("ok"):
+            raise NotRunning(str(answer.get("error", "refused")))
+        results.append(answer["result"])
+    return results
+
+
+def _ask(config: ServerConfig, request: dict[str, Any]) -> Any:
+    """One answer: the server's, or the workers' merged (lists joined, counts added)."""
+    results = _ask_all(config, request)
+    if len(results) == 1 or not results:
+        return results[0] if results else None
+    if isinstance(results[0], list):
+        return [item for result in results for item in result]
+    return results
+
+
+def data_dir_only(path: Path) -> ServerConfig:
+    """Where the admin socket is when the file does not validate: `heron reload` must still
+    reach the running server, which refuses the file and says why."""
+    base = path.resolve().parent
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file).get("data_dir", "data")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        raw = "data"
+    data_dir = Path(raw if isinstance(raw, str) and raw else "data").expanduser()
+    return ServerConfig(data_dir=data_dir if data_dir.is_absolute() else base / data_dir)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _run(fn: Callable[[ServerConfig, argparse.Namespace], int]) -> Any:
+    def wrapped(config: ServerConfig, args: argparse.Namespace) -> int:
+        try:
+            return fn(config, args)
+        except NotRunning as exc:
+            print(f"heron: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapped
+
+
+def cmd_status(config: ServerConfig, args: argparse.Namespace) -> int:
+    results = _ask_all(config, {"cmd": "status"})
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+        return 0
+    for result in results:
+        _print_status(result)
+    return 0
+
+
+def _print_status(result: dict[str, Any]) -> None:
+    print(f"Heron {result['version']}, up {result['uptime_s']:.0f} s")
+    print(f"memory: {_size(result['memory_bytes'])}")
+    print(f"sessions: {result['sessions']}")
+    for host, counts in result["hosts"].items():
+        detail = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none"
+        print(f"  {host}: {detail}")
+    print(f"s2s peers: {', '.join(result['s2s_peers']) or 'none'}")
+    print(f"components: {', '.join(result['components']) or 'none'}")
+    print(f"rooms: {result['rooms']}")
+    listeners = ", ".join(f"{k} {p}" for k, p in sorted(result["listeners"].items()))
+    print(f"listeners: {listeners}")
+
+
+def cmd_sessions(config: ServerConfig, args: argparse.Namespace) -> int:
+    found = _ask(config, {"cmd": "sessions", "jid": args.jid})
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    for s in found:
+        flags = [s["transport"], f"from {s['peer']}", f"{s['connected_s']:.0f} s"]
+        if s["hibernating"]:
+            flags.append("hibernating")
+        if not s["available"]:
+            flags.append("unavailable")
+        print(f"{s['jid']}  {'  '.join(flags)}")
+    print(f"{len(found)} session(s)")
+    return 0
+
+
+def cmd_kick(config: ServerConfig, args: argparse.Namespace) -> int:
+    ended = sum(r["ended"] for r in _ask_all(config, {"cmd": "kick", "jid": args.jid}))
+    print(f"ended {ended} session(s)")
+    return 0 if ended else 1
+
+
+def cmd_reload(config: ServerConfig, args: argparse.Namespace) -> int:
+    code = 0
+    for result in _ask_all(config, {"cmd": "reload"}):
+        for line in result["lines"]:
+            print(line, file=sys.stdout if result["reloaded"] else sys.stderr)
+        code = code or (0 if result["reloaded"] else 1)
+    return code
+
+
+def add_admin_commands(add: Add) -> None:
+    """Register the subcommands that talk to a running server."""
+    p = add("status", "show what the running server is doing")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(fn=_run(cmd_status), any_config=True)
+    p = add("sessions", "list the running server's sessions (all, or of a JID)")
+    p.add_argument("jid", nargs="?")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(fn=_run(cmd_sessions), any_config=True)
+    p = add("kick", "end an account's sessions (bare JID) or one session (full JID)")
+    p.add_argument("jid")
+    p.set_defaults(fn=_run(cmd_kick), any_config=True)
+    p = add("reload", "re-read the configuration file and certificates")
+    p.set_defaults(fn=_run(cmd_reload), any_config=True)
