@@ -256,6 +256,13 @@ class Server:
             if (name in old.modules) != (name in new.modules)
             or old.module_options.get(name, {}) != new.module_options.get(name, {})
         }
+        kept = changed & set(manager.modules) & set(new.modules)
+        in_place = {  # modules that take new options without a restart (extdisco's pushes)
+            name
+            for name in sorted(kept)
+            if await manager.modules[name].reconfigure(new.module_options.get(name, {}))
+        }
+        changed -= in_place
         grew = True
         while grew:  # a module needing a changed one starts again after it
             grew = False
@@ -270,7 +277,7 @@ class Server:
         for name in new.modules:
             if name in changed:
                 await self._load_module(manager, new, name)
-        return sorted(changed)
+        return sorted(changed | in_place)
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Close every client stream with system-shutdown and wait (up to ``drain_s``) for

@@ -173,9 +173,10 @@ class ExtdiscoModule(Module):
                 await self._refresher
 
     # --- pushes (XEP-0215 §3.2) -------------------------------------------------------
-    async def reconfigure(self, raw: Mapping[str, object]) -> None:
+    async def reconfigure(self, raw: Mapping[str, object]) -> bool:
         """New options (a configuration reload): validated first (ConfigError leaves the
-        old ones), then what changed is pushed to every resource that asked."""
+        old ones), then what changed is pushed to every resource that asked; the module
+        keeps running, so it remembers who asked."""
         options, services = self._parse(raw)
         old = {s.key: s for s in self.services}
         new = {s.key: s for s in services}
@@ -194,6 +195,7 @@ class ExtdiscoModule(Module):
             self.ctx.log.info("external services changed: pushing %d changes", len(changes))
             for jid in list(self.watchers):
                 await self._push(jid, changes)
+        return True
 
     async def refresh(self) -> None:
         """Push fresh TURN credentials to the resources whose credentials expire soon."""

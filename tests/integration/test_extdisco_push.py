@@ -60,18 +60,26 @@ def service(push: str, host: str) -> str:
     return found[0]
 
 
-async def test_changes_are_pushed_to_resources_that_asked(server: RunningServer) -> None:
+async def test_changes_are_pushed_to_resources_that_asked(
+    server: RunningServer, config_factory: Callable[..., ServerConfig]
+) -> None:
     ivy, jon = await client(server, "ivy"), await client(server, "jon")
     try:
         first = await ask(ivy)
         old_password = re.search(r"password=.([^'\"]+)", service(first, "turn.example.org"))
         assert old_password is not None
-        await module(server).reconfigure(
-            {
-                "services": ["turn:turn.example.org:3478", "turns:relay.example.org"],
-                "secret": "second-secret",
-            }
-        )
+        # A configuration reload with new options: the module takes them in place.
+        changed = {
+            "services": ["turn:turn.example.org:3478", "turns:relay.example.org"],
+            "secret": "second-secret",
+        }
+        new = config_factory(hosts={"localhost": {"modules": {"extdisco": changed}}})
+        running_module = module(server)
+        old_host, new_host = server.server.config.host("localhost"), new.host("localhost")
+        assert old_host is not None
+        assert new_host is not None
+        assert await server.server.reload_modules(old_host, new_host) == ["extdisco"]
+        assert module(server) is running_module  # not restarted: it knows who asked
         push = (await ivy.expect(r"<iq [^>]*type=.set.[^>]*>.*?</iq>"))[0]
         assert re.search(r"to=.ivy@localhost/phone.", push)
         assert 'action="delete"' in service(push, "stun.example.org")
