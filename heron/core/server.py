@@ -352,6 +352,13 @@ class Server:
         key = self.derived_secret("fast")
         return await self.fast.issue(username, domain, agent, mechanism, key)
 
+    async def fast_invalidate(self, username: str, domain: str, agent: str) -> None:
+        try:
+            local = JID.make(username, domain).local or username
+        except InvalidJID:
+            return
+        await self.fast.revoke(local, domain, agent)
+
     async def fast_verify(
         self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:

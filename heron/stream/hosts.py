@@ -50,6 +50,9 @@ class C2SHost(Protocol):
         expiry (Unix time)."""
         ...
 
+    async def fast_invalidate(self, username: str, domain: str, agent: str) -> None:
+        """Forget this client's FAST tokens (XEP-0484 §3.6, the client logs out)."""
+
     async def fast_verify(
         self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:

@@ -79,6 +79,7 @@ async def fast_login(
     mechanism: str = "HT-SHA-256-NONE",
     cb: bytes = b"",
     extra: str = "",
+    fast_attrs: str = "",
 ) -> str:
     """A HT-* login (draft-schmaus-kitten-sasl-ht): HMAC(token, "Initiator" || cb-data)."""
     proof = hmac.new(token.encode(), b"Initiator" + cb, hashlib.sha256).digest()
@@ -87,7 +88,7 @@ async def fast_login(
         f"<authenticate xmlns='{SASL2}' mechanism='{mechanism}'>"
         f"<initial-response>{initial}</initial-response>"
         f"<user-agent id='{agent}'/><bind xmlns='urn:xmpp:bind:0'><tag>Tests</tag></bind>"
-        f"<fast xmlns='urn:xmpp:fast:0'/>{extra}</authenticate>"
+        f"<fast xmlns='urn:xmpp:fast:0'{fast_attrs}/>{extra}</authenticate>"
     )
     return (await raw.expect(r"<(success|failure) xmlns=.urn:xmpp:sasl:2.>.*?</\1>"))[0]
 

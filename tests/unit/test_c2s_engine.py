@@ -117,6 +117,9 @@ class FakeHost:
     ) -> tuple[str, float]:
         return "token", 0.0
 
+    async def fast_invalidate(self, username: str, domain: str, agent: str) -> None:
+        pass
+
     async def fast_verify(
         self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
