@@ -443,7 +443,7 @@ class MucModule(Module):
         if to is None or to.local is None:
             return False  # the service itself answers on every node
         room = to.bare
-        owner = await self.placement.locate(room)
+        owner = await self.placement.locate(room, forwarded=bool(stanza.meta.get("hops")))
         if owner is None:
             if room not in self.rooms and room not in self._dirty:
                 await self._adopt([room])
