@@ -183,8 +183,8 @@ class ClusterRooms:
     async def reassert(self) -> None:
         """Redis lost its data: claim this node's rooms again, and their snapshots."""
         for room in sorted(self.mine, key=str):
-            self.mine.discard(room)
             if await self.claim(room) != self.name:
+                self.mine.discard(room)  # the keeper's restate() drops its copy
                 log.warning("cluster: room %s was claimed elsewhere meanwhile", room)
         if self.keeper is not None:
             await self.keeper.restate()
