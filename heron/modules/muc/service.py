@@ -529,8 +529,10 @@ class MucModule(Module):
                     await self.placement.release(jid)
                 else:
                     await self.placement.keep(jid, room.snapshot())
-            except Exception as exc:  # the registry is away: its restart restates them all
+            except Exception as exc:  # the registry is away: again, until it is back
                 self.ctx.log.warning("room %s: snapshot not written: %s", jid, exc)
+                self._dirty.add(jid)
+                await asyncio.sleep(0.5)
 
     async def listed(self) -> list[Room]:
         """The rooms to list: here, and in a cluster the persistent ones running elsewhere."""
