@@ -190,9 +190,11 @@ def cmd_deluser(config: ServerConfig, args: argparse.Namespace) -> int:
 
 async def _forget_stored(config: ServerConfig, jid: JID) -> None:
     """What the account's host keeps for it goes with it: roster and last activity,
-    offline messages, archive (as the modules do on an in-band removal)."""
+    offline messages, archive, its affiliations and subscriptions on pubsub nodes (as the
+    modules do on an in-band removal)."""
     from heron.modules.mam.store import SqlArchiveStore
     from heron.modules.offline.store import SqlOfflineStore
+    from heron.modules.pubsub.store import SqlPubsubStore
     from heron.modules.roster.store import SqlRosterStore
 
     enabled = next((h.modules for h in config.hosts if h.domain == jid.domain), ())
@@ -208,6 +210,9 @@ async def _forget_stored(config: ServerConfig, jid: JID) -> None:
         if "mam" in enabled:
             await db.migrate(SqlArchiveStore.migrations_for(db.dialect))
             await SqlArchiveStore(db).forget(jid.domain, local)
+        if "pubsub" in enabled:  # its PEP went with its row; whoever takes the name later
+            await db.migrate(SqlPubsubStore.migrations_for(db.dialect))  # inherits no node
+            await SqlPubsubStore(db).forget_entity(jid)
     finally:
         await db.close()
 

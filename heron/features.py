@@ -59,9 +59,10 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "no",
     ),
     (
-        "Server-to-server federation: dialback, SASL EXTERNAL, Direct TLS, SRV",
-        "RFC 6120, XEP-0220, XEP-0178, XEP-0368",
-        "partial: no bidirectional streams (XEP-0288)",
+        "Server-to-server federation: dialback, SASL EXTERNAL, Direct TLS, SRV, one"
+        " bidirectional connection per peer",
+        "RFC 6120, XEP-0220, XEP-0178, XEP-0368, XEP-0288",
+        "yes",
         "yes",
         "yes",
     ),
@@ -75,7 +76,8 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
     (
         "SASL2 with inline Bind2 and FAST tokens",
         "XEP-0388, XEP-0386, XEP-0484",
-        "partial: FAST with HT-SHA-256-NONE only; no inline SM resumption or upgrade tasks",
+        "partial: FAST with HT-SHA-256-ENDP and -NONE (no -EXPR: no tls-exporter); no inline SM"
+        " resumption or upgrade tasks",
         "community modules",
         "no",
     ),

@@ -42,7 +42,6 @@ from heron.core.registry import (
 )
 from heron.jid import JID
 from heron.storage.db import Database, SqlStore
-from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
 
 if TYPE_CHECKING:
@@ -264,14 +263,6 @@ class ModuleContext:
     def store(self, cls: type[S]) -> S:
         """The shared instance of one of the module's declared stores."""
         return self.core.stores.get(cls)
-
-    def sqlite(self) -> SqliteDatabase:
-        """Transitional, for stores not yet written against `Database`: the SQLite engine
-        (a ConfigError on any other engine)."""
-        db = self.core.stores.db
-        if not isinstance(db, SqliteDatabase):
-            raise ConfigError(f"{self.key_path}: this module supports only the sqlite engine yet")
-        return db
 
     def settings(self, cls: type[OptionsT]) -> OptionsT:
         """The module's options as the dataclass ``cls`` (types and `option()` bounds

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 class OutgoingStream(Protocol):
     ready: asyncio.Future[None]
+    can_verify: bool  # False for a peer's bidirectional stream (XEP-0288 §2.2)
 
     @property
     def is_closed(self) -> bool: ...
@@ -57,6 +58,7 @@ class Route:
     connecting: asyncio.Task[None] | None = None
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     last_used: float = 0.0
+    verifier: OutgoingStream | None = None  # for dialback questions when ``stream`` cannot
 
 
 class S2SManager:
@@ -83,8 +85,9 @@ class S2SManager:
         for route in list(self.routes.values()):
             if route.connecting is not None:
                 route.connecting.cancel()
-            if route.stream is not None:
-                route.stream.close()
+            for stream in (route.stream, route.verifier):
+                if stream is not None:
+                    stream.close()
         self.routes.clear()
 
     # --- sending ----------------------------------------------------------------------
@@ -110,6 +113,25 @@ class S2SManager:
         route.queue.append(stanza)
         self._ensure_connecting(route)
 
+    def adopt(self, local: str, remote: str, stream: OutgoingStream) -> None:
+        """XEP-0288: a peer's bidirectional stream, on which it authenticated ``remote`` for
+        ``local``, also carries ``local`` → ``remote``: no connection of our own needed. A
+        working stream the route already has is kept."""
+        route = self._route(local, remote)
+        current = route.stream
+        working = current is not None and not current.is_closed and current.ready.done()
+        if current is not None and working and not current.ready.exception():
+            return
+        log.info("s2s %s -> %s: using the peer's bidirectional stream", local, remote)
+        route.stream = stream
+        route.opened.set()
+        route.last_used = time.monotonic()
+        if route.connecting is not None and not route.connecting.done():
+            route.connecting.cancel()  # its queue is ours to send now
+        queued, route.queue = route.queue, []
+        for stanza in queued:
+            stream.send(stanza.element)
+
     def _route(self, local: str, remote: str) -> Route:
         route = self.routes.get((local, remote))
         if route is None:
@@ -123,6 +145,7 @@ class S2SManager:
     async def _establish(self, route: Route) -> None:
         assert self.connect is not None
         condition = StanzaCondition.REMOTE_SERVER_NOT_FOUND
+        stream: OutgoingStream | None = None
         try:
             async with asyncio.timeout(self.limits.connect_timeout_s):
                 for attempt in (1, 2):  # a second time when the peer refused EXTERNAL
@@ -136,12 +159,18 @@ class S2SManager:
                         if attempt == 2 or not getattr(stream, "external_refused", False):
                             raise
                         stream.close()
+        except asyncio.CancelledError:
+            # adopt() found the peer's bidirectional stream: ours is not needed.
+            if stream is not None and stream is not route.stream:
+                stream.close()
+            raise
         except TimeoutError:
             condition = StanzaCondition.REMOTE_SERVER_TIMEOUT
             log.info("s2s %s -> %s: timed out", route.local, route.remote)
         except (OSError, ConnectionError) as exc:
             log.info("s2s %s -> %s: %s", route.local, route.remote, str(exc) or type(exc).__name__)
         else:
+            assert stream is not None  # the loop ran
             queued, route.queue = route.queue, []
             for stanza in queued:
                 stream.send(stanza.element)
@@ -175,6 +204,12 @@ class S2SManager:
                 stream = route.stream
                 if stream is None:
                     return False  # the connection failed
+                if not stream.can_verify:
+                    # XEP-0288 §2.2: a peer's bidirectional stream takes no questions (the
+                    # key may have come on it): one stream of ours, only for dialback.
+                    if route.verifier is None or route.verifier.is_closed:
+                        route.verifier = await self.connect(route.local, route.remote)
+                    return await route.verifier.verify(originating, stream_id, key)
                 answer = await stream.verify(originating, stream_id, key)
                 if answer or not getattr(stream, "external_refused", False):
                     return answer
@@ -195,6 +230,7 @@ class S2SManager:
             cutoff = time.monotonic() - self.limits.idle_timeout_s
             for key, route in list(self.routes.items()):
                 if route.last_used < cutoff and not route.queue:
-                    if route.stream is not None:
-                        route.stream.close()
+                    for stream in (route.stream, route.verifier):
+                        if stream is not None:
+                            stream.close()
                     del self.routes[key]

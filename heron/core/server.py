@@ -339,11 +339,14 @@ class Server:
         return hashlib.sha256(f"heron {purpose}\0".encode() + self._secret).digest()
 
     # --- FAST tokens (C2SHost) ---------------------------------------------------------
-    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
-        return await self.fast.issue(username, domain, agent)
+    async def fast_issue(
+        self, username: str, domain: str, agent: str, mechanism: str
+    ) -> tuple[str, float]:
+        key = self.derived_secret("fast")
+        return await self.fast.issue(username, domain, agent, mechanism, key)
 
     async def fast_verify(
-        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
         try:
             local = JID.make(username, domain).local or username
@@ -351,7 +354,8 @@ class Server:
             return None
         if await self.accounts.disabled.is_disabled(local, domain):
             return None  # XEP-0133: a disabled account's tokens do not log it in either
-        return await self.fast.verify(local, domain, agent, mechanism, proof)
+        key = self.derived_secret("fast")
+        return await self.fast.verify(local, domain, agent, mechanism, proof, cb, key)
 
     # --- federation (S2SHost) ----------------------------------------------------------
     def dialback_allowed(self, domain: str) -> bool:
@@ -377,6 +381,13 @@ class Server:
 
     async def remote_stanza(self, stanza: Stanza) -> None:
         await self.router.route(stanza)
+
+    def offers_bidi(self) -> bool:
+        return self.s2s.connect is not None  # XEP-0288: on whenever we federate
+
+    def adopt_route(self, local: str, remote: str, stream: S2SIncoming) -> None:
+        if remote not in self.config.s2s.deny:
+            self.s2s.adopt(local, remote, stream)
 
     # --- hosts ------------------------------------------------------------------------
     def registry_for(self, domain: str) -> HostRegistry | None:

@@ -166,7 +166,6 @@ class PushModule(Module):
             357, "0.4.1", "complete", "summaries without message bodies", prosody="community module"
         ),
     )
-
     stores = (SqlPushStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -235,16 +234,16 @@ class PushModule(Module):
         if not registrations:
             return
         count = self.pending[account] = self.pending.get(account, 0) + 1
-        for service, node, options in ((r.service, r.node, r.options) for r in registrations):
+        for r in registrations:
             iq = Element(
                 "iq",
                 ns.CLIENT,
-                {"type": "set", "to": service, "from": str(account), "id": f"push-{count}"},
+                {"type": "set", "to": r.service, "from": str(account), "id": f"push-{count}"},
             )
             pubsub = iq.add("pubsub", PUBSUB)
-            publish = pubsub.add("publish", PUBSUB, {"node": node})
+            publish = pubsub.add("publish", PUBSUB, {"node": r.node})
             publish.add("item", PUBSUB).append(summary(count, sender))
-            form = parse_stored(options, expect=("x", DATA)) if options else None
+            form = parse_stored(r.options, expect=("x", DATA)) if r.options else None
             if form is not None:  # e.g. the app server's secret (XEP-0357 §5)
                 pubsub.add("publish-options", PUBSUB).append(form)
             await self.ctx.send(iq)

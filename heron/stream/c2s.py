@@ -29,7 +29,7 @@ from heron.stanza import (
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
-from heron.stream.sasl import SaslFailure, ScramServer, parse_mechanism, parse_plain
+from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
 from heron.stream.sm import HandledTooHigh, StreamManagement
 from heron.xmlstream import (
     STREAM_FOOTER,
@@ -305,7 +305,9 @@ class C2SStream(XmlStream):
                 sasl2.add("mechanism", ns.SASL2, text=name)
             inline = sasl2.add("inline", ns.SASL2)
             inline.add("bind", ns.BIND2)
-            inline.add("fast", ns.FAST).add("mechanism", ns.FAST, text=FAST_MECHANISM)
+            fast = inline.add("fast", ns.FAST)
+            for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
+                fast.add("mechanism", ns.FAST, text=name)
         if self.tls and self.tls.channel_bindings:
             cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
             for cb_type in self.tls.channel_bindings:
@@ -412,8 +414,14 @@ class C2SStream(XmlStream):
     async def _sasl_auth(self, el: Element) -> None:
         self._sasl_user = None
         mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
-        if self._sasl2 is not None and mechanism == FAST_MECHANISM:
-            await self._fast_auth(self._sasl2)
+        bindings = self.tls.channel_bindings if self.tls else {}
+        wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
+        if wanted is not None and wanted.attrs.get("mechanism", FAST_MECHANISM) not in ht.offered(
+            bindings
+        ):
+            raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
+        if self._sasl2 is not None and mechanism in ht.offered(bindings):
+            await self._fast_auth(self._sasl2, mechanism, bindings)
             return
         if mechanism not in self._mechanisms():
             raise SaslFailure("invalid-mechanism")
@@ -447,8 +455,13 @@ class C2SStream(XmlStream):
         self.state = State.SASL
         self._sasl_send("challenge", challenge)
 
-    async def _fast_auth(self, request: Element) -> None:
-        """XEP-0484 with HT-SHA-256-NONE: one round trip with a token issued earlier."""
+    async def _fast_auth(
+        self, request: Element, mechanism: str, bindings: dict[str, bytes]
+    ) -> None:
+        """XEP-0484: one round trip with a token issued earlier for ``mechanism``."""
+        cb = ht.cb_data(mechanism, bindings)
+        if cb is None:
+            raise SaslFailure("invalid-mechanism")
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
@@ -461,13 +474,11 @@ class C2SStream(XmlStream):
         except UnicodeDecodeError as exc:
             raise SaslFailure("malformed-request") from exc
         await self._throttle(authcid)
-        verified = await self.host.fast_verify(
-            authcid, self.domain, agent_id, FAST_MECHANISM, proof
-        )
+        verified = await self.host.fast_verify(authcid, self.domain, agent_id, mechanism, proof, cb)
         if verified is None:
             raise SaslFailure("not-authorized")
         responder, expiry = verified
-        self.mechanism = FAST_MECHANISM
+        self.mechanism = mechanism
         # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
         rotate = expiry - time.time() < self._FAST_ROTATE_S
         await self._authenticated_async(authcid, responder, rotate=rotate)
@@ -530,10 +541,13 @@ class C2SStream(XmlStream):
             success.add("bound", ns.BIND2)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
-        wants_token = request.find("request-token", ns.FAST) is not None
-        if agent_id and (wants_token or rotate):
+        wanted = request.find("request-token", ns.FAST)
+        if agent_id and (wanted is not None or rotate):
             assert self.username is not None
-            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id)
+            # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
+            # a rotated one for the mechanism just used.
+            mech = wanted.attrs.get("mechanism", FAST_MECHANISM) if wanted else self.mechanism
+            token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)

@@ -43,14 +43,18 @@ class C2SHost(Protocol):
 
     def auth_result(self, peer: str, username: str, domain: str, ok: bool) -> None: ...
 
-    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
-        """A FAST token (XEP-0484) for this client: the token and its expiry (Unix time)."""
+    async def fast_issue(
+        self, username: str, domain: str, agent: str, mechanism: str
+    ) -> tuple[str, float]:
+        """A FAST token (XEP-0484) for this client and HT mechanism: the token and its
+        expiry (Unix time)."""
         ...
 
     async def fast_verify(
-        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
-        """The server's proof and the token's expiry, or None when the token is no good."""
+        """The server's proof and the token's expiry, or None when the token is no good
+        (``cb``: the channel binding data the mechanism hashes in)."""
         ...
 
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
@@ -118,6 +122,14 @@ class S2SHost(Protocol):
 
     async def remote_stanza(self, stanza: Stanza) -> None:
         """A stanza from an authenticated peer, addresses checked, in jabber:client."""
+
+    def offers_bidi(self) -> bool:
+        """Whether streams offer and ask for XEP-0288 (we can send to peers at all)."""
+        ...
+
+    def adopt_route(self, local: str, remote: str, stream: S2SIncoming) -> None:
+        """XEP-0288: ``stream`` (bidirectional, ``remote`` authenticated on it for
+        ``local``) may carry our stanzas from ``local`` to ``remote``."""
 
 
 class ComponentHost(Protocol):

@@ -12,6 +12,11 @@ Two engines on the same ``Link`` interface as client streams:
   EXTERNAL when offered and possible, else dialback; ``ready`` completes once stanzas may
   flow. It also carries our ``db:verify`` questions to that peer.
 
+Both directions speak XEP-0288 (bidirectional streams): once TLS is up, the connecting side
+asks with ``<bidi/>``; then the receiving side may send, over the same connection, stanzas
+for the inverse of each domain pair the connecting side authenticated, so two servers need
+one TCP connection instead of two.
+
 Stanzas are kept in ``jabber:client`` inside the server and moved to ``jabber:server`` on
 the wire, both ways.
 """
@@ -53,6 +58,14 @@ PREFIXES = {"db": ns.DIALBACK}
 DIALBACK_PREFIX = {ns.DIALBACK: "db"}
 
 
+def _domain_of(value: str | None) -> str | None:
+    """The domain of any JID, or None."""
+    try:
+        return JID.parse(value).domain if value else None
+    except InvalidJID:
+        return None
+
+
 def _domain(value: str | None) -> str | None:
     if not value:
         return None
@@ -83,6 +96,25 @@ class _Stream(XmlStream):
     def _send(self, el: Element) -> None:
         self._write(serialize(el, ns.SERVER, DIALBACK_PREFIX))
 
+    def _addresses(self, el: Element, pairs: set[tuple[str, str]]) -> Stanza:
+        """The stanza, in jabber:client, if its (from, to) domains are an authenticated pair
+        of ``pairs`` (RFC 6120 §4.9.3.9); else the stream error."""
+        try:
+            sender = JID.parse(el.attrs.get("from") or "")
+            recipient = JID.parse(el.attrs.get("to") or "")
+        except InvalidJID as exc:
+            raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "bad from or to") from exc
+        if not self.host_serves(recipient.domain):
+            raise StreamError(
+                StreamCondition.HOST_UNKNOWN, f"{recipient.domain} is not served here"
+            )
+        if (sender.domain, recipient.domain) not in pairs:
+            raise StreamError(StreamCondition.INVALID_FROM, f"{sender.domain} is not authenticated")
+        return Stanza(el.renamespaced(ns.SERVER, ns.CLIENT), recipient, sender)
+
+    def host_serves(self, domain: str) -> bool:
+        raise NotImplementedError
+
 
 class S2SIncoming(_Stream):
     """A stream a peer server opened to us."""
@@ -95,6 +127,14 @@ class S2SIncoming(_Stream):
         self.claimed = ""  # the 'from' of the peer's header, if any
         self.authenticated: set[tuple[str, str]] = set()  # (remote, local) pairs
         self.tasks: set[asyncio.Task[None]] = set()
+        self.bidi = False  # XEP-0288: the peer asked; we may send on this stream
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ready.set_result(None)  # as a route (XEP-0288), usable once adopted
+
+    can_verify = False  # XEP-0288 §2.2: never verify a key on the stream that brought it
+
+    def host_serves(self, domain: str) -> bool:
+        return self.host.serves_domain(domain)
 
     # --- header and features --------------------------------------------------------
     def _opened(self, event: StreamOpened) -> None:
@@ -127,6 +167,8 @@ class S2SIncoming(_Stream):
                 features.add("mechanisms", ns.SASL).add("mechanism", ns.SASL, text="EXTERNAL")
             features.add("dialback", ns.DIALBACK_FEATURE).add("errors", ns.DIALBACK_FEATURE)
             self.phase = Phase.OPEN
+        if self.host.offers_bidi():  # XEP-0288 §2.1: before and after TLS
+            features.add("bidi", ns.BIDI_FEATURE)
         self._send(features)
 
     # --- elements -------------------------------------------------------------------
@@ -137,6 +179,9 @@ class S2SIncoming(_Stream):
             raise StreamError(StreamCondition.POLICY_VIOLATION, "STARTTLS is required first")
         elif el.ns == ns.SASL:
             self._sasl(el)
+        elif el.ns == ns.BIDI and el.tag == "bidi" and self.host.offers_bidi():
+            # XEP-0288 §2.1: only once TLS is up (OPEN implies it on this engine).
+            self.bidi = True
         elif el.ns == ns.DIALBACK and el.tag == "result":
             self._dialback_result(el)
         elif el.ns == ns.DIALBACK and el.tag == "verify":
@@ -170,11 +215,30 @@ class S2SIncoming(_Stream):
             self.log.info("s2s EXTERNAL refused for %s", domain or "(no domain)")
             self._sasl_failure("not-authorized")
             return
-        self.authenticated.add((domain, self.local))
+        self._authenticated(domain, self.local)
         self.log.info("s2s peer %s authenticated by certificate", domain)
         self._send(Element("success", ns.SASL))
         self.parser.reset()
         self.phase = Phase.WAIT_HEADER
+
+    def _authenticated(self, remote: str, local: str) -> None:
+        self.authenticated.add((remote, local))
+        if self.bidi:
+            # XEP-0288 §2.2: the inverse pair may now flow on this stream.
+            self.host.adopt_route(local, remote, self)
+
+    def send(self, el: Element) -> None:
+        """XEP-0288: a stanza (jabber:client) from one of our domains to a peer domain
+        authenticated on this bidirectional stream; anything else is dropped (§2.2's MUSTs:
+        nothing before authentication, only the inverse of authenticated pairs)."""
+        sender, recipient = _domain_of(el.attrs.get("from")), _domain_of(el.attrs.get("to"))
+        if self.is_closed or not self.bidi or (recipient, sender) not in self.authenticated:
+            self.log.warning("s2s: not sending %s -> %s on this stream", sender, recipient)
+            return
+        self._send(el.renamespaced(ns.CLIENT, ns.SERVER))
+
+    async def verify(self, originating: str, stream_id: str, key: str) -> bool:
+        return False  # can_verify is False: the manager asks on a stream of its own
 
     def _sasl_failure(self, condition: str) -> None:
         failure = Element("failure", ns.SASL)
@@ -207,9 +271,9 @@ class S2SIncoming(_Stream):
         if self.is_closed:
             return
         if valid:
-            self.authenticated.add((remote, local))
             self.log.info("s2s peer %s authenticated by dialback", remote)
             self._dialback_answer(local, remote, "valid")
+            self._authenticated(remote, local)
         else:
             self.log.info("s2s peer %s failed dialback", remote)
             self._dialback_answer(local, remote, "invalid")
@@ -237,21 +301,7 @@ class S2SIncoming(_Stream):
         self._send(answer)
 
     async def _stanza(self, el: Element) -> None:
-        from_, to = el.attrs.get("from"), el.attrs.get("to")
-        try:
-            sender = JID.parse(from_ or "")
-            recipient = JID.parse(to or "")
-        except InvalidJID as exc:
-            raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "bad from or to") from exc
-        if not self.host.serves_domain(recipient.domain):
-            raise StreamError(
-                StreamCondition.HOST_UNKNOWN, f"{recipient.domain} is not served here"
-            )
-        if (sender.domain, recipient.domain) not in self.authenticated:
-            # RFC 6120 §4.9.3.9: a domain the peer has not proven.
-            raise StreamError(StreamCondition.INVALID_FROM, f"{sender.domain} is not authenticated")
-        element = el.renamespaced(ns.SERVER, ns.CLIENT)
-        await self.host.remote_stanza(Stanza(element, recipient, sender))
+        await self.host.remote_stanza(self._addresses(el, self.authenticated))
 
 
 class S2SOutgoing(_Stream):
@@ -279,6 +329,12 @@ class S2SOutgoing(_Stream):
         self._external_tried = False
         self.external_refused = False  # the peer said no to our certificate
         self.method = ""  # how we authenticated: "EXTERNAL" or "dialback"
+        self.bidi = False  # XEP-0288: we asked; the peer may send to us on this stream
+
+    can_verify = True
+
+    def host_serves(self, domain: str) -> bool:
+        return domain == self.local
 
     def start(self) -> None:
         self._write(
@@ -352,8 +408,12 @@ class S2SOutgoing(_Stream):
         elif el.ns == ns.DIALBACK and el.tag == "verify":
             self._verify_answer(el)
         elif el.ns == ns.SERVER and el.tag in KINDS:
-            # No bidirectional streams (XEP-0288) yet: stanzas come on the peer's own stream.
-            raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "not on this stream")
+            # XEP-0288 §2.2: with bidi, the peer sends for the inverse of our pair once we are
+            # authenticated; without it, stanzas come on the peer's own stream.
+            if not self.bidi:
+                raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "not on this stream")
+            pairs = {(self.remote, self.local)} if self.method else set()
+            await self.host.remote_stanza(self._addresses(el, pairs))
         else:
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, el.tag)
 
@@ -368,6 +428,14 @@ class S2SOutgoing(_Stream):
             return
         if not self.secured.done():
             self.secured.set_result(None)
+        if (
+            not self.bidi
+            and features.find("bidi", ns.BIDI_FEATURE) is not None
+            and self.host.offers_bidi()
+        ):
+            # XEP-0288 §2.2: asked after TLS, before SASL or dialback.
+            self.bidi = True
+            self._send(Element("bidi", ns.BIDI))
         mechanisms = features.find("mechanisms", ns.SASL)
         offered = (
             {m.text for m in mechanisms.find_all("mechanism", ns.SASL)} if mechanisms else set()
@@ -402,9 +470,22 @@ class S2SOutgoing(_Stream):
             self.close()
 
     def _dialback_result(self, el: Element) -> None:
+        type_ = el.attrs.get("type")
+        if type_ is None and self.bidi:
+            # XEP-0288 §2.2 lets the peer ask for more pairs on a bidirectional stream; we
+            # do not take such requests, and say so with a dialback error (XEP-0220 §2.4).
+            answer = Element("result", ns.DIALBACK, {"type": "error"})
+            answer.attrs |= {"from": el.attrs.get("to", ""), "to": el.attrs.get("from", "")}
+            answer.add("error", ns.SERVER, {"type": "cancel"}).add(
+                "feature-not-implemented", ns.STANZAS_ERRORS
+            )
+            self._send(answer)
+            return
         if el.attrs.get("from") != self.remote or el.attrs.get("to") != self.local:
             return
-        if el.attrs.get("type") == "valid":
+        if self.method == "EXTERNAL":
+            return  # XEP-0288 §4: a 'valid' we never asked for proves nothing
+        if type_ == "valid":
             self.method = "dialback"
             self.log.info("s2s to %s authenticated by dialback", self.remote)
             if not self.ready.done():

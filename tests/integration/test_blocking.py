@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError
 
-from heron.app import RunningServer
+from heron.app import RunningServer, start
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 
@@ -74,3 +76,24 @@ async def test_block_pushes_to_other_resources(server: RunningServer) -> None:
     finally:
         await close(phone)
         await close(laptop)
+
+
+async def test_a_blocklist_has_a_limit_and_a_refused_block_changes_nothing(
+    config_factory: Callable[..., ServerConfig],
+) -> None:
+    hosts = {"localhost": {"modules": {"blocking": {"max_items": 2}}}}
+    running = await start(config_factory(hosts=hosts))
+    alice = await online(running, "alice@localhost/a")
+    try:
+        await alice.plugin["xep_0191"].block(["a@example.net", "b@example.net"], timeout=5)
+        with pytest.raises(IqError) as refused:
+            await alice.plugin["xep_0191"].block(["c@example.net", "d@example.net"], timeout=5)
+        assert refused.value.condition == "resource-constraint"
+        blocked = await alice.plugin["xep_0191"].get_blocked(timeout=5)
+        items = blocked.xml.findall("{urn:xmpp:blocking}blocklist/{urn:xmpp:blocking}item")
+        assert sorted(i.get("jid") for i in items) == ["a@example.net", "b@example.net"]
+        await alice.plugin["xep_0191"].unblock(["a@example.net"], timeout=5)
+        await alice.plugin["xep_0191"].block(["c@example.net"], timeout=5)  # room again
+    finally:
+        await close(alice)
+        await running.stop()

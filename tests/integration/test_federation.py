@@ -28,6 +28,7 @@ from tests.dnsserver import DnsServer
 from tests.hostile.test_xml_attacks import condition_of
 from tests.integration.clients import close, instant_room, login
 from tests.rawclient import RawClient
+from tests.tcpcount import settle_to
 
 PASSWORD = "federation-password"
 S2S_HEADER = (
@@ -126,9 +127,12 @@ async def test_users_on_two_servers_befriend_and_chat_over_dialback(
     a, b = dialback_pair
     await befriend_and_chat(a, b)
     assert any(("a.test", "b.test") in s.authenticated for s in incoming(b))
-    assert any(("b.test", "a.test") in s.authenticated for s in incoming(a))
     assert a.connector is not None
     assert {s.method for s in a.connector.streams} == {"dialback"}
+    # XEP-0288: b.test answered over a.test's bidirectional stream; the connection b.test
+    # opened only to ask a.test about the dialback key was dropped once not needed.
+    assert all(s.bidi for s in a.connector.streams)
+    assert await settle_to(1, a.ports["s2s"], b.ports["s2s"]) == 1
 
 
 async def test_certificates_from_a_trusted_ca_authenticate_with_sasl_external(
@@ -147,6 +151,8 @@ async def test_certificates_from_a_trusted_ca_authenticate_with_sasl_external(
         assert a.connector is not None
         assert {s.method for s in a.connector.streams} == {"EXTERNAL"}
         assert any(("a.test", "b.test") in s.authenticated for s in incoming(b))
+        # XEP-0288: b.test's answers came back over a.test's stream; one connection.
+        assert await settle_to(1, a.ports["s2s"], b.ports["s2s"]) == 1
     finally:
         await a.stop()
         await b.stop()
@@ -181,8 +187,13 @@ async def test_a_user_of_another_server_talks_in_a_room(
     finally:
         await close(alice)
         await close(bob)
-    assert a.connector is not None
-    assert {(s.local, s.method) for s in a.connector.streams} == {("conference.a.test", "dialback")}
+    # b.test's stream to the room's service is bidirectional (XEP-0288): the room answered
+    # over it rather than over a stream of its own.
+    assert b.connector is not None
+    assert {(s.remote, s.method, s.bidi) for s in b.connector.streams} == {
+        ("conference.a.test", "dialback", True)
+    }
+    assert any(("b.test", "conference.a.test") in s.authenticated for s in incoming(a))
 
 
 async def s2s_raw(server: RunningServer, domain: str) -> RawClient:

@@ -25,7 +25,7 @@ from tests.integration.test_pubsub import (
     BOOKMARKS,
     PASSWORD,
     PLUGINS,
-    SQLITE_ONLY,
+    SERVICE,
     befriend,
     online_with_interest,
     options_form,
@@ -276,11 +276,10 @@ async def test_disco_on_an_account_shows_pep_and_visible_nodes(ps_server: Runnin
             await close(client)
 
 
-async def test_removed_account_leaves_no_pep_data(ps_server: RunningServer, engine: str) -> None:
-    if engine == "postgresql" and "register" in SQLITE_ONLY:
-        pytest.skip("in-band removal needs the register module, on SQLite only yet")
+async def test_removed_account_leaves_no_pep_data(ps_server: RunningServer) -> None:
     alice = await user(ps_server, "alice")
     await alice.plugin["xep_0172"].publish_nick("Alice", timeout=5)
+    await alice.plugin["xep_0060"].create_node(SERVICE, "alices-news", timeout=5)
     await alice.plugin["xep_0077"].cancel_registration(timeout=5)
     await close(alice)
     await ps_server.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
@@ -289,6 +288,10 @@ async def test_removed_account_leaves_no_pep_data(ps_server: RunningServer, engi
         with pytest.raises(IqError) as gone:
             await again.plugin["xep_0060"].get_items("alice@localhost", NICK, timeout=5)
         assert gone.value.condition == "item-not-found"
+        # Whoever takes the name does not inherit the node the old account owned.
+        with pytest.raises(IqError) as not_owner:
+            await again.plugin["xep_0060"].get_node_config(SERVICE, "alices-news", timeout=5)
+        assert not_owner.value.condition == "forbidden"
     finally:
         await close(again)
 
@@ -302,6 +305,7 @@ async def test_deluser_command_removes_pep_data(tmp_path: Path) -> None:
         await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
         alice = await user(running, "alice")
         await alice.plugin["xep_0172"].publish_nick("Alice", timeout=5)
+        await alice.plugin["xep_0060"].create_node(SERVICE, "alices-news", timeout=5)
         await close(alice)
     finally:
         await running.stop()
@@ -314,5 +318,9 @@ async def test_deluser_command_removes_pep_data(tmp_path: Path) -> None:
         items = db.execute(
             "SELECT count(*) FROM pubsub_items WHERE service = 'alice@localhost'"
         ).fetchone()
+        owners = db.execute(
+            "SELECT affiliations FROM pubsub_nodes WHERE service = 'pubsub.localhost'"
+        ).fetchall()
     assert rows == (0,)
     assert items == (0,)
+    assert owners == [("{}",)]  # the service's node stays, owned by no one

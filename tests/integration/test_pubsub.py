@@ -18,7 +18,7 @@ from slixmpp.plugins.xep_0060.stanza.pubsub import Pubsub
 from slixmpp.xmlstream import ET, register_stanza_plugin
 
 from heron.app import RunningServer, start
-from heron.config import DEFAULT_MODULES, ServerConfig
+from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
 
@@ -31,21 +31,11 @@ BOOKMARKS = "urn:xmpp:bookmarks:1"
 register_stanza_plugin(Pubsub, Set)
 
 pytestmark = pytest.mark.both_engines
-# Default modules whose storage is SQLite's alone still: left out on PostgreSQL (none of
-# them takes part in pubsub). Drop this once every default module runs on both engines.
-SQLITE_ONLY = frozenset({"register", "upload", "antispam", "blocking", "push"})
-
-
-def ps_config(config_factory: Callable[..., ServerConfig], engine: str) -> ServerConfig:
-    modules = [m for m in DEFAULT_MODULES if engine == "sqlite" or m not in SQLITE_ONLY]
-    return config_factory(hosts={"localhost": {"modules": modules}})
 
 
 @pytest.fixture
-async def ps_server(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> AsyncIterator[RunningServer]:
-    running = await start(ps_config(config_factory, engine))
+async def ps_server(config_factory: Callable[..., ServerConfig]) -> AsyncIterator[RunningServer]:
+    running = await start(config_factory())
     for user in ("alice", "bob", "carol"):
         await running.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
     try:
@@ -396,10 +386,8 @@ async def test_bookmarks_stay_private(ps_server: RunningServer) -> None:
             await close(client)
 
 
-async def test_items_survive_a_restart(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> None:
-    config = ps_config(config_factory, engine)
+async def test_items_survive_a_restart(config_factory: Callable[..., ServerConfig]) -> None:
+    config = config_factory()
     running = await start(config)
     await running.server.accounts.create(JID.parse("alice@localhost"), PASSWORD)
     alice = await user(running, "alice")

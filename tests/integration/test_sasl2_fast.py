@@ -29,8 +29,11 @@ async def open_secure(server: RunningServer) -> tuple[RawClient, str]:
     return raw, await raw.open_stream()
 
 
-async def scram_login(raw: RawClient, user: str, password: str, agent: str) -> str:
-    """SCRAM-SHA-256 over SASL2 with inline bind and a token request; returns <success/>."""
+async def scram_login(
+    raw: RawClient, user: str, password: str, agent: str, fast: str = "HT-SHA-256-NONE"
+) -> str:
+    """SCRAM-SHA-256 over SASL2 with inline bind and a token request for the FAST mechanism
+    ``fast``; returns <success/> (or <failure/>)."""
     nonce = secrets.token_urlsafe(18)
     first_bare = f"n={user},r={nonce}"
     await raw.send(
@@ -38,9 +41,14 @@ async def scram_login(raw: RawClient, user: str, password: str, agent: str) -> s
         f"<initial-response>{b64(('n,,' + first_bare).encode())}</initial-response>"
         f"<user-agent id='{agent}'><software>Heron tests</software><device>CI</device>"
         "</user-agent><bind xmlns='urn:xmpp:bind:0'><tag>Tests</tag></bind>"
-        "<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/></authenticate>"
+        f"<request-token xmlns='urn:xmpp:fast:0' mechanism='{fast}'/></authenticate>"
     )
-    challenge = (await raw.expect(rf"<challenge xmlns=.{SASL2}.>([^<]+)</challenge>"))[1]
+    challenge_or_failure = await raw.expect(
+        rf"<challenge xmlns=.{SASL2}.>([^<]+)</challenge>|<failure xmlns=.{SASL2}.>.*?</failure>"
+    )
+    if challenge_or_failure[1] is None:
+        return challenge_or_failure[0]
+    challenge = challenge_or_failure[1]
     server_first = base64.b64decode(challenge).decode()
     fields = dict(part.split("=", 1) for part in server_first.split(","))
     salted = hashlib.pbkdf2_hmac(
@@ -58,11 +66,19 @@ async def scram_login(raw: RawClient, user: str, password: str, agent: str) -> s
     return (await raw.expect(r"<success xmlns=.urn:xmpp:sasl:2.>.*?</success>"))[0]
 
 
-async def fast_login(raw: RawClient, user: str, token: str, agent: str) -> str:
-    proof = hmac.new(token.encode(), b"Initiator", hashlib.sha256).digest()
+async def fast_login(
+    raw: RawClient,
+    user: str,
+    token: str,
+    agent: str,
+    mechanism: str = "HT-SHA-256-NONE",
+    cb: bytes = b"",
+) -> str:
+    """A HT-* login (draft-schmaus-kitten-sasl-ht): HMAC(token, "Initiator" || cb-data)."""
+    proof = hmac.new(token.encode(), b"Initiator" + cb, hashlib.sha256).digest()
     initial = b64(user.encode() + NUL + proof)
     await raw.send(
-        f"<authenticate xmlns='{SASL2}' mechanism='HT-SHA-256-NONE'>"
+        f"<authenticate xmlns='{SASL2}' mechanism='{mechanism}'>"
         f"<initial-response>{initial}</initial-response>"
         f"<user-agent id='{agent}'/><bind xmlns='urn:xmpp:bind:0'><tag>Tests</tag></bind>"
         "<fast xmlns='urn:xmpp:fast:0'/></authenticate>"

@@ -335,6 +335,22 @@ async def test_module_data_is_copied_read_by_the_cli_and_cascades_on_postgresql(
     finally:
         await db.close()
 
+    # And back to SQLite: the keys hold there too, and new rows take new ids.
+    back = write_config(tmp_path / "back" / "heron.toml", "")
+    home = heron(pg, "copy-storage", "--to", str(back))
+    assert home.returncode == 0, home.stderr
+    _config, db = await opened(back)
+    try:
+        assert await counts(db, ALICE) == PER_ACCOUNT
+        await SqlQuarantineStore(db).hold(ALICE, EVE, 30.0, "<message id='back'/>", 10)
+        assert await SqlQuarantineStore(db).release(ALICE, EVE) == [
+            "<message id='0'/>",
+            "<message id='1'/>",
+            "<message id='back'/>",
+        ]
+    finally:
+        await db.close()
+
     # Deleting an account on PostgreSQL takes every row it owned, and only those.
     deleted = heron(pg, "deluser", "alice@localhost")
     assert deleted.returncode == 0, deleted.stderr

@@ -37,6 +37,7 @@ from tests.certs import issue, make_ca
 from tests.conftest import make_config, services_required
 from tests.dnsserver import DnsServer
 from tests.integration.clients import close, instant_room, login
+from tests.tcpcount import settle_to
 
 PASSWORD = "ejabberd-interop-pw"
 HERON = "heron.example"
@@ -378,6 +379,11 @@ async def test_heron_and_ejabberd_users_befriend_and_chat(
         await close(ours)
         await close(theirs)
     await assert_methods(heron, ejabberd, trust, HERON)
+    # ejabberd 23.01 offers no bidirectional streams (XEP-0288): Heron does not ask, and
+    # falls back to one connection per direction.
+    assert heron.connector is not None
+    assert [s.bidi for s in heron.connector.streams] == [False]
+    assert await settle_to(2, ejabberd.s2s, heron.ports["s2s"]) == 2
 
 
 async def test_ejabberd_user_talks_in_a_heron_room(

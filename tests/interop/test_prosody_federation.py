@@ -7,6 +7,8 @@ subscribes to the other, sees the other come online, and they exchange messages 
 
 It runs twice: with self-signed certificates (dialback proves the domains) and with
 certificates from a test CA both servers trust and require (SASL EXTERNAL both ways).
+Prosody runs its ``mod_s2s_bidi`` (XEP-0288), so once users chatted both ways, the kernel's
+TCP table shows one connection between the two servers, not one per direction.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from slixmpp import ClientXMPP
 
 from heron.app import RunningServer, start
 from heron.jid import JID
+from heron.stream.s2s import S2SIncoming
 from heron.tls import ensure_certificate
+from heron.transport.s2s import S2SListener
 from tests.certs import issue, make_ca
 from tests.conftest import make_config, services_required
 from tests.dnsserver import DnsServer
 from tests.integration.clients import close, login
+from tests.tcpcount import settle_to
 
 PASSWORD = "prosody-interop-pw"
 HERON = "heron.example"
@@ -51,7 +56,8 @@ http_ports = {{ }}
 https_ports = {{ }}
 component_ports = {{ }}
 admin_socket = "{run}/prosody.sock"
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix"; }}
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix";
+                    "s2s_bidi"; }}
 c2s_require_encryption = true
 s2s_require_encryption = true
 s2s_secure_auth = {secure}
@@ -212,6 +218,15 @@ async def heron(
         await running.stop()
 
 
+def incoming(server: RunningServer) -> list[S2SIncoming]:
+    return [
+        stream
+        for listener in server.listeners
+        if isinstance(listener, S2SListener)
+        for stream in listener.streams
+    ]
+
+
 async def prosody_user(peer: Prosody) -> ClientXMPP:
     client = ClientXMPP(f"puser@{PROSODY}/laptop", PASSWORD)
     client.ca_certs = peer.cert
@@ -270,10 +285,18 @@ async def test_heron_and_prosody_users_befriend_and_chat(
         await close(theirs)
     log = await asyncio.to_thread(peer.log.read_text)
     assert HERON in log  # Prosody really federated with us (not a local shortcut)
+    # XEP-0288: one connection between the servers carries both directions. Which side
+    # opened it depends on who asked first (Prosody's dialback check of our key may open
+    # one, which it then uses both ways instead of ours).
+    assert await settle_to(1, peer.s2s, heron.ports["s2s"]) == 1
     assert heron.connector is not None
-    methods = {s.method for s in heron.connector.streams}
-    if trust.ca is None:
-        assert methods == {"dialback"}
+    ours = list(heron.connector.streams)
+    theirs = [s for s in incoming(heron) if (PROSODY, HERON) in s.authenticated]
+    assert len(ours) + len(theirs) == 1
+    assert all(s.bidi for s in ours + theirs)
+    if ours:
+        assert "Requested bidirectional stream" in log
+        # Heron proved itself by certificate when both trust the CA, else by dialback
+        assert ours[0].method == ("dialback" if trust.ca is None else "EXTERNAL")
     else:
-        assert methods == {"EXTERNAL"}  # Heron proved itself with its certificate
-        assert f"SASL EXTERNAL with {HERON} succeeded" in log  # and so did Prosody
+        assert "Requesting bidirectional stream" in log

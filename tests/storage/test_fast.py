@@ -56,3 +56,22 @@ async def test_expired_tokens_fail(tmp_path: Path) -> None:
         assert await short.verify("u", "h", "phone", MECHANISM, proofs(token)[0]) is None
     finally:
         await db.close()
+
+
+async def test_channel_bound_tokens_keep_only_a_seed(store: FastTokenStore) -> None:
+    """HT-SHA-256-ENDP proofs hash in the TLS session's data, so the server rebuilds the
+    token from a stored seed and its own key; the table alone rebuilds nothing."""
+    key, cb = b"k" * 32, b"end-point-data"
+    token, _ = await store.issue("u", "h", "phone", "HT-SHA-256-ENDP", key)
+    initiator, responder = proofs(token, cb)
+    assert (
+        await store.verify("u", "h", "phone", "HT-SHA-256-ENDP", initiator, cb, b"x" * 32) is None
+    )
+    wrong_cb = proofs(token, b"other-certificate")[0]
+    assert await store.verify("u", "h", "phone", "HT-SHA-256-ENDP", wrong_cb, cb, key) is None
+    assert await store.verify("u", "h", "phone", MECHANISM, proofs(token)[0], b"", key) is None
+    found = await store.verify("u", "h", "phone", "HT-SHA-256-ENDP", initiator, cb, key)
+    assert found is not None
+    assert found[0] == responder
+    (seed,) = await store.db.fetchrow("SELECT seed FROM fast_tokens")
+    assert token.encode() not in bytes(seed)

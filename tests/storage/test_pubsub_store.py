@@ -348,3 +348,39 @@ async def test_copy_between_engines_keeps_item_order(
     finally:
         for db in (lite, pg, back):
             await db.close()
+
+
+async def test_a_deleted_account_leaves_no_affiliation_or_subscription(opener: Opener) -> None:
+    db = await opener()
+    store = SqlPubsubStore(db)
+    alice, bob = ALICE.bare, BOB.bare
+    await SqlAccountStore(db).create("bob", "example.org", [])
+    lookalike = JID.parse("alice@example.org.test")  # the same prefix, another account
+    underscored = JID.parse("a_ice@example.org")  # _ is LIKE's any-character
+    public = service()
+    await change(store, public, lambda s: s.create("alices", ALICE))
+    await change(store, public, lambda s: s.create("bobs", BOB))
+
+    def join(s: PubsubService) -> None:
+        s.set_affiliations("bobs", BOB, [(alice, "publisher"), (lookalike, "member")])
+        s.subscribe("bobs", ALICE, ALICE, NO_RELATION)  # a full JID
+        s.subscribe("bobs", alice, alice, NO_RELATION)
+        s.subscribe("bobs", underscored, underscored, NO_RELATION)
+        s.subscribe("alices", BOB, BOB, NO_RELATION)
+
+    await change(store, public, join)
+    pep = service(bob, default_config=NodeConfig(access_model="open", max_items=1))
+    await change(store, pep, lambda s: s.publish(TUNE, bob, item("now"), may_create=True))
+    await change(store, pep, lambda s: s.subscribe(TUNE, ALICE, ALICE, NO_RELATION))
+
+    changed = await store.forget_entity(alice)
+    assert changed == [bob, SERVICE]
+    kept = await reloaded(store)
+    # Her own node stays, owned by no one (nobody inherits it), with Bob's subscription.
+    assert kept.nodes["alices"].affiliations == {}
+    assert set(kept.nodes["alices"].subscriptions) == {BOB}
+    assert kept.nodes["bobs"].affiliations == {bob: "owner", lookalike: "member"}
+    assert set(kept.nodes["bobs"].subscriptions) == {underscored}
+    assert (await reloaded(store, bob)).nodes[TUNE].subscriptions == {}
+    assert await store.forget_entity(alice) == []  # nothing left to forget
+    assert await store.forget_entity(underscored) == [SERVICE]

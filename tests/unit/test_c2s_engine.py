@@ -107,11 +107,13 @@ class FakeHost:
     def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
         pass
 
-    async def fast_issue(self, username: str, domain: str, agent: str) -> tuple[str, float]:
+    async def fast_issue(
+        self, username: str, domain: str, agent: str, mechanism: str
+    ) -> tuple[str, float]:
         return "token", 0.0
 
     async def fast_verify(
-        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes
+        self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
         return None
 

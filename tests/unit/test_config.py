@@ -20,6 +20,9 @@ from heron.config import (
     config_from_dict,
     load_config,
 )
+from heron.modules.antispam import AntispamOptions
+from heron.modules.blocking.module import BlockingOptions
+from heron.modules.push import PushOptions
 
 EXAMPLE = Path(__file__).parents[2] / "heron.example.toml"
 
@@ -80,7 +83,15 @@ def test_example_file_loads() -> None:
     assert org.module_options["antispam"] == {
         "strangers": "allow",
         "max_subscription_requests": 50,
+        "max_quarantined": 200,
     }
+    # The example shows these modules' defaults, as their option classes declare them.
+    for name, options in (
+        ("antispam", AntispamOptions),
+        ("blocking", BlockingOptions),
+        ("push", PushOptions),
+    ):
+        assert build_options(options, org.module_options[name], name) == options()
     assert org.module_options["time"] == {}
     local = config.host("localhost")
     assert local == HostConfig("localhost")

@@ -20,7 +20,15 @@ LEAVES = {
     "heron.log",
 }
 # The wiring: builds the server and its listeners from the config; nothing else imports it.
-WIRING = {"heron.app", "heron.cli", "heron.__main__", "heron.features", "heron.tls", "heron.ops"}
+WIRING = {
+    "heron.app",
+    "heron.cli",
+    "heron.__main__",
+    "heron.features",
+    "heron.tls",
+    "heron.ops",
+    "heron.supervisor",
+}
 
 
 def is_wiring(module: str) -> bool:
@@ -141,3 +149,19 @@ def test_modules_never_reach_for_the_server() -> None:
         text = path.read_text(encoding="utf-8")
         assert "ctx.server" not in text, f"{path.relative_to(PACKAGE)} reaches ctx.server"
         assert "heron.core.server" not in text, f"{path.relative_to(PACKAGE)} imports the server"
+
+
+def test_modules_never_touch_a_database_driver() -> None:
+    """Modules reach storage through their stores (written against Database), never an
+    engine or a driver (issue 16), on whichever engine the server runs."""
+    engines = {"sqlite3", "asyncpg", "heron.storage.sqlite", "heron.storage.postgres"}
+    for path in (PACKAGE / "modules").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name not in engines, f"{path.relative_to(PACKAGE)} imports {name}"

@@ -55,6 +55,12 @@ class FakeHost:
     async def remote_stanza(self, stanza: Stanza) -> None:
         pass
 
+    def offers_bidi(self) -> bool:
+        return False
+
+    def adopt_route(self, local: str, remote: str, stream: S2SIncoming) -> None:
+        pass
+
 
 def parsed(written: str) -> list[Element]:
     """The top-level elements of what a stream wrote, read by a namespace-aware parser."""

@@ -25,6 +25,9 @@ class Host:
     def dialback_key(self, receiving: str, originating: str, stream_id: str) -> str:
         return f"key-{stream_id}"
 
+    def offers_bidi(self) -> bool:
+        return False
+
 
 async def outgoing(*, use_external: bool) -> tuple[S2SOutgoing, MemoryLink]:
     link = MemoryLink()

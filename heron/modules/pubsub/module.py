@@ -327,9 +327,12 @@ class PubsubModule(Module):
 
     async def on_account_deleted(self, account: JID) -> None:
         """The account is gone, and its PEP nodes and items went with its row: drop what is
-        held in memory."""
+        held in memory, and its affiliations and subscriptions on other nodes (a node it
+        alone owned stays, owned by no one, rather than pass to whoever takes the name)."""
         self.services.pop(account, None)
         self.pep.account_deleted(account)
+        for changed in await self.store.forget_entity(account):
+            self.services.pop(changed, None)  # read again, without it, when next asked
 
     # --- disco of the service (XEP-0060 §5) ----------------------------------------------
     async def service_info(self, iq: Stanza) -> Element | None:

@@ -160,6 +160,13 @@ class PubsubStore(Protocol):
         """Write what one operation changed (``out``, drained from ``service``), at once."""
         ...
 
+    async def forget_entity(self, account: JID) -> list[JID]:
+        """Take a deleted account (its bare and full JIDs) out of the affiliations and
+        subscriptions of every node, so that whoever registers the name later inherits
+        none of them; returns the pubsub JIDs whose nodes changed. (Its own PEP rows go
+        with the account's row.)"""
+        ...
+
 
 class SqlPubsubStore(SqlStore):
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
@@ -239,6 +246,53 @@ class SqlPubsubStore(SqlStore):
                 await tx.executemany(DELETE_ITEM, deleted)
             if inserted:
                 await tx.executemany(INSERT_ITEM, inserted)
+
+    async def forget_entity(self, account: JID) -> list[JID]:
+        # JIDs are keys of the JSON maps, written as json.dumps writes them: the quote and
+        # the bare JID start every entry of the account (bare or full).
+        pattern = _like(json.dumps(str(account))[:-1])
+        changed: set[str] = set()
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT service, node, affiliations, subscriptions FROM pubsub_nodes"
+                " WHERE affiliations LIKE ? ESCAPE '\\' OR subscriptions LIKE ? ESCAPE '\\'",
+                pattern,
+                pattern,
+            )
+            for service, node, affiliations, subscriptions in rows:
+                kept_affiliations, fewer_affiliations = _without(str(affiliations), account)
+                kept_subscriptions, fewer_subscriptions = _without(str(subscriptions), account)
+                if fewer_affiliations or fewer_subscriptions:
+                    await tx.execute(
+                        "UPDATE pubsub_nodes SET affiliations = ?, subscriptions = ?"
+                        " WHERE service = ? AND node = ?",
+                        kept_affiliations,
+                        kept_subscriptions,
+                        service,
+                        node,
+                    )
+                    changed.add(str(service))
+        return [JID.parse(service) for service in sorted(changed)]
+
+
+def _without(text: str, account: JID) -> tuple[str, bool]:
+    """A stored JSON map of JIDs without ``account``'s entries; whether any went."""
+    data = json.loads(text)
+    kept = {k: v for k, v in data.items() if not _is_of(k, account)}
+    return json.dumps(kept), len(kept) != len(data)
+
+
+def _is_of(text: str, account: JID) -> bool:
+    try:
+        return JID.parse(text).bare == account
+    except InvalidJID:
+        return False
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern matching itself anywhere (escape character ``\\``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _affiliations(node: Node) -> str:
