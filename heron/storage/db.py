@@ -4,8 +4,8 @@ A store writes its SQL once, with ``?`` placeholders, in the subset SQLite and P
 share (``INSERT … ON CONFLICT``, ``RETURNING``, ``LIMIT``/``OFFSET``, ``||``); the
 PostgreSQL engine numbers the placeholders. Where the dialects truly differ (column types,
 ``WITHOUT ROWID``, identity columns) the difference lives in each engine's migrations, which
-a store declares per dialect. Modules never import an engine or a driver: they receive
-their stores from the module context.
+a store declares per dialect (`ddl` writes one schema text for both). Modules never import
+an engine or a driver: they receive their stores from the module context.
 
 Rows come back as sequences indexed by column position (``tuple`` from SQLite, ``Record``
 from asyncpg). Integers, text, bytes and floats round-trip the same on both engines;
@@ -23,6 +23,18 @@ Dialect = Literal["sqlite", "postgresql"]
 DIALECTS: Final[tuple[Dialect, ...]] = ("sqlite", "postgresql")
 
 Row = Sequence[Any]
+
+_DDL: Final[Mapping[Dialect, Mapping[str, str]]] = {
+    "sqlite": {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER", "rowid": " WITHOUT ROWID"},
+    "postgresql": {"blob": "BYTEA", "real": "DOUBLE PRECISION", "bigint": "BIGINT", "rowid": ""},
+}
+
+
+def ddl(dialect: Dialect, template: str) -> str:
+    """A schema text for ``dialect`` from one written for both: ``{blob}``, ``{real}`` and
+    ``{bigint}`` are the column types, ``{rowid}`` follows a table that needs no row id
+    (``WITHOUT ROWID`` on SQLite)."""
+    return template.format_map(_DDL[dialect])
 
 
 @dataclass(frozen=True, slots=True)
