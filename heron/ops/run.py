@@ -17,6 +17,7 @@ from typing import Final
 
 from heron.app import start
 from heron.config import ServerConfig
+from heron.core.loopwatch import LoopWatch, settle_heap
 from heron.ops.reload import ConfigReloader
 from heron.ops.socket import AdminSocket, socket_path
 
@@ -30,6 +31,9 @@ async def serve(
 ) -> None:
     """Run until SIGTERM or SIGINT; reload on SIGHUP when started from a file."""
     running = await start(config, reuse_port=reuse_port)
+    watch = LoopWatch(running.server.metrics)  # stalls and collector pauses on /metrics
+    watch.start()
+    settle_heap()
     node = config.cluster.node if config.cluster is not None else None
     admin = AdminSocket(running, socket_path(config.data_dir, node))
     reloads: set[asyncio.Task[object]] = set()
@@ -55,6 +59,7 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down")
+        watch.stop()
         try:
             async with asyncio.timeout(STOP_BOUND_S):
                 for task in list(reloads):

@@ -6,30 +6,19 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from slixmpp import JID as SJID
 
 from heron.app import RunningServer
-from heron.config import ServerConfig
 from heron.jid import JID
 from heron.storage.db import Database
 from tests.integration.clients import close, login
-from tests.integration.ported import ported_only
 
 PASSWORD = "removal-password"
 pytestmark = pytest.mark.both_engines
 TABLES = ("roster_items", "roster_versions", "offline_messages", "mam_messages", "mam_prefs")
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 async def rows_of(db: Database, username: str) -> dict[str, int]:

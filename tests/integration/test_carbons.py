@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from slixmpp import ClientXMPP
 from slixmpp.xmlstream import ET
 
@@ -12,6 +13,8 @@ from heron.jid import JID
 from tests.integration.clients import close, login
 
 PASSWORD = "carbons-password"
+
+pytestmark = pytest.mark.both_engines
 
 
 async def device(server: RunningServer, jid: str, *, carbons: bool) -> ClientXMPP:

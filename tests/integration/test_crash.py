@@ -23,7 +23,6 @@ from slixmpp import JID as SJID
 from heron.config import load_config
 from tests.engines import fresh_schema_url
 from tests.integration.clients import close, login
-from tests.integration.ported import sqlite_only_modules
 
 PASSWORD = "crash-test-pw"
 SETTLED_S = 1.0  # delivered this long before the kill: must be archived (bound: 50 ms)
@@ -89,9 +88,6 @@ def heron(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
 def write_config(root: Path, engine: str, url: str) -> Subprocess:
     ports = {"c2s": free_port(), "c2s_tls": free_port()}
     storage = "" if engine == "sqlite" else f'[storage]\nengine = "postgresql"\nurl = "{url}"'
-    # On PostgreSQL, the default modules that run there (tests/integration/ported.py).
-    left_out = [] if engine == "sqlite" else sqlite_only_modules()
-    modules = "".join(f"{name} = false\n" for name in left_out)
     root.mkdir(parents=True, exist_ok=True)
     config = root / "heron.toml"
     config.write_text(
@@ -109,8 +105,7 @@ port = {ports["c2s_tls"]}
 level = "WARNING"
 {storage}
 [hosts.localhost]
-[hosts.localhost.modules]
-{modules}""",
+""",
         encoding="utf-8",
     )
     return Subprocess(config, ports, {"localhost": root / "data" / "certs" / "localhost.crt"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from slixmpp import ClientXMPP
 from slixmpp.xmlstream import ET
 
@@ -19,6 +20,10 @@ from heron.jid import JID
 from tests.integration.clients import close, login
 
 PASSWORD = "jingle-message-pw"
+
+pytestmark = pytest.mark.both_engines
+
+
 JMI = "urn:xmpp:jingle-message:0"
 CALL = "ca3cf894-5325-482f-a412-a6e9f832298d"
 

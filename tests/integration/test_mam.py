@@ -4,7 +4,6 @@ filtered by correspondent, found by stanza-id, and not archived when the user sa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,22 +14,12 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from heron.app import RunningServer
-from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
-from tests.integration.ported import ported_only
 
 PASSWORD = "mam-password"
 
 pytestmark = pytest.mark.both_engines
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 async def chatters(server: RunningServer) -> tuple[ClientXMPP, ClientXMPP, ClientXMPP]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer
@@ -11,6 +12,8 @@ from heron.jid import JID
 from tests.integration.clients import close, login
 
 PASSWORD = "routing-password"
+
+pytestmark = pytest.mark.both_engines
 
 
 async def resource(server: RunningServer, jid: str, priority: int | None) -> ClientXMPP:

@@ -18,6 +18,10 @@ from heron.jid import JID
 from tests.integration.clients import close, instant_room, login
 
 PASSWORD = "muc-password"
+
+pytestmark = pytest.mark.both_engines
+
+
 ROOM = SJID("lounge@conference.localhost")
 
 

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer
-from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
-from tests.integration.ported import ported_only
 
 PASSWORD = "presence-password"
 
 pytestmark = pytest.mark.both_engines
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 async def online(server: RunningServer, jid: str) -> ClientXMPP:
@@ -224,3 +213,27 @@ async def test_a_subscription_between_local_accounts_writes_both_rosters_togethe
     finally:
         await close(alice)
         await close(bob)
+
+
+async def test_a_blocked_subscription_request_changes_only_the_senders_roster(
+    server: RunningServer,
+) -> None:
+    """RFC 6121 §3.1.2 on the sender's side, XEP-0191 §3.6 on the blocker's: the request is
+    recorded as pending out for Mallory; Alice's roster never hears of it (the two-roster
+    write falls back to the sender's side alone)."""
+    alice = await online(server, "alice@localhost/a")
+    mallory = await online(server, "mallory@localhost/m")
+    alice.register_plugin("xep_0191")
+    try:
+        await alice.plugin["xep_0191"].block("mallory@localhost", timeout=5)
+        pushed = asyncio.ensure_future(mallory.wait_until("roster_update", timeout=5))
+        mallory.send_presence(pto="alice@localhost", ptype="subscribe")
+        await pushed
+        roster: Any = server.server.managers["localhost"].modules["roster"]
+        sent = await roster.store.item("mallory", "localhost", "alice@localhost")
+        assert sent is not None
+        assert sent.ask
+        assert await roster.store.item("alice", "localhost", "mallory@localhost") is None
+    finally:
+        await close(alice)
+        await close(mallory)

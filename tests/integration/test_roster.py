@@ -12,20 +12,11 @@ from heron.app import RunningServer, start
 from heron.config import ServerConfig
 from heron.jid import JID
 from tests.integration.clients import close, login
-from tests.integration.ported import ported_only
 from tests.rawclient import RawClient
 
 PASSWORD = "roster-password"
 
 pytestmark = pytest.mark.both_engines
-
-
-@pytest.fixture
-def config_factory(
-    config_factory: Callable[..., ServerConfig], engine: str
-) -> Callable[..., ServerConfig]:
-    """On PostgreSQL, without the modules that still run on SQLite alone."""
-    return ported_only(config_factory, engine)
 
 
 async def test_set_pushes_to_interested_resources_and_survives_restart(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from slixmpp import ClientXMPP
 
 from heron.app import RunningServer
@@ -13,6 +14,8 @@ from heron.jid import JID
 from tests.integration.clients import close, login
 
 PASSWORD = "sm-password"
+
+pytestmark = pytest.mark.both_engines
 
 
 async def users(server: RunningServer) -> tuple[ClientXMPP, ClientXMPP]:
