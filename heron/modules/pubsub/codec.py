@@ -13,6 +13,7 @@ from heron.jid import JID, InvalidJID
 from heron.modules.pubsub.config import config_form
 from heron.modules.pubsub.engine import Page, PageInfo, PubsubService, Relation, options_form
 from heron.modules.pubsub.errors import error
+from heron.modules.pubsub.model import add_items
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
@@ -77,6 +78,13 @@ def verb(pubsub: Element) -> Element:
     raise StanzaError(C.BAD_REQUEST, "the <pubsub/> element is empty")
 
 
+def _asked(iq: Stanza, pubsub: Element) -> tuple[JID, Element, str | None]:
+    """Who asks, the action element and the node it names."""
+    assert iq.from_ is not None
+    action = verb(pubsub)
+    return iq.from_, action, action.attrs.get("node")
+
+
 async def user_request(
     svc: PubsubService,
     iq: Stanza,
@@ -85,10 +93,7 @@ async def user_request(
     may_create: bool,
 ) -> Element | None:
     """§5-§7: what an entity asks of the service (``may_create``: it may create nodes)."""
-    assert iq.from_ is not None
-    sender = iq.from_
-    action = verb(pubsub)
-    name = action.attrs.get("node")
+    sender, action, name = _asked(iq, pubsub)
     tag, type_ = action.tag, iq.type
     if type_ == "set" and tag == "create":
         if not may_create:
@@ -197,13 +202,7 @@ async def _items(
         name, sender, relation, ids=ids or None, max_items=max_items, page=page
     )
     result = Element("pubsub", PUBSUB)
-    container = result.add("items", PUBSUB, {"node": node.name})
-    for item in items:
-        el = container.add("item", PUBSUB, {"id": item.id})
-        if svc.owner is None:
-            el.attrs["publisher"] = str(item.publisher)
-        if item.payload is not None:
-            el.append(item.payload)
+    add_items(result, PUBSUB, node, items, publisher=svc.owner is None)
     if info is not None:
         result.append(_page_result(info))
     return result
@@ -212,10 +211,7 @@ async def _items(
 def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | None:
     """§8: what a node's owner asks (configuration, deletion, purge, subscriptions and
     affiliations of the node)."""
-    assert iq.from_ is not None
-    sender = iq.from_
-    action = verb(pubsub)
-    name = action.attrs.get("node")
+    sender, action, name = _asked(iq, pubsub)
     tag, type_ = action.tag, iq.type
     if tag == "configure" and type_ == "get":
         result = Element("pubsub", OWNER)

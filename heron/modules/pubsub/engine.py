@@ -39,6 +39,7 @@ from heron.modules.pubsub.model import (
     Policy,
     Relation,
     Subscription,
+    add_items,
     authorization_form,
     new_id,
     options_form,
@@ -364,14 +365,7 @@ class PubsubService:
         self, name: str | None, requester: JID, jid: JID, subid: str | None = None
     ) -> None:
         """§6.2: one's own subscription; owners may end anyone's."""
-        node = self.node(name)
-        if jid.bare != requester.bare and self.affiliation(node, requester) != "owner":
-            raise StanzaError(C.FORBIDDEN, "you may not unsubscribe someone else")
-        sub = node.subscriptions.get(jid)
-        if sub is None:
-            raise error(C.UNEXPECTED_REQUEST, "not-subscribed", "there is no such subscription")
-        if subid and subid != sub.subid:
-            raise error(C.NOT_ACCEPTABLE, "invalid-subid", "no subscription with that subid")
+        node, sub = self._own_subscription(name, requester, jid, subid)
         del node.subscriptions[jid]
         self.outbox.saved_nodes.add(node.name)
         if node.config.notify_sub:
@@ -602,13 +596,7 @@ class PubsubService:
     # --- notifications ---------------------------------------------------------------
     def _items_event(self, node: Node, items: list[Item]) -> Element:
         event = Element("event", EVENT)
-        container = event.add("items", EVENT, {"node": node.name})
-        for item in items:
-            el = container.add("item", EVENT, {"id": item.id})
-            if self.owner is None:
-                el.attrs["publisher"] = str(item.publisher)
-            if node.config.deliver_payloads and item.payload is not None:
-                el.append(item.payload)
+        add_items(event, EVENT, node, items, publisher=self.owner is None)
         return event
 
     def _notify(self, node: Node, event: Element) -> None:
