@@ -3,6 +3,7 @@
 from typing import Final
 
 XML: Final = "http://www.w3.org/XML/1998/namespace"
+XML_LANG: Final = "{" + XML + "}lang"  # the xml:lang attribute, as Element names it
 STREAM: Final = "http://etherx.jabber.org/streams"
 CLIENT: Final = "jabber:client"
 SERVER: Final = "jabber:server"
@@ -73,6 +74,10 @@ EXTDISCO: Final = "urn:xmpp:extdisco:2"
 BYTESTREAMS: Final = "http://jabber.org/protocol/bytestreams"
 CAPS: Final = "http://jabber.org/protocol/caps"
 SERVERINFO: Final = "http://jabber.org/network/serverinfo"
+
+# Ad-hoc commands (XEP-0050) and the service administration forms (XEP-0133)
+COMMANDS: Final = "http://jabber.org/protocol/commands"
+ADMIN: Final = "http://jabber.org/protocol/admin"
 
 # Archives (XEP-0313), result set management (XEP-0059), stanza ids (XEP-0359)
 MAM: Final = "urn:xmpp:mam:2"

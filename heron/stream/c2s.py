@@ -8,7 +8,6 @@ The engine knows nothing of sockets: bytes come in through ``receive`` and leave
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import secrets
 import time
@@ -30,7 +29,14 @@ from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
 from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain, upgrade
+from heron.stream.sasl.offer import (
+    add_auth_features,
+    check_authzid,
+    client_mechanisms,
+    decode_payload,
+)
 from heron.stream.sm import HandledTooHigh, StreamManagement
+from heron.stream.sm import failed as sm_failed
 from heron.xmlstream import (
     STREAM_FOOTER,
     Element,
@@ -42,7 +48,6 @@ from heron.xmlstream import (
 log = logging.getLogger(__name__)
 
 MAX_SASL_FAILURES = 3
-FAST_MECHANISM = "HT-SHA-256-NONE"  # XEP-0484 tokens without channel binding
 
 
 class Framing:
@@ -290,36 +295,9 @@ class C2SStream(XmlStream):
         features.children.extend(self.host.stream_features(self.domain, True))
         return features
 
-    def _mechanisms(self) -> list[str]:
-        names: list[str] = []
-        cb = self.tls.channel_bindings if self.tls else {}
-        for hash_name in ("SHA-512", "SHA-256", "SHA-1"):
-            if cb:
-                names.append(f"SCRAM-{hash_name}-PLUS")
-        names += ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"]
-        if self.is_tls:
-            names.append("PLAIN")  # RFC 6120 §13.9.4: PLAIN only under TLS
-        return names
-
     def _auth_features(self, features: Element) -> None:
-        mechs = features.add("mechanisms", ns.SASL)
-        for name in self._mechanisms():
-            mechs.add("mechanism", ns.SASL, text=name)
-        if self.is_tls:  # XEP-0388 with Bind2 (XEP-0386) and FAST (XEP-0484) inline
-            sasl2 = features.add("authentication", ns.SASL2)
-            for name in self._mechanisms():
-                sasl2.add("mechanism", ns.SASL2, text=name)
-            inline = sasl2.add("inline", ns.SASL2)
-            inline.add("bind", ns.BIND2)
-            inline.add("sm", ns.SM)  # XEP-0198: <resume/> inline in <authenticate/>
-            upgrade.advertise(sasl2)
-            fast = inline.add("fast", ns.FAST)
-            for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
-                fast.add("mechanism", ns.FAST, text=name)
-        if self.tls and self.tls.channel_bindings:
-            cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
-            for cb_type in self.tls.channel_bindings:
-                cb.add("channel-binding", ns.SASL_CB, {"type": cb_type})
+        channel_bindings = self.tls.channel_bindings if self.tls else {}
+        add_auth_features(features, channel_bindings, is_tls=self.is_tls)
         features.children.extend(self.host.stream_features(self.domain, False))
 
     # --- elements ---------------------------------------------------------------------
@@ -360,7 +338,7 @@ class C2SStream(XmlStream):
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
-            failure.add("text", self._sasl_ns, {f"{{{ns.XML}}}lang": "en"}, text)
+            failure.add("text", self._sasl_ns, {ns.XML_LANG: "en"}, text)
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
@@ -375,16 +353,6 @@ class C2SStream(XmlStream):
         el = Element(tag, self._sasl_ns)
         el.children.append(base64.b64encode(data).decode() if data else "=")
         self._send(el)
-
-    @staticmethod
-    def _decode(el: Element) -> bytes:
-        text = el.text.strip()
-        if text in ("", "="):
-            return b""
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SaslFailure("incorrect-encoding") from exc
 
     async def _sasl_element(self, el: Element) -> None:
         if self.state is State.WAIT_TLS or (not self.is_tls and self.host.require_tls):
@@ -427,7 +395,7 @@ class C2SStream(XmlStream):
         mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
         bindings = self.tls.channel_bindings if self.tls else {}
         wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
-        if wanted is not None and wanted.attrs.get("mechanism", FAST_MECHANISM) not in ht.offered(
+        if wanted is not None and wanted.attrs.get("mechanism", ht.NONE) not in ht.offered(
             bindings
         ):
             raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
@@ -435,13 +403,14 @@ class C2SStream(XmlStream):
         if self._sasl2 is not None and mechanism in ht.offered(bindings):
             await self._fast_auth(self._sasl2, mechanism, bindings)
             return
-        if mechanism not in self._mechanisms():
+        channel_bindings = self.tls.channel_bindings if self.tls else {}
+        if mechanism not in client_mechanisms(channel_bindings, is_tls=self.is_tls):
             raise SaslFailure("invalid-mechanism")
         if self._sasl2 is not None:
             initial = self._sasl2.find("initial-response", ns.SASL2)
-            data = self._decode(initial) if initial is not None else b""
+            data = decode_payload(initial) if initial is not None else b""
         else:
-            data = self._decode(el)
+            data = decode_payload(el)
         if mechanism == "PLAIN":
             authzid, authcid, password = parse_plain(data)
             await self._throttle(authcid)
@@ -449,7 +418,7 @@ class C2SStream(XmlStream):
             ok = await self.host.verify_plain(password, keys)
             if not (ok and exists):
                 raise SaslFailure("not-authorized")
-            self._check_authzid(authzid, authcid)
+            check_authzid(authzid, authcid, self.domain)
             self.mechanism = mechanism
             await self._authenticated_async(authcid, b"")
             return
@@ -477,7 +446,7 @@ class C2SStream(XmlStream):
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
-        data = self._decode(initial) if initial is not None else b""
+        data = decode_payload(initial) if initial is not None else b""
         authcid_raw, sep, proof = data.partition(b"\0")
         if not sep or not agent_id or request.find("fast", ns.FAST) is None:
             raise SaslFailure("malformed-request")
@@ -513,8 +482,8 @@ class C2SStream(XmlStream):
         assert self._sasl is not None
         assert self._sasl_user is not None
         scram = self._sasl
-        final = scram.finish(self._decode(el))
-        self._check_authzid(scram.authzid or "", self._sasl_user)
+        final = scram.finish(decode_payload(el))
+        check_authzid(scram.authzid or "", self._sasl_user, self.domain)
         self._sasl = None
         self.mechanism = scram.mechanism_name
         await self._authenticated_async(self._sasl_user, final)
@@ -541,16 +510,6 @@ class C2SStream(XmlStream):
             return
         self._pending = None
         await self._authenticated_async(username, b"", rotate=rotate)
-
-    def _check_authzid(self, authzid: str, authcid: str) -> None:
-        if not authzid:
-            return
-        try:
-            wanted = JID.parse(authzid)
-            if wanted.bare != JID.make(authcid, self.domain):
-                raise SaslFailure("invalid-authzid")
-        except InvalidJID as exc:
-            raise SaslFailure("invalid-authzid") from exc
 
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
@@ -597,9 +556,7 @@ class C2SStream(XmlStream):
             assert self.username is not None
             # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
             # a rotated one for the mechanism just used.
-            mech = (
-                self.mechanism if wanted is None else wanted.attrs.get("mechanism", FAST_MECHANISM)
-            )
+            mech = self.mechanism if wanted is None else wanted.attrs.get("mechanism", ht.NONE)
             token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
@@ -657,7 +614,7 @@ class C2SStream(XmlStream):
         tag, sm = el.tag, self.sm
         if tag == "enable":
             if self.state is not State.BOUND or sm is not None:
-                self._sm_failed("unexpected-request")
+                self._send(sm_failed("unexpected-request"))
                 return
             sm = self.sm = StreamManagement(el.attrs.get("resume") in ("true", "1"))
             enabled = Element("enabled", ns.SM, {"id": sm.id})
@@ -669,50 +626,33 @@ class C2SStream(XmlStream):
         elif tag == "r" and sm is not None:
             self._send(Element("a", ns.SM, {"h": str(sm.handled)}))
         elif tag == "a" and sm is not None:
-            self._sm_ack(sm, el)
+            sm.acknowledge_element(el)
         elif tag == "resume":
             self._sm_resume(el)
         elif tag in ("r", "a"):
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "enable first")
 
-    def _sm_ack(self, sm: StreamManagement, el: Element) -> None:
-        try:
-            sm.acknowledge(int(el.attrs.get("h", "")))
-        except ValueError as exc:
-            raise StreamError(StreamCondition.INVALID_XML, "h must be a number") from exc
-        except HandledTooHigh as exc:
-            extra = Element("handled-count-too-high", ns.SM, {"h": el.attrs["h"]})
-            raise StreamError(StreamCondition.UNDEFINED_CONDITION, str(exc), extra) from exc
-
-    def _sm_failed(self, condition: str) -> None:
-        self._send(self._sm_failure(condition))
-
     def _sm_resume(self, el: Element) -> None:
         """§5: take over a previous session of this account, resending what it missed."""
         if self.state is not State.WAIT_BIND:
-            self._sm_failed("unexpected-request")
+            self._send(sm_failed("unexpected-request"))
             return
         answer = self._sm_take_over(el)
         self._send(answer)
         if answer.tag == "resumed":
             self._sm_resend()
 
-    def _sm_failure(self, condition: str) -> Element:
-        failed = Element("failed", ns.SM)
-        failed.add(condition, ns.STANZAS_ERRORS)
-        return failed
-
     def _sm_take_over(self, el: Element) -> Element:
         """<resumed/> once this stream has taken over session ``previd``, else <failed/>;
         also inline in a SASL2 <authenticate/> (XEP-0198 with XEP-0388)."""
         old = self.host.sm_find(self, el.attrs.get("previd", ""))
         if old is None or old.sm is None:
-            return self._sm_failure("item-not-found")
+            return sm_failed("item-not-found")
         sm = old.sm
         try:
             sm.acknowledge(int(el.attrs.get("h", "")))
         except (ValueError, HandledTooHigh):
-            return self._sm_failure("unexpected-request")
+            return sm_failed("unexpected-request")
         self._jid = old._jid
         self._available, self._priority, self.presence = old._available, old._priority, old.presence
         self._hold = old._hold
@@ -766,7 +706,7 @@ class C2SStream(XmlStream):
             except InvalidJID:
                 if el.attrs.get("type") != "error":
                     reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
-                    reply.set("from", _valid_part(raw_to))  # which room refused the nick
+                    reply.set("from", JID.salvage(raw_to))  # which room refused the nick
                     self.deliver(reply)
                 return
         if el.tag == "iq" and "id" not in el.attrs:
@@ -779,17 +719,6 @@ class C2SStream(XmlStream):
                 self.deliver(_result(el))
                 return
         await self.host.stanza(self, Stanza(el, to, jid))
-
-
-def _valid_part(raw: str) -> str | None:
-    """RFC 6120 §8.3.1: an error comes from where the stanza went; of a malformed address,
-    the bare JID or the domain when that much is valid."""
-    for candidate in (raw.partition("/")[0], raw.partition("/")[0].rpartition("@")[2]):
-        try:
-            return str(JID.parse(candidate))
-        except InvalidJID:
-            continue
-    return None
 
 
 def _result(iq: Element) -> Element:

@@ -10,9 +10,13 @@ import hmac
 import re
 import secrets
 
+import pytest
+
 from heron.app import RunningServer
 from heron.jid import JID
 from tests.rawclient import RawClient
+
+pytestmark = pytest.mark.both_engines  # every store this touches, on each engine
 
 PASSWORD = "sasl2-password"
 SASL2 = "urn:xmpp:sasl:2"

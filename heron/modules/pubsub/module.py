@@ -69,6 +69,9 @@ class PubsubOptions:
     """Largest item payload, in bytes of serialized XML."""
     max_nodes: int = option(1000, min=1)
     """Nodes at most on the service, and on each account's PEP."""
+    create_nodes: str = option("users", choices=("users", "admins"))
+    """Who creates nodes on the service: the host's users, or only its admins (who always
+    may)."""
 
 
 class PubsubModule(Module):
@@ -202,6 +205,10 @@ class PubsubModule(Module):
     def _may_create(self, svc: PubsubService, sender: JID) -> bool:
         if svc.owner is not None:
             return sender.bare == svc.owner
+        if self.ctx.is_admin(sender):
+            return True  # the service's administrators, whatever the restriction
+        if self.options.create_nodes == "admins":
+            return False
         return sender.domain == self.ctx.domain and sender.local is not None
 
     # --- requests -----------------------------------------------------------------------
