@@ -88,7 +88,6 @@ class C2SStream(XmlStream):
         "_available",
         "_hold",
         "_jid",
-        "_pending",
         "_priority",
         "_sasl",
         "_sasl2",
@@ -97,7 +96,7 @@ class C2SStream(XmlStream):
         "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
-        "_task",
+        "_tasks",
         "_upgrades",
         "domain",
         "framing",
@@ -136,9 +135,8 @@ class C2SStream(XmlStream):
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
-        self._upgrades: list[str] = []  # XEP-0480 tasks still to do before <success/>
-        self._pending: tuple[str, bool] | None = None  # (user, rotate) while tasks run
-        self._task: upgrade.ScramUpgrade | None = None
+        self._upgrades: list[str] = []  # XEP-0480 tasks asked for in <authenticate/>
+        self._tasks: upgrade.UpgradeTasks | None = None  # running before <success/>
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         self._hold: Callable[[Element], list[Element]] | None = None
         self.sm: StreamManagement | None = None  # XEP-0198, once enabled
@@ -342,7 +340,7 @@ class C2SStream(XmlStream):
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
-        self._pending = self._task = None
+        self._tasks = None
         self.state = State.WAIT_AUTH
         if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
@@ -367,7 +365,7 @@ class C2SStream(XmlStream):
                 await self._sasl_auth(el)
             elif el.tag == "response" and self.state is State.SASL and self._sasl is not None:
                 await self._sasl_response(el)
-            elif el.tag in ("next", "task-data") and self._pending is not None:
+            elif el.tag in ("next", "task-data") and self._tasks is not None:
                 await self._upgrade_step(el)
             elif el.tag == "abort" and self.state in (State.SASL, State.WAIT_AUTH):
                 self._sasl_fail("aborted")
@@ -394,17 +392,13 @@ class C2SStream(XmlStream):
         self._sasl_user = None
         mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
         bindings = self.tls.channel_bindings if self.tls else {}
-        wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
-        if wanted is not None and wanted.attrs.get("mechanism", ht.NONE) not in ht.offered(
-            bindings
-        ):
-            raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
-        self._upgrades = upgrade.requested(self._sasl2) if self._sasl2 is not None else []
-        if self._sasl2 is not None and mechanism in ht.offered(bindings):
-            await self._fast_auth(self._sasl2, mechanism, bindings)
-            return
-        channel_bindings = self.tls.channel_bindings if self.tls else {}
-        if mechanism not in client_mechanisms(channel_bindings, is_tls=self.is_tls):
+        if self._sasl2 is not None:  # refused before any work: tasks or tokens not offered
+            self._upgrades = upgrade.requested(self._sasl2)
+            ht.token_mechanism(self._sasl2, bindings, mechanism, rotate=False)
+            if mechanism in ht.offered(bindings):
+                await self._fast_auth(self._sasl2, mechanism, bindings)
+                return
+        if mechanism not in client_mechanisms(bindings, is_tls=self.is_tls):
             raise SaslFailure("invalid-mechanism")
         if self._sasl2 is not None:
             initial = self._sasl2.find("initial-response", ns.SASL2)
@@ -426,7 +420,7 @@ class C2SStream(XmlStream):
         if parsed is None:
             raise SaslFailure("invalid-mechanism")
         hash_name, plus = parsed
-        cb = self.tls.channel_bindings if self.tls else {}
+        cb = bindings
         scram = ScramServer(hash_name, plus=plus, plus_offered=bool(cb), channel_bindings=cb)
         username = scram.start(data)
         await self._throttle(username)
@@ -443,31 +437,21 @@ class C2SStream(XmlStream):
         cb = ht.cb_data(mechanism, bindings)
         if cb is None:
             raise SaslFailure("invalid-mechanism")
-        agent = request.find("user-agent", ns.SASL2)
-        agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
-        data = decode_payload(initial) if initial is not None else b""
-        authcid_raw, sep, proof = data.partition(b"\0")
-        if not sep or not agent_id or request.find("fast", ns.FAST) is None:
-            raise SaslFailure("malformed-request")
-        try:
-            authcid = authcid_raw.decode()
-        except UnicodeDecodeError as exc:
-            raise SaslFailure("malformed-request") from exc
-        await self._throttle(authcid)
-        verified = await self.host.fast_verify(authcid, self.domain, agent_id, mechanism, proof, cb)
+        asked = ht.parse_request(request, decode_payload(initial) if initial is not None else b"")
+        user, agent = asked.authcid, asked.agent
+        await self._throttle(user)
+        verified = await self.host.fast_verify(user, self.domain, agent, mechanism, asked.proof, cb)
         if verified is None:
             raise SaslFailure("not-authorized")
         responder, expiry = verified
         self.mechanism = mechanism
-        # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
-        rotate = expiry - time.time() < self._FAST_ROTATE_S
-        fast = request.find("fast", ns.FAST)
-        if fast is not None and fast.attrs.get("invalidate") in ("1", "true"):
-            # §3.6: "log out": the token goes now, and no new one unless asked for.
-            await self.host.fast_invalidate(authcid, self.domain, agent_id)
-            rotate = False
-        await self._authenticated_async(authcid, responder, rotate=rotate)
+        # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced; a
+        # client logging out (§3.6) loses its tokens now and gets none unless it asks.
+        rotate = expiry - time.time() < self._FAST_ROTATE_S and not asked.invalidate
+        if asked.invalidate:
+            await self.host.fast_invalidate(user, self.domain, agent)
+        await self._authenticated_async(user, responder, rotate=rotate)
 
     _FAST_ROTATE_S = 7 * 86400
 
@@ -490,34 +474,24 @@ class C2SStream(XmlStream):
 
     async def _upgrade_step(self, el: Element) -> None:
         """XEP-0480 §3.3 for UPGR-SCRAM-*: <next/> gets the salt, <task-data/> the hash."""
-        assert self._pending is not None
-        if el.tag == "next":
-            if self._task is not None or el.attrs.get("task") != self._upgrades[0]:
-                raise SaslFailure("malformed-request", "start the task asked for")
-            self._task = upgrade.ScramUpgrade(self._upgrades[0], self.host.scram_iterations)
-            self._send(self._task.challenge())
+        tasks = self._tasks
+        assert tasks is not None
+        following = await tasks.advance(el, self.domain, self.host.scram_upgrade)
+        if following is not None:
+            self._send(following)
             return
-        if self._task is None:
-            raise SaslFailure("malformed-request", "start the task first")
-        keys = self._task.finish(el)
-        username, rotate = self._pending
-        await self.host.scram_upgrade(username, self.domain, keys)
-        self.log.info("stored SCRAM-%s keys for %s (XEP-0480)", keys.hash_name, username)
-        self._task = None
-        self._upgrades.pop(0)
-        if self._upgrades:
-            self._send(upgrade.continue_with(self._upgrades[0], b""))
-            return
-        self._pending = None
-        await self._authenticated_async(username, b"", rotate=rotate)
+        self._tasks = None
+        await self._authenticated_async(tasks.username, b"", rotate=tasks.rotate)
 
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
     ) -> None:
         if self._sasl2 is not None and self._upgrades:
             # XEP-0480: authenticated, but the asked-for upgrades come before <success/>.
-            self._pending, self.state = (username, rotate), State.SASL
-            self._send(upgrade.continue_with(self._upgrades[0], final))
+            tasks, self._upgrades = self._upgrades, []
+            self._tasks = upgrade.UpgradeTasks(tasks, username, rotate, self.host.scram_iterations)
+            self.state = State.SASL
+            self._send(upgrade.continue_with(tasks[0], final))
             return
         self.host.auth_result(self.link.peer, username, self.domain, True)
         self.username = JID.make(username, self.domain).local
@@ -536,10 +510,10 @@ class C2SStream(XmlStream):
             success.add("additional-data", ns.SASL2, text=base64.b64encode(final).decode())
         self.state = State.WAIT_BIND
         bind = request.find("bind", ns.BIND2)
-        resume = request.find("resume", ns.SM)
+        resume = request.find("resume", ns.SM)  # XEP-0198 inline: resumed, no new binding
         sm_answer = self._sm_take_over(resume) if resume is not None else None
-        if sm_answer is not None and sm_answer.tag == "resumed":
-            bind = None  # XEP-0198 with SASL2: the resumed session, no new binding
+        resumed = sm_answer is not None and sm_answer.tag == "resumed"
+        bind = None if resumed else bind
         if bind is not None:
             tag = bind.child_text("tag", ns.BIND2) or "heron"
             self._bind_resource(f"{tag[:32]}.{secrets.token_hex(4)}")
@@ -551,18 +525,16 @@ class C2SStream(XmlStream):
             success.children.append(sm_answer)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
-        wanted = request.find("request-token", ns.FAST)
-        if agent_id and (wanted is not None or rotate):
+        bindings = self.tls.channel_bindings if self.tls else {}
+        mech = ht.token_mechanism(request, bindings, self.mechanism, rotate=rotate)
+        if agent_id and mech is not None:  # XEP-0484 §3.2, §3.5
             assert self.username is not None
-            # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
-            # a rotated one for the mechanism just used.
-            mech = wanted.attrs.get("mechanism", ht.NONE) if wanted else self.mechanism
             token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)
         self._send(self._post_auth_features())
-        if sm_answer is not None and sm_answer.tag == "resumed":
+        if resumed:
             self._sm_resend()
 
     # --- before login: registration ---------------------------------------------------

@@ -21,7 +21,6 @@ from tests.integration.test_pubsub import (
     error_of,
     options_form,
     payload,
-    ps_config,
     user,
 )
 
@@ -31,9 +30,9 @@ SHIM = "{http://jabber.org/protocol/shim}"
 
 
 async def test_a_site_subscriber_gets_every_sensor(
-    config_factory: Callable[..., ServerConfig], engine: str
+    config_factory: Callable[..., ServerConfig],
 ) -> None:
-    config = ps_config(config_factory, engine)
+    config = config_factory()
     running = await start(config)
     for name in ("alice", "bob"):
         await running.server.accounts.create(JID.parse(f"{name}@localhost"), PASSWORD)

@@ -2,7 +2,8 @@
 
 RFC 6120 §6.4: the mechanisms, strongest first, with the -PLUS variants only when TLS gave
 channel-binding data and PLAIN only under TLS (§13.9.4); under TLS also XEP-0388 (SASL2)
-with Bind2 (XEP-0386) and FAST (XEP-0484) inline, and the channel-binding types
+with Bind2 (XEP-0386), stream resumption (XEP-0198) and FAST (XEP-0484) inline, the
+SCRAM upgrade tasks (XEP-0480), and the channel-binding types
 (XEP-0440); FAST offers the hashed-token mechanisms this TLS session can bind (ht.py).
 """
 
@@ -43,7 +44,7 @@ def add_auth_features(
         inline = sasl2.add("inline", ns.SASL2)
         inline.add("bind", ns.BIND2)
         inline.add("sm", ns.SM)  # XEP-0198: <resume/> inline in <authenticate/>
-        upgrade.advertise(sasl2)
+        upgrade.advertise(sasl2)  # XEP-0480's SCRAM upgrade tasks
         fast = inline.add("fast", ns.FAST)
         for name in ht.offered(channel_bindings):
             fast.add("mechanism", ns.FAST, text=name)

@@ -13,7 +13,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from heron import ns
@@ -22,6 +24,8 @@ from heron.stream.sasl.errors import SaslFailure
 from heron.xmlstream import Element
 
 TASKS: Final = {f"UPGR-SCRAM-{name}": name for name in HASHES}
+StoreKeys = Callable[[str, str, ScramKeys], Awaitable[None]]  # (username, domain, keys)
+log = logging.getLogger(__name__)
 
 
 def requested(authenticate: Element) -> list[str]:
@@ -44,6 +48,46 @@ def continue_with(task: str, final: bytes) -> Element:
         answer.add("additional-data", ns.SASL2, text=base64.b64encode(final).decode())
     answer.add("tasks", ns.SASL2).add("task", ns.SASL2, text=task)
     return answer
+
+
+class UpgradeTasks:
+    """The tasks one SASL2 exchange asked for, done in order after authentication; then
+    the login completes as ``username`` (rotating its FAST token if ``rotate``)."""
+
+    def __init__(self, tasks: list[str], username: str, rotate: bool, iterations: int) -> None:
+        self.tasks = tasks
+        self.username = username
+        self.rotate = rotate
+        self.iterations = iterations
+        self.current: ScramUpgrade | None = None
+
+    def step(self, el: Element) -> Element | ScramKeys:
+        """<next/>: the challenge to send; <task-data/>: the keys to store."""
+        if el.tag == "next":
+            if self.current is not None or el.attrs.get("task") != self.tasks[0]:
+                raise SaslFailure("malformed-request", "start the task asked for")
+            self.current = ScramUpgrade(self.tasks[0], self.iterations)
+            return self.current.challenge()
+        if self.current is None:
+            raise SaslFailure("malformed-request", "start the task first")
+        keys = self.current.finish(el)
+        self.current = None
+        self.tasks.pop(0)
+        return keys
+
+    def following(self) -> Element | None:
+        """The <continue/> for the next task, or None when all are done."""
+        return continue_with(self.tasks[0], b"") if self.tasks else None
+
+    async def advance(self, el: Element, domain: str, store: StoreKeys) -> Element | None:
+        """One client element: what to send next, or None once every task is done (the
+        keys of each finished task stored first)."""
+        answer = self.step(el)
+        if isinstance(answer, Element):
+            return answer
+        await store(self.username, domain, answer)
+        log.info("stored SCRAM-%s keys for %s (XEP-0480)", answer.hash_name, self.username)
+        return self.following()
 
 
 class ScramUpgrade:
