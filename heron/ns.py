@@ -21,6 +21,8 @@ SESSION: Final = "urn:ietf:params:xml:ns:xmpp-session"
 # Channel-binding types (XEP-0440), SASL2 (XEP-0388), Bind2 (XEP-0386), FAST (XEP-0484)
 SASL_CB: Final = "urn:xmpp:sasl-cb:0"
 SASL2: Final = "urn:xmpp:sasl:2"
+SASL_UPGRADE: Final = "urn:xmpp:sasl:upgrade:0"  # XEP-0480
+SCRAM_UPGRADE: Final = "urn:xmpp:scram-upgrade:0"  # XEP-0480 §4
 BIND2: Final = "urn:xmpp:bind:0"
 FAST: Final = "urn:xmpp:fast:0"
 DISCO_INFO: Final = "http://jabber.org/protocol/disco#info"

@@ -28,7 +28,7 @@ from heron.stanza import (
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
-from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
+from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain, upgrade
 from heron.stream.sasl.offer import (
     add_auth_features,
     check_authzid,
@@ -88,6 +88,7 @@ class C2SStream(XmlStream):
         "_available",
         "_hold",
         "_jid",
+        "_pending",
         "_priority",
         "_sasl",
         "_sasl2",
@@ -96,6 +97,8 @@ class C2SStream(XmlStream):
         "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
+        "_task",
+        "_upgrades",
         "domain",
         "framing",
         "hibernating",
@@ -133,6 +136,9 @@ class C2SStream(XmlStream):
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
+        self._upgrades: list[str] = []  # XEP-0480 tasks still to do before <success/>
+        self._pending: tuple[str, bool] | None = None  # (user, rotate) while tasks run
+        self._task: upgrade.ScramUpgrade | None = None
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         self._hold: Callable[[Element], list[Element]] | None = None
         self.sm: StreamManagement | None = None  # XEP-0198, once enabled
@@ -336,6 +342,7 @@ class C2SStream(XmlStream):
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
+        self._pending = self._task = None
         self.state = State.WAIT_AUTH
         if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
@@ -360,6 +367,8 @@ class C2SStream(XmlStream):
                 await self._sasl_auth(el)
             elif el.tag == "response" and self.state is State.SASL and self._sasl is not None:
                 await self._sasl_response(el)
+            elif el.tag in ("next", "task-data") and self._pending is not None:
+                await self._upgrade_step(el)
             elif el.tag == "abort" and self.state in (State.SASL, State.WAIT_AUTH):
                 self._sasl_fail("aborted")
             else:
@@ -390,6 +399,7 @@ class C2SStream(XmlStream):
             bindings
         ):
             raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
+        self._upgrades = upgrade.requested(self._sasl2) if self._sasl2 is not None else []
         if self._sasl2 is not None and mechanism in ht.offered(bindings):
             await self._fast_auth(self._sasl2, mechanism, bindings)
             return
@@ -452,6 +462,11 @@ class C2SStream(XmlStream):
         self.mechanism = mechanism
         # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
         rotate = expiry - time.time() < self._FAST_ROTATE_S
+        fast = request.find("fast", ns.FAST)
+        if fast is not None and fast.attrs.get("invalidate") in ("1", "true"):
+            # §3.6: "log out": the token goes now, and no new one unless asked for.
+            await self.host.fast_invalidate(authcid, self.domain, agent_id)
+            rotate = False
         await self._authenticated_async(authcid, responder, rotate=rotate)
 
     _FAST_ROTATE_S = 7 * 86400
@@ -473,9 +488,37 @@ class C2SStream(XmlStream):
         self.mechanism = scram.mechanism_name
         await self._authenticated_async(self._sasl_user, final)
 
+    async def _upgrade_step(self, el: Element) -> None:
+        """XEP-0480 §3.3 for UPGR-SCRAM-*: <next/> gets the salt, <task-data/> the hash."""
+        assert self._pending is not None
+        if el.tag == "next":
+            if self._task is not None or el.attrs.get("task") != self._upgrades[0]:
+                raise SaslFailure("malformed-request", "start the task asked for")
+            self._task = upgrade.ScramUpgrade(self._upgrades[0], self.host.scram_iterations)
+            self._send(self._task.challenge())
+            return
+        if self._task is None:
+            raise SaslFailure("malformed-request", "start the task first")
+        keys = self._task.finish(el)
+        username, rotate = self._pending
+        await self.host.scram_upgrade(username, self.domain, keys)
+        self.log.info("stored SCRAM-%s keys for %s (XEP-0480)", keys.hash_name, username)
+        self._task = None
+        self._upgrades.pop(0)
+        if self._upgrades:
+            self._send(upgrade.continue_with(self._upgrades[0], b""))
+            return
+        self._pending = None
+        await self._authenticated_async(username, b"", rotate=rotate)
+
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
     ) -> None:
+        if self._sasl2 is not None and self._upgrades:
+            # XEP-0480: authenticated, but the asked-for upgrades come before <success/>.
+            self._pending, self.state = (username, rotate), State.SASL
+            self._send(upgrade.continue_with(self._upgrades[0], final))
+            return
         self.host.auth_result(self.link.peer, username, self.domain, True)
         self.username = JID.make(username, self.domain).local
         self.is_authenticated = True
@@ -493,6 +536,10 @@ class C2SStream(XmlStream):
             success.add("additional-data", ns.SASL2, text=base64.b64encode(final).decode())
         self.state = State.WAIT_BIND
         bind = request.find("bind", ns.BIND2)
+        resume = request.find("resume", ns.SM)
+        sm_answer = self._sm_take_over(resume) if resume is not None else None
+        if sm_answer is not None and sm_answer.tag == "resumed":
+            bind = None  # XEP-0198 with SASL2: the resumed session, no new binding
         if bind is not None:
             tag = bind.child_text("tag", ns.BIND2) or "heron"
             self._bind_resource(f"{tag[:32]}.{secrets.token_hex(4)}")
@@ -500,6 +547,8 @@ class C2SStream(XmlStream):
         success.add("authorization-identifier", ns.SASL2, text=identity)
         if bind is not None:
             success.add("bound", ns.BIND2)
+        if sm_answer is not None:
+            success.children.append(sm_answer)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
         wanted = request.find("request-token", ns.FAST)
@@ -513,6 +562,8 @@ class C2SStream(XmlStream):
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)
         self._send(self._post_auth_features())
+        if sm_answer is not None and sm_answer.tag == "resumed":
+            self._sm_resend()
 
     # --- before login: registration ---------------------------------------------------
     async def _preauth_iq(self, el: Element) -> None:
@@ -586,27 +637,35 @@ class C2SStream(XmlStream):
         if self.state is not State.WAIT_BIND:
             self._send(sm_failed("unexpected-request"))
             return
+        answer = self._sm_take_over(el)
+        self._send(answer)
+        if answer.tag == "resumed":
+            self._sm_resend()
+
+    def _sm_take_over(self, el: Element) -> Element:
+        """<resumed/> once this stream has taken over session ``previd``, else <failed/>;
+        also inline in a SASL2 <authenticate/> (XEP-0198 with XEP-0388)."""
         old = self.host.sm_find(self, el.attrs.get("previd", ""))
         if old is None or old.sm is None:
-            self._send(sm_failed("item-not-found"))
-            return
+            return sm_failed("item-not-found")
         sm = old.sm
         try:
             sm.acknowledge(int(el.attrs.get("h", "")))
         except (ValueError, HandledTooHigh):
-            self._send(sm_failed("unexpected-request"))
-            return
+            return sm_failed("unexpected-request")
         self._jid = old._jid
         self._available, self._priority, self.presence = old._available, old._priority, old.presence
         self._hold = old._hold
         self.sm = sm
         self.state = State.BOUND
         self.host.sm_takeover(old, self)
-        resumed = Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
-        self._send(resumed)
-        for stanza in list(sm.unacked):  # still unacknowledged: sent again, kept until acked
+        return Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
+
+    def _sm_resend(self) -> None:
+        assert self.sm is not None
+        for stanza in list(self.sm.unacked):  # still unacknowledged: sent again, until acked
             self._send(stanza)
-        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(sm.unacked))
+        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(self.sm.unacked))
 
     def _bind_resource(self, resource: str) -> None:
         assert self.username is not None

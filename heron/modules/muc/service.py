@@ -446,7 +446,7 @@ class MucModule(Module):
         if to is None or to.local is None:
             return False  # the service itself answers on every node
         room = to.bare
-        owner = await self.placement.locate(room)
+        owner = await self.placement.locate(room, forwarded=bool(stanza.meta.get("hops")))
         if owner is None:
             if room not in self.rooms and room not in self._dirty:
                 await self._adopt([room])
@@ -532,8 +532,10 @@ class MucModule(Module):
                     await self.placement.release(jid)
                 else:
                     await self.placement.keep(jid, room.snapshot())
-            except Exception as exc:  # the registry is away: its restart restates them all
+            except Exception as exc:  # the registry is away: again, until it is back
                 self.ctx.log.warning("room %s: snapshot not written: %s", jid, exc)
+                self._dirty.add(jid)
+                await asyncio.sleep(0.5)
 
     async def listed(self) -> list[Room]:
         """The rooms to list: here, and in a cluster the persistent ones running elsewhere."""

@@ -16,7 +16,7 @@ from heron import ns
 from heron.jid import JID, InvalidJID
 from heron.xmlstream import Element
 
-from . import ht
+from . import ht, upgrade
 from .errors import SaslFailure
 
 
@@ -42,6 +42,8 @@ def add_auth_features(
             sasl2.add("mechanism", ns.SASL2, text=name)
         inline = sasl2.add("inline", ns.SASL2)
         inline.add("bind", ns.BIND2)
+        inline.add("sm", ns.SM)  # XEP-0198: <resume/> inline in <authenticate/>
+        upgrade.advertise(sasl2)
         fast = inline.add("fast", ns.FAST)
         for name in ht.offered(channel_bindings):
             fast.add("mechanism", ns.FAST, text=name)
