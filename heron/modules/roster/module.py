@@ -458,6 +458,8 @@ class RosterModule(Module):
         for session in self.ctx.sessions.resources(account):
             if session.is_available:
                 session.deliver(stanza.element)
+        if type_ == "unsubscribe" and old.subscription in HAS_FROM:
+            await self._all_unavailable(account, contact)  # §3.3.3: it sees them go
         return True
 
     async def _broadcast(self, stanza: Stanza) -> None:
