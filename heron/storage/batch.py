@@ -7,7 +7,8 @@ in the last ``delay_s`` plus a batch being written. Readers call `flush` first, 
 `pending()` (the queued rows and the batch being written) into what they read.
 
 `append_rows` writes one batch: COPY on PostgreSQL (one round trip, no per-row parsing),
-a multi-row executemany in one transaction on SQLite.
+a multi-row executemany in one transaction on SQLite, sent to its thread in one hop (the
+commit happens there, not on the event loop).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ KEEP_BATCHES = 64  # while the database refuses writes, at most this many batche
 
 @runtime_checkable
 class BulkCopy(Protocol):
-    """An engine that appends rows with COPY (PostgreSQL)."""
+    """An engine that appends a batch in one call (COPY on PostgreSQL, one hop on SQLite)."""
 
     async def copy_records(
         self, table: str, columns: Sequence[str], records: Sequence[Sequence[object]]
