@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
+import random
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -141,6 +141,7 @@ class MamModule(Module):
             raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
         self.store: ArchiveStore = self.ctx.store(SqlArchiveStore)
         self.prefs: dict[JID, Prefs] = {}
+        self._loading: dict[JID, asyncio.Future[Prefs]] = {}
         self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
         self.ctx.registry.account_deleted.append(self.on_account_deleted)
@@ -189,11 +190,20 @@ class MamModule(Module):
         cached = self.prefs.get(account)
         if cached is not None:
             return cached
+        # The messages of an account that arrive before its preferences are read share
+        # one lookup (200 accounts starting to chat at once were 400 statements per second).
+        loading = self._loading.get(account)
+        if loading is None:
+            loading = self._loading[account] = asyncio.ensure_future(self._load_prefs(account))
+            loading.add_done_callback(lambda _: self._loading.pop(account, None))
+        return await asyncio.shield(loading)
+
+    async def _load_prefs(self, account: JID) -> Prefs:
         local = account.local or ""
         mode = await self.store.mode(account.domain, local) or self.options.default
         always, never = await self.store.rules(account.domain, local)
-        prefs = self.prefs[account] = Prefs(mode, tuple(always), tuple(never))
-        return prefs
+        # Preferences set meanwhile (set_prefs) are newer than what was read: they stay.
+        return self.prefs.setdefault(account, Prefs(mode, tuple(always), tuple(never)))
 
     async def _wanted(self, account: JID, other: JID) -> bool:
         """XEP-0441: a JID in <never/> is never archived, one in <always/> always (a bare
@@ -416,4 +426,5 @@ def _new_id() -> str:
     index instead of at random pages (random ids made each insert several times dearer as
     the archive grew). Not secret: reading an archive needs its owner's login anyway."""
     micros = time.time_ns() // 1000
-    return f"{micros:013x}{next(_SEQUENCE) % 0x1000:03x}{secrets.randbits(16):04x}"
+    # random, not secrets: no system call per message (random reseeds in forked workers).
+    return f"{micros:013x}{next(_SEQUENCE) % 0x1000:03x}{random.getrandbits(16):04x}"
