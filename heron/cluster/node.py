@@ -160,7 +160,9 @@ class ClusterNode:
         try:
             for session in self.sessions.all():
                 self.bus.broadcast(_event("del", session.jid, self.name))
-            self.bus.broadcast(json.dumps(["down", "", self.name, "[]"]).encode())
+            # Its rooms move to the others, as if it had died, but with fresh snapshots.
+            rooms = json.dumps([str(r) for r in await self.rooms.reap(self.name)])
+            self.bus.broadcast(json.dumps(["down", "", self.name, rooms]).encode())
             await self.directory.leave()
         finally:
             await self.bus.close()

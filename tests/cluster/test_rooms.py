@@ -161,3 +161,49 @@ async def test_a_room_spans_three_nodes_and_outlives_its_owner(
         await b.stop()
         await a.stop()
         await asyncio.sleep(0)
+
+
+async def test_a_room_moves_with_its_occupants_when_its_node_stops(
+    cluster: Callable[[str], dict[str, Any]],
+) -> None:
+    nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b", "c")]
+    a, b, c = nodes
+    clients: list[ClientXMPP] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        await until(
+            lambda: all(n.cluster is not None and len(n.cluster.live) == 3 for n in nodes),
+            10,
+            "every node sees the others",
+        )
+        room = SJID(room_owned_by("c", {"a", "b", "c"}))
+        for node, user in ((a, "alice"), (b, "bob")):
+            clients.append(
+                await login(node, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+            )
+        alice, bob = clients
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        await instant_room(alice, room)
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        heard, seen_by_alice = bodies(bob), presences(alice)
+        room_jid = JID.parse(str(room))
+        assert room_jid in muc_of(c).rooms
+
+        await c.stop()  # a clean stop: no 332 for anyone, the room moves on
+        nodes.remove(c)
+        await until(
+            lambda: room_jid in muc_of(a).rooms or room_jid in muc_of(b).rooms,
+            10,
+            "a live node takes the room over",
+        )
+        taker = muc_of(a) if room_jid in muc_of(a).rooms else muc_of(b)
+        assert sorted(taker.rooms[room_jid].occupants) == ["Alice", "Bob"]
+        alice.send_message(mto=room, mbody="still here", mtype="groupchat")
+        await until(lambda: heard == ["still here"], 10, "bob hears alice")
+        assert not [p for p in seen_by_alice if p["type"] == "unavailable"]
+    finally:
+        for client in clients:
+            await close(client)
+        for node in nodes:
+            await node.stop()
