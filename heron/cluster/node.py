@@ -434,6 +434,9 @@ class ClusterNode:
         self.bus.broadcast(
             json.dumps(["down", "", node, json.dumps([str(r) for r in rooms])]).encode()
         )
+        # Here at once (the others when the event arrives): what waits for the node is
+        # routed again before anything new can be routed without it.
+        self.bus.abandon(node)
         self.sessions.remove_node(node)
         log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
         for full, entry in removed:
