@@ -207,3 +207,50 @@ async def test_a_room_moves_with_its_occupants_when_its_node_stops(
             await close(client)
         for node in nodes:
             await node.stop()
+
+
+async def test_a_node_the_others_reaped_fences_itself_and_its_room_goes_on(
+    cluster: Callable[[str], dict[str, Any]],
+) -> None:
+    """Node b loses its lease as if cut off: it closes its streams and drops the room it
+    ran; the room goes on, run by exactly one node, for the occupant on node a."""
+    nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b")]
+    a, b = nodes
+    clients: list[ClientXMPP] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        assert a.cluster is not None
+        assert b.cluster is not None
+        await until(lambda: "b" in a.cluster.live, 10, "a sees b")  # type: ignore[union-attr]
+        room = SJID(room_owned_by("b", {"a", "b"}))
+        for node, user in ((a, "alice"), (b, "bob")):
+            clients.append(
+                await login(node, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+            )
+        alice, bob = clients
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        await instant_room(alice, room)
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        room_jid = JID.parse(str(room))
+        assert room_jid in muc_of(b).rooms
+        cut: list[Any] = []
+        bob.add_event_handler("disconnected", cut.append)
+
+        directory = b.cluster.directory
+        await directory.redis.delete(directory.keys.lease("b"))  # as if b was cut off
+        await until(lambda: bool(cut), 15, "node b closes its streams")
+        assert room_jid not in muc_of(b).rooms  # it dropped the room
+        heard = bodies(alice)
+        alice.send_message(mto=room, mbody="alone now", mtype="groupchat")
+        await until(lambda: heard == ["alone now"], 15, "the room goes on")
+        holders = [n for n in nodes if room_jid in muc_of(n).rooms]
+        assert len(holders) == 1
+        claim = await directory.redis.get(directory.keys.room(str(room_jid)))
+        assert claim == ("a" if holders[0] is a else "b").encode()
+        assert sorted(muc_of(holders[0]).rooms[room_jid].occupants) == ["Alice"]
+    finally:
+        for client in clients:
+            await close(client)
+        for node in nodes:
+            await node.stop()
