@@ -239,6 +239,11 @@ class MucModule(Module):
                 await self.placement.keep(room.jid, room.snapshot())
             except Exception as exc:  # Redis is away: the room starts afresh elsewhere
                 self.ctx.log.warning("room %s: last snapshot not written: %s", room.jid, exc)
+        for jid in [j for j in self._dirty if j not in self.rooms]:  # ended: none inherit it
+            try:
+                await self.placement.release(jid)
+            except Exception as exc:
+                self.ctx.log.warning("room %s: not released: %s", jid, exc)
 
     _gauge_name = "heron_muc"
 
