@@ -11,6 +11,7 @@ registry changes every node broadcasts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -109,7 +110,9 @@ class ClusterNode:
         )
         self.bus.undelivered = self._undelivered
         self.live: set[str] = {self.name}  # nodes with a live lease, as last seen
-        self.rooms = ClusterRooms(self.directory, self._forward_room, lambda: self.live)
+        self.rooms = ClusterRooms(
+            self.directory, self._forward_room, lambda: self.live, self._rooms_moved
+        )
         self._ops: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
         self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -160,9 +163,10 @@ class ClusterNode:
         try:
             for session in self.sessions.all():
                 self.bus.broadcast(_event("del", session.jid, self.name))
-            # Its rooms move to the others, as if it had died, but with fresh snapshots.
-            rooms = json.dumps([str(r) for r in await self.rooms.reap(self.name)])
-            self.bus.broadcast(json.dumps(["down", "", self.name, rooms]).encode())
+            # After its sessions' removal: the rooms it handed off drop them too.
+            rooms = self.rooms.handed + await self.rooms.reap(self.name)
+            listed = json.dumps([str(r) for r in rooms])
+            self.bus.broadcast(json.dumps(["down", "", self.name, listed]).encode())
             await self.directory.leave()
         finally:
             await self.bus.close()
@@ -252,6 +256,11 @@ class ClusterNode:
         frame = f"{hops}\x01{home}\x01{sender}\x01{to}\x01{xml}"
         self.bus.send(node, ROOM + frame.encode())
 
+    def _rooms_moved(self, rooms: list[JID]) -> None:
+        """This node stops: the others take its rooms over now (from the snapshots)."""
+        listed = json.dumps([str(r) for r in rooms])
+        self.bus.broadcast(json.dumps(["moved", "", self.name, listed]).encode())
+
     def _room_stanza(self, body: str) -> Stanza | None:
         hops, home, sender, to, xml = body.split("\x01", 4)
         element = parse_stored(xml, limits=self.limits)
@@ -262,7 +271,7 @@ class ClusterNode:
                 element,
                 JID.parse(to) if to else None,
                 JID.parse(sender) if sender else None,
-                {"hops": int(hops)},
+                {"hops": int(hops), "room": True},
             )
         except (InvalidJID, ValueError):
             return None
@@ -343,6 +352,13 @@ class ClusterNode:
         """Stanzas this node routes for others, one at a time, in the order they came."""
         while True:
             stanza = await self._routing.get()
+            if stanza.meta.get("room") and self.rooms.leaving and stanza.to is not None:
+                # Its room service has stopped (or is stopping): on to the room's next node.
+                successor = self.rooms.successor(stanza.to.bare)
+                hops = stanza.meta.get("hops", 0)
+                if successor is not None and isinstance(hops, int):
+                    self._forward_room(successor, stanza, hops + 1)
+                    continue
             await self.route(stanza)
 
     # --- registry changes from the other nodes ------------------------------------------
@@ -354,6 +370,10 @@ class ClusterNode:
                     continue
                 if op == "down":
                     self._node_down(node, [JID.parse(r) for r in json.loads(raw)])
+                    continue
+                if op == "moved":  # a stopping node hands its rooms over
+                    rooms = [JID.parse(r) for r in json.loads(raw)]
+                    self._ops.put_nowait(functools.partial(self.rooms.node_down, node, rooms))
                     continue
                 if op == "smend":
                     if self.sm_release is not None:

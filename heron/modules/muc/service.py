@@ -244,6 +244,11 @@ class MucModule(Module):
                 await self.placement.release(jid)
             except Exception as exc:
                 self.ctx.log.warning("room %s: not released: %s", jid, exc)
+        if self.placement.clustered:
+            try:
+                await self.placement.hand_off(list(self.rooms))
+            except Exception as exc:  # the others take them over when this node is gone
+                self.ctx.log.warning("rooms not handed off: %s", exc)
 
     _gauge_name = "heron_muc"
 
