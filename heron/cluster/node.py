@@ -114,7 +114,7 @@ class ClusterNode:
             self.directory, self._forward_room, lambda: self.live, self._rooms_moved
         )
         self._ops: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
-        self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
+        self._routing: asyncio.Queue[Stanza | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         # XEP-0198 across nodes: accounts whose client failed to resume here a session of
@@ -152,11 +152,17 @@ class ClusterNode:
             await self.directory.close()
             return
         self.sessions.listener = None
+        # No more stanzas for this node: the others hold theirs and route them again once
+        # it is gone. What it had received is handled first (rooms' go to their next node).
+        try:
+            await self.bus.unsubscribe()
+        except Exception as exc:  # Redis is away: the others give up on it when reaped
+            log.warning("cluster node %s: could not unsubscribe: %s", self.name, exc)
         # The registry updates still queued are done first (a cancelled Redis call can
         # surface as a connection error, which the loop would take for an outage).
         self._ops.put_nowait(None)
-        for task in self._tasks[1:]:
-            task.cancel()
+        self._routing.put_nowait(None)
+        self._tasks[1].cancel()  # the lease
         _done, stuck = await asyncio.wait(self._tasks, timeout=5)
         for task in stuck:
             task.cancel()
@@ -352,6 +358,8 @@ class ClusterNode:
         """Stanzas this node routes for others, one at a time, in the order they came."""
         while True:
             stanza = await self._routing.get()
+            if stanza is None:  # stopping
+                return
             if stanza.meta.get("room") and self.rooms.leaving and stanza.to is not None:
                 # Its room service has stopped (or is stopping): on to the room's next node.
                 successor = self.rooms.successor(stanza.to.bare)

@@ -254,3 +254,49 @@ async def test_a_node_the_others_reaped_fences_itself_and_its_room_goes_on(
             await close(client)
         for node in nodes:
             await node.stop()
+
+
+async def test_a_room_loses_nothing_while_its_node_stops(
+    cluster: Callable[[str], dict[str, Any]],
+) -> None:
+    """Messages to the room keep coming while the node running it stops: every one
+    reaches the occupant on another node, in order."""
+    nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b", "c")]
+    a, b, c = nodes
+    clients: list[ClientXMPP] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        await until(
+            lambda: all(n.cluster is not None and len(n.cluster.live) == 3 for n in nodes),
+            10,
+            "every node sees the others",
+        )
+        room = SJID(room_owned_by("c", {"a", "b", "c"}))
+        for node, user in ((a, "alice"), (b, "bob")):
+            clients.append(
+                await login(node, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+            )
+        alice, bob = clients
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        await instant_room(alice, room)
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        heard = bodies(bob)
+
+        async def talk() -> None:
+            for n in range(60):
+                alice.send_message(mto=room, mbody=f"{n}", mtype="groupchat")
+                await asyncio.sleep(0.02)
+
+        talking = asyncio.ensure_future(talk())
+        await asyncio.sleep(0.3)
+        await c.stop()
+        nodes.remove(c)
+        await talking
+        await until(lambda: len(heard) >= 60, 15, "bob hears every message")
+        assert heard == [f"{n}" for n in range(60)]
+    finally:
+        for client in clients:
+            await close(client)
+        for node in nodes:
+            await node.stop()
