@@ -174,12 +174,17 @@ async def test_status_reload_sighup_and_sigterm_of_a_running_server(
         await alice.plugin["xep_0199"].ping(jid="localhost", timeout=15)
         assert sorted((await status(config))["hosts"]) == ["example.net", "localhost"]
 
-        # SIGHUP does the same as `heron reload`: the host goes away again.
+        # SIGHUP does the same as `heron reload`: the host and the listener go away again.
         write_config(config)
         proc.send_signal(signal.SIGHUP)
         async with asyncio.timeout(60):
-            while "example.net" in (await status(config))["hosts"]:  # noqa: ASYNC110 - another process, polled in bound
+            while True:
+                now = await status(config)
+                if "example.net" not in now["hosts"] and "c2s_tls" not in now["listeners"]:
+                    break
                 await asyncio.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):  # the Direct TLS port is closed
+            await asyncio.open_connection("127.0.0.1", after["listeners"]["c2s_tls"])
         await alice.plugin["xep_0199"].ping(jid="localhost", timeout=15)
 
         # heron kick ends one session (a full JID) and leaves the others.
