@@ -146,13 +146,21 @@ def config_from_dict(
 
 
 def _check_bounds(f: dataclasses.Field[Any], value: object, path: str) -> None:
+    """The bounds of one given value that do not depend on other fields."""
     meta = f.metadata
+    check = meta.get("check")
+    if check is not None:
+        for item in value if isinstance(value, tuple) else (value,):
+            reason = check(item)
+            if reason is not None:
+                raise ConfigError(f"{path}: {item!r} {reason}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{path}: one of {', '.join(sorted(map(str, choices)))}")
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
     low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+    low, high = (None if isinstance(b, str) else b for b in (low, high))
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{path}: must be a finite number")
     if low is not None and high is not None and not low <= value <= high:
@@ -165,11 +173,24 @@ def _check_bounds(f: dataclasses.Field[Any], value: object, path: str) -> None:
         raise ConfigError(f"{path}: must be > {above}")
 
 
+def _check_relations(options: object, fields: list[dataclasses.Field[Any]], table: _Table) -> None:
+    """The bounds that name another field, checked on the built options (defaults too)."""
+    for f in fields:
+        value = getattr(options, f.name)
+        low, high, needs = (f.metadata.get(k) for k in ("min", "max", "needs"))
+        if isinstance(low, str) and value < getattr(options, low):
+            raise ConfigError(f"{table.path(f.name)}: must be ≥ {low}")
+        if isinstance(high, str) and value > getattr(options, high):
+            raise ConfigError(f"{table.path(f.name)}: must be ≤ {high}")
+        if needs is not None and value and not getattr(options, needs):
+            raise ConfigError(f"{table.path(f.name)}: needs {needs} = true")
+
+
 def build_options(cls: type[T], raw: Mapping[str, object], key_path: str) -> T:
     """Fill the frozen dataclass `cls` from `raw`, checking each value's type and refusing
     unknown keys. Field types may be bool, int, float, str, Path, tuple[str, ...], or one of
-    them `| None`; bounds declared with `option()` are checked on given values. Errors are
-    `ConfigError`s naming `key_path.<field>`.
+    them `| None`; bounds declared with `option()` are checked on given values, those naming
+    another field on the result. Errors are `ConfigError`s naming `key_path.<field>`.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"build_options needs a dataclass, not {cls!r}")
@@ -185,7 +206,9 @@ def build_options(cls: type[T], raw: Mapping[str, object], key_path: str) -> T:
             _check_bounds(f, values[f.name], table.path(f.name))
         elif required:
             raise ConfigError(f"{table.path(f.name)}: required")
-    return cls(**values)
+    options = cls(**values)
+    _check_relations(options, fields, table)
+    return options
 
 
 # --- a table being read -----------------------------------------------------------------------

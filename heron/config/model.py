@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -63,15 +63,29 @@ class ConfigError(Exception):
 def option(
     default: Any,
     *,
-    min: float | None = None,
-    max: float | None = None,
+    min: float | str | None = None,
+    max: float | str | None = None,
     choices: Collection[str] | None = None,
     above: float | None = None,
+    needs: str | None = None,
+    check: Callable[[Any], str | None] | None = None,
 ) -> Any:
     """A module option's field with its bounds, checked by `build_options`:
     ``max_items: int = option(256, min=1)``; ``mode: str = option("roster", choices=MODES)``;
-    ``timeout_s: float = option(30.0, above=0)`` (strictly greater)."""
-    bounds = {"min": min, "max": max, "choices": choices, "above": above}
+    ``timeout_s: float = option(30.0, above=0)`` (strictly greater).
+
+    A bound may name another field: ``quota: int = option(..., min="max_file_size")``;
+    ``needs="other"`` makes a true boolean require the boolean ``other`` to be true too.
+    ``check`` validates what is not a bound (the syntax of a JID or a URI): it returns the
+    reason a value is refused, or None; a tuple's items are checked one by one."""
+    bounds = {
+        "min": min,
+        "max": max,
+        "choices": choices,
+        "above": above,
+        "needs": needs,
+        "check": check,
+    }
     return dataclasses.field(
         default=default, metadata={k: v for k, v in bounds.items() if v is not None}
     )

@@ -12,12 +12,15 @@ class PingModule(Module):
 A module sees the server only through its `ModuleContext`: the services it may use
 (sessions, router, accounts, its stores, metrics, a clock, service domains, HTTP routes)
 and nothing else. What it registers through the context (a service domain, an HTTP route,
-a gauge) or declares (IQ handlers, hooks, stream features, nonzas, disco features) is
-withdrawn by the manager when the module unloads, so most modules have no `stop()`.
+a gauge, periodic work with `every`) or declares (IQ handlers, hooks, stream features,
+nonzas, disco features) is withdrawn by the manager when the module unloads, so most
+modules have no `stop()`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -203,6 +206,8 @@ class ModuleContext:
     name: str = ""
     # What was registered through this context, undone in reverse when the module unloads.
     undo: list[Callable[[], None]] = field(default_factory=list)
+    # Periodic work started through this context, cancelled and awaited when it unloads.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     # --- the core's services ----------------------------------------------------------
     @property
@@ -342,7 +347,30 @@ class ModuleContext:
         """Run ``undo`` when the module unloads (a service slot of the registry it filled)."""
         self.undo.append(undo)
 
-    def withdraw(self) -> None:
+    def every(self, seconds: float, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` now and then every ``seconds`` until the module unloads (a sweep of
+        expired rows). A failing run is logged and the next one still comes."""
+        if not seconds > 0:
+            raise ValueError(f"every: seconds must be > 0, not {seconds!r}")
+
+        async def forever() -> None:
+            while True:
+                try:
+                    await work()
+                except Exception:
+                    self.log.exception("periodic %s failed", getattr(work, "__name__", work))
+                await asyncio.sleep(seconds)
+
+        self.tasks.append(asyncio.create_task(forever(), name=f"{self.name}: every {seconds}s"))
+
+    async def withdraw(self) -> None:
+        """Undo what was registered through this context, and end its periodic work."""
+        tasks, self.tasks[:] = list(self.tasks), []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         while self.undo:
             self.undo.pop()()
 
@@ -371,6 +399,12 @@ class Module:
 
     async def stop(self) -> None:
         """Extra tear-down; declarations are withdrawn by the manager."""
+
+    async def reconfigure(self, options: Mapping[str, object]) -> bool:
+        """New options on a configuration reload. True: applied in place, the module goes
+        on with its state (raise ConfigError to refuse them); False, the default: the
+        manager restarts it with them."""
+        return False
 
     # --- applied by the manager -------------------------------------------------------
     def _declared_iq(self) -> list[tuple[str, str, Target, IqHandler]]:
@@ -438,7 +472,7 @@ class ModuleManager:
             await module.start()
         except BaseException:
             del self.modules[cls.name]
-            self._withdraw(module)
+            await self._withdraw(module)
             raise
         log.debug("module %s loaded on %s", cls.name, reg.domain)
         return module
@@ -448,10 +482,10 @@ class ModuleManager:
         try:
             await module.stop()
         finally:
-            self._withdraw(module)
+            await self._withdraw(module)
 
-    def _withdraw(self, module: Module) -> None:
-        module.ctx.withdraw()
+    async def _withdraw(self, module: Module) -> None:
+        await module.ctx.withdraw()
         reg = self.registry
         for stage, provider in module._declared_features():
             features = reg.preauth_features if stage == "preauth" else reg.postauth_features

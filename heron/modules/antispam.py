@@ -237,7 +237,10 @@ class AntispamModule(Module):
         contacts = self.ctx.registry.contacts
         return contacts is None or not await contacts.is_contact(account, sender.bare)
 
-    async def _stranger(self, stanza: Stanza) -> bool:
+    @hook("message/bare", priority=90)
+    @hook("message/full", priority=90)
+    @hook("presence/bare", priority=90)
+    async def from_stranger(self, stanza: Stanza) -> bool:
         policy = self.options.strangers
         to, sender = stanza.to, stanza.from_
         if policy == "allow" or to is None or sender is None or to.local is None:
@@ -256,18 +259,6 @@ class AntispamModule(Module):
         if stanza.kind == "message":
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)
         return True  # a refused request is dropped, as if never sent
-
-    @hook("message/bare", priority=90)
-    async def message_bare(self, stanza: Stanza) -> bool:
-        return await self._stranger(stanza)
-
-    @hook("message/full", priority=90)
-    async def message_full(self, stanza: Stanza) -> bool:
-        return await self._stranger(stanza)
-
-    @hook("presence/bare", priority=90)
-    async def presence_bare(self, stanza: Stanza) -> bool:
-        return await self._stranger(stanza)
 
     # --- quarantine -------------------------------------------------------------------
     async def _hold(self, account: JID, sender: JID, stanza: Stanza) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from heron import ns
-from heron.config import ConfigError
+from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
@@ -38,17 +38,31 @@ CAPS_NODE = "https://heron.invalid/caps"  # names the software; never fetched
 CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
 
 
+def _jid_syntax(text: str) -> str | None:
+    try:
+        JID.parse(text)
+    except InvalidJID as exc:
+        return f"is not a valid JID ({exc})"
+    return None
+
+
+def _uri_syntax(uri: str) -> str | None:
+    if ":" not in uri or any(c.isspace() for c in uri):
+        return "is not a URI (mailto:, xmpp:...)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoOptions:
-    items: tuple[str, ...] = ()
+    items: tuple[str, ...] = option((), check=_jid_syntax)
     """JIDs listed in the server's disco#items (for example services run elsewhere)."""
     # XEP-0157: whom to contact about this server, as URIs ("mailto:", "xmpp:", "https:").
-    abuse: tuple[str, ...] = ()
-    admin: tuple[str, ...] = ()
-    feedback: tuple[str, ...] = ()
-    sales: tuple[str, ...] = ()
-    security: tuple[str, ...] = ()
-    support: tuple[str, ...] = ()
+    abuse: tuple[str, ...] = option((), check=_uri_syntax)
+    admin: tuple[str, ...] = option((), check=_uri_syntax)
+    feedback: tuple[str, ...] = option((), check=_uri_syntax)
+    sales: tuple[str, ...] = option((), check=_uri_syntax)
+    security: tuple[str, ...] = option((), check=_uri_syntax)
+    support: tuple[str, ...] = option((), check=_uri_syntax)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +123,8 @@ class DiscoModule(Module):
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = ctx.key_path
         self.options = ctx.settings(DiscoOptions)
-        self.items: list[DiscoItem] = []
-        for text in self.options.items:
-            try:
-                self.items.append(DiscoItem(JID.parse(text)))
-            except InvalidJID as exc:
-                raise ConfigError(f"{path}.items: {text!r} is not a valid JID ({exc})") from exc
-        for kind in CONTACT_KINDS:
-            for uri in getattr(self.options, kind):
-                if ":" not in uri or any(c.isspace() for c in uri):
-                    raise ConfigError(f"{path}.{kind}: {uri!r} is not a URI (mailto:, xmpp:...)")
+        self.items = [DiscoItem(JID.parse(text)) for text in self.options.items]
 
     def extra_items(self) -> list[DiscoItem]:
         """Items added at run time: external components, services (the registry's items)."""

@@ -34,13 +34,13 @@ from heron.core.registry import Target
 from heron.jid import JID
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.db import Dialect, Migration, SqlStore
-from heron.storage.owned import OWNED_BY_ACCOUNT, sqlite_rebuild
+from heron.storage.owned import owned_table
 from heron.xmlstream import (
     Limits,
     serialize,
 )
 from heron.xmlstream.element import Element
-from heron.xmlstream.stored import parse_stored as parse_stored_xml
+from heron.xmlstream.stored import read_stored
 
 PRIVATE: Final = "jabber:iq:private"
 RESERVED: Final = frozenset({ns.CLIENT, ns.SERVER, PRIVATE})
@@ -52,37 +52,8 @@ _COLUMNS: Final = """
     name TEXT NOT NULL,
     xml TEXT NOT NULL,
     PRIMARY KEY (domain, username, ns, name)"""
-_SQLITE: Final = (
-    Migration(  # the table as the module made it before the store existed
-        "private",
-        1,
-        f"CREATE TABLE private_xml ({_COLUMNS}\n) WITHOUT ROWID;",
-    ),
-    Migration(
-        "private",
-        2,
-        sqlite_rebuild(
-            "private_xml",
-            f"{_COLUMNS},\n{OWNED_BY_ACCOUNT}",
-            "domain, username, ns, name, xml",
-            " WITHOUT ROWID",
-        ),
-    ),
-)
-_POSTGRESQL: Final = (
-    Migration("private", 1, f"CREATE TABLE private_xml ({_COLUMNS},\n{OWNED_BY_ACCOUNT});"),
-)
 
 log = logging.getLogger(__name__)
-
-
-def _parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
-    """A stored ``{namespace}tag`` element, re-checked; None (logged) when it is not one."""
-    element = parse_stored_xml(xml, (tag, namespace))
-    if element is None:
-        log.warning("stored %s element is unreadable or not a single {%s}%s", tag, namespace, tag)
-        return None
-    return element
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +85,9 @@ class PrivateStore(Protocol):
 class SqlPrivateStore(SqlStore):
     """The ``private_xml`` table, on either engine."""
 
-    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
-        "sqlite": _SQLITE,
-        "postgresql": _POSTGRESQL,
-    }
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = owned_table(
+        "private", "private_xml", _COLUMNS, "domain, username, ns, name, xml", " WITHOUT ROWID"
+    )
 
     async def get(self, account: JID, namespace: str, name: str) -> str | None:
         xml = await self.db.fetchval(
@@ -170,13 +140,6 @@ def _children(iq: Stanza) -> list[Element]:
     return children
 
 
-def _owner(iq: Stanza) -> JID:
-    to = iq.to
-    if to is None or to.local is None:
-        raise StanzaError(StanzaCondition.BAD_REQUEST)
-    return to.bare
-
-
 class PrivateModule(Module):
     name = "private"
     description = "Private XML storage: per-account XML fragments only their owner can read."
@@ -200,7 +163,7 @@ class PrivateModule(Module):
     # --- the service other modules use (HostRegistry.private_xml) ------------------------
     async def get_private(self, account: JID, namespace: str, name: str) -> Element | None:
         xml = await self.store.get(account, namespace, name)
-        return None if xml is None else _parse_stored(xml, name, namespace)
+        return None if xml is None else read_stored(xml, name, namespace)
 
     async def put_private(self, account: JID, element: Element) -> None:
         xml = serialize(element)
@@ -215,8 +178,8 @@ class PrivateModule(Module):
         if len(children) != 1:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "ask for one element at a time")
         wanted = children[0]
-        xml = await self.store.get(_owner(iq), wanted.ns, wanted.tag)
-        stored = None if xml is None else _parse_stored(xml, wanted.tag, wanted.ns)
+        xml = await self.store.get(iq.account(), wanted.ns, wanted.tag)
+        stored = None if xml is None else read_stored(xml, wanted.tag, wanted.ns)
         found = stored if stored is not None else Element(wanted.tag, wanted.ns)
         return Element("query", PRIVATE, children=[found])
 
@@ -232,7 +195,7 @@ class PrivateModule(Module):
                     f"<{child.tag}/> is {size} bytes; at most {self.options.max_bytes} are stored",
                 )
             fragments[(child.ns, child.tag)] = xml  # the last of duplicates wins
-        owner = _owner(iq)
+        owner = iq.account()
         await self.store.put(owner, [(n, tag, xml) for (n, tag), xml in fragments.items()])
         watcher = self.ctx.registry.private_watcher
         if watcher is not None:  # mirrored before the result: then both sides agree

@@ -20,7 +20,7 @@ from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.storage.db import Dialect, Migration, SqlStore
-from heron.storage.owned import OWNED_BY_ACCOUNT, sqlite_rebuild
+from heron.storage.owned import owned_table
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
@@ -71,31 +71,14 @@ _COLUMNS: Final = """
     node TEXT NOT NULL,
     options TEXT,
     PRIMARY KEY (domain, username, service, node)"""
-_SQLITE: Final = (
-    # Version 1 is the table as the module made it before the store existed.
-    Migration("push", 1, f"CREATE TABLE push_registrations ({_COLUMNS}\n);"),
-    Migration(
-        "push",
-        2,
-        sqlite_rebuild(
-            "push_registrations",
-            f"{_COLUMNS},\n{OWNED_BY_ACCOUNT}",
-            "domain, username, service, node, options",
-        ),
-    ),
-)
-_POSTGRESQL: Final = (
-    Migration("push", 1, f"CREATE TABLE push_registrations ({_COLUMNS},\n{OWNED_BY_ACCOUNT});"),
-)
 
 
 class SqlPushStore(SqlStore):
     """The ``push_registrations`` table, on either engine."""
 
-    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
-        "sqlite": _SQLITE,
-        "postgresql": _POSTGRESQL,
-    }
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = owned_table(
+        "push", "push_registrations", _COLUMNS, "domain, username, service, node, options"
+    )
 
     async def enable(self, account: JID, registration: Registration, limit: int) -> None:
         r = registration

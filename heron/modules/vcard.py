@@ -37,13 +37,13 @@ from heron.core.registry import Avatar, Target
 from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.storage.db import Dialect, Migration, SqlStore
-from heron.storage.owned import OWNED_BY_ACCOUNT, sqlite_rebuild
+from heron.storage.owned import owned_table
 from heron.xmlstream import (
     Limits,
     serialize,
 )
 from heron.xmlstream.element import Element
-from heron.xmlstream.stored import parse_stored as parse_stored_xml
+from heron.xmlstream.stored import read_stored
 
 VCARD: Final = "vcard-temp"
 VCARD_UPDATE: Final = "vcard-temp:x:update"
@@ -54,34 +54,8 @@ _COLUMNS: Final = """
     username TEXT NOT NULL,
     xml TEXT NOT NULL,
     PRIMARY KEY (domain, username)"""
-_SQLITE: Final = (
-    Migration(  # the table as the module made it before the store existed
-        "vcard",
-        1,
-        f"CREATE TABLE vcards ({_COLUMNS}\n) WITHOUT ROWID;",
-    ),
-    Migration(
-        "vcard",
-        2,
-        sqlite_rebuild(
-            "vcards", f"{_COLUMNS},\n{OWNED_BY_ACCOUNT}", "domain, username, xml", " WITHOUT ROWID"
-        ),
-    ),
-)
-_POSTGRESQL: Final = (
-    Migration("vcard", 1, f"CREATE TABLE vcards ({_COLUMNS},\n{OWNED_BY_ACCOUNT});"),
-)
 
 log = logging.getLogger(__name__)
-
-
-def parse_stored(xml: str, tag: str, namespace: str) -> Element | None:
-    """A stored ``{namespace}tag`` element, re-checked; None (logged) when it is not one."""
-    element = parse_stored_xml(xml, (tag, namespace))
-    if element is None:
-        log.warning("stored %s element is unreadable or not a single {%s}%s", tag, namespace, tag)
-        return None
-    return element
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +83,9 @@ class VcardStore(Protocol):
 class SqlVcardStore(SqlStore):
     """The ``vcards`` table, on either engine."""
 
-    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
-        "sqlite": _SQLITE,
-        "postgresql": _POSTGRESQL,
-    }
+    MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = owned_table(
+        "vcard", "vcards", _COLUMNS, "domain, username, xml", " WITHOUT ROWID"
+    )
 
     async def get(self, account: JID) -> str | None:
         xml = await self.db.fetchval(
@@ -168,13 +141,6 @@ def _vcard(iq: Stanza) -> Element:
     if payload is None or payload.tag != "vCard" or payload.ns != VCARD:
         raise StanzaError(StanzaCondition.BAD_REQUEST, "expected a <vCard xmlns='vcard-temp'/>")
     return payload
-
-
-def _owner(iq: Stanza) -> JID:
-    to = iq.to
-    if to is None or to.local is None:
-        raise StanzaError(StanzaCondition.BAD_REQUEST)
-    return to.bare
 
 
 class VcardModule(Module):
@@ -256,18 +222,18 @@ class VcardModule(Module):
 
     async def _load(self, jid: JID) -> Element | None:
         xml = await self.store.get(jid)
-        return None if xml is None else parse_stored(xml, "vCard", VCARD)
+        return None if xml is None else read_stored(xml, "vCard", VCARD)
 
     @iq_handler("get", VCARD, Target.SELF)
     async def on_get_own(self, iq: Stanza) -> Element | None:
         _vcard(iq)
-        stored = await self._load(_owner(iq))
+        stored = await self._load(iq.account())
         return stored if stored is not None else Element("vCard", VCARD)
 
     @iq_handler("get", VCARD, Target.BARE)
     async def on_get_other(self, iq: Stanza) -> Element | None:
         _vcard(iq)
-        owner = _owner(iq)
+        owner = iq.account()
         if not await self.ctx.accounts.exists(owner):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
         stored = await self._load(owner)
@@ -285,7 +251,7 @@ class VcardModule(Module):
                 StanzaCondition.NOT_ACCEPTABLE,
                 f"vCard is {size} bytes; at most {self.options.max_bytes} are stored",
             )
-        owner = _owner(iq)
+        owner = iq.account()
         before = await self._hash(owner)
         await self.store.put(owner, xml)
         avatar = photo_of(vcard)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from heron.jid import JID
+from heron.stanza.errors import StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 KINDS: Final = frozenset({"message", "presence", "iq"})
@@ -55,6 +56,14 @@ class Stanza:
     def payload(self) -> Element | None:
         """An IQ's single child element."""
         return self.element.first()
+
+    def account(self) -> JID:
+        """The bare JID of the account the stanza is addressed to; ``bad-request`` when it
+        is addressed to a server or a service instead (an account's own data: vCard, private
+        XML)."""
+        if self.to is None or self.to.local is None:
+            raise StanzaError(StanzaCondition.BAD_REQUEST)
+        return self.to.bare
 
 
 def iq_result(iq: Stanza, payload: Element | None = None) -> Element:

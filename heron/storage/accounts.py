@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar, Final, Protocol
 
 from heron.credentials import ScramKeys
-from heron.storage.db import Dialect, Migration, SqlStore
+from heron.storage.db import Dialect, Migration, SqlStore, ddl
 
 
 class UserExists(Exception):
@@ -94,58 +94,26 @@ class MemoryAccountStore:
         return sorted((u, d) for d, u in self._users if domain is None or d == domain)
 
 
-_SQLITE: Final = (
-    Migration(
-        "accounts",
-        1,
-        """
+_TABLES: Final = """
         CREATE TABLE users (
             domain TEXT NOT NULL,
             username TEXT NOT NULL,
-            created_at INTEGER NOT NULL,
+            created_at {bigint} NOT NULL,
             PRIMARY KEY (domain, username)
-        ) WITHOUT ROWID;
+        ){rowid};
         CREATE TABLE scram_keys (
             domain TEXT NOT NULL,
             username TEXT NOT NULL,
             hash_name TEXT NOT NULL,
-            salt BLOB NOT NULL,
+            salt {blob} NOT NULL,
             iterations INTEGER NOT NULL,
-            stored_key BLOB NOT NULL,
-            server_key BLOB NOT NULL,
+            stored_key {blob} NOT NULL,
+            server_key {blob} NOT NULL,
             PRIMARY KEY (domain, username, hash_name),
             FOREIGN KEY (domain, username) REFERENCES users (domain, username)
                 ON DELETE CASCADE
-        ) WITHOUT ROWID;
-        """,
-    ),
-)
-_POSTGRESQL: Final = (
-    Migration(
-        "accounts",
-        1,
+        ){rowid};
         """
-        CREATE TABLE users (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            PRIMARY KEY (domain, username)
-        );
-        CREATE TABLE scram_keys (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            hash_name TEXT NOT NULL,
-            salt BYTEA NOT NULL,
-            iterations INTEGER NOT NULL,
-            stored_key BYTEA NOT NULL,
-            server_key BYTEA NOT NULL,
-            PRIMARY KEY (domain, username, hash_name),
-            FOREIGN KEY (domain, username) REFERENCES users (domain, username)
-                ON DELETE CASCADE
-        );
-        """,
-    ),
-)
 
 _INSERT_KEYS: Final = (
     "INSERT INTO scram_keys "
@@ -158,8 +126,8 @@ class SqlAccountStore(SqlStore):
     """Accounts in the server's database, on either engine."""
 
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
-        "sqlite": _SQLITE,
-        "postgresql": _POSTGRESQL,
+        "sqlite": (Migration("accounts", 1, ddl("sqlite", _TABLES)),),
+        "postgresql": (Migration("accounts", 1, ddl("postgresql", _TABLES)),),
     }
 
     async def create(self, username: str, domain: str, keys: Sequence[ScramKeys]) -> None:

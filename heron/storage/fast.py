@@ -21,51 +21,29 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Final
 
-from heron.storage.db import Database, Dialect, Migration, SqlStore
+from heron.storage.db import Database, Dialect, Migration, SqlStore, ddl
 
 MECHANISM: Final = "HT-SHA-256-NONE"
-MIGRATIONS: Final = (
-    Migration(
-        "fast",
-        1,
-        """
+_TOKENS: Final = """
         CREATE TABLE fast_tokens (
             domain TEXT NOT NULL,
             username TEXT NOT NULL,
             agent TEXT NOT NULL,
             slot TEXT NOT NULL,
             mechanism TEXT NOT NULL,
-            proof_hash BLOB NOT NULL,
-            responder BLOB NOT NULL,
-            expiry REAL NOT NULL,
+            proof_hash {blob} NOT NULL,
+            responder {blob} NOT NULL,
+            expiry {real} NOT NULL,
             PRIMARY KEY (domain, username, agent, slot)
         );
-        """,
-    ),
-    Migration("fast", 2, "ALTER TABLE fast_tokens ADD COLUMN seed BLOB;"),
-)
-
-
-POSTGRESQL_MIGRATIONS: Final = (
-    Migration(
-        "fast",
-        1,
         """
-        CREATE TABLE fast_tokens (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            agent TEXT NOT NULL,
-            slot TEXT NOT NULL,
-            mechanism TEXT NOT NULL,
-            proof_hash BYTEA NOT NULL,
-            responder BYTEA NOT NULL,
-            expiry DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (domain, username, agent, slot)
-        );
-        """,
-    ),
-    Migration("fast", 2, "ALTER TABLE fast_tokens ADD COLUMN seed BYTEA;"),
-)
+
+
+def _migrations(dialect: Dialect) -> tuple[Migration, ...]:
+    return (
+        Migration("fast", 1, ddl(dialect, _TOKENS)),
+        Migration("fast", 2, ddl(dialect, "ALTER TABLE fast_tokens ADD COLUMN seed {blob};")),
+    )
 
 
 def proofs(token: str, cb: bytes = b"") -> tuple[bytes, bytes]:
@@ -85,8 +63,8 @@ def _token(key: bytes, seed: bytes) -> str:
 
 class FastTokenStore(SqlStore):
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
-        "sqlite": MIGRATIONS,
-        "postgresql": POSTGRESQL_MIGRATIONS,
+        "sqlite": _migrations("sqlite"),
+        "postgresql": _migrations("postgresql"),
     }
 
     def __init__(self, db: Database, lifetime_s: float = 14 * 86400) -> None:

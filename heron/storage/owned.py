@@ -13,7 +13,10 @@ before the key existed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Final
+
+from heron.storage.db import Dialect, Migration
 
 OWNED_BY_ACCOUNT: Final = (
     "FOREIGN KEY (domain, username) REFERENCES users (domain, username) ON DELETE CASCADE"
@@ -34,3 +37,20 @@ def sqlite_rebuild(table: str, definition: str, columns: str, suffix: str = "") 
     )
     swap = f"DROP TABLE {table};\nALTER TABLE {new} RENAME TO {table};\n"
     return f"{create};\n{copy} {owned};\n{swap}"
+
+
+def owned_table(
+    owner: str, table: str, columns: str, names: str, suffix: str = ""
+) -> Mapping[Dialect, Sequence[Migration]]:
+    """The migrations of one per-account table first made without its foreign key: on
+    SQLite version 1 as it was made and 2 rebuilt with the key; on PostgreSQL (which came
+    later) version 1 with the key at once. ``columns`` is the text between the parentheses,
+    ``names`` the column names copied over, ``suffix`` what follows (``WITHOUT ROWID``)."""
+    owned = f"{columns},\n{OWNED_BY_ACCOUNT}"
+    return {
+        "sqlite": (
+            Migration(owner, 1, f"CREATE TABLE {table} ({columns}\n){suffix};"),
+            Migration(owner, 2, sqlite_rebuild(table, owned, names, suffix)),
+        ),
+        "postgresql": (Migration(owner, 1, f"CREATE TABLE {table} ({owned});"),),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from heron import ns
@@ -10,6 +11,8 @@ from heron.xmlstream.errors import XmlStreamError
 from heron.xmlstream.limits import Limits
 from heron.xmlstream.parser import ElementReceived, StreamParser
 from heron.xmlstream.serializer import stream_header
+
+log = logging.getLogger(__name__)
 
 _HEADER: Final = stream_header(
     default_ns=ns.CLIENT, from_=None, to=None, stream_id=None, lang=None
@@ -34,4 +37,12 @@ def parse_stored(
     element = found[0]
     if expect is not None and (element.tag, element.ns) != expect:
         return None
+    return element
+
+
+def read_stored(xml: str, tag: str, namespace: str) -> Element | None:
+    """A stored ``{namespace}tag`` element, re-checked; None (logged) when it is not one."""
+    element = parse_stored(xml, (tag, namespace))
+    if element is None:
+        log.warning("stored %s element is unreadable or not a single {%s}%s", tag, namespace, tag)
     return element

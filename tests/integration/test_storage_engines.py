@@ -20,7 +20,7 @@ from heron.core.server import Server
 from heron.jid import JID
 from heron.modules import AVAILABLE
 from heron.modules.antispam import SqlQuarantineStore
-from heron.modules.blocking.store import Report, SqlBlockingStore
+from heron.modules.blocking.store import Change, Report, SqlBlockingStore
 from heron.modules.private import SqlPrivateStore
 from heron.modules.push import Registration, SqlPushStore
 from heron.modules.register.store import SqlInvitationStore
@@ -266,7 +266,7 @@ async def fill(db: Database, account: JID) -> None:
         account, [("urn:a", "a", "<a xmlns='urn:a'/>"), ("urn:b", "b", "<b xmlns='urn:b'/>")]
     )
     report = Report(str(account), str(EVE), "urn:xmpp:reporting:spam", "ads ü", ("x m-1",), 9.0)
-    await SqlBlockingStore(db).change(account, add=[str(EVE)], reports=[report])
+    await SqlBlockingStore(db).change(account, Change(add=[str(EVE)], reports=[report]))
     for n in range(2):
         await SqlQuarantineStore(db).hold(account, EVE, 10.0 + n, f"<message id='{n}'/>", 10)
     await SqlPushStore(db).enable(account, Registration("push.example", "n", "<x/>"), 5)
@@ -330,7 +330,7 @@ async def test_module_data_is_copied_read_by_the_cli_and_cascades_on_postgresql(
         # Identity columns were moved past the copied rows: new rows take new ids.
         await SqlQuarantineStore(db).hold(BOB, EVE, 20.0, "<message id='new'/>", 10)
         report = Report(str(BOB), "x@y", "urn:xmpp:reporting:abuse", "", (), 21.0)
-        await SqlBlockingStore(db).change(BOB, reports=[report])
+        await SqlBlockingStore(db).change(BOB, Change(reports=[report]))
         assert [r.reported for r in await SqlBlockingStore(db).reports("localhost")][-1] == "x@y"
     finally:
         await db.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from heron.modules.blocking.store import ListFull, Report, SqlBlockingStore
+from heron.modules.blocking.store import Change, ListFull, Report, SqlBlockingStore
 from heron.storage.db import Database
 from tests.engines import ENGINES
 from tests.storage.owned import ALICE, BIG, BOB, add_accounts, delete_account, place, reopen
@@ -37,31 +37,33 @@ def report(reported: str, text: str = "ads", at: float = 1.0) -> Report:
 async def test_block_unblock_and_unblock_all(db: Database) -> None:
     store = SqlBlockingStore(db)
     assert await store.blocked(ALICE) == set()
-    await store.change(ALICE, add=["spam.example", "eve@example.net", "eve@example.net"])
-    await store.change(BOB, add=["eve@example.net/phone"])
-    await store.change(ALICE, add=["mallory@example.net"], remove=["spam.example"])
+    await store.change(ALICE, Change(add=["spam.example", "eve@example.net", "eve@example.net"]))
+    await store.change(BOB, Change(add=["eve@example.net/phone"]))
+    await store.change(ALICE, Change(add=["mallory@example.net"], remove=["spam.example"]))
     assert await store.blocked(ALICE) == {"eve@example.net", "mallory@example.net"}
-    await store.change(ALICE, remove_all=True)
+    await store.change(ALICE, Change(remove_all=True))
     assert await store.blocked(ALICE) == set()
     assert await store.blocked(BOB) == {"eve@example.net/phone"}
 
 
 async def test_the_limit_refuses_the_whole_change(db: Database) -> None:
     store = SqlBlockingStore(db)
-    await store.change(ALICE, add=["a@x", "b@x"], limit=3)
+    await store.change(ALICE, Change(add=["a@x", "b@x"]), 3)
     with pytest.raises(ListFull):
-        await store.change(ALICE, add=["c@x", "d@x"], reports=[report("c@x")], limit=3)
+        await store.change(ALICE, Change(add=["c@x", "d@x"], reports=[report("c@x")]), 3)
     assert await store.blocked(ALICE) == {"a@x", "b@x"}  # all or none
     assert await store.reports("example.org") == []
-    await store.change(ALICE, add=["a@x", "c@x"], limit=3)  # a duplicate takes no room
+    await store.change(ALICE, Change(add=["a@x", "c@x"]), 3)  # a duplicate takes no room
     assert await store.blocked(ALICE) == {"a@x", "b@x", "c@x"}
 
 
 async def test_reports_in_order_per_domain_unicode_and_large(db: Database) -> None:
     store = SqlBlockingStore(db)
     big = report("eve@example.net", text=BIG, at=2.5)
-    await store.change(ALICE, add=["eve@example.net"], reports=[report("z@x"), big])
-    await store.change(ALICE, add=["ü@例え.jp"], reports=[report("ü@例え.jp", text="🐦 spam")])
+    await store.change(ALICE, Change(add=["eve@example.net"], reports=[report("z@x"), big]))
+    await store.change(
+        ALICE, Change(add=["ü@例え.jp"], reports=[report("ü@例え.jp", text="🐦 spam")])
+    )
     got = await store.reports("example.org")
     assert [r.reported for r in got] == ["z@x", "eve@example.net", "ü@例え.jp"]
     assert got[1] == big
@@ -71,8 +73,8 @@ async def test_reports_in_order_per_domain_unicode_and_large(db: Database) -> No
 
 async def test_blocklist_goes_with_the_account_reports_stay(db: Database) -> None:
     store = SqlBlockingStore(db)
-    await store.change(ALICE, add=["eve@example.net"], reports=[report("eve@example.net")])
-    await store.change(BOB, add=["eve@example.net"])
+    await store.change(ALICE, Change(add=["eve@example.net"], reports=[report("eve@example.net")]))
+    await store.change(BOB, Change(add=["eve@example.net"]))
     await delete_account(db, ALICE)
     assert await store.blocked(ALICE) == set()
     assert await store.blocked(BOB) == {"eve@example.net"}
@@ -80,14 +82,16 @@ async def test_blocklist_goes_with_the_account_reports_stay(db: Database) -> Non
 
 
 async def test_kept_across_a_restart(db: Database, where: str) -> None:
-    await SqlBlockingStore(db).change(ALICE, add=["eve@example.net"], reports=[report("e@x")])
+    await SqlBlockingStore(db).change(
+        ALICE, Change(add=["eve@example.net"], reports=[report("e@x")])
+    )
     await db.close()
     again = await reopen(where, [SqlBlockingStore])
     try:
         store = SqlBlockingStore(again)
         assert await store.blocked(ALICE) == {"eve@example.net"}
         assert [r.reported for r in await store.reports("example.org")] == ["e@x"]
-        await store.change(ALICE, reports=[report("f@x")])  # ids go on growing
+        await store.change(ALICE, Change(reports=[report("f@x")]))  # ids go on growing
         assert [r.reported for r in await store.reports("example.org")] == ["e@x", "f@x"]
     finally:
         await again.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from heron.storage.fast import MECHANISM, MIGRATIONS, FastTokenStore, proofs
+from heron.storage.fast import MECHANISM, FastTokenStore, proofs
 from heron.storage.sqlite import SqliteDatabase
 from tests.engines import ENGINES, open_store_db
 
@@ -49,7 +49,7 @@ async def test_nothing_stored_logs_in_and_revocation(store: FastTokenStore) -> N
 
 async def test_expired_tokens_fail(tmp_path: Path) -> None:
     db = await SqliteDatabase.open(tmp_path / "x.db")
-    await db.migrate(MIGRATIONS)
+    await db.migrate(FastTokenStore.migrations_for("sqlite"))
     try:
         short = FastTokenStore(db, lifetime_s=-1.0)
         token, _ = await short.issue("u", "h", "phone")

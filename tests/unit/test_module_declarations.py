@@ -1,9 +1,10 @@
 """A module is one declarative file: options with bounds, a stream feature, a nonza, a
-service domain, an HTTP route and a gauge, all applied on load and withdrawn on unload
-without a stop() of its own."""
+service domain with its own IQ handler, an HTTP route, a gauge and periodic work, all
+applied on load and withdrawn on unload without a stop() of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -35,11 +36,19 @@ DOMAIN = "example.org"
 ECHO = "urn:example:echo"
 
 
+def _no_space(text: str) -> str | None:
+    return "has a space" if " " in text else None
+
+
 @dataclass(frozen=True, slots=True)
 class EchoOptions:
     max_bytes: int = option(4096, min=1, max=65536)
     mode: str = option("loud", choices=("loud", "quiet"))
     timeout_s: float = option(30.0, above=0)
+    quota_bytes: int = option(8192, min="max_bytes")
+    is_public: bool = False
+    is_listed: bool = option(False, needs="is_public")
+    names: tuple[str, ...] = option((), check=_no_space)
 
 
 class EchoModule(Module):
@@ -51,9 +60,13 @@ class EchoModule(Module):
         super().__init__(ctx)
         self.options = ctx.settings(EchoOptions)
         self.service = f"echo.{ctx.domain}"
+        self.sweeps = 0
+        self.swept_thrice = asyncio.Event()
 
     async def start(self) -> None:
-        self.ctx.add_service(self.service)
+        service = self.ctx.add_service(self.service)
+        service.add_iq_handler("get", ECHO, Target.HOST, self.on_echo)
+        self.ctx.every(0.001, self.sweep)
         self.ctx.add_item(self.service, "Echo")
         self.ctx.add_http_route("GET", "/echo", self.http)
         self.ctx.add_gauge("heron_echo", "Echoes", lambda: [({}, 1.0)])
@@ -72,6 +85,13 @@ class EchoModule(Module):
 
     async def http(self, request: Any) -> Any:
         return None
+
+    async def sweep(self) -> None:
+        self.sweeps += 1
+        if self.sweeps == 3:
+            self.swept_thrice.set()
+        if self.sweeps == 1:
+            raise RuntimeError("a failing run is logged; the next one still comes")
 
 
 class NeedsEcho(Module):
@@ -117,7 +137,16 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
     assert [r[:2] for r in domains.http_routes] == [("GET", "/echo")]
     assert "heron_echo" in core.metrics.render()
 
+    service = domains.registries["echo.example.org"]
+    assert service.find_iq_handler("get", ECHO, Target.HOST) is not None
+    async with asyncio.timeout(5):
+        await module.swept_thrice.wait()  # type: ignore[attr-defined]
+    (task,) = module.ctx.tasks
+    assert EchoModule.stop is Module.stop  # nothing hand-written to undo
+
     await manager.unload("echo")
+    assert task.cancelled()
+    assert module.ctx.tasks == []
     assert reg.postauth_features == []
     assert ECHO not in reg.nonzas
     assert reg.find_iq_handler("get", ECHO, Target.HOST) is None
@@ -137,6 +166,10 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
         ({"timeout_s": 0.0}, "modules.echo.timeout_s: must be > 0"),
         ({"max_bytes": "ten"}, "modules.echo.max_bytes"),
         ({"volume": 3}, "modules.echo.volume: unknown key"),
+        ({"quota_bytes": 100}, "modules.echo.quota_bytes: must be ≥ max_bytes"),
+        ({"max_bytes": 9000}, "modules.echo.quota_bytes: must be ≥ max_bytes"),
+        ({"is_listed": True}, "modules.echo.is_listed: needs is_public = true"),
+        ({"names": ["a", "b c"]}, "modules.echo.names: 'b c' has a space"),
     ],
 )
 async def test_option_bounds_are_checked_naming_the_key(
@@ -146,6 +179,36 @@ async def test_option_bounds_are_checked_naming_the_key(
     with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
         await manager.load(EchoModule, context(core, manager, "echo", options))
     assert manager.registry.postauth_features == []  # nothing half-applied
+
+
+async def test_related_and_checked_options_pass_when_right(host: Any) -> None:
+    manager, _domains, core = host
+    given = {"max_bytes": 9000, "quota_bytes": 9000, "is_public": True, "is_listed": True}
+    module = await manager.load(
+        EchoModule, context(core, manager, "echo", {**given, "names": ["a", "b"]})
+    )
+    assert module.options == EchoOptions(  # type: ignore[attr-defined]
+        max_bytes=9000, quota_bytes=9000, is_public=True, is_listed=True, names=("a", "b")
+    )
+    await manager.unload("echo")
+
+
+async def test_periodic_work_ends_when_start_fails(host: Any) -> None:
+    manager, _domains, core = host
+
+    class Failing(EchoModule):
+        name = "failing"
+
+        async def start(self) -> None:
+            await super().start()
+            raise RuntimeError("start failed after registering")
+
+    ctx = context(core, manager, "failing", {})
+    with pytest.raises(RuntimeError, match="start failed"):
+        await manager.load(Failing, ctx)
+    assert ctx.tasks == []
+    assert ctx.undo == []
+    assert "echo.example.org" not in manager.registry.items
 
 
 async def test_a_missing_required_module_is_named(host: Any) -> None:

@@ -29,7 +29,6 @@ from heron.modules.time import TimeModule, format_datetime
 from heron.modules.version import VersionModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import MemoryAccountStore, SqlAccountStore
-from heron.storage.fast import MIGRATIONS as FAST_MIGRATIONS
 from heron.storage.fast import FastTokenStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
@@ -88,7 +87,7 @@ class Host:
         if self.server.db is None:
             folder = Path(tempfile.mkdtemp(prefix="heron-unit-"))
             self.server.db = await SqliteDatabase.open(folder / "heron.db")
-            await self.server.db.migrate(FAST_MIGRATIONS)
+            await self.server.db.migrate(FastTokenStore.migrations_for("sqlite"))
             await self.server.db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])
         for store in cls.stores:  # as the server does before modules start
             await self.server.db.migrate(store.migrations_for("sqlite"))

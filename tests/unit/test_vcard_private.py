@@ -19,11 +19,12 @@ from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
 from heron.modules.private import PRIVATE, PrivateModule
-from heron.modules.vcard import VCARD, VcardModule, parse_stored
+from heron.modules.vcard import VCARD, VcardModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.sqlite import SqliteDatabase
 from heron.xmlstream.element import Element
+from heron.xmlstream.stored import read_stored
 from tests.modulecore import make_core
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ async def test_corrupt_stored_vcard_is_treated_as_absent(host: Host, stored: str
 
 def test_parse_stored_keeps_namespaces_and_text() -> None:
     xml = "<vCard xmlns='vcard-temp'><FN>A &amp; B</FN><x xmlns='urn:other' k='v'/></vCard>"
-    parsed = parse_stored(xml, "vCard", VCARD)
+    parsed = read_stored(xml, "vCard", VCARD)
     assert parsed is not None
     assert parsed.child_text("FN", VCARD) == "A & B"
     other = parsed.find("x", "urn:other")

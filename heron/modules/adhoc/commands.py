@@ -20,7 +20,7 @@ from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-COMMANDS: Final = "http://jabber.org/protocol/commands"
+COMMANDS: Final = ns.COMMANDS
 XDATA: Final = ns.DATA_FORMS
 ACTIONS: Final = frozenset({"execute", "cancel", "prev", "next", "complete"})
 SESSION_TIMEOUT_S: Final = 600.0

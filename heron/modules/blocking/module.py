@@ -22,7 +22,13 @@ from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
-from heron.modules.blocking.store import BlockingStore, ListFull, Report, SqlBlockingStore
+from heron.modules.blocking.store import (
+    BlockingStore,
+    Change,
+    ListFull,
+    Report,
+    SqlBlockingStore,
+)
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
@@ -131,13 +137,13 @@ class BlockingModule(Module):
             if not items:
                 raise StanzaError(StanzaCondition.BAD_REQUEST, "nothing to block")  # §3.3
             reports = [r for j, el in found if (r := parse_report(account, j, el)) is not None]
-            await self._write(account, add=items, reports=reports)
+            await self._write(account, Change(add=items, reports=reports))
             for report in reports:
                 self.ctx.log.warning(
                     "%s reported %s (%s)", report.reporter, report.reported, report.reason
                 )
         elif payload.tag == "unblock":
-            await self._write(account, remove=items, remove_all=not items)
+            await self._write(account, Change(remove=items, remove_all=not items))
         else:
             raise StanzaError(StanzaCondition.BAD_REQUEST)
         self._push(account, payload)
@@ -146,23 +152,9 @@ class BlockingModule(Module):
                 await self._unavailable_to(account, JID.parse(item))
         return None
 
-    async def _write(
-        self,
-        account: JID,
-        add: list[str] | None = None,
-        remove: list[str] | None = None,
-        remove_all: bool = False,
-        reports: list[Report] | None = None,
-    ) -> None:
+    async def _write(self, account: JID, change: Change) -> None:
         try:
-            await self.store.change(
-                account,
-                add=add or (),
-                remove=remove or (),
-                remove_all=remove_all,
-                reports=reports or (),
-                limit=self.options.max_items,
-            )
+            await self.store.change(account, change, self.options.max_items)
         except ListFull as exc:
             raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, str(exc)) from exc
         finally:
@@ -189,7 +181,13 @@ class BlockingModule(Module):
                 await self.ctx.router.route(Stanza(el, contact, session.jid))
 
     # --- enforcement ------------------------------------------------------------------
-    async def _inbound(self, stanza: Stanza) -> bool:
+    @hook("message/bare", priority=100)
+    @hook("message/full", priority=100)
+    @hook("presence/bare", priority=100)
+    @hook("presence/full", priority=100)
+    @hook("iq/bare", priority=100)
+    @hook("iq/full", priority=100)
+    async def inbound(self, stanza: Stanza) -> bool:
         to, sender = stanza.to, stanza.from_
         if to is None or sender is None or to.local is None:
             return False
@@ -208,31 +206,9 @@ class BlockingModule(Module):
             raise StanzaError(StanzaCondition.SERVICE_UNAVAILABLE)  # §3.5: as if absent
         return True  # presence and everything else: dropped silently
 
-    @hook("message/bare", priority=100)
-    async def inbound_message_bare(self, stanza: Stanza) -> bool:
-        return await self._inbound(stanza)
-
-    @hook("message/full", priority=100)
-    async def inbound_message_full(self, stanza: Stanza) -> bool:
-        return await self._inbound(stanza)
-
-    @hook("presence/bare", priority=100)
-    async def inbound_presence_bare(self, stanza: Stanza) -> bool:
-        return await self._inbound(stanza)
-
-    @hook("presence/full", priority=100)
-    async def inbound_presence_full(self, stanza: Stanza) -> bool:
-        return await self._inbound(stanza)
-
-    @hook("iq/bare", priority=100)
-    async def inbound_iq_bare(self, stanza: Stanza) -> bool:
-        return await self._inbound(stanza)
-
-    @hook("iq/full", priority=100)
-    async def inbound_iq_full(self, stanza: Stanza) -> bool:
-        return await self._inbound(stanza)
-
-    async def _outbound(self, stanza: Stanza) -> bool:
+    @hook("pre-message", priority=100)
+    @hook("pre-iq", priority=100)
+    async def outbound(self, stanza: Stanza) -> bool:
         sender, to = stanza.from_, stanza.to
         if sender is None or to is None or sender.local is None:
             return False
@@ -243,16 +219,8 @@ class BlockingModule(Module):
         blocked = Element("blocked", BLOCKING_ERRORS)
         raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, extra=blocked)  # §3.5
 
-    @hook("pre-message", priority=100)
-    async def outbound_message(self, stanza: Stanza) -> bool:
-        return await self._outbound(stanza)
-
-    @hook("pre-iq", priority=100)
-    async def outbound_iq(self, stanza: Stanza) -> bool:
-        return await self._outbound(stanza)
-
     @hook("pre-presence", priority=100)
     async def outbound_presence(self, stanza: Stanza) -> bool:
         if stanza.type in ("unsubscribe", "unsubscribed"):
             return False  # cancelling a subscription is always allowed
-        return await self._outbound(stanza)
+        return await self.outbound(stanza)

@@ -60,7 +60,7 @@ from heron.modules.muc.config import (
     VCARD,
     field_values,
 )
-from heron.modules.muc.invites import decline, invite
+from heron.modules.muc.invites import decline, invite, voice_request
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
@@ -373,7 +373,7 @@ class MucModule(Module):
         if stanza.type != "groupchat" and form is not None:
             values = field_values(form)
             if values.get("FORM_TYPE") == MUC_REQUEST:
-                await self.apply(room, room.voice_request(occupant, values))
+                await self.apply(room, voice_request(room, occupant, values))
                 return True
         if stanza.type != "groupchat":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
@@ -446,7 +446,7 @@ class MucModule(Module):
         if to is None or to.local is None:
             return False  # the service itself answers on every node
         room = to.bare
-        owner = await self.placement.locate(room)
+        owner = await self.placement.locate(room, forwarded=bool(stanza.meta.get("hops")))
         if owner is None:
             if room not in self.rooms and room not in self._dirty:
                 await self._adopt([room])
@@ -532,8 +532,10 @@ class MucModule(Module):
                     await self.placement.release(jid)
                 else:
                     await self.placement.keep(jid, room.snapshot())
-            except Exception as exc:  # the registry is away: its restart restates them all
+            except Exception as exc:  # the registry is away: again, until it is back
                 self.ctx.log.warning("room %s: snapshot not written: %s", jid, exc)
+                self._dirty.add(jid)
+                await asyncio.sleep(0.5)
 
     async def listed(self) -> list[Room]:
         """The rooms to list: here, and in a cluster the persistent ones running elsewhere."""

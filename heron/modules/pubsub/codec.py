@@ -13,6 +13,7 @@ from heron.jid import JID, InvalidJID
 from heron.modules.pubsub.config import config_form
 from heron.modules.pubsub.engine import Page, PageInfo, PubsubService, Relation, options_form
 from heron.modules.pubsub.errors import error
+from heron.modules.pubsub.model import add_items
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
@@ -20,6 +21,7 @@ PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
 RSM: Final = "http://jabber.org/protocol/rsm"
 DATA: Final = "jabber:x:data"
+SHIM: Final = "http://jabber.org/protocol/shim"
 C = StanzaCondition
 
 FEATURES: Final = tuple(
@@ -31,6 +33,7 @@ FEATURES: Final = tuple(
         "access-roster",
         "access-whitelist",
         "auto-create",
+        "collections",
         "config-node",
         "create-and-configure",
         "create-nodes",
@@ -75,6 +78,13 @@ def verb(pubsub: Element) -> Element:
     raise StanzaError(C.BAD_REQUEST, "the <pubsub/> element is empty")
 
 
+def _asked(iq: Stanza, pubsub: Element) -> tuple[JID, Element, str | None]:
+    """Who asks, the action element and the node it names."""
+    assert iq.from_ is not None
+    action = verb(pubsub)
+    return iq.from_, action, action.attrs.get("node")
+
+
 async def user_request(
     svc: PubsubService,
     iq: Stanza,
@@ -83,10 +93,7 @@ async def user_request(
     may_create: bool,
 ) -> Element | None:
     """§5-§7: what an entity asks of the service (``may_create``: it may create nodes)."""
-    assert iq.from_ is not None
-    sender = iq.from_
-    action = verb(pubsub)
-    name = action.attrs.get("node")
+    sender, action, name = _asked(iq, pubsub)
     tag, type_ = action.tag, iq.type
     if type_ == "set" and tag == "create":
         if not may_create:
@@ -195,13 +202,7 @@ async def _items(
         name, sender, relation, ids=ids or None, max_items=max_items, page=page
     )
     result = Element("pubsub", PUBSUB)
-    container = result.add("items", PUBSUB, {"node": node.name})
-    for item in items:
-        el = container.add("item", PUBSUB, {"id": item.id})
-        if svc.owner is None:
-            el.attrs["publisher"] = str(item.publisher)
-        if item.payload is not None:
-            el.append(item.payload)
+    add_items(result, PUBSUB, node, items, publisher=svc.owner is None)
     if info is not None:
         result.append(_page_result(info))
     return result
@@ -210,10 +211,7 @@ async def _items(
 def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | None:
     """§8: what a node's owner asks (configuration, deletion, purge, subscriptions and
     affiliations of the node)."""
-    assert iq.from_ is not None
-    sender = iq.from_
-    action = verb(pubsub)
-    name = action.attrs.get("node")
+    sender, action, name = _asked(iq, pubsub)
     tag, type_ = action.tag, iq.type
     if tag == "configure" and type_ == "get":
         result = Element("pubsub", OWNER)
@@ -261,11 +259,17 @@ def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | 
     raise StanzaError(C.BAD_REQUEST, f"no pubsub#owner {type_} for <{tag}/>")
 
 
-def notification(svc: PubsubService, to: JID, type_: str, event: Element, id_: str) -> Element:
-    """The ``<message/>`` that carries one event from the service (§7.1.2)."""
+def notification(
+    svc: PubsubService, to: JID, type_: str, event: Element, id_: str, collection: str = ""
+) -> Element:
+    """The ``<message/>`` that carries one event from the service (§7.1.2); one delivered
+    through a collection names it in a SHIM header (XEP-0131, XEP-0248 §5.3)."""
     message = Element("message", ns.CLIENT, {"from": str(svc.jid), "to": str(to), "type": type_})
     message.attrs["id"] = id_
     message.append(event)
+    if collection:
+        headers = message.add("headers", SHIM)
+        headers.add("header", SHIM, {"name": "Collection"}, text=collection)
     return message
 
 

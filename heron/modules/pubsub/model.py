@@ -60,6 +60,10 @@ class Subscription:
     subid: str
     state: str = "subscribed"  # or "pending": waiting for an owner (access model authorize)
     deliver: bool = True  # the pubsub#deliver subscription option (§6.3)
+    # On a collection (XEP-0060 §9, XEP-0248 §6.1): "nodes", "items" or "all" of what
+    # happens below it, down to ``depth`` levels (None: all).
+    type: str = "nodes"
+    depth: int | None = 1
 
 
 @dataclass(slots=True)
@@ -74,6 +78,23 @@ class Node:
         return next(reversed(self.items.values()), None)
 
 
+def add_items(
+    parent: Element, namespace: str, node: Node, items: list[Item], *, publisher: bool
+) -> Element:
+    """``<items node=…>`` under ``parent``, one ``<item/>`` each: in a result (§6.5.2) or an
+    event (§7.1.2, payloads as the node's ``deliver_payloads`` says); ``publisher`` on the
+    services that name it."""
+    container = parent.add("items", namespace, {"node": node.name})
+    payloads = parent.tag != "event" or node.config.deliver_payloads
+    for item in items:
+        el = container.add("item", namespace, {"id": item.id})
+        if publisher:
+            el.attrs["publisher"] = str(item.publisher)
+        if payloads and item.payload is not None:
+            el.append(item.payload)
+    return container
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     """One ``<message/>`` to send: ``event`` is its ``<event/>`` child."""
@@ -81,6 +102,7 @@ class Notification:
     to: JID
     event: Element
     type: str = "headline"
+    collection: str = ""  # delivered through this collection: its SHIM header (XEP-0248 §5.3)
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from heron import ns
-from heron.config import ConfigError, option
+from heron.config import option
 from heron.core.accounts import UserExists, UserNotFound
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Target
@@ -59,7 +59,7 @@ class RegisterOptions:
     """Length of the throttle's sliding window, in seconds."""
     min_password_length: int = option(8, min=1)
     """Shortest password accepted for a new account or a password change."""
-    invitation_only: bool = False
+    invitation_only: bool = option(False, needs="allow_registration")
     """With allow_registration: only clients holding a token from `heron invite` register."""
 
 
@@ -138,8 +138,6 @@ class RegisterModule(Module):
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
         self.options = ctx.settings(RegisterOptions)
-        if self.options.invitation_only and not self.options.allow_registration:
-            raise ConfigError(f"{ctx.key_path}.invitation_only: needs allow_registration = true")
         self.throttle = SlidingWindow(self.options.throttle_per_ip, self.options.throttle_window_s)
         self.invitations: InvitationStore = ctx.store(SqlInvitationStore)
 

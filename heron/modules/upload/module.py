@@ -11,7 +11,6 @@ file over ``max_file_size`` is refused with the XEP's <file-too-large/>.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -26,7 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from heron import ns, timestamps
-from heron.config import ConfigError, option
+from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep
 from heron.core.registry import Target
 from heron.jid import JID
@@ -48,7 +47,7 @@ class UploadOptions:
     service: str = ""
     """The service's JID; default upload.<host>."""
     max_file_size: int = option(100 * 1024 * 1024, min=1)
-    quota_bytes: int = option(1024 * 1024 * 1024, min=1)
+    quota_bytes: int = option(1024 * 1024 * 1024, min="max_file_size")
     """Per user: files kept and slots not yet used; at least max_file_size."""
     expire_days: float = option(30.0, above=0)
     put_ttl_s: float = option(300.0, above=0)
@@ -71,11 +70,8 @@ class UploadModule(Module):
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
         self.options = o = ctx.settings(UploadOptions)
-        if o.quota_bytes < o.max_file_size:  # the one bound that relates two options
-            raise ConfigError(f"{ctx.key_path}.quota_bytes: must be ≥ max_file_size")
         self.domain = o.service or f"upload.{ctx.domain}"
         self.store: UploadStore = ctx.store(SqlUploadStore)
-        self.expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.ctx.on_account_deleted(self.on_account_deleted)
@@ -89,14 +85,7 @@ class UploadModule(Module):
         prefix = f"/upload/{self.domain}/{{slot}}/{{name}}"
         self.ctx.add_http_route("PUT", prefix, self.put)
         self.ctx.add_http_route("GET", prefix, self.get)
-        self.expiry = asyncio.create_task(self._expire_forever())
-
-    async def stop(self) -> None:
-        """The expiry task is the module's own (everything else is withdrawn for it)."""
-        if self.expiry is not None:
-            self.expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.expiry
+        self.ctx.every(3600, self.expire)
 
     async def on_account_deleted(self, account: JID) -> None:
         """A deleted account's files go at once (other processes' deletions: at the next
@@ -254,11 +243,3 @@ class UploadModule(Module):
         for slot in slots:
             await asyncio.to_thread(self._file(slot).unlink, missing_ok=True)
             await asyncio.to_thread(self._file(slot).with_suffix(".part").unlink, missing_ok=True)
-
-    async def _expire_forever(self) -> None:
-        while True:
-            try:
-                await self.expire()
-            except Exception:
-                log.exception("could not expire old uploads")
-            await asyncio.sleep(3600)
