@@ -149,6 +149,8 @@ class ConfigReloader:
             await listener.stop()
             running.by_spec.remove((spec, listener))
             running.listeners.remove(listener)
+            if not any(other.kind == spec.kind for other, _l in running.by_spec):
+                running.ports.pop(spec.kind, None)
             lines.append(f"listener {spec.kind} {spec.host}:{spec.port}: closed")
         for spec in wanted:
             await open_listener(running, spec)
