@@ -163,10 +163,7 @@ class PushModule(Module):
     # --- enable / disable -------------------------------------------------------------
     @iq_handler("set", PUSH, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        payload = iq.payload
-        assert payload is not None
-        account = iq.from_.bare
+        payload, account = iq.query, iq.sender.bare
         try:
             service = str(JID.parse(payload.attrs.get("jid", "")))
         except InvalidJID as exc:

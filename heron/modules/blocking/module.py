@@ -108,10 +108,9 @@ class BlockingModule(Module):
     # --- the command ------------------------------------------------------------------
     @iq_handler("get", BLOCKING, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        self.interested.add(iq.from_)
+        self.interested.add(iq.sender)
         result = Element("blocklist", BLOCKING)
-        for item in sorted(await self.blocked_by(iq.from_.bare)):
+        for item in sorted(await self.blocked_by(iq.sender.bare)):
             result.add("item", BLOCKING, {"jid": item})
         return result
 
@@ -127,10 +126,7 @@ class BlockingModule(Module):
 
     @iq_handler("set", BLOCKING, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        account = iq.from_.bare
-        payload = iq.payload
-        assert payload is not None
+        payload, account = iq.query, iq.sender.bare
         found = self._items(payload)
         items = [jid for jid, _item in found]
         if payload.tag == "block":

@@ -78,9 +78,8 @@ def verb(pubsub: Element) -> Element:
 
 def _asked(iq: Stanza, pubsub: Element) -> tuple[JID, Element, str | None]:
     """Who asks, the action element and the node it names."""
-    assert iq.from_ is not None
     action = verb(pubsub)
-    return iq.from_, action, action.attrs.get("node")
+    return iq.sender, action, action.attrs.get("node")
 
 
 async def user_request(

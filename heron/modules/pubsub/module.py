@@ -215,9 +215,7 @@ class PubsubModule(Module):
 
     async def on_pubsub(self, iq: Stanza) -> Element | None:
         assert iq.to is not None
-        assert iq.from_ is not None
-        payload = iq.payload
-        assert payload is not None
+        payload = iq.query
         if payload.tag != "pubsub":
             raise StanzaError(C.BAD_REQUEST, "expected a <pubsub/> element")
         target = iq.to.bare if iq.to.local is not None else JID.parse(self.domain)
@@ -228,7 +226,7 @@ class PubsubModule(Module):
             if payload.ns == OWNER:
                 result = codec.owner_request(svc, iq, payload)
             else:
-                may_create = self._may_create(svc, iq.from_)
+                may_create = self._may_create(svc, iq.sender)
                 result = await codec.user_request(svc, iq, payload, self.relation_for, may_create)
         finally:
             svc.audience = None
