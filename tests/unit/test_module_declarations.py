@@ -113,8 +113,7 @@ async def host(tmp_path: Path) -> AsyncIterator[tuple[ModuleManager, FakeDomains
 
 
 def context(core: Any, manager: ModuleManager, name: str, options: Mapping[str, object]) -> Any:
-    return ModuleContext(
-        core=core,
+    return core.for_module(
         domain=DOMAIN,
         registry=manager.registry,
         options=options,
@@ -140,7 +139,7 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
     service = domains.registries["echo.example.org"]
     assert service.find_iq_handler("get", ECHO, Target.HOST) is not None
     async with asyncio.timeout(5):
-        await module.swept_thrice.wait()  # type: ignore[attr-defined]
+        await module.swept_thrice.wait()
     (task,) = module.ctx.tasks
     assert EchoModule.stop is Module.stop  # nothing hand-written to undo
 
@@ -187,7 +186,7 @@ async def test_related_and_checked_options_pass_when_right(host: Any) -> None:
     module = await manager.load(
         EchoModule, context(core, manager, "echo", {**given, "names": ["a", "b"]})
     )
-    assert module.options == EchoOptions(  # type: ignore[attr-defined]
+    assert module.options == EchoOptions(
         max_bytes=9000, quota_bytes=9000, is_public=True, is_listed=True, names=("a", "b")
     )
     await manager.unload("echo")

@@ -14,7 +14,7 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import PrivateModule, PubsubModule, VcardModule
@@ -46,8 +46,7 @@ class Host:
     async def load(self, cls: type[Module], options: Mapping[str, object] | None = None) -> Module:
         for store in cls.stores:  # what the server does before any module starts
             await self.db.migrate(store.migrations_for(self.db.dialect))
-        ctx = ModuleContext(
-            core=self.core,
+        ctx = self.core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,
