@@ -27,7 +27,7 @@ from heron.modules import AVAILABLE
 from heron.modules.antispam import SqlQuarantineStore
 from heron.modules.blocking.store import SqlBlockingStore
 from heron.modules.register.store import SqlInvitationStore
-from heron.ops.cli import add_admin_commands, data_dir_only
+from heron.ops.cli import add_admin_commands, add_data_commands, data_dir_only
 from heron.storage import StorageUnavailable, open_database
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.db import Database, SqlStore
@@ -65,11 +65,9 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _account_jid(config: ServerConfig, text: str) -> JID:
     try:
-        jid = JID.parse(text)
+        jid = JID.parse_account(text)
     except InvalidJID as exc:
-        raise CliError(f"{text!r} is not a valid JID: {exc}") from exc
-    if jid.local is None or jid.resource is not None:
-        raise CliError(f"{text!r} is not an account address (expected user@domain)")
+        raise CliError(str(exc)) from exc
     if config.host(jid.domain) is None:
         raise CliError(f"{jid.domain} is not a host of this server")
     return jid
@@ -252,38 +250,45 @@ def _when(at: float) -> str:
 
 def cmd_reports(config: ServerConfig, args: argparse.Namespace) -> int:
     """XEP-0377 spam and abuse reports users attached to blocks."""
-    domains = [args.domain] if args.domain else [h.domain for h in config.hosts]
 
-    async def read(store: SqlBlockingStore) -> list[str]:
-        lines = []
-        for domain in domains:
-            for r in await store.reports(domain):
-                ids = f" messages: {', '.join(r.stanza_ids)}" if r.stanza_ids else ""
-                text = f" text: {r.text!r}" if r.text else ""
-                lines.append(
-                    f"{_when(r.at)} {r.reporter} reported {r.reported} ({r.reason}){text}{ids}"
-                )
-        return lines
+    async def lines(store: SqlBlockingStore, domain: str) -> list[str]:
+        found = []
+        for r in await store.reports(domain):
+            ids = f" messages: {', '.join(r.stanza_ids)}" if r.stanza_ids else ""
+            text = f" text: {r.text!r}" if r.text else ""
+            found.append(
+                f"{_when(r.at)} {r.reporter} reported {r.reported} ({r.reason}){text}{ids}"
+            )
+        return found
 
-    for line in _with_store(config, SqlBlockingStore, read):
-        print(line)
-    return 0
+    return _print_per_host(config, args, SqlBlockingStore, lines)
 
 
 def cmd_quarantine(config: ServerConfig, args: argparse.Namespace) -> int:
     """Messages and requests from strangers held back (antispam ``strangers = quarantine``)."""
+
+    async def lines(store: SqlQuarantineStore, domain: str) -> list[str]:
+        return [
+            f"{_when(held.at)} for {held.username}@{domain} from {held.sender}: {held.xml}"
+            for held in await store.held(domain)
+        ]
+
+    return _print_per_host(config, args, SqlQuarantineStore, lines)
+
+
+def _print_per_host(
+    config: ServerConfig,
+    args: argparse.Namespace,
+    cls: type[S],
+    lines: Callable[[S, str], Awaitable[list[str]]],
+) -> int:
+    """Print what ``lines`` finds in one store for ``--domain``, or for every host."""
     domains = [args.domain] if args.domain else [h.domain for h in config.hosts]
 
-    async def read(store: SqlQuarantineStore) -> list[str]:
-        lines = []
-        for domain in domains:
-            for held in await store.held(domain):
-                lines.append(
-                    f"{_when(held.at)} for {held.username}@{domain} from {held.sender}: {held.xml}"
-                )
-        return lines
+    async def read(store: S) -> list[str]:
+        return [line for domain in domains for line in await lines(store, domain)]
 
-    for line in _with_store(config, SqlQuarantineStore, read):
+    for line in _with_store(config, cls, read):
         print(line)
     return 0
 
@@ -420,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace data already in the target")
     p.set_defaults(fn=cmd_copy_storage)
     add_admin_commands(add)  # status, sessions, kick, reload: over the admin socket
+    add_data_commands(add)  # import, export (XEP-0227)
     p = add("cert", "create a self-signed certificate for a domain")
     p.add_argument("domain")
     p.set_defaults(fn=cmd_cert)

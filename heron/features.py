@@ -74,10 +74,9 @@ CORE_ROWS: Final[tuple[tuple[str, str, str, str, str], ...]] = (
         "yes",
     ),
     (
-        "SASL2 with inline Bind2 and FAST tokens",
-        "XEP-0388, XEP-0386, XEP-0484",
-        "partial: FAST with HT-SHA-256-ENDP and -NONE (no -EXPR: no tls-exporter); no inline SM"
-        " resumption or upgrade tasks",
+        "SASL2 with inline Bind2, stream resumption and FAST tokens; SCRAM upgrade tasks",
+        "XEP-0388, XEP-0386, XEP-0198, XEP-0484, XEP-0480",
+        "partial: FAST with HT-SHA-256-ENDP and -NONE, not -EXPR (no tls-exporter yet)",
         "community modules",
         "no",
     ),

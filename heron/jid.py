@@ -162,6 +162,29 @@ class JID:
         return _parse(text)
 
     @staticmethod
+    def parse_account(text: str) -> JID:
+        """An account's address (``user@domain``, no resource); raise :class:`InvalidJID`
+        naming what is wrong."""
+        try:
+            jid = _parse(text)
+        except InvalidJID as exc:
+            raise InvalidJID(f"{text!r} is not a valid JID ({exc})") from exc
+        if jid.local is None or jid.resource is not None:
+            raise InvalidJID(f"{text!r} is not an account address (user@domain)")
+        return jid
+
+    @staticmethod
+    def salvage(text: str) -> str | None:
+        """Of a malformed address, the bare JID or the domain when that much is valid (an
+        error comes from where the stanza went, RFC 6120 §8.3.1); None when neither is."""
+        for candidate in (text.partition("/")[0], text.partition("/")[0].rpartition("@")[2]):
+            try:
+                return str(_parse(candidate))
+            except InvalidJID:
+                continue
+        return None
+
+    @staticmethod
     def make(local: str | None, domain: str, resource: str | None = None) -> JID:
         """Normalise each given part and build a JID; raise :class:`InvalidJID`."""
         return JID(

@@ -3,6 +3,7 @@
 from typing import Final
 
 XML: Final = "http://www.w3.org/XML/1998/namespace"
+XML_LANG: Final = "{" + XML + "}lang"  # the xml:lang attribute, as Element names it
 STREAM: Final = "http://etherx.jabber.org/streams"
 CLIENT: Final = "jabber:client"
 SERVER: Final = "jabber:server"
@@ -20,6 +21,8 @@ SESSION: Final = "urn:ietf:params:xml:ns:xmpp-session"
 # Channel-binding types (XEP-0440), SASL2 (XEP-0388), Bind2 (XEP-0386), FAST (XEP-0484)
 SASL_CB: Final = "urn:xmpp:sasl-cb:0"
 SASL2: Final = "urn:xmpp:sasl:2"
+SASL_UPGRADE: Final = "urn:xmpp:sasl:upgrade:0"  # XEP-0480
+SCRAM_UPGRADE: Final = "urn:xmpp:scram-upgrade:0"  # XEP-0480 §4
 BIND2: Final = "urn:xmpp:bind:0"
 FAST: Final = "urn:xmpp:fast:0"
 DISCO_INFO: Final = "http://jabber.org/protocol/disco#info"
@@ -71,6 +74,10 @@ EXTDISCO: Final = "urn:xmpp:extdisco:2"
 BYTESTREAMS: Final = "http://jabber.org/protocol/bytestreams"
 CAPS: Final = "http://jabber.org/protocol/caps"
 SERVERINFO: Final = "http://jabber.org/network/serverinfo"
+
+# Ad-hoc commands (XEP-0050) and the service administration forms (XEP-0133)
+COMMANDS: Final = "http://jabber.org/protocol/commands"
+ADMIN: Final = "http://jabber.org/protocol/admin"
 
 # Archives (XEP-0313), result set management (XEP-0059), stanza ids (XEP-0359)
 MAM: Final = "urn:xmpp:mam:2"

@@ -74,6 +74,7 @@ class _Batching:
         self._since: dict[str, float] = {}  # channel → when its oldest pending frame came
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # nothing pending
+        self._busy = False  # the pump is publishing
         self._pump: asyncio.Task[None] | None = None
         self._failing = False
         self._abandoned: dict[str, float] = {}  # channel → when its node was declared gone
@@ -111,9 +112,11 @@ class _Batching:
         while True:
             await self._wake.wait()  # set this turn: everything queued in it goes together
             self._wake.clear()
+            self._busy = True
             while self._pending:
                 if not await self._publish_pending():
                     await asyncio.sleep(0.2)
+            self._busy = False
             if not self._wake.is_set():
                 self._idle.set()
 
@@ -154,8 +157,9 @@ class _Batching:
     async def drain(self, timeout_s: float = 2.0) -> None:
         """Give what is pending a moment to go out (a clean stop)."""
         if self._pump is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            if self._pending or self._busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), timeout_s)
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None

@@ -132,8 +132,13 @@ class RedisDirectory:
     @classmethod
     def connect(cls, url: str, node: str, lease_s: float, prefix: str) -> RedisDirectory:
         import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
-        return cls(redis.asyncio.from_url(url), node, lease_s, prefix)
+        # After a Redis restart every pooled connection is stale: each command is tried
+        # again on a fresh one (the registry's changes are idempotent).
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
+        return cls(redis.asyncio.from_url(url, retry=retry), node, lease_s, prefix)
 
     async def close(self) -> None:
         await self.redis.aclose()

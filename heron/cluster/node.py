@@ -377,6 +377,7 @@ class ClusterNode:
     # --- leases: alive, dead, fenced ----------------------------------------------------
     async def _lease(self) -> None:
         period = self.config.lease_s / 3
+        reasserting = False  # until done in full: a failure half-way is tried again
         while True:
             await asyncio.sleep(period)
             try:
@@ -384,7 +385,10 @@ class ClusterNode:
                 if state == "reaped":
                     await self._fence()
                 elif state == "lost":
+                    reasserting = True
+                if reasserting:
                     await self._reassert()
+                    reasserting = False
                 live, dead = await self.directory.census()
                 self.live |= live
                 await self._reap(dead)

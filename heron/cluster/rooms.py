@@ -83,15 +83,18 @@ class ClusterRooms:
         self.keeper = keeper
 
     # --- where a room is ----------------------------------------------------------------
-    async def locate(self, room: JID) -> str | None:
+    async def locate(self, room: JID, *, forwarded: bool = False) -> str | None:
         if room in self.mine:
             return None
         live = self._live()
         cached = self.owners.get(room)
-        if cached is not None and cached in live:
+        if cached is not None and cached in live and not forwarded:
             return cached
         chosen = rendezvous(room, live)
-        if chosen == self.name:
+        if chosen == self.name or forwarded:
+            # A node sent it here, taking this one for the owner (it was, or was chosen):
+            # this node claims the room unless a live node holds it, so a stanza makes at
+            # most two hops however stale the sender's memory.
             holder = await self.claim(room)
         else:
             raw = await self.redis.get(self.keys.room(str(room)))
@@ -180,8 +183,8 @@ class ClusterRooms:
     async def reassert(self) -> None:
         """Redis lost its data: claim this node's rooms again, and their snapshots."""
         for room in sorted(self.mine, key=str):
-            self.mine.discard(room)
             if await self.claim(room) != self.name:
+                self.mine.discard(room)  # the keeper's restate() drops its copy
                 log.warning("cluster: room %s was claimed elsewhere meanwhile", room)
         if self.keeper is not None:
             await self.keeper.restate()

@@ -31,11 +31,9 @@ def admin_jids(raw: object, path: str) -> tuple[str, ...]:
     result: list[str] = []
     for text in raw:
         try:
-            jid = JID.parse(text)
+            jid = JID.parse_account(text)
         except InvalidJID as exc:
-            raise ConfigError(f"{path}: {text!r} is not a valid JID ({exc})") from exc
-        if jid.local is None or jid.resource is not None:
-            raise ConfigError(f"{path}: {text!r} is not an account address (user@domain)")
+            raise ConfigError(f"{path}: {exc}") from exc
         if str(jid) not in result:
             result.append(str(jid))
     return tuple(result)

@@ -62,6 +62,17 @@ class AccountService:
         keys = await self._derive(password)
         await self.store.set_keys(jid.local, jid.domain, keys)
 
+    async def upgrade_keys(self, jid: JID, keys: ScramKeys) -> None:
+        """Add or replace the keys of one hash (XEP-0480: the client derived them), keeping
+        the others. Raises UserNotFound."""
+        if jid.local is None:
+            raise InvalidJID("an account needs a localpart")
+        stored = await self.store.get_keys(jid.local, jid.domain)
+        if stored is None:
+            raise UserNotFound(f"{jid}")
+        stored[keys.hash_name] = keys
+        await self.store.set_keys(jid.local, jid.domain, list(stored.values()))
+
     async def delete(self, jid: JID) -> None:
         if jid.local is None:
             raise InvalidJID("an account needs a localpart")

@@ -377,6 +377,12 @@ class Module:
     async def stop(self) -> None:
         """Extra tear-down; declarations are withdrawn by the manager."""
 
+    async def reconfigure(self, options: Mapping[str, object]) -> bool:
+        """New options on a configuration reload. True: applied in place, the module goes
+        on with its state (raise ConfigError to refuse them); False, the default: the
+        manager restarts it with them."""
+        return False
+
     # --- applied by the manager -------------------------------------------------------
     def _marked(self, mark: str) -> list[tuple[Any, Any]]:
         """(what the decorator noted, the bound method) for each note ``mark`` of a method."""

@@ -35,9 +35,10 @@ class RoomPlacement(Protocol):
     @property
     def clustered(self) -> bool: ...
 
-    async def locate(self, room: JID) -> str | None:
+    async def locate(self, room: JID, *, forwarded: bool = False) -> str | None:
         """None when the room is (now) this node's; else the node to send its stanzas to.
-        May claim the room for this node."""
+        May claim the room for this node; does, when nobody holds it and another node
+        sent the stanza here (``forwarded``: that node took this one for the owner)."""
 
     def forward(self, node: str, stanza: Stanza) -> None:
         """Hand a stanza for a room to its owner node, which routes it there."""
@@ -62,7 +63,7 @@ class LocalPlacement:
     def clustered(self) -> bool:
         return False
 
-    async def locate(self, room: JID) -> str | None:
+    async def locate(self, room: JID, *, forwarded: bool = False) -> str | None:
         return None
 
     def forward(self, node: str, stanza: Stanza) -> None:

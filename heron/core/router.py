@@ -260,5 +260,6 @@ class Router:
                     session.deliver(stanza.element)
                 return
             for session in self.sessions.resources(to.bare):
-                session.deliver(stanza.element)
+                if session.is_available:  # RFC 6121 §8.5.2.1.1: available resources only
+                    session.deliver(stanza.element)
         # Subscription management and probes belong to the roster (IM core): ignored here.

@@ -255,6 +255,13 @@ class Server:
             if (name in old.modules) != (name in new.modules)
             or old.module_options.get(name, {}) != new.module_options.get(name, {})
         }
+        kept = changed & set(manager.modules) & set(new.modules)
+        in_place = {  # modules that take new options without a restart (extdisco's pushes)
+            name
+            for name in sorted(kept)
+            if await manager.modules[name].reconfigure(new.module_options.get(name, {}))
+        }
+        changed -= in_place
         grew = True
         while grew:  # a module needing a changed one starts again after it
             grew = False
@@ -269,7 +276,7 @@ class Server:
         for name in new.modules:
             if name in changed:
                 await self._load_module(manager, new, name)
-        return sorted(changed)
+        return sorted(changed | in_place)
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Close every client stream with system-shutdown and wait (up to ``drain_s``) for
@@ -343,6 +350,13 @@ class Server:
     ) -> tuple[str, float]:
         key = self.derived_secret("fast")
         return await self.fast.issue(username, domain, agent, mechanism, key)
+
+    async def fast_invalidate(self, username: str, domain: str, agent: str) -> None:
+        try:
+            local = JID.make(username, domain).local or username
+        except InvalidJID:
+            return
+        await self.fast.revoke(local, domain, agent)
 
     async def fast_verify(
         self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
@@ -432,6 +446,13 @@ class Server:
         return await self.accounts.exists(jid)
 
     # --- C2SHost ----------------------------------------------------------------------
+    @property
+    def scram_iterations(self) -> int:
+        return self.accounts.iterations
+
+    async def scram_upgrade(self, username: str, domain: str, keys: ScramKeys) -> None:
+        await self.accounts.upgrade_keys(JID.make(username, domain), keys)
+
     async def keys_for(self, username: str, domain: str, hash_name: str) -> tuple[ScramKeys, bool]:
         return await self.accounts.keys_for(username, domain, hash_name)
 

@@ -9,29 +9,44 @@ the username is ``"<expiry as Unix time>:<the user's bare JID>"`` and the passwo
 ``<credentials/>`` asks for them for one service (by host and type, optionally port).
 
 Only the host's own accounts get an answer (``forbidden`` otherwise): the credentials open a
-relay. Services are configured as RFC 7064/7065 URIs, such as ``stun:stun.example.org``,
+relay.
+
+Pushes (XEP-0215 §3.2): a connected resource that asked for the list is sent an IQ set with
+what changed, each ``<service/>`` marked ``add``, ``delete`` or ``modify``, when the list or
+the TURN secret changes (``reconfigure``, which a configuration reload calls) and, before
+its TURN credentials expire, fresh ones. Resources that are gone are never pushed to (§3.2:
+only with presence information): they are forgotten when their session ends.
+
+Services are configured as RFC 7064/7065 URIs, such as ``stun:stun.example.org``,
 ``turn:turn.example.org:3478?transport=udp`` or ``turns:turn.example.org``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
-import time
+import math
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
 from heron import ns, timestamps
 from heron.config import ConfigError, build_options
-from heron.core.module import Module, ModuleContext, Xep, iq_handler
+from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
+from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 DEFAULT_PORTS: Final = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349}
 DEFAULT_TRANSPORTS: Final = {"stun": "udp", "turn": "udp", "stuns": "tcp", "turns": "tcp"}
+MAX_WATCHERS: Final = 10000  # resources remembered per host for pushes
+REFRESH_AT: Final = 0.8  # of the credential lifetime: when fresh credentials are pushed
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,11 @@ class ExternalService:
     @property
     def needs_credentials(self) -> bool:
         return self.type in ("turn", "turns")
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """What names a service in a push (type, host, port)."""
+        return (self.type, self.host, self.port)
 
     @classmethod
     def from_uri(cls, uri: str) -> ExternalService:
@@ -110,24 +130,135 @@ def _stamp(unix: int) -> str:
     return timestamps.stamp(unix)
 
 
+@dataclass(slots=True)
+class Watcher:
+    """A resource that asked for the list: what type it asked for, when to refresh."""
+
+    type: str | None
+    refresh_at: float
+
+
 class ExtdiscoModule(Module):
     name = "extdisco"
     description = "External service discovery: STUN and TURN servers with TURN credentials"
-    xeps = (Xep(215, "1.0.0", "partial", "no pushes of updated services"),)
+    xeps = (Xep(215, "1.0.0", "complete", "pushes on reconfiguration and before expiry"),)
     disco_features = (ns.EXTDISCO,)
 
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
-        path = f'hosts."{ctx.domain}".modules.{self.name}'
-        self.options = build_options(ExtdiscoOptions, ctx.options, path)
-        self.services: list[ExternalService] = []
-        for uri in self.options.services:
+        self.options, self.services = self._parse(ctx.options)
+        self.watchers: dict[JID, Watcher] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _parse(self, raw: Mapping[str, object]) -> tuple[ExtdiscoOptions, list[ExternalService]]:
+        path = f'hosts."{self.ctx.domain}".modules.{self.name}'
+        options = build_options(ExtdiscoOptions, raw, path)
+        services: list[ExternalService] = []
+        for uri in options.services:
             try:
-                self.services.append(ExternalService.from_uri(uri))
+                services.append(ExternalService.from_uri(uri))
             except ValueError as exc:
                 raise ConfigError(f"{path}.services: {uri!r}: {exc}") from exc
-        if self.options.credential_ttl_s < 60:
+        if options.credential_ttl_s < 60:
             raise ConfigError(f"{path}.credential_ttl_s: must be ≥ 60")
+        return options, services
+
+    async def start(self) -> None:
+        self._refresher = asyncio.create_task(self._refresh_forever())
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+
+    # --- pushes (XEP-0215 §3.2) -------------------------------------------------------
+    async def reconfigure(self, raw: Mapping[str, object]) -> bool:
+        """New options (a configuration reload): validated first (ConfigError leaves the
+        old ones), then what changed is pushed to every resource that asked; the module
+        keeps running, so it remembers who asked."""
+        options, services = self._parse(raw)
+        old = {s.key: s for s in self.services}
+        new = {s.key: s for s in services}
+        secret_changed = options.secret != self.options.secret
+        changes: list[tuple[str, ExternalService]] = [
+            ("delete", s) for key, s in old.items() if key not in new
+        ]
+        for key, service in new.items():
+            before = old.get(key)
+            if before is None:
+                changes.append(("add", service))
+            elif before != service or (service.needs_credentials and secret_changed):
+                changes.append(("modify", service))
+        self.options, self.services = options, services
+        if changes:
+            self.ctx.log.info("external services changed: pushing %d changes", len(changes))
+            for jid in list(self.watchers):
+                await self._push(jid, changes)
+        return True
+
+    async def refresh(self) -> None:
+        """Push fresh TURN credentials to the resources whose credentials expire soon."""
+        now = self.ctx.now()
+        turn = [("modify", s) for s in self.services if s.needs_credentials]
+        if not turn or not self.options.secret:
+            return
+        for jid, watcher in list(self.watchers.items()):
+            if watcher.refresh_at <= now:
+                await self._push(jid, turn)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self.options.credential_ttl_s / 10))
+            await self.refresh()
+
+    async def _push(self, jid: JID, changes: list[tuple[str, ExternalService]]) -> None:
+        watcher = self.watchers.get(jid)
+        if watcher is None or self.ctx.sessions.get(jid) is None:
+            self.watchers.pop(jid, None)  # gone: no presence information, no push
+            return
+        services = Element("services", ns.EXTDISCO)
+        if watcher.type is not None:
+            services.attrs["type"] = watcher.type
+        user = str(jid.bare)
+        for action, service in changes:
+            if watcher.type is not None and service.type != watcher.type:
+                continue
+            el = (
+                service.to_element()
+                if action == "delete"
+                else self._with_credentials(service, user)
+            )
+            el.attrs["action"] = action
+            services.append(el)
+        if not services.children:
+            return
+        watcher.refresh_at = self._refresh_time(watcher.type)
+        attrs = {"type": "set", "id": secrets.token_hex(8)}
+        iq = Element("iq", ns.CLIENT, {**attrs, "from": self.ctx.domain, "to": str(jid)})
+        iq.append(services)
+        await self.ctx.send(iq)
+
+    def _refresh_time(self, type_: str | None) -> float:
+        bound = any(
+            s.needs_credentials and (type_ is None or s.type == type_) for s in self.services
+        )
+        if not bound or not self.options.secret:
+            return math.inf
+        return self.ctx.now() + REFRESH_AT * self.options.credential_ttl_s
+
+    def _watch(self, jid: JID | None, type_: str | None) -> None:
+        if jid is None or jid.resource is None:
+            return
+        if jid not in self.watchers and len(self.watchers) >= MAX_WATCHERS:
+            self.watchers.pop(next(iter(self.watchers)))  # the oldest goes
+        self.watchers[jid] = Watcher(type_, self._refresh_time(type_))
+
+    @hook("session/ended")
+    async def forget(self, stanza: Stanza) -> bool:
+        if stanza.from_ is not None:
+            self.watchers.pop(stanza.from_, None)
+        return False
 
     def _requester(self, iq: Stanza) -> str:
         sender = iq.from_
@@ -138,7 +269,7 @@ class ExtdiscoModule(Module):
     def _with_credentials(self, service: ExternalService, user: str) -> Element:
         el = service.to_element()
         if service.needs_credentials and self.options.secret:
-            expiry = int(time.time()) + self.options.credential_ttl_s
+            expiry = int(self.ctx.now()) + self.options.credential_ttl_s
             username, password = turn_credentials(self.options.secret, user, expiry)
             el.attrs.update({"username": username, "password": password})
             el.attrs["expires"] = _stamp(expiry)
@@ -159,6 +290,7 @@ class ExtdiscoModule(Module):
             for service in self.services:
                 if wanted is None or service.type == wanted:
                     answer.append(self._with_credentials(service, user))
+            self._watch(iq.from_, wanted)
             return answer
         if payload.tag == "credentials":
             return self._credentials(payload, user)

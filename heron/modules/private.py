@@ -77,6 +77,10 @@ class PrivateStore(Protocol):
         """Forget one fragment (no error when there was none)."""
         ...
 
+    async def fragments(self, account: JID) -> list[tuple[str, str, str]]:
+        """Every ``(namespace, name, xml)`` the account stored (export, XEP-0227)."""
+        ...
+
 
 class SqlPrivateStore(SqlStore):
     """The ``private_xml`` table, on either engine."""
@@ -94,6 +98,15 @@ class SqlPrivateStore(SqlStore):
             name,
         )
         return None if xml is None else str(xml)
+
+    async def fragments(self, account: JID) -> list[tuple[str, str, str]]:
+        rows = await self.db.fetch(
+            "SELECT ns, name, xml FROM private_xml WHERE domain = ? AND username = ?"
+            " ORDER BY ns, name",
+            account.domain,
+            account.local,
+        )
+        return [(str(n), str(name), str(xml)) for n, name, xml in rows]
 
     async def put(self, account: JID, fragments: Sequence[tuple[str, str, str]]) -> None:
         async with self.db.transaction() as tx:

@@ -27,6 +27,9 @@ from heron.xmlstream.element import Element
 IDENTITY: Final = Identity("proxy", "bytestreams", "SOCKS5 Bytestreams")
 
 
+_RELAY: Final = ProxyLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class Proxy65Options:
     service: str = ""
@@ -39,10 +42,11 @@ class Proxy65Options:
     """The address told to clients; default listen_host."""
     public_port: int = option(0, min=0, max=65535)
     """The port told to clients; default the listener's."""
-    bytes_per_s: int = option(1048576, min=1024)
-    max_bytes: int = option(104857600, min=1)
-    pending_timeout_s: float = option(60.0, above=0)
-    max_pending: int = option(1000, min=2)
+    # The relay's limits (what each means: ProxyLimits), defaults from there.
+    bytes_per_s: int = option(_RELAY.bytes_per_s, min=1024)
+    max_bytes: int = option(_RELAY.max_bytes, min=1)
+    pending_timeout_s: float = option(_RELAY.pending_timeout_s, above=0)
+    max_pending: int = option(_RELAY.max_pending, min=2)
 
 
 class Proxy65Module(Module):

@@ -148,3 +148,74 @@ def add_admin_commands(add: Add) -> None:
     p.set_defaults(fn=_run(cmd_kick), any_config=True)
     p = add("reload", "re-read the configuration file and certificates")
     p.set_defaults(fn=_run(cmd_reload), any_config=True)
+
+
+def cmd_import(config: ServerConfig, args: argparse.Namespace) -> int:
+    from heron.ops.pie import Importer, Report
+
+    async def run() -> Report:
+        from heron.core.accounts import AccountService
+        from heron.core.server import Server, load_secret
+        from heron.modules import AVAILABLE
+        from heron.storage import open_database
+        from heron.storage.accounts import SqlAccountStore
+        from heron.storage.disabled import SqlDisabledAccounts
+
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        db = await open_database(config.storage, config.data_dir)
+        try:
+            await db.migrate(Server(config, AVAILABLE).migrations(db.dialect))
+            secret = load_secret(config.server_secret_file or config.data_dir / "secret")
+            accounts = AccountService(
+                SqlAccountStore(db), secret, config.scram_iterations, SqlDisabledAccounts(db)
+            )
+            return await Importer(db, config, accounts).run(args.sources)
+        finally:
+            await db.close()
+
+    report = asyncio.run(run())
+    for line in report.lines():
+        print(line, file=sys.stderr if line.startswith("failed") else sys.stdout)
+    return 1 if report.failed else 0
+
+
+def cmd_export(config: ServerConfig, args: argparse.Namespace) -> int:
+    from heron.ops.pie import document, export_users
+
+    async def run() -> list[tuple[str, Any]]:
+        from heron.core.server import Server
+        from heron.modules import AVAILABLE
+        from heron.storage import open_database
+
+        db = await open_database(config.storage, config.data_dir)
+        try:
+            await db.migrate(Server(config, AVAILABLE).migrations(db.dialect))
+            return list(await export_users(db, config))
+        finally:
+            await db.close()
+
+    users = asyncio.run(run())
+    target: Path = args.target
+    if args.per_user:
+        # Prosody's xep0227 store: one user@host.xml a user, in its data directory.
+        target.mkdir(parents=True, exist_ok=True)
+        for domain, user in users:
+            name = f"{user.attrs['name']}@{domain}.xml"
+            (target / name).write_text(document([(domain, user)]), encoding="utf-8")
+    else:
+        target.write_text(document(users), encoding="utf-8")
+    print(f"exported {len(users)} account(s) to {target}")
+    return 0
+
+
+def add_data_commands(add: Add) -> None:
+    """heron import and heron export (XEP-0227)."""
+    p = add("import", "import accounts and their data from XEP-0227 files (Prosody, ejabberd)")
+    p.add_argument("sources", nargs="+", type=Path, help="a file, or a directory of *.xml")
+    p.set_defaults(fn=cmd_import)
+    p = add("export", "export accounts and their data as XEP-0227")
+    p.add_argument("target", type=Path, help="the file to write (a directory with --per-user)")
+    p.add_argument(
+        "--per-user", action="store_true", help="one user@host.xml a user (Prosody's layout)"
+    )
+    p.set_defaults(fn=cmd_export)

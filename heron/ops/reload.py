@@ -20,6 +20,7 @@ from pathlib import Path
 from heron.app import RunningServer, certificates_for, open_listener
 from heron.config import ConfigError, ServerConfig, load_config
 from heron.core.control import ReloadReport
+from heron.log import setup_logging
 from heron.modules import AVAILABLE
 from heron.stream.sasl import tls_server_end_point
 from heron.tls import TlsError, renew_sni_context
@@ -101,8 +102,8 @@ class ConfigReloader:
         lines += await self._certificates(new, certs)
         lines += await self._listeners(old, new)
         if old.logging != new.logging:
-            logging.getLogger("heron").setLevel(new.logging.level)
-            lines.append(f"logging: level {new.logging.level}")
+            setup_logging(new.logging.level, new.logging.format)
+            lines.append(f"logging: level {new.logging.level}, format {new.logging.format}")
         return lines
 
     def _limits(self, new: ServerConfig) -> None:
@@ -129,7 +130,14 @@ class ConfigReloader:
         wiring.bindings.update(bindings)
         running.certificates = {d: c for d, (c, _k) in certs.items()}
         running.server.tls_domains = set(certs)
-        return [f"certificates: {len(certs)} loaded again for new connections"]
+        lines = [f"certificates: {len(certs)} loaded again for new connections"]
+        s2s = wiring.s2s_tls
+        if s2s is not None:
+            if new.s2s.require_valid_certificates:
+                lines.append("s2s certificates: take effect at the next restart")
+            else:  # incoming server streams pick certificates by SNI like clients'
+                renew_sni_context(s2s.server_context, certs, new.hosts[0].domain)
+        return lines
 
     async def _listeners(self, old: ServerConfig, new: ServerConfig) -> list[str]:
         running, lines = self.running, []

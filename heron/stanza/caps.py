@@ -14,12 +14,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
+from heron import ns
 from heron.xmlstream.element import Element
 
-CAPS: Final = "http://jabber.org/protocol/caps"
-DISCO_INFO: Final = "http://jabber.org/protocol/disco#info"
-DATA: Final = "jabber:x:data"
-XML_LANG: Final = "{http://www.w3.org/XML/1998/namespace}lang"
 # The IANA hash names of §5.1 to hashlib's.
 HASHES: Final = {"sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256", "sha-384": "sha384",
                  "sha-512": "sha512"}  # fmt: skip
@@ -35,7 +32,7 @@ class Caps:
 
     @classmethod
     def from_presence(cls, presence: Element) -> Caps | None:
-        c = presence.find("c", CAPS)
+        c = presence.find("c", ns.CAPS)
         if c is None or not c.attrs.get("node") or not c.attrs.get("ver"):
             return None
         return cls(c.attrs["node"], c.attrs["ver"], c.attrs.get("hash", ""))
@@ -48,37 +45,42 @@ class MalformedInfo(ValueError):
 def verification_string(query: Element) -> str:
     """§5.1 steps 1-8: identities, features, then extended forms, each sorted."""
     identities = []
-    for identity in query.find_all("identity", DISCO_INFO):
+    for identity in query.find_all("identity", ns.DISCO_INFO):
         a = identity.attrs
-        identities.append(
-            f"{a.get('category', '')}/{a.get('type', '')}/{a.get(XML_LANG, '')}/{a.get('name', '')}"
-        )
-    features = [f.attrs.get("var", "") for f in query.find_all("feature", DISCO_INFO)]
+        lang = a.get(ns.XML_LANG, "")
+        identities.append(f"{a.get('category', '')}/{a.get('type', '')}/{lang}/{a.get('name', '')}")
+    features = [f.attrs.get("var", "") for f in query.find_all("feature", ns.DISCO_INFO)]
     if len(set(identities)) != len(identities) or len(set(features)) != len(features):
         raise MalformedInfo("duplicate identities or features")  # §5.4 step 3.3-3.4
     text = "".join(f"{i}<" for i in sorted(identities))
     text += "".join(f"{f}<" for f in sorted(features))
     forms: dict[str, Element] = {}
-    for form in query.find_all("x", DATA):
-        by_var = {f.attrs.get("var", ""): f for f in form.find_all("field", DATA)}
+    for form in query.find_all("x", ns.DATA_FORMS):
+        by_var = {f.attrs.get("var", ""): f for f in form.find_all("field", ns.DATA_FORMS)}
         form_type = by_var.get("FORM_TYPE")
         if form_type is None:
             continue  # §5.4 step 3.6: forms without FORM_TYPE are ignored
         if form_type.attrs.get("type") not in (None, "hidden"):
             raise MalformedInfo("FORM_TYPE is not hidden")
-        name = form_type.child_text("value", DATA) or ""
+        name = form_type.child_text("value", ns.DATA_FORMS) or ""
         if name in forms:
             raise MalformedInfo("two forms of one FORM_TYPE")  # §5.4 step 3.5
         forms[name] = form
     for name in sorted(forms):
         text += f"{name}<"
         fields = sorted(
-            (f for f in forms[name].find_all("field", DATA) if f.attrs.get("var") != "FORM_TYPE"),
+            (
+                f
+                for f in forms[name].find_all("field", ns.DATA_FORMS)
+                if f.attrs.get("var") != "FORM_TYPE"
+            ),
             key=lambda f: f.attrs.get("var", ""),
         )
         for fld in fields:
             text += f"{fld.attrs.get('var', '')}<"
-            text += "".join(f"{v}<" for v in sorted(v.text for v in fld.find_all("value", DATA)))
+            text += "".join(
+                f"{v}<" for v in sorted(v.text for v in fld.find_all("value", ns.DATA_FORMS))
+            )
     return text
 
 
@@ -96,7 +98,7 @@ def ver_of(query: Element, hash_name: str) -> str | None:
 
 
 def features_of(query: Element) -> frozenset[str]:
-    return frozenset(f.attrs.get("var", "") for f in query.find_all("feature", DISCO_INFO))
+    return frozenset(f.attrs.get("var", "") for f in query.find_all("feature", ns.DISCO_INFO))
 
 
 class CapsCache:

@@ -170,7 +170,7 @@ def _described(
     condition, an optional human-readable <text/>, an optional application condition."""
     error.add(condition, conditions_ns)
     if text:
-        error.add("text", conditions_ns, {f"{{{ns.XML}}}lang": "en"}, text)
+        error.add("text", conditions_ns, {ns.XML_LANG: "en"}, text)
     if extra is not None:
         error.append(extra)
     return error

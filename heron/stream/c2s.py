@@ -8,7 +8,6 @@ The engine knows nothing of sockets: bytes come in through ``receive`` and leave
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import secrets
 import time
@@ -29,8 +28,15 @@ from heron.stanza import (
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, TlsInfo, XmlStream
 from heron.stream.hosts import C2SHost
-from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain
+from heron.stream.sasl import SaslFailure, ScramServer, ht, parse_mechanism, parse_plain, upgrade
+from heron.stream.sasl.offer import (
+    add_auth_features,
+    check_authzid,
+    client_mechanisms,
+    decode_payload,
+)
 from heron.stream.sm import HandledTooHigh, StreamManagement
+from heron.stream.sm import failed as sm_failed
 from heron.xmlstream import (
     STREAM_FOOTER,
     Element,
@@ -42,7 +48,6 @@ from heron.xmlstream import (
 log = logging.getLogger(__name__)
 
 MAX_SASL_FAILURES = 3
-FAST_MECHANISM = "HT-SHA-256-NONE"  # XEP-0484 tokens without channel binding
 
 
 class Framing:
@@ -91,6 +96,8 @@ class C2SStream(XmlStream):
         "_sasl_mech",
         "_sasl_ns",
         "_sasl_user",
+        "_tasks",
+        "_upgrades",
         "domain",
         "framing",
         "hibernating",
@@ -128,6 +135,8 @@ class C2SStream(XmlStream):
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
+        self._upgrades: list[str] = []  # XEP-0480 tasks asked for in <authenticate/>
+        self._tasks: upgrade.UpgradeTasks | None = None  # running before <success/>
         self.preauth_state: dict[str, object] = {}  # kept by pre-login IQs (registration)
         self._hold: Callable[[Element], list[Element]] | None = None
         self.sm: StreamManagement | None = None  # XEP-0198, once enabled
@@ -284,34 +293,9 @@ class C2SStream(XmlStream):
         features.children.extend(self.host.stream_features(self.domain, True))
         return features
 
-    def _mechanisms(self) -> list[str]:
-        names: list[str] = []
-        cb = self.tls.channel_bindings if self.tls else {}
-        for hash_name in ("SHA-512", "SHA-256", "SHA-1"):
-            if cb:
-                names.append(f"SCRAM-{hash_name}-PLUS")
-        names += ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"]
-        if self.is_tls:
-            names.append("PLAIN")  # RFC 6120 §13.9.4: PLAIN only under TLS
-        return names
-
     def _auth_features(self, features: Element) -> None:
-        mechs = features.add("mechanisms", ns.SASL)
-        for name in self._mechanisms():
-            mechs.add("mechanism", ns.SASL, text=name)
-        if self.is_tls:  # XEP-0388 with Bind2 (XEP-0386) and FAST (XEP-0484) inline
-            sasl2 = features.add("authentication", ns.SASL2)
-            for name in self._mechanisms():
-                sasl2.add("mechanism", ns.SASL2, text=name)
-            inline = sasl2.add("inline", ns.SASL2)
-            inline.add("bind", ns.BIND2)
-            fast = inline.add("fast", ns.FAST)
-            for name in ht.offered(self.tls.channel_bindings if self.tls else {}):
-                fast.add("mechanism", ns.FAST, text=name)
-        if self.tls and self.tls.channel_bindings:
-            cb = features.add("sasl-channel-binding", ns.SASL_CB)  # XEP-0440
-            for cb_type in self.tls.channel_bindings:
-                cb.add("channel-binding", ns.SASL_CB, {"type": cb_type})
+        channel_bindings = self.tls.channel_bindings if self.tls else {}
+        add_auth_features(features, channel_bindings, is_tls=self.is_tls)
         features.children.extend(self.host.stream_features(self.domain, False))
 
     # --- elements ---------------------------------------------------------------------
@@ -352,10 +336,11 @@ class C2SStream(XmlStream):
         failure = Element("failure", self._sasl_ns)
         failure.add(condition, ns.SASL)
         if text:
-            failure.add("text", self._sasl_ns, {f"{{{ns.XML}}}lang": "en"}, text)
+            failure.add("text", self._sasl_ns, {ns.XML_LANG: "en"}, text)
         self._send(failure)
         self._sasl = None
         self._sasl2 = None
+        self._tasks = None
         self.state = State.WAIT_AUTH
         if counted and condition in ("not-authorized", "temporary-auth-failure"):
             self._sasl_failures += 1
@@ -366,16 +351,6 @@ class C2SStream(XmlStream):
         el = Element(tag, self._sasl_ns)
         el.children.append(base64.b64encode(data).decode() if data else "=")
         self._send(el)
-
-    @staticmethod
-    def _decode(el: Element) -> bytes:
-        text = el.text.strip()
-        if text in ("", "="):
-            return b""
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SaslFailure("incorrect-encoding") from exc
 
     async def _sasl_element(self, el: Element) -> None:
         if self.state is State.WAIT_TLS or (not self.is_tls and self.host.require_tls):
@@ -390,6 +365,8 @@ class C2SStream(XmlStream):
                 await self._sasl_auth(el)
             elif el.tag == "response" and self.state is State.SASL and self._sasl is not None:
                 await self._sasl_response(el)
+            elif el.tag in ("next", "task-data") and self._tasks is not None:
+                await self._upgrade_step(el)
             elif el.tag == "abort" and self.state in (State.SASL, State.WAIT_AUTH):
                 self._sasl_fail("aborted")
             else:
@@ -415,21 +392,19 @@ class C2SStream(XmlStream):
         self._sasl_user = None
         mechanism = self._sasl_mech = el.attrs.get("mechanism", "")
         bindings = self.tls.channel_bindings if self.tls else {}
-        wanted = self._sasl2.find("request-token", ns.FAST) if self._sasl2 is not None else None
-        if wanted is not None and wanted.attrs.get("mechanism", FAST_MECHANISM) not in ht.offered(
-            bindings
-        ):
-            raise SaslFailure("invalid-mechanism", "no such FAST mechanism here")  # §3.2
-        if self._sasl2 is not None and mechanism in ht.offered(bindings):
-            await self._fast_auth(self._sasl2, mechanism, bindings)
-            return
-        if mechanism not in self._mechanisms():
+        if self._sasl2 is not None:  # refused before any work: tasks or tokens not offered
+            self._upgrades = upgrade.requested(self._sasl2)
+            ht.token_mechanism(self._sasl2, bindings, mechanism, rotate=False)
+            if mechanism in ht.offered(bindings):
+                await self._fast_auth(self._sasl2, mechanism, bindings)
+                return
+        if mechanism not in client_mechanisms(bindings, is_tls=self.is_tls):
             raise SaslFailure("invalid-mechanism")
         if self._sasl2 is not None:
             initial = self._sasl2.find("initial-response", ns.SASL2)
-            data = self._decode(initial) if initial is not None else b""
+            data = decode_payload(initial) if initial is not None else b""
         else:
-            data = self._decode(el)
+            data = decode_payload(el)
         if mechanism == "PLAIN":
             authzid, authcid, password = parse_plain(data)
             await self._throttle(authcid)
@@ -437,7 +412,7 @@ class C2SStream(XmlStream):
             ok = await self.host.verify_plain(password, keys)
             if not (ok and exists):
                 raise SaslFailure("not-authorized")
-            self._check_authzid(authzid, authcid)
+            check_authzid(authzid, authcid, self.domain)
             self.mechanism = mechanism
             await self._authenticated_async(authcid, b"")
             return
@@ -445,7 +420,7 @@ class C2SStream(XmlStream):
         if parsed is None:
             raise SaslFailure("invalid-mechanism")
         hash_name, plus = parsed
-        cb = self.tls.channel_bindings if self.tls else {}
+        cb = bindings
         scram = ScramServer(hash_name, plus=plus, plus_offered=bool(cb), channel_bindings=cb)
         username = scram.start(data)
         await self._throttle(username)
@@ -462,26 +437,21 @@ class C2SStream(XmlStream):
         cb = ht.cb_data(mechanism, bindings)
         if cb is None:
             raise SaslFailure("invalid-mechanism")
-        agent = request.find("user-agent", ns.SASL2)
-        agent_id = agent.attrs.get("id", "") if agent is not None else ""
         initial = request.find("initial-response", ns.SASL2)
-        data = self._decode(initial) if initial is not None else b""
-        authcid_raw, sep, proof = data.partition(b"\0")
-        if not sep or not agent_id or request.find("fast", ns.FAST) is None:
-            raise SaslFailure("malformed-request")
-        try:
-            authcid = authcid_raw.decode()
-        except UnicodeDecodeError as exc:
-            raise SaslFailure("malformed-request") from exc
-        await self._throttle(authcid)
-        verified = await self.host.fast_verify(authcid, self.domain, agent_id, mechanism, proof, cb)
+        asked = ht.parse_request(request, decode_payload(initial) if initial is not None else b"")
+        user, agent = asked.authcid, asked.agent
+        await self._throttle(user)
+        verified = await self.host.fast_verify(user, self.domain, agent, mechanism, asked.proof, cb)
         if verified is None:
             raise SaslFailure("not-authorized")
         responder, expiry = verified
         self.mechanism = mechanism
-        # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced.
-        rotate = expiry - time.time() < self._FAST_ROTATE_S
-        await self._authenticated_async(authcid, responder, rotate=rotate)
+        # Rotation (XEP-0484 §3.5): a token in the second half of its life is replaced; a
+        # client logging out (§3.6) loses its tokens now and gets none unless it asks.
+        rotate = expiry - time.time() < self._FAST_ROTATE_S and not asked.invalidate
+        if asked.invalidate:
+            await self.host.fast_invalidate(user, self.domain, agent)
+        await self._authenticated_async(user, responder, rotate=rotate)
 
     _FAST_ROTATE_S = 7 * 86400
 
@@ -496,25 +466,33 @@ class C2SStream(XmlStream):
         assert self._sasl is not None
         assert self._sasl_user is not None
         scram = self._sasl
-        final = scram.finish(self._decode(el))
-        self._check_authzid(scram.authzid or "", self._sasl_user)
+        final = scram.finish(decode_payload(el))
+        check_authzid(scram.authzid or "", self._sasl_user, self.domain)
         self._sasl = None
         self.mechanism = scram.mechanism_name
         await self._authenticated_async(self._sasl_user, final)
 
-    def _check_authzid(self, authzid: str, authcid: str) -> None:
-        if not authzid:
+    async def _upgrade_step(self, el: Element) -> None:
+        """XEP-0480 §3.3 for UPGR-SCRAM-*: <next/> gets the salt, <task-data/> the hash."""
+        tasks = self._tasks
+        assert tasks is not None
+        following = await tasks.advance(el, self.domain, self.host.scram_upgrade)
+        if following is not None:
+            self._send(following)
             return
-        try:
-            wanted = JID.parse(authzid)
-            if wanted.bare != JID.make(authcid, self.domain):
-                raise SaslFailure("invalid-authzid")
-        except InvalidJID as exc:
-            raise SaslFailure("invalid-authzid") from exc
+        self._tasks = None
+        await self._authenticated_async(tasks.username, b"", rotate=tasks.rotate)
 
     async def _authenticated_async(
         self, username: str, final: bytes, *, rotate: bool = False
     ) -> None:
+        if self._sasl2 is not None and self._upgrades:
+            # XEP-0480: authenticated, but the asked-for upgrades come before <success/>.
+            tasks, self._upgrades = self._upgrades, []
+            self._tasks = upgrade.UpgradeTasks(tasks, username, rotate, self.host.scram_iterations)
+            self.state = State.SASL
+            self._send(upgrade.continue_with(tasks[0], final))
+            return
         self.host.auth_result(self.link.peer, username, self.domain, True)
         self.username = JID.make(username, self.domain).local
         self.is_authenticated = True
@@ -532,6 +510,10 @@ class C2SStream(XmlStream):
             success.add("additional-data", ns.SASL2, text=base64.b64encode(final).decode())
         self.state = State.WAIT_BIND
         bind = request.find("bind", ns.BIND2)
+        resume = request.find("resume", ns.SM)  # XEP-0198 inline: resumed, no new binding
+        sm_answer = self._sm_take_over(resume) if resume is not None else None
+        resumed = sm_answer is not None and sm_answer.tag == "resumed"
+        bind = None if resumed else bind
         if bind is not None:
             tag = bind.child_text("tag", ns.BIND2) or "heron"
             self._bind_resource(f"{tag[:32]}.{secrets.token_hex(4)}")
@@ -539,19 +521,21 @@ class C2SStream(XmlStream):
         success.add("authorization-identifier", ns.SASL2, text=identity)
         if bind is not None:
             success.add("bound", ns.BIND2)
+        if sm_answer is not None:
+            success.children.append(sm_answer)
         agent = request.find("user-agent", ns.SASL2)
         agent_id = agent.attrs.get("id", "") if agent is not None else ""
-        wanted = request.find("request-token", ns.FAST)
-        if agent_id and (wanted is not None or rotate):
+        bindings = self.tls.channel_bindings if self.tls else {}
+        mech = ht.token_mechanism(request, bindings, self.mechanism, rotate=rotate)
+        if agent_id and mech is not None:  # XEP-0484 §3.2, §3.5
             assert self.username is not None
-            # XEP-0484 §3.2: the token is for the mechanism asked for (checked as offered);
-            # a rotated one for the mechanism just used.
-            mech = wanted.attrs.get("mechanism", FAST_MECHANISM) if wanted else self.mechanism
             token, expiry = await self.host.fast_issue(self.username, self.domain, agent_id, mech)
             stamp = timestamps.stamp(expiry)
             success.add("token", ns.FAST, {"token": token, "expiry": stamp})
         self._send(success)
         self._send(self._post_auth_features())
+        if resumed:
+            self._sm_resend()
 
     # --- before login: registration ---------------------------------------------------
     async def _preauth_iq(self, el: Element) -> None:
@@ -602,7 +586,7 @@ class C2SStream(XmlStream):
         tag, sm = el.tag, self.sm
         if tag == "enable":
             if self.state is not State.BOUND or sm is not None:
-                self._sm_failed("unexpected-request")
+                self._send(sm_failed("unexpected-request"))
                 return
             sm = self.sm = StreamManagement(el.attrs.get("resume") in ("true", "1"))
             enabled = Element("enabled", ns.SM, {"id": sm.id})
@@ -614,52 +598,46 @@ class C2SStream(XmlStream):
         elif tag == "r" and sm is not None:
             self._send(Element("a", ns.SM, {"h": str(sm.handled)}))
         elif tag == "a" and sm is not None:
-            self._sm_ack(sm, el)
+            sm.acknowledge_element(el)
         elif tag == "resume":
             self._sm_resume(el)
         elif tag in ("r", "a"):
             raise StreamError(StreamCondition.UNSUPPORTED_STANZA_TYPE, "enable first")
 
-    def _sm_ack(self, sm: StreamManagement, el: Element) -> None:
-        try:
-            sm.acknowledge(int(el.attrs.get("h", "")))
-        except ValueError as exc:
-            raise StreamError(StreamCondition.INVALID_XML, "h must be a number") from exc
-        except HandledTooHigh as exc:
-            extra = Element("handled-count-too-high", ns.SM, {"h": el.attrs["h"]})
-            raise StreamError(StreamCondition.UNDEFINED_CONDITION, str(exc), extra) from exc
-
-    def _sm_failed(self, condition: str) -> None:
-        failed = Element("failed", ns.SM)
-        failed.add(condition, ns.STANZAS_ERRORS)
-        self._send(failed)
-
     def _sm_resume(self, el: Element) -> None:
         """§5: take over a previous session of this account, resending what it missed."""
         if self.state is not State.WAIT_BIND:
-            self._sm_failed("unexpected-request")
+            self._send(sm_failed("unexpected-request"))
             return
+        answer = self._sm_take_over(el)
+        self._send(answer)
+        if answer.tag == "resumed":
+            self._sm_resend()
+
+    def _sm_take_over(self, el: Element) -> Element:
+        """<resumed/> once this stream has taken over session ``previd``, else <failed/>;
+        also inline in a SASL2 <authenticate/> (XEP-0198 with XEP-0388)."""
         old = self.host.sm_find(self, el.attrs.get("previd", ""))
         if old is None or old.sm is None:
-            self._sm_failed("item-not-found")
-            return
+            return sm_failed("item-not-found")
         sm = old.sm
         try:
             sm.acknowledge(int(el.attrs.get("h", "")))
         except (ValueError, HandledTooHigh):
-            self._sm_failed("unexpected-request")
-            return
+            return sm_failed("unexpected-request")
         self._jid = old._jid
         self._available, self._priority, self.presence = old._available, old._priority, old.presence
         self._hold = old._hold
         self.sm = sm
         self.state = State.BOUND
         self.host.sm_takeover(old, self)
-        resumed = Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
-        self._send(resumed)
-        for stanza in list(sm.unacked):  # still unacknowledged: sent again, kept until acked
+        return Element("resumed", ns.SM, {"previd": sm.id, "h": str(sm.handled)})
+
+    def _sm_resend(self) -> None:
+        assert self.sm is not None
+        for stanza in list(self.sm.unacked):  # still unacknowledged: sent again, until acked
             self._send(stanza)
-        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(sm.unacked))
+        self.log.info("resumed %s (%d stanzas sent again)", self._jid, len(self.sm.unacked))
 
     def _bind_resource(self, resource: str) -> None:
         assert self.username is not None
@@ -700,7 +678,7 @@ class C2SStream(XmlStream):
             except InvalidJID:
                 if el.attrs.get("type") != "error":
                     reply = error_reply(el, StanzaError(StanzaCondition.JID_MALFORMED))
-                    reply.set("from", _valid_part(raw_to))  # which room refused the nick
+                    reply.set("from", JID.salvage(raw_to))  # which room refused the nick
                     self.deliver(reply)
                 return
         if el.tag == "iq" and "id" not in el.attrs:
@@ -713,17 +691,6 @@ class C2SStream(XmlStream):
                 self.deliver(_result(el))
                 return
         await self.host.stanza(self, Stanza(el, to, jid))
-
-
-def _valid_part(raw: str) -> str | None:
-    """RFC 6120 §8.3.1: an error comes from where the stanza went; of a malformed address,
-    the bare JID or the domain when that much is valid."""
-    for candidate in (raw.partition("/")[0], raw.partition("/")[0].rpartition("@")[2]):
-        try:
-            return str(JID.parse(candidate))
-        except InvalidJID:
-            continue
-    return None
 
 
 def _result(iq: Element) -> Element:

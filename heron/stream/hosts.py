@@ -50,12 +50,23 @@ class C2SHost(Protocol):
         expiry (Unix time)."""
         ...
 
+    async def fast_invalidate(self, username: str, domain: str, agent: str) -> None:
+        """Forget this client's FAST tokens (XEP-0484 §3.6, the client logs out)."""
+
     async def fast_verify(
         self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes
     ) -> tuple[bytes, float] | None:
         """The server's proof and the token's expiry, or None when the token is no good
         (``cb``: the channel binding data the mechanism hashes in)."""
         ...
+
+    @property
+    def scram_iterations(self) -> int:
+        """For the keys a client derives in an upgrade task (XEP-0480)."""
+        ...
+
+    async def scram_upgrade(self, username: str, domain: str, keys: ScramKeys) -> None:
+        """Store (add or replace) the account's keys for ``keys.hash_name``."""
 
     def stream_features(self, domain: str, authenticated: bool) -> list[Element]: ...
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import logging
 import secrets
 
@@ -35,6 +34,8 @@ from heron.stanza import Stanza, StreamCondition, StreamError
 from heron.stanza.stanza import KINDS
 from heron.stream.base import Link, Phase, TlsInfo, XmlStream
 from heron.stream.hosts import S2SHost
+from heron.stream.sasl import SaslFailure
+from heron.stream.sasl.offer import decode_payload
 from heron.xmlstream import (
     Element,
     Limits,
@@ -202,12 +203,9 @@ class S2SIncoming(_Stream):
         if el.tag != "auth" or el.attrs.get("mechanism") != "EXTERNAL":
             self._sasl_failure("invalid-mechanism")
             return
-        text = el.text.strip()
         try:
-            authzid = (
-                base64.b64decode(text, validate=True).decode() if text not in ("", "=") else ""
-            )
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            authzid = decode_payload(el).decode()
+        except (SaslFailure, UnicodeDecodeError):
             self._sasl_failure("incorrect-encoding")
             return
         domain = _domain(authzid) if authzid else self.claimed

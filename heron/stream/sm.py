@@ -11,6 +11,8 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
+from heron import ns
+from heron.stanza import StreamCondition, StreamError
 from heron.xmlstream.element import Element
 
 WRAP = 1 << 32
@@ -50,3 +52,21 @@ class StreamManagement:
     @property
     def overflowing(self) -> bool:
         return len(self.unacked) > MAX_UNACKED
+
+    def acknowledge_element(self, el: Element) -> None:
+        """An ``<a h='…'/>`` from the client; a bad or impossible count ends the stream
+        (§4: ``handled-count-too-high`` under ``undefined-condition``)."""
+        try:
+            self.acknowledge(int(el.attrs.get("h", "")))
+        except ValueError as exc:
+            raise StreamError(StreamCondition.INVALID_XML, "h must be a number") from exc
+        except HandledTooHigh as exc:
+            extra = Element("handled-count-too-high", ns.SM, {"h": el.attrs["h"]})
+            raise StreamError(StreamCondition.UNDEFINED_CONDITION, str(exc), extra) from exc
+
+
+def failed(condition: str) -> Element:
+    """``<failed/>`` with a stanza error condition (§3, §5)."""
+    element = Element("failed", ns.SM)
+    element.add(condition, ns.STANZAS_ERRORS)
+    return element

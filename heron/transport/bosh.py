@@ -33,7 +33,6 @@ from heron.xmlstream.stored import parse_stored
 if TYPE_CHECKING:
     from heron.transport.http import HttpListener
 
-XML_LANG: Final = f"{{{ns.XML}}}lang"
 REQUESTS: Final = 2  # requests a client may have open at once
 HOLD: Final = 1
 WINDOW: Final = REQUESTS  # how far ahead of the last rid a request may be
@@ -243,7 +242,7 @@ class Bosh:
             to=to,
             stream_id=None,
             version=body.attrs.get(f"{{{ns.XBOSH}}}version", "1.0"),
-            lang=body.attrs.get(XML_LANG),
+            lang=body.attrs.get(ns.XML_LANG),
         ).encode()
 
     async def _run(

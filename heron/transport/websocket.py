@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Final
 
 from aiohttp import WSMsgType, web
 
@@ -18,14 +17,14 @@ from heron.stream.c2s import Framing
 from heron.xmlstream import STREAM_FOOTER, Element, Limits, serialize, stream_header
 from heron.xmlstream.stored import parse_stored
 
-XML_LANG: Final = f"{{{ns.XML}}}lang"
-
 
 class WebSocketFraming(Framing):
     """RFC 7395 §3.3: every message is a standalone document, namespaces declared in it."""
 
     def header(self, from_: str | None, stream_id: str) -> str:
-        open_ = Element("open", ns.WS_FRAMING, {"version": "1.0", "id": stream_id, XML_LANG: "en"})
+        open_ = Element(
+            "open", ns.WS_FRAMING, {"version": "1.0", "id": stream_id, ns.XML_LANG: "en"}
+        )
         if from_:
             open_.attrs["from"] = from_
         return serialize(open_)
@@ -55,7 +54,7 @@ def to_stream_bytes(text: str, limits: Limits) -> bytes:
                 to=opened.attrs.get("to"),
                 stream_id=None,
                 version=opened.attrs.get("version", "0.9"),
-                lang=opened.attrs.get(XML_LANG),
+                lang=opened.attrs.get(ns.XML_LANG),
             ).encode()
     elif head.startswith("<close"):
         return STREAM_FOOTER.encode()

@@ -18,6 +18,8 @@ from heron.stream.c2s import C2SStream
 from tests.integration.clients import LoginFailed, close, login, make_client
 from tests.rawclient import RawClient
 
+pytestmark = pytest.mark.both_engines  # every store this touches, on each engine
+
 
 async def test_scram_plus_with_tls_unique_over_tls12(server: RunningServer) -> None:
     """slixmpp binds to tls-unique on TLS 1.2: SCRAM-SHA-256-PLUS must succeed end to end."""

@@ -149,7 +149,7 @@ async def test_a_user_who_is_not_admin_sees_no_command_and_is_forbidden_each(
             assert refused.value.condition == "forbidden", node
             with pytest.raises(IqError) as hidden:
                 await alice.plugin["xep_0030"].get_info(jid="localhost", node=node, timeout=5)
-            assert hidden.value.condition == "item-not-found"
+            assert hidden.value.condition == "forbidden"  # XEP-0050 §2.2
     finally:
         await close(alice)
     assert await running.server.accounts.exists(JID.parse("alice@localhost"))

@@ -55,6 +55,14 @@ async def test_endp_token_logs_in_bound_to_the_certificate(server: RunningServer
     finally:
         raw.close()
 
+    # What is stored cannot log anyone in: no token and no proof in the table.
+    rows = await server.server.fast.db.fetch("SELECT proof_hash, responder, seed FROM fast_tokens")
+    for row in rows:
+        stored = b"".join(bytes(value or b"") for value in row)
+        assert token.encode() not in stored
+        assert base64.urlsafe_b64decode(token + "==") not in stored
+    assert rows  # the token's row is there
+
     # The proof made with another certificate's binding (a relay in the middle) fails.
     raw, _ = await open_secure(server)
     try:
@@ -72,12 +80,22 @@ async def test_endp_token_logs_in_bound_to_the_certificate(server: RunningServer
     finally:
         raw.close()
 
-    # What is stored cannot log anyone in: no token and no proof in the table.
-    rows = await server.server.fast.db.fetch("SELECT proof_hash, responder, seed FROM fast_tokens")
-    for row in rows:
-        stored = b"".join(bytes(value or b"") for value in row)
-        assert token.encode() not in stored
-        assert base64.urlsafe_b64decode(token + "==") not in stored
+    # §3.6: logging out with the token invalidates it, and no new token comes back.
+    raw, _ = await open_secure(server)
+    try:
+        answer = await fast_login(
+            raw, "carol", token, "phone", ENDP, end_point(raw), fast_attrs=" invalidate='true'"
+        )
+        assert answer.startswith("<success"), answer
+        assert "<token" not in answer
+    finally:
+        raw.close()
+    raw, _ = await open_secure(server)
+    try:
+        answer = await fast_login(raw, "carol", token, "phone", ENDP, end_point(raw))
+        assert "<not-authorized" in answer, answer
+    finally:
+        raw.close()
 
 
 async def test_a_token_for_a_mechanism_not_offered_is_refused(server: RunningServer) -> None:

@@ -11,6 +11,8 @@ from heron.app import RunningServer
 from heron.jid import JID
 from tests.integration.clients import LoginFailed, close, login, make_client
 
+pytestmark = pytest.mark.both_engines  # every store this touches, on each engine
+
 PASSWORD = "correct horse battery"
 
 

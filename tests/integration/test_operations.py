@@ -1,6 +1,7 @@
 """Operating a running `heron serve` from the shell: status and sessions over the admin
 socket, reload (a new host and listener served, a connected client kept, a bad file refused
-with its reason), SIGHUP, and SIGTERM (clients told system-shutdown, exit 0 in bound)."""
+with its reason), SIGHUP, kick, and SIGTERM (clients told system-shutdown, a hibernated
+session's unacknowledged message kept offline, exit 0 in bound)."""
 
 from __future__ import annotations
 
@@ -65,14 +66,8 @@ async def status(config: Path) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, asyncio.subprocess.Process]]:
-    config = tmp_path / "heron.toml"
-    write_config(config)
-    code, _out, err = await heron(
-        config, "adduser", "alice@localhost", "--password-stdin", stdin=PASSWORD + "\n"
-    )
-    assert code == 0, err
+async def serve_process(config: Path) -> asyncio.subprocess.Process:
+    """`heron serve` in a process of its own, once its admin socket answers."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -81,16 +76,33 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, asyncio.subprocess
         str(config),
         "serve",
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         async with asyncio.timeout(60):
             while True:
                 code, _out, _err = await heron(config, "status", "--json")
                 if code == 0:
-                    break
+                    return proc
                 assert proc.returncode is None, "the server exited"
                 await asyncio.sleep(0.3)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, asyncio.subprocess.Process]]:
+    config = tmp_path / "heron.toml"
+    write_config(config)
+    for user in ("alice", "carol"):
+        code, _out, err = await heron(
+            config, "adduser", f"{user}@localhost", "--password-stdin", stdin=PASSWORD + "\n"
+        )
+        assert code == 0, err
+    proc = await serve_process(config)
+    try:
         yield config, proc
     finally:
         if proc.returncode is None:
@@ -98,8 +110,12 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, asyncio.subprocess
             await proc.wait()
 
 
-async def connect(data: Path, jid: str, port: int, *, direct_tls: bool = False) -> ClientXMPP:
+async def connect(
+    data: Path, jid: str, port: int, *, direct_tls: bool = False, sm: bool = False
+) -> ClientXMPP:
     client = ClientXMPP(jid, PASSWORD)
+    if sm:
+        client.register_plugin("xep_0198")
     client.ca_certs = data / "certs" / f"{jid.split('@')[1].split('/')[0]}.crt"
     client.enable_direct_tls = direct_tls
     client.enable_starttls = not direct_tls
@@ -175,6 +191,21 @@ async def test_status_reload_sighup_and_sigterm_of_a_running_server(
         await gone
         await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
 
+        # Carol's phone loses its network: her session waits to be resumed, and a message
+        # arrives for it that she never acknowledges.
+        carol = await connect(data, "carol@localhost/phone", first["listeners"]["c2s"], sm=True)
+        carol.send_presence()
+        await carol.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        carol.abort()
+        async with asyncio.timeout(20):
+            while True:
+                code, out, _err = await heron(config, "sessions", "carol@localhost", "--json")
+                if code == 0 and any(s["hibernating"] for s in json.loads(out)):
+                    break
+                await asyncio.sleep(0.2)
+        alice.send_message(mto="carol@localhost", mbody="sent before SIGTERM", mtype="chat")
+        await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+
         # SIGTERM: alice is told system-shutdown, the process exits 0 within the bound.
         told = asyncio.ensure_future(alice.wait_until("stream_error", timeout=20))
         proc.send_signal(signal.SIGTERM)
@@ -186,3 +217,16 @@ async def test_status_reload_sighup_and_sigterm_of_a_running_server(
     code, _out, err = await heron(config, "status")
     assert code == 1
     assert "no running server" in err
+
+    # Carol's unacknowledged message was kept: offline storage, delivered at her next login.
+    proc = await serve_process(config)
+    try:
+        again = await status(config)
+        carol = await connect(data, "carol@localhost/laptop", again["listeners"]["c2s"])
+        got = asyncio.ensure_future(carol.wait_until("message", timeout=10))
+        carol.send_presence()
+        assert (await got)["body"] == "sent before SIGTERM"
+        carol.abort()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), STOP_BOUND_S + 10) == 0

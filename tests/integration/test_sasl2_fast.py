@@ -10,9 +10,13 @@ import hmac
 import re
 import secrets
 
+import pytest
+
 from heron.app import RunningServer
 from heron.jid import JID
 from tests.rawclient import RawClient
+
+pytestmark = pytest.mark.both_engines  # every store this touches, on each engine
 
 PASSWORD = "sasl2-password"
 SASL2 = "urn:xmpp:sasl:2"
@@ -30,7 +34,12 @@ async def open_secure(server: RunningServer) -> tuple[RawClient, str]:
 
 
 async def scram_login(
-    raw: RawClient, user: str, password: str, agent: str, fast: str = "HT-SHA-256-NONE"
+    raw: RawClient,
+    user: str,
+    password: str,
+    agent: str,
+    fast: str = "HT-SHA-256-NONE",
+    extra: str = "",
 ) -> str:
     """SCRAM-SHA-256 over SASL2 with inline bind and a token request for the FAST mechanism
     ``fast``; returns <success/> (or <failure/>)."""
@@ -41,7 +50,7 @@ async def scram_login(
         f"<initial-response>{b64(('n,,' + first_bare).encode())}</initial-response>"
         f"<user-agent id='{agent}'><software>Heron tests</software><device>CI</device>"
         "</user-agent><bind xmlns='urn:xmpp:bind:0'><tag>Tests</tag></bind>"
-        f"<request-token xmlns='urn:xmpp:fast:0' mechanism='{fast}'/></authenticate>"
+        f"<request-token xmlns='urn:xmpp:fast:0' mechanism='{fast}'/>{extra}</authenticate>"
     )
     challenge_or_failure = await raw.expect(
         rf"<challenge xmlns=.{SASL2}.>([^<]+)</challenge>|<failure xmlns=.{SASL2}.>.*?</failure>"
@@ -73,6 +82,8 @@ async def fast_login(
     agent: str,
     mechanism: str = "HT-SHA-256-NONE",
     cb: bytes = b"",
+    extra: str = "",
+    fast_attrs: str = "",
 ) -> str:
     """A HT-* login (draft-schmaus-kitten-sasl-ht): HMAC(token, "Initiator" || cb-data)."""
     proof = hmac.new(token.encode(), b"Initiator" + cb, hashlib.sha256).digest()
@@ -81,7 +92,7 @@ async def fast_login(
         f"<authenticate xmlns='{SASL2}' mechanism='{mechanism}'>"
         f"<initial-response>{initial}</initial-response>"
         f"<user-agent id='{agent}'/><bind xmlns='urn:xmpp:bind:0'><tag>Tests</tag></bind>"
-        "<fast xmlns='urn:xmpp:fast:0'/></authenticate>"
+        f"<fast xmlns='urn:xmpp:fast:0'{fast_attrs}/>{extra}</authenticate>"
     )
     return (await raw.expect(r"<(success|failure) xmlns=.urn:xmpp:sasl:2.>.*?</\1>"))[0]
 

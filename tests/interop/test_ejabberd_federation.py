@@ -325,9 +325,24 @@ async def heron_user(server: RunningServer, *plugins: str) -> ClientXMPP:
 async def assert_methods(heron: RunningServer, node: Ejabberd, trust: Trust, *ours: str) -> None:
     """Both servers authenticated the other with the method this run is about."""
     method = "dialback" if trust.ca is None else "EXTERNAL"
-    log = await asyncio.to_thread(node.read_log)
-    for domain in ours:
+    wanted = [
+        line
+        for domain in ours
         # Heron → ejabberd, as ejabberd saw it; and ejabberd → Heron, as ejabberd did it.
+        for line in (
+            f"Accepted inbound s2s {method} authentication {domain} -> {EJABBERD}",
+            f"Accepted outbound s2s {method} authentication {EJABBERD} -> {domain}",
+        )
+    ]
+    log = ""
+    for _ in range(50):  # ejabberd writes its log lines a moment after it acts on them
+        log = await asyncio.to_thread(node.read_log)
+        if all(line in log for line in wanted):
+            break
+        await asyncio.sleep(0.2)
+    for line in wanted:
+        assert line in log, log[-3000:]
+    for domain in ours:
         inbound = f"Accepted inbound s2s {method} authentication {domain} -> {EJABBERD}"
         outbound = f"Accepted outbound s2s {method} authentication {EJABBERD} -> {domain}"
         assert inbound in log, log[-3000:]

@@ -44,14 +44,22 @@ class StreamClient:
         self.writer: asyncio.StreamWriter | None = None
         self.parser = StreamParser()
         self.inbox: list[Element] = []
+        self.ended = False  # the server closed the stream
 
-    async def connect(self, port: int, ca: Path) -> None:
+    async def connect(self, port: int, ca: Path, *, login: bool = True) -> None:
+        """STARTTLS, then (``login``) SASL PLAIN and bind; without it the stream stays
+        before login with its features the next element to receive."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self.inbox.clear()  # what an earlier connection left unread is gone with it
         await self._open()
         await self._send_raw(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         await self._next("proceed")
         context = ssl.create_default_context(cafile=str(ca))
         await self.writer.start_tls(context, server_hostname=self.jid.domain)
+        if not login:
+            self.parser, self.ended = StreamParser(), False
+            await self._send_raw(HEADER.format(domain=self.jid.domain).encode())
+            return
         await self._open()
         token = base64.b64encode(f"\0{self.jid.local}\0{PASSWORD}".encode())
         await self._send_raw(
@@ -70,7 +78,7 @@ class StreamClient:
             raise Mismatch(f"{self.name}: bind failed: {show(bound)}")
 
     async def _open(self) -> None:
-        self.parser = StreamParser()
+        self.parser, self.ended = StreamParser(), False
         await self._send_raw(HEADER.format(domain=self.jid.domain).encode())
         await self._next("features")
 
@@ -93,6 +101,8 @@ class StreamClient:
         assert self.reader is not None
         async with asyncio.timeout(timeout):
             while not self.inbox:
+                if self.ended:
+                    raise Mismatch(f"{self.name}: the server closed the stream")
                 data = await self.reader.read(65536)
                 if not data:
                     raise Mismatch(f"{self.name}: the server closed the connection")
@@ -100,7 +110,7 @@ class StreamClient:
                     if isinstance(event, ElementReceived):
                         self.inbox.append(event.element)
                     elif isinstance(event, StreamClosed):
-                        raise Mismatch(f"{self.name}: the server closed the stream")
+                        self.ended = True  # what came before it is still to be received
         return self.inbox.pop(0)
 
     async def sync(self) -> list[Element]:
@@ -152,9 +162,10 @@ async def run_transcript(server: RunningServer, script: Transcript) -> None:
 async def _run_step(
     server: RunningServer, client: StreamClient, step: Step, variables: dict[str, str]
 ) -> None:
-    if step.verb == "connects":
+    if step.verb in ("connects", "opens"):
         domain = client.jid.domain
-        await client.connect(server.ports["c2s"], server.certificates[domain])
+        ca = server.certificates[domain]
+        await client.connect(server.ports["c2s"], ca, login=step.verb == "connects")
     elif step.verb == "disconnects":
         await client.close()
     elif step.verb == "sends":

@@ -15,8 +15,10 @@ A transcript is a text file read top to bottom::
     bob receives nothing
     alice disconnects
 
-- ``[name] jid`` declares a client; its account is created with a fixed password.
-  ``name connects`` logs it in over STARTTLS (SASL PLAIN, bind to the JID's resource).
+- ``[name] jid`` declares a client; its account is created with a fixed password
+  (``transcript-password``). ``name connects`` logs it in over STARTTLS (SASL PLAIN, bind
+  to the JID's resource); ``name opens a stream`` stops after STARTTLS, before login, the
+  stream's ``<features/>`` being the next thing it receives.
 - ``name sends:`` is followed by indented XML: one or more stanzas, sent in order.
 - ``name receives:`` is followed by indented stanzas that must be the very next stanzas the
   client gets, in this order; ``name receives (any order):`` accepts them in any order.
@@ -52,7 +54,7 @@ TRANSCRIPT_NS = "urn:heron:transcript"
 _CLIENT = re.compile(r"^\[(?P<name>[\w-]+)\]\s+(?P<jid>\S+)$")
 _STEP = re.compile(
     r"^(?P<name>[\w-]+) (?P<verb>sends:|receives:|receives \(any order\):|receives nothing"
-    r"|connects|disconnects)$"
+    r"|connects|opens a stream|disconnects)$"
 )
 _VAR = re.compile(r"\$\{([\w.-]+)\}")
 _CAPTURE = re.compile(r"^\{=([\w-]+)\}$")
@@ -70,7 +72,7 @@ class Mismatch(AssertionError):
 class Step:
     line: int
     client: str
-    verb: str  # "sends", "receives", "receives-any", "nothing", "connects", "disconnects"
+    verb: str  # sends, receives, receives-any, nothing, connects, opens, disconnects
     xml: str = ""
 
 
@@ -88,6 +90,7 @@ _VERBS = {
     "receives (any order):": "receives-any",
     "receives nothing": "nothing",
     "connects": "connects",
+    "opens a stream": "opens",
     "disconnects": "disconnects",
 }
 

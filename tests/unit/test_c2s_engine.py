@@ -107,10 +107,18 @@ class FakeHost:
     def sm_takeover(self, old: C2SStream, new: C2SStream) -> None:
         pass
 
+    scram_iterations = 4096
+
+    async def scram_upgrade(self, username: str, domain: str, keys: ScramKeys) -> None:
+        pass
+
     async def fast_issue(
         self, username: str, domain: str, agent: str, mechanism: str
     ) -> tuple[str, float]:
         return "token", 0.0
+
+    async def fast_invalidate(self, username: str, domain: str, agent: str) -> None:
+        pass
 
     async def fast_verify(
         self, username: str, domain: str, agent: str, mechanism: str, proof: bytes, cb: bytes

@@ -154,3 +154,26 @@ def test_ascii_fast_paths_agree_with_precis(value: str) -> None:
         assert normalize_localpart(value) == expected
     except InvalidJID:
         assert expected is None
+
+
+def test_an_account_address_is_user_at_domain_and_nothing_else() -> None:
+    assert JID.parse_account("Alice@Example.org") == JID("alice", "example.org")
+    for text, why in (
+        ("example.org", "not an account address"),
+        ("alice@example.org/phone", "not an account address"),
+        ("@example.org", "not a valid JID"),
+    ):
+        with pytest.raises(InvalidJID, match=why):
+            JID.parse_account(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "salvaged"),
+    [
+        ("room@conference.example.org/bad\u0000nick", "room@conference.example.org"),
+        ("bad user@example.org/x", "example.org"),
+        ("@@@", None),
+    ],
+)
+def test_what_is_valid_of_a_malformed_address(text: str, salvaged: str | None) -> None:
+    assert JID.salvage(text) == salvaged

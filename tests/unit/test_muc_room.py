@@ -12,6 +12,8 @@ from heron import ns
 from heron.jid import JID
 from heron.modules.muc.config import MUC, MUC_OWNER, MUC_USER, OCCUPANT_ID, SID, RoomConfig
 from heron.modules.muc.invites import invite as pass_on
+from heron.modules.muc.invites import voice_request
+from heron.modules.muc.register import release_nick, reserve_nick
 from heron.modules.muc.room import Occupant, Room, RoomPolicy
 from heron.stanza import StanzaCondition, StanzaError
 from heron.timestamps import stamp
@@ -200,7 +202,7 @@ def test_a_nick_in_use_or_reserved_by_someone_else_is_a_conflict() -> None:
     with refused(C.CONFLICT):
         enter(room, "Alice", BOB)
     enter(room, "Alice", ALICE_LAPTOP)  # the same account may share its nick
-    room.reserve_nick(CAROL, "Caz")
+    reserve_nick(room, CAROL, "Caz")
     with refused(C.CONFLICT):
         enter(room, "Caz", BOB)
     enter(room, "Caz", CAROL)
@@ -226,17 +228,17 @@ def test_a_nick_change_is_303_with_the_new_nick_then_the_new_presence() -> None:
 def test_registration_reserves_a_nick_and_makes_a_member() -> None:
     room = new_room()
     enter(room, "Bob", BOB)
-    out = room.reserve_nick(BOB, "Bobby")
+    out = reserve_nick(room, BOB, "Bobby")
     assert room.affiliation(BOB) == "member"
     assert item(to(out, ALICE)[0])["affiliation"] == "member"
     with refused(C.CONFLICT):
-        room.reserve_nick(CAROL, "Bobby")
-    room.release_nick(BOB)
+        reserve_nick(room, CAROL, "Bobby")
+    release_nick(room, BOB)
     assert room.affiliation(BOB) == "none"
     with refused(C.ITEM_NOT_FOUND):
-        room.release_nick(BOB)
+        release_nick(room, BOB)
     with refused(C.NOT_ACCEPTABLE):
-        room.reserve_nick(BOB, "")
+        reserve_nick(room, BOB, "")
 
 
 # --- roles and affiliations ------------------------------------------------------------
@@ -272,9 +274,9 @@ def test_voice_in_a_moderated_room() -> None:
     assert item(to(out, BOB)[-2])["role"] == "visitor"
     with refused(C.FORBIDDEN):
         say(room, BOB, "hello?")
-    request = room.voice_request(occupant(room, BOB), {"muc#role": "participant"})
+    request = voice_request(room, occupant(room, BOB), {"muc#role": "participant"})
     assert [el.attrs["to"] for el in request] == [str(ALICE)]
-    room.voice_request(occupant(room, ALICE), {"muc#request_allow": "true", "muc#roomnick": "Bob"})
+    voice_request(room, occupant(room, ALICE), {"muc#request_allow": "true", "muc#roomnick": "Bob"})
     assert occupant(room, BOB).role == "participant"
     say(room, BOB, "thanks")
     room.set_role(occupant(room, ALICE), "Bob", "visitor", "")
@@ -554,7 +556,7 @@ def test_leaving_says_110_to_the_leaver_and_ends_a_temporary_room() -> None:
 def test_a_record_restores_what_persistent_rooms_keep() -> None:
     room = new_room(persistent=True, name="Lounge")
     room.set_affiliation("owner", BOB, "admin", "")
-    room.reserve_nick(CAROL, "Caz")
+    reserve_nick(room, CAROL, "Caz")
     room.subject, room.vcard = "topic", "<vCard xmlns='vcard-temp'/>"
     restored = Room.restore(room.record(), room.policy)
     assert restored.record() == room.record()
@@ -562,3 +564,36 @@ def test_a_record_restores_what_persistent_rooms_keep() -> None:
     assert restored.config.name == "Lounge"
     assert restored.affiliation(CAROL) == "member"
     assert restored.owner_of_nick("Caz") == CAROL.bare
+
+
+def test_an_absent_users_new_affiliation_is_told_to_those_who_see_jids() -> None:
+    """§9.3-§9.8 (Prosody's and ejabberd's notice): not in the room, so no presence; a
+    message from the room names the JID to moderators (semi-anonymous), and to the actor
+    when it is not joined."""
+    room = new_room()
+    enter(room, "Bob", BOB)
+    outcome = room.set_affiliation("owner", DAVE, "member", "welcome", ALICE)
+    [notice] = outcome.send
+    assert notice.attrs == {"from": str(ROOM), "to": str(ALICE)}
+    assert item(notice) == {"affiliation": "member", "jid": str(DAVE.bare)}
+    outsider_admin = JID.parse("root@example.org/console")
+    banned = room.set_affiliation("owner", CAROL, "outcast", "", outsider_admin).send
+    assert sorted(el.attrs["to"] for el in banned) == sorted([str(ALICE), str(outsider_admin)])
+    assert all(codes(el) == {"301"} for el in banned)
+    # Someone in the room learns it from their presence instead, not from a notice.
+    assert all(el.tag == "presence" for el in room.set_affiliation("owner", BOB, "member", "").send)
+
+
+def test_presence_probes_between_occupants() -> None:
+    """XEP-0045 1.35 §7.2: an occupant's probe gets the current presence of another."""
+    room = new_room()
+    away = Element("presence", ns.CLIENT)
+    away.add("show", ns.CLIENT, text="away")
+    room.join("Bob", BOB, away, now=NOW)
+    answer = room.probe(occupant(room, ALICE), "Bob")
+    assert answer.attrs["from"] == f"{ROOM}/Bob"
+    assert answer.attrs["to"] == str(ALICE)
+    assert answer.child_text("show", ns.CLIENT) == "away"
+    assert room.probe(occupant(room, ALICE), "Nobody").attrs["type"] == "unavailable"
+    with refused(C.NOT_ACCEPTABLE):
+        room.probe(None, "Bob")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
 
+from heron.config import LimitsConfig
 from heron.ratelimit import ConnectionGuard, ConnectionLimits
-from heron.stream.base import XmlStream
-from heron.transport.runner import Admission, TcpListener
+from heron.stream.base import TlsInfo, XmlStream
+from heron.transport.runner import Admission, Connections, TcpListener
+from heron.xmlstream import Element, Limits, StreamOpened, serialize
 
 
 class Echo(TcpListener[XmlStream]):
@@ -71,3 +74,81 @@ def test_an_admission_tells_the_guard_once_and_releases_once() -> None:
     admission.release()
     admission.release()
     assert guard.total == 1
+
+
+class FakeLink:
+    peer = "192.0.2.9"
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def buffered(self) -> int:
+        return 0
+
+    async def start_tls(self, domain: str) -> TlsInfo:
+        raise ConnectionError("no TLS here")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Buggy(XmlStream):
+    """Opens like a stream, then fails on its first element: a bug, not the peer's fault."""
+
+    def __init__(self, link: FakeLink) -> None:
+        super().__init__(link, Limits(), logging.getLogger("test"))
+        self.ended = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self.ended
+
+    def _mark_closed(self, *, lost: bool) -> None:
+        self.ended = True
+
+    def _opened(self, event: StreamOpened) -> None:
+        self._write("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>")
+
+    async def _element(self, el: Element) -> None:
+        raise KeyError("a bug")
+
+    def _send(self, el: Element) -> None:
+        self._write(serialize(el, "jabber:client"))
+
+
+class Chunks:
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    async def read(self, n: int = -1) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+async def test_a_bug_in_an_engine_ends_only_its_stream_with_internal_server_error() -> None:
+    connections: Connections[XmlStream] = Connections()
+    link = FakeLink()
+    stream = Buggy(link)
+    header = (
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+    )
+    await connections.run(stream, Chunks(header, b"<message/>"), LimitsConfig())
+    assert b"<internal-server-error" in link.out
+    assert link.out.endswith(b"</stream:stream>")
+    assert stream.is_closed
+    assert link.closed
+    assert not connections.streams
+    assert not connections.tasks
+
+
+async def test_shutdown_ends_each_stream_with_system_shutdown() -> None:
+    connections: Connections[XmlStream] = Connections()
+    link = FakeLink()
+    stream = Buggy(link)
+    connections.streams.add(stream)
+    await connections.close_all()
+    assert b"<system-shutdown" in link.out
+    assert stream.is_closed

@@ -27,8 +27,6 @@ from heron.stanza import StanzaCondition, StanzaError, StreamCondition, StreamEr
 from heron.storage.accounts import UserExists, UserNotFound
 from heron.xmlstream.element import Element
 
-ADMIN: Final = "http://jabber.org/protocol/admin"
-ROSTER: Final = "jabber:iq:roster"
 RELOAD_NODE: Final = "https://heron.invalid/admin#reload"  # Heron's own; never fetched
 MAX_ITEMS: Final = (("25", "25"), ("50", "50"), ("75", "75"), ("100", "100"), ("None", "none"))
 
@@ -37,15 +35,15 @@ Run = Callable[[JID, Values], Awaitable[Result]]
 
 
 def node(name: str) -> str:
-    return f"{ADMIN}#{name}"
+    return f"{ns.ADMIN}#{name}"
 
 
 def _form(title: str, *fields: Field) -> Element:
-    return data_form("form", fields, form_type=ADMIN, title=title)
+    return data_form("form", fields, form_type=ns.ADMIN, title=title)
 
 
 def _result(*fields: Field) -> Element:
-    return data_form("result", fields, form_type=ADMIN)
+    return data_form("result", fields, form_type=ns.ADMIN)
 
 
 def _limit(values: Values, items: Sequence[str]) -> list[str]:
@@ -280,7 +278,7 @@ class AdminCommands:
         if not await self.ctx.accounts.exists(jid):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, f"no such account: {jid}")
         form = _result(Field("accountjids", "jid-multi", values=(str(jid),)))
-        query = form.add("query", ROSTER)
+        query = form.add("query", ns.ROSTER)
         for item in await contacts.roster_items(jid):
             query.append(item)
         return Result(form=form)

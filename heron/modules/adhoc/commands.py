@@ -20,7 +20,7 @@ from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-COMMANDS: Final = "http://jabber.org/protocol/commands"
+COMMANDS: Final = ns.COMMANDS
 XDATA: Final = ns.DATA_FORMS
 ACTIONS: Final = frozenset({"execute", "cancel", "prev", "next", "complete"})
 SESSION_TIMEOUT_S: Final = 600.0
@@ -167,9 +167,9 @@ class CommandEngine:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._ended: OrderedDict[str, None] = OrderedDict()
 
-    # --- disco (§2) -------------------------------------------------------------------
+    # --- disco (§2.1, §2.2) -------------------------------------------------------------------
     def items(self, asker: JID) -> Element:
-        """§2.1: the command list, empty for whoever may not run them."""
+        """§2.2: the command list, empty for whoever may not run them."""
         query = Element("query", ns.DISCO_ITEMS, {"node": COMMANDS})
         if self.allowed(asker):
             for command in self.commands.values():
@@ -178,14 +178,17 @@ class CommandEngine:
         return query
 
     def info(self, node: str, asker: JID) -> Element | None:
-        """§2.2 and §2.3: the command list's and each command's identity."""
+        """§2.2: the command list's and each command's identity and features."""
         query = Element("query", ns.DISCO_INFO, {"node": node})
         if node == COMMANDS:
             query.add("identity", ns.DISCO_INFO, {"category": "automation", "type": "command-list"})
             return query
         command = self.commands.get(node)
-        if command is None or not self.allowed(asker):
+        if command is None:
             return None
+        if not self.allowed(asker):
+            # §2.2: a command not available to the requester is answered with forbidden.
+            raise StanzaError(StanzaCondition.FORBIDDEN)
         query.add(
             "identity",
             ns.DISCO_INFO,

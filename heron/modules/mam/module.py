@@ -126,7 +126,7 @@ class MamModule(Module):
     name = "mam"
     description = "Message archive: every device can fetch the history, page by page"
     xeps = (
-        Xep(313, "1.1.1", "complete", "user archives (not MUC rooms yet)"),
+        Xep(313, "1.1.1", "complete", "user archives, disco on the account; rooms via muc"),
         Xep(359, "0.7.0", "complete", "stanza-id on archived messages"),
         Xep(59, "1.0", "complete", "result set paging for archive queries"),
         Xep(441, "0.2.0", "complete", "the default mode and the always/never JID lists"),

@@ -8,7 +8,9 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from heron import ns
+from heron.jid import JID
 from heron.modules.muc.config import DATA, MUC_REGISTER, VCARD, field_values
+from heron.modules.muc.room import Room
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from heron.modules.muc.service import MucModule
 
 REGISTER = ns.REGISTER
+C = StanzaCondition
 
 
 class Registration:
@@ -54,15 +57,15 @@ class Registration:
         payload = iq.payload
         assert payload is not None
         if payload.find("remove", REGISTER) is not None:  # give the nick (and membership) up
-            room.release_nick(iq.from_)
+            release_nick(room, iq.from_)
             await self.muc.save(room)
             return None
-        room.may_register(iq.from_)
+        may_register(room, iq.from_)
         form = payload.find("x", DATA)
         if form is None or form.attrs.get("type") != "submit":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "submit the registration form")
         nick = field_values(form).get("muc#register_roomnick", "").strip()
-        out = room.reserve_nick(iq.from_, nick)
+        out = reserve_nick(room, iq.from_, nick)
         await self.muc.save(room)
         await self.muc.send(out)
         return None
@@ -99,3 +102,44 @@ def avatar_hashes(vcard: str) -> list[str]:
                 continue
             hashes.append(hashlib.sha1(data).hexdigest())  # noqa: S324 (XEP-0153's hash)
     return hashes
+
+
+# --- the rules, on the room alone (sans-IO) ------------------------------------------
+def may_register(room: Room, account: JID) -> str:
+    """Refuse outcasts, and non-members of a members-only room; the affiliation."""
+    affiliation = room.affiliation(account)
+    if affiliation == "outcast":
+        raise StanzaError(C.FORBIDDEN, "you are banned from this room")
+    if room.config.members_only and affiliation == "none":
+        raise StanzaError(C.REGISTRATION_REQUIRED, "ask an admin to add you")
+    return affiliation
+
+
+def reserve_nick(room: Room, sender: JID, nick: str) -> list[Element]:
+    """§7.10: ``sender``'s account registers ``nick``, and becomes a member if it was
+    none."""
+    account = sender.bare
+    affiliation = may_register(room, account)
+    if not nick or len(nick) > 256:
+        raise StanzaError(C.NOT_ACCEPTABLE, "a nickname is required")
+    room.check_nick(nick, sender)
+    room.registered[account] = nick
+    out: list[Element] = []
+    if affiliation == "none":
+        room.affiliations[account] = "member"
+        for occupant in [o for o in room.occupants.values() if o.jid.bare == account]:
+            occupant.affiliation = "member"
+            if occupant.role == "visitor":
+                occupant.role = "participant"
+            out += room.broadcast(occupant)
+    return out
+
+
+def release_nick(room: Room, account: JID) -> None:
+    """§7.10: give the reserved nick up, and the membership it brought."""
+    account = account.bare
+    if account not in room.registered:
+        raise StanzaError(C.ITEM_NOT_FOUND, "not registered")
+    del room.registered[account]
+    if room.affiliation(account) == "member":
+        room.affiliations.pop(account, None)

@@ -23,11 +23,9 @@ from heron import ns
 from heron.jid import JID
 from heron.modules.muc.config import (
     AFFILIATIONS,
-    DATA,
     MODERATE,
     MUC,
     MUC_OWNER,
-    MUC_REQUEST,
     MUC_USER,
     OCCUPANT_ID,
     RANK,
@@ -308,9 +306,12 @@ class Room:
             out.append(message)
         return out
 
-    def affiliation_notice(self, target: JID, affiliation: str, actor: JID | None) -> list[Element]:
-        """A message from the room naming the new affiliation of someone not in it, to
-        whoever may see real JIDs, and to the actor if it is not joined."""
+    def affiliation_notice(
+        self, target: JID, affiliation: str, actor: JID | None, reason: str = ""
+    ) -> list[Element]:
+        """A message from the room naming the new affiliation of someone not in it (§9, as
+        example 195 of version 1.31.2 had it), to whoever may see real JIDs, and to the
+        actor if it is not joined; a ban carries 301."""
         out = []
         receivers = [o.jid for o in self.occupants.values() if self.shows_jids_to(o)]
         if actor is not None and actor not in self.nicks:
@@ -318,7 +319,11 @@ class Room:
         for to in receivers:
             message = Element("message", ns.CLIENT, {"from": str(self.jid), "to": str(to)})
             x = message.add("x", MUC_USER)
-            x.add("item", MUC_USER, {"affiliation": affiliation, "jid": str(target)})
+            item = x.add("item", MUC_USER, {"affiliation": affiliation, "jid": str(target)})
+            if reason:
+                item.add("reason", MUC_USER, text=reason)
+            if affiliation == "outcast":
+                _status(x, ("301",))
             out.append(message)
         return out
 
@@ -574,39 +579,6 @@ class Room:
         message.add("x", MUC_USER)  # XEP-0045 §7.5: marks it as a MUC private message
         return message
 
-    def voice_request(self, asker: Occupant, values: Mapping[str, str]) -> list[Element]:
-        """§7.13 a visitor asks for voice: the form goes to every moderator. §8.6 a moderator
-        returns it with muc#request_allow set: the visitor becomes a participant."""
-        if asker.role == "moderator" and "muc#request_allow" in values:
-            if values["muc#request_allow"] not in ("1", "true"):
-                return []
-            target = self.occupants.get(values.get("muc#roomnick", ""))
-            if target is not None and target.role == "visitor":
-                target.role = "participant"
-                return self.broadcast(target)
-            return []
-        if asker.role != "visitor" or values.get("muc#role") != "participant":
-            raise StanzaError(C.NOT_ACCEPTABLE, "only visitors ask for voice")
-        out = []
-        for moderator in [o for o in self.occupants.values() if o.role == "moderator"]:
-            message = Element("message", ns.CLIENT, {"from": str(self.jid)})
-            message.attrs["to"] = str(moderator.jid)
-            form = message.add("x", DATA, {"type": "form"})
-            form.add("title", DATA, text="Voice request")
-            for var, type_, label, value in (
-                ("FORM_TYPE", "hidden", "", MUC_REQUEST),
-                ("muc#role", "list-single", "Requested role", "participant"),
-                ("muc#jid", "jid-single", "User", str(asker.jid)),
-                ("muc#roomnick", "text-single", "Nickname", asker.nick),
-                ("muc#request_allow", "boolean", "Give this occupant voice?", "false"),
-            ):
-                fld = form.add("field", DATA, {"var": var, "type": type_})
-                if label:
-                    fld.attrs["label"] = label
-                fld.add("value", DATA, text=value)
-            out.append(message)
-        return out
-
     # --- roles and affiliations (§8-§10) ------------------------------------------------
     def set_role(self, actor: Occupant | None, nick: str, role: str, reason: str) -> list[Element]:
         """§8.2 kick (role none), §8.3-8.4 voice (participant/visitor), §9.6-9.7 moderator."""
@@ -657,7 +629,7 @@ class Room:
         outcome = Outcome(changed=True)
         present = [o for o in self.occupants.values() if o.jid.bare == target]
         if not present:  # §9.3-§9.8: the room says it itself (as Prosody and ejabberd do)
-            outcome.send += self.affiliation_notice(target, affiliation, actor)
+            outcome.send += self.affiliation_notice(target, affiliation, actor, reason)
         for occupant in present:
             occupant.affiliation = affiliation
             if affiliation == "outcast":
@@ -691,40 +663,3 @@ class Room:
                 if occupant.affiliation == "none":
                     outcome.send += self.remove(occupant, "322")  # §9.4: members only now
         return outcome
-
-    def may_register(self, account: JID) -> str:
-        """Refuse outcasts, and non-members of a members-only room; the affiliation."""
-        affiliation = self.affiliation(account)
-        if affiliation == "outcast":
-            raise StanzaError(C.FORBIDDEN, "you are banned from this room")
-        if self.config.members_only and affiliation == "none":
-            raise StanzaError(C.REGISTRATION_REQUIRED, "ask an admin to add you")
-        return affiliation
-
-    def reserve_nick(self, sender: JID, nick: str) -> list[Element]:
-        """§7.10: ``sender``'s account registers ``nick``, and becomes a member if it was
-        none."""
-        account = sender.bare
-        affiliation = self.may_register(account)
-        if not nick or len(nick) > 256:
-            raise StanzaError(C.NOT_ACCEPTABLE, "a nickname is required")
-        self.check_nick(nick, sender)
-        self.registered[account] = nick
-        out: list[Element] = []
-        if affiliation == "none":
-            self.affiliations[account] = "member"
-            for occupant in [o for o in self.occupants.values() if o.jid.bare == account]:
-                occupant.affiliation = "member"
-                if occupant.role == "visitor":
-                    occupant.role = "participant"
-                out += self.broadcast(occupant)
-        return out
-
-    def release_nick(self, account: JID) -> None:
-        """§7.10: give the reserved nick up, and the membership it brought."""
-        account = account.bare
-        if account not in self.registered:
-            raise StanzaError(C.ITEM_NOT_FOUND, "not registered")
-        del self.registered[account]
-        if self.affiliation(account) == "member":
-            self.affiliations.pop(account, None)

@@ -60,7 +60,7 @@ from heron.modules.muc.config import (
     VCARD,
     field_values,
 )
-from heron.modules.muc.invites import decline, invite
+from heron.modules.muc.invites import decline, invite, voice_request
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
@@ -292,7 +292,10 @@ class MucModule(Module):
         room = self.rooms.get(iq.to.bare)
         if room is None:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
-        return room, room.occupant(iq.from_), room.affiliation(iq.from_)
+        rank = room.affiliation(iq.from_)
+        if rank != "owner" and self.ctx.is_admin(iq.from_):
+            rank = "owner"  # a service administrator (the host's admins) acts as an owner
+        return room, room.occupant(iq.from_), rank
 
     # --- presence: join, update, nick change, leave -------------------------------------
     async def on_presence(self, stanza: Stanza) -> bool:
@@ -332,7 +335,7 @@ class MucModule(Module):
             if len(self.rooms) >= self.options.max_rooms:
                 raise StanzaError(StanzaCondition.RESOURCE_CONSTRAINT, "too many rooms")
             owned = sum(r.affiliations.get(sender.bare) == "owner" for r in self.rooms.values())
-            if owned >= self.options.max_rooms_per_user:
+            if owned >= self.options.max_rooms_per_user and not self.ctx.is_admin(sender):
                 raise StanzaError(StanzaCondition.NOT_ALLOWED, "you own too many rooms already")
             room = Room.create(room_jid, sender, self.policy)
         out = room.join(
@@ -370,7 +373,7 @@ class MucModule(Module):
         if stanza.type != "groupchat" and form is not None:
             values = field_values(form)
             if values.get("FORM_TYPE") == MUC_REQUEST:
-                await self.apply(room, room.voice_request(occupant, values))
+                await self.apply(room, voice_request(room, occupant, values))
                 return True
         if stanza.type != "groupchat":
             raise StanzaError(StanzaCondition.BAD_REQUEST, "messages to a room are groupchat")
@@ -443,7 +446,7 @@ class MucModule(Module):
         if to is None or to.local is None:
             return False  # the service itself answers on every node
         room = to.bare
-        owner = await self.placement.locate(room)
+        owner = await self.placement.locate(room, forwarded=bool(stanza.meta.get("hops")))
         if owner is None:
             if room not in self.rooms and room not in self._dirty:
                 await self._adopt([room])
@@ -529,8 +532,10 @@ class MucModule(Module):
                     await self.placement.release(jid)
                 else:
                     await self.placement.keep(jid, room.snapshot())
-            except Exception as exc:  # the registry is away: its restart restates them all
+            except Exception as exc:  # the registry is away: again, until it is back
                 self.ctx.log.warning("room %s: snapshot not written: %s", jid, exc)
+                self._dirty.add(jid)
+                await asyncio.sleep(0.5)
 
     async def listed(self) -> list[Room]:
         """The rooms to list: here, and in a cluster the persistent ones running elsewhere."""

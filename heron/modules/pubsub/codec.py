@@ -21,6 +21,7 @@ PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
 RSM: Final = "http://jabber.org/protocol/rsm"
 DATA: Final = "jabber:x:data"
+SHIM: Final = "http://jabber.org/protocol/shim"
 C = StanzaCondition
 
 FEATURES: Final = tuple(
@@ -32,6 +33,7 @@ FEATURES: Final = tuple(
         "access-roster",
         "access-whitelist",
         "auto-create",
+        "collections",
         "config-node",
         "create-and-configure",
         "create-nodes",
@@ -256,11 +258,17 @@ def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | 
     raise StanzaError(C.BAD_REQUEST, f"no pubsub#owner {type_} for <{tag}/>")
 
 
-def notification(svc: PubsubService, to: JID, type_: str, event: Element, id_: str) -> Element:
-    """The ``<message/>`` that carries one event from the service (§7.1.2)."""
+def notification(
+    svc: PubsubService, to: JID, type_: str, event: Element, id_: str, collection: str = ""
+) -> Element:
+    """The ``<message/>`` that carries one event from the service (§7.1.2); one delivered
+    through a collection names it in a SHIM header (XEP-0131, XEP-0248 §5.3)."""
     message = Element("message", ns.CLIENT, {"from": str(svc.jid), "to": str(to), "type": type_})
     message.attrs["id"] = id_
     message.append(event)
+    if collection:
+        headers = message.add("headers", SHIM)
+        headers.add("header", SHIM, {"name": "Collection"}, text=collection)
     return message
 
 

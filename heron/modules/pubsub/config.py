@@ -25,6 +25,7 @@ ACCESS_MODELS: Final = ("open", "presence", "roster", "whitelist", "authorize")
 PUBLISH_MODELS: Final = ("publishers", "subscribers", "open")
 SEND_LAST: Final = ("never", "on_sub", "on_sub_and_presence")
 NOTIFICATION_TYPES: Final = ("headline", "normal")
+NODE_TYPES: Final = ("leaf", "collection")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,8 @@ class NodeConfig:
     deliver_payloads: bool = True
     deliver_notifications: bool = True
     notification_type: str = "headline"
+    node_type: str = "leaf"  # a collection holds nodes, never items (XEP-0060 §9)
+    collection: str = ""  # the collection this node belongs to (one: no multi-collections)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -107,10 +110,12 @@ FIELDS: Final = (
         "Message type of notifications",
         NOTIFICATION_TYPES,
     ),
+    Field("pubsub#node_type", "list-single", "node_type", "Leaf or collection", NODE_TYPES),
+    Field("pubsub#collection", "text-single", "collection", "The collection it belongs to"),
 )
 BY_VAR: Final = {f.var: f for f in FIELDS}
 # Fields Heron shows with a fixed value and accepts only with that value.
-FIXED: Final = {"pubsub#node_type": "leaf", "pubsub#presence_based_delivery": "0"}
+FIXED: Final = {"pubsub#presence_based_delivery": "0"}
 
 
 def parse_bool(text: str, var: str) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from heron.jid import JID
+from heron.modules.pubsub import collections as coll
 from heron.modules.pubsub import config as cfg
 from heron.modules.pubsub.errors import error, node_not_found, unsupported
 from heron.modules.pubsub.model import (
@@ -142,10 +143,17 @@ class PubsubService:
         node_config = self.policy.default_config
         if config is not None:
             node_config = cfg.apply_form(node_config, config, self.policy.max_items)
+        parent = coll.check_placement(self.nodes, name, node_config.collection)
+        if parent is not None:  # XEP-0248 §4.4: only the collection's owners add to it
+            self._require_owner(parent, creator)
         node = Node(name, node_config)
         node.affiliations[creator.bare] = "owner"
         self.nodes[name] = node
         self.outbox.saved_nodes.add(name)
+        if parent is not None:
+            event = Element("event", EVENT)
+            event.add("create", EVENT, {"node": name})
+            self._notify_collections(node, event)
         return node
 
     def configuration(self, name: str | None, requester: JID) -> Element:
@@ -160,7 +168,14 @@ class PubsubService:
         if form.attrs.get("type") == "cancel":
             return
         old = node.config
-        node.config = cfg.apply_form(old, form, self.policy.max_items)
+        new = cfg.apply_form(old, form, self.policy.max_items)
+        if new.node_type != old.node_type:
+            raise StanzaError(C.NOT_ACCEPTABLE, "pubsub#node_type is set when the node is made")
+        if new.collection != old.collection:
+            parent = coll.check_placement(self.nodes, node.name, new.collection)
+            if parent is not None:
+                self._require_owner(parent, requester)
+        node.config = new
         self._trim(node)
         if node.config.access_model == "whitelist" and old.access_model != "whitelist":
             for jid in list(node.subscriptions):
@@ -187,6 +202,10 @@ class PubsubService:
         self._notify(node, event)
         del self.nodes[node.name]
         self.outbox.deleted_nodes.add(node.name)
+        for child in self.nodes.values():  # its nodes stay, outside any collection
+            if child.config.collection == node.name:
+                child.config = cfg.with_options(child.config, {"collection": ""})
+                self.outbox.saved_nodes.add(child.name)
 
     def purge(self, name: str | None, requester: JID) -> None:
         """§8.5: every item removed; subscribers told."""
@@ -224,6 +243,7 @@ class PubsubService:
             node.config = cfg.with_options(node.config, wanted)
         else:
             cfg.check_preconditions(node.config, wanted)
+        coll.refuse_items(node)
         affiliation = self.affiliation(node, publisher)
         model = node.config.publish_model
         allowed = (
@@ -416,8 +436,13 @@ class PubsubService:
         self, name: str | None, requester: JID, jid: JID, subid: str | None = None
     ) -> Element:
         """§6.3.2: the options form of a subscription."""
-        _node, sub = self._own_subscription(name, requester, jid, subid)
-        return options_form(sub.deliver)
+        node, sub = self._own_subscription(name, requester, jid, subid)
+        form = options_form(sub.deliver)
+        if node.config.node_type == "collection":
+            depth = "all" if sub.depth is None else str(sub.depth)
+            for var, value in zip(coll.OPTIONS, (sub.type, depth), strict=True):
+                form.add("field", DATA, {"var": var}).add("value", DATA, text=value)
+        return form
 
     def set_options(
         self, name: str | None, requester: JID, jid: JID, subid: str | None, form: Element
@@ -431,6 +456,13 @@ class PubsubService:
         except StanzaError as exc:
             raise error(C.BAD_REQUEST, "invalid-options", exc.text) from exc
         for var, given in values.items():
+            if var in coll.OPTIONS and node.config.node_type == "collection":
+                attr, value = coll.parse_option(var, (given or [""])[0])
+                if attr == "type":
+                    sub.type = str(value)
+                else:
+                    sub.depth = value if isinstance(value, int) else None
+                continue
             if var != "pubsub#deliver":
                 raise error(C.BAD_REQUEST, "invalid-options", f"{var} is not an option here")
             try:
@@ -584,6 +616,34 @@ class PubsubService:
             self.outbox.notifications.append(
                 Notification(jid, event, node.config.notification_type)
             )
+        self._notify_collections(node, event, told)
+
+    def _notify_collections(self, node: Node, event: Element, told: set[JID] | None = None) -> None:
+        """XEP-0248 §5.3: subscribers of the collections above ``node`` that asked for this
+        kind of event at this depth, each once, with the nearest collection named. They
+        must also be allowed to read ``node`` itself (its affiliations and open access)."""
+        told = set() if told is None else told
+        for depth, collection in coll.ancestors(self.nodes, node):
+            for sub in collection.subscriptions.values():
+                jid = sub.jid
+                if jid in told or sub.state != "subscribed" or not sub.deliver:
+                    continue
+                if not coll.wants(sub, event, depth):
+                    continue
+                if not self.may_access(node, jid, NO_RELATION):
+                    continue
+                told.add(jid)
+                self.outbox.notifications.append(
+                    Notification(jid, event, node.config.notification_type, collection.name)
+                )
+
+    def children(self, name: str, requester: JID) -> list[str]:
+        """The nodes directly in collection ``name`` that ``requester`` may see."""
+        return sorted(
+            n.name
+            for n in self.nodes.values()
+            if n.config.collection == name and self.may_access(n, requester, NO_RELATION)
+        )
 
 
 __all__ = [

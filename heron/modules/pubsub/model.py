@@ -60,6 +60,10 @@ class Subscription:
     subid: str
     state: str = "subscribed"  # or "pending": waiting for an owner (access model authorize)
     deliver: bool = True  # the pubsub#deliver subscription option (§6.3)
+    # On a collection (XEP-0060 §9, XEP-0248 §6.1): "nodes", "items" or "all" of what
+    # happens below it, down to ``depth`` levels (None: all).
+    type: str = "nodes"
+    depth: int | None = 1
 
 
 @dataclass(slots=True)
@@ -98,6 +102,7 @@ class Notification:
     to: JID
     event: Element
     type: str = "headline"
+    collection: str = ""  # delivered through this collection: its SHIM header (XEP-0248 §5.3)
 
 
 @dataclass(slots=True)

@@ -15,8 +15,9 @@ answering, and sends the notifications.
 - Access model ``authorize`` (§6.1.2, §8.6): a subscription stays pending and each owner
   gets a ``subscribe_authorization`` form in a message; the owner submits it back in a
   message to the service (for PEP: to its own bare JID), or sets the subscription (§8.8.2).
-- Subscription options (§6.3, §6.4): ``pubsub#deliver`` only; the ``pubsub`` error
-  conditions follow XEP-0060 §6-§8.
+- Subscription options (§6.3, §6.4): ``pubsub#deliver``, and on a collection
+  ``pubsub#subscription_type`` and ``pubsub#subscription_depth`` (§9, ``collections.py``);
+  the ``pubsub`` error conditions follow XEP-0060 §6-§8.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class PubsubOptions:
     """Largest item payload, in bytes of serialized XML."""
     max_nodes: int = option(1000, min=1)
     """Nodes at most on the service, and on each account's PEP."""
+    create_nodes: str = option("users", choices=("users", "admins"))
+    """Who creates nodes on the service: the host's users, or only its admins (who always
+    may)."""
 
 
 class PubsubModule(Module):
@@ -78,9 +82,10 @@ class PubsubModule(Module):
             60,
             "1.26.0",
             "partial",
-            "leaf nodes with configuration, publish-options, retract, purge, subscriptions "
-            "(options: pubsub#deliver only), affiliations, every access model, item paging; "
-            "no collection nodes",
+            "leaf and collection nodes (one collection per node) with configuration, "
+            "publish-options, retract, purge, subscriptions, affiliations, every access "
+            "model, item paging; subscription options: deliver, and type and depth on "
+            "collections (no digests, expiry or presence-based delivery)",
         ),
         Xep(163, "1.2.2", "complete", "with access models decided on the owner's roster"),
         Xep(115, "1.6.0", "complete", "clients' caps verified and cached for PEP +notify"),
@@ -200,6 +205,10 @@ class PubsubModule(Module):
     def _may_create(self, svc: PubsubService, sender: JID) -> bool:
         if svc.owner is not None:
             return sender.bare == svc.owner
+        if self.ctx.is_admin(sender):
+            return True  # the service's administrators, whatever the restriction
+        if self.options.create_nodes == "admins":
+            return False
         return sender.domain == self.ctx.domain and sender.local is not None
 
     # --- requests -----------------------------------------------------------------------
@@ -255,7 +264,9 @@ class PubsubModule(Module):
             iq.meta["answered"] = True
         for note in out.notifications:
             await self.ctx.send(
-                codec.notification(svc, note.to, note.type, note.event, uuid.uuid4().hex)
+                codec.notification(
+                    svc, note.to, note.type, note.event, uuid.uuid4().hex, note.collection
+                )
             )
 
     @hook("message/self", 50)
@@ -345,7 +356,8 @@ class PubsubModule(Module):
             if node is None or not svc.may_access(node, iq.from_, relation):
                 raise StanzaError(C.ITEM_NOT_FOUND, f"no node {name!r}")
             query.attrs["node"] = name
-            query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": "leaf"})
+            kind = node.config.node_type  # "leaf" or "collection" (XEP-0060 §5.3)
+            query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": kind})
             query.add("feature", ns.DISCO_INFO, {"var": PUBSUB})
             return query
         query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": "service"})
@@ -360,6 +372,11 @@ class PubsubModule(Module):
         payload = iq.payload
         name = payload.attrs.get("node") if payload is not None else None
         query = Element("query", ns.DISCO_ITEMS)
+        if name and name in svc.nodes and svc.nodes[name].config.node_type == "collection":
+            query.attrs["node"] = name  # a collection's items are its nodes (XEP-0248 §5.2)
+            for child in svc.children(name, iq.from_):
+                query.add("item", ns.DISCO_ITEMS, {"jid": self.domain, "node": child})
+            return query
         if name:
             relation = await self.relation_for(svc, name, iq.from_)
             _node, items, _ = svc.items(name, iq.from_, relation)

@@ -301,7 +301,10 @@ def _affiliations(node: Node) -> str:
 
 def _subscriptions(node: Node) -> str:
     return json.dumps(
-        {str(j): [s.subid, s.state, s.deliver] for j, s in node.subscriptions.items()}
+        {
+            str(j): [s.subid, s.state, s.deliver, s.type, s.depth]
+            for j, s in node.subscriptions.items()
+        }
     )
 
 
@@ -311,7 +314,11 @@ def _subscription(jid: JID, value: object) -> Subscription:
     fields = value if isinstance(value, list) else []
     subid, state = (fields + ["", "subscribed"][len(fields) :])[:2]
     deliver = bool(fields[2]) if len(fields) > 2 else True
-    return Subscription(jid, str(subid), str(state), deliver)
+    sub = Subscription(jid, str(subid), str(state), deliver)
+    if len(fields) > 4:  # collection subscription options (rows since collections)
+        sub.type = str(fields[3])
+        sub.depth = None if fields[4] is None else int(fields[4])
+    return sub
 
 
 def _xml(item: Item) -> str | None:

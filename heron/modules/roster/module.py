@@ -458,6 +458,8 @@ class RosterModule(Module):
         for session in self.ctx.sessions.resources(account):
             if session.is_available:
                 session.deliver(stanza.element)
+        if type_ == "unsubscribe" and old.subscription in HAS_FROM:
+            await self._all_unavailable(account, contact)  # §3.3.3: it sees them go
         return True
 
     async def _broadcast(self, stanza: Stanza) -> None:
@@ -484,7 +486,7 @@ class RosterModule(Module):
             await self._end_directed(full, subscribers)
         # §4.2.2, §4.4.2: every available resource, the one that sent it included.
         for session in self.ctx.sessions.resources(account):
-            if session.jid != full or stanza.type == "available":
+            if session.is_available or (session.jid == full and stanza.type == "available"):
                 copy = stanza.element.shallow_copy()
                 copy.attrs["to"] = str(session.jid)
                 session.deliver(copy)
