@@ -371,6 +371,11 @@ class Module:
     def __init__(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
 
+    def needs(self) -> tuple[str, ...]:
+        """The modules this one needs with its options: ``requires``, unless an option
+        makes one of them needed or not (checked at start like ``requires``)."""
+        return type(self).requires
+
     async def start(self) -> None:
         """Extra set-up beyond the declarations (stores, feature providers)."""
 
@@ -414,13 +419,13 @@ class ModuleManager:
         self.modules: dict[str, Module] = {}
 
     async def load(self, cls: type[Module], ctx: ModuleContext) -> Module:
-        missing = [name for name in cls.requires if name not in self.modules]
+        module = cls(ctx)  # reads its options and stores; registers nothing yet
+        missing = [name for name in module.needs() if name not in self.modules]
         if missing:
             raise ConfigError(
                 f'hosts."{ctx.domain}".modules: {cls.name} needs {", ".join(missing)} '
                 "(enabled before it)"
             )
-        module = cls(ctx)
         reg = self.registry
         for stage, provider in module._declared_features():
             (reg.preauth_features if stage == "preauth" else reg.postauth_features).append(provider)

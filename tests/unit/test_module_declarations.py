@@ -216,3 +216,38 @@ async def test_a_missing_required_module_is_named(host: Any) -> None:
         await manager.load(NeedsEcho, context(core, manager, "needs-echo", {}))
     await manager.load(EchoModule, context(core, manager, "echo", {}))
     await manager.load(NeedsEcho, context(core, manager, "needs-echo", {}))
+
+
+@dataclass(frozen=True, slots=True)
+class MaybeOptions:
+    uses_echo: bool = False
+
+
+class MaybeNeedsEcho(Module):
+    """Needs echo only with an option set (antispam needs roster unless strangers pass)."""
+
+    name = "maybe-echo"
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(MaybeOptions)
+
+    def needs(self) -> tuple[str, ...]:
+        return ("echo",) if self.options.uses_echo else ()
+
+    @iq_handler("get", ECHO, Target.BARE)
+    async def on_echo(self, iq: Stanza) -> Element | None:
+        return None
+
+
+async def test_a_need_that_depends_on_an_option(host: Any) -> None:
+    manager, _domains, core = host
+    with pytest.raises(ConfigError, match="maybe-echo needs echo"):
+        await manager.load(
+            MaybeNeedsEcho, context(core, manager, "maybe-echo", {"uses_echo": True})
+        )
+    assert manager.registry.find_iq_handler("get", ECHO, Target.BARE) is None  # nothing applied
+    await manager.load(MaybeNeedsEcho, context(core, manager, "maybe-echo", {}))
+    await manager.unload("maybe-echo")
+    await manager.load(EchoModule, context(core, manager, "echo", {}))
+    await manager.load(MaybeNeedsEcho, context(core, manager, "maybe-echo", {"uses_echo": True}))
