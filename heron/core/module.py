@@ -64,6 +64,13 @@ OptionsT = TypeVar("OptionsT")
 S = TypeVar("S", bound=SqlStore)
 
 
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
 @dataclass(frozen=True, slots=True)
 class Xep:
     """An extension a module implements, for the README table and disco."""
@@ -225,6 +232,8 @@ class ModuleContext(CoreServices):
     undo: list[Callable[[], None]] = field(default_factory=list)
     # Periodic work started through this context, cancelled and awaited when it unloads.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # What the module closes at unload (`closing`), last.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     # --- the core's services are this context's fields (inherited) --------------------
     @property
@@ -340,16 +349,25 @@ class ModuleContext(CoreServices):
 
         self.tasks.append(asyncio.create_task(forever(), name=f"{self.name}: every {seconds}s"))
 
+    def closing(self, resource: C) -> C:
+        """Close ``resource`` (a store that writes behind) when the module unloads, after its
+        registrations and periodic work are gone, so what it queued is written."""
+        self.closers.append(resource.close)
+        return resource
+
     async def withdraw(self) -> None:
-        """Undo what was registered through this context, and end its periodic work."""
+        """Undo what was registered through this context, end its periodic work, then close
+        what it closes (in reverse order of registration)."""
+        while self.undo:
+            self.undo.pop()()
         tasks, self.tasks[:] = list(self.tasks), []
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while self.undo:
-            self.undo.pop()()
+        while self.closers:
+            await self.closers.pop()()
 
 
 class Module:
@@ -456,7 +474,6 @@ class ModuleManager:
             await self._withdraw(module)
 
     async def _withdraw(self, module: Module) -> None:
-        await module.ctx.withdraw()
         reg = self.registry
         for stage, provider in module._declared_features():
             features = reg.preauth_features if stage == "preauth" else reg.postauth_features
@@ -474,6 +491,7 @@ class ModuleManager:
         for identity in type(module).identities:
             if identity in reg.identities:
                 reg.identities.remove(identity)
+        await module.ctx.withdraw()  # its registrations, then periodic work and closing
 
     async def unload_all(self) -> None:
         for name in reversed(list(self.modules)):

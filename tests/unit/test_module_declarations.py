@@ -36,6 +36,17 @@ DOMAIN = "example.org"
 ECHO = "urn:example:echo"
 
 
+class Queue:
+    """A store writing behind: closing it writes what it holds."""
+
+    def __init__(self, domains: Any) -> None:
+        self.domains = domains
+        self.closed_after: list[str] | None = None
+
+    async def close(self) -> None:
+        self.closed_after = sorted(self.domains.registries)  # what was still served
+
+
 def _no_space(text: str) -> str | None:
     return "has a space" if " " in text else None
 
@@ -67,6 +78,7 @@ class EchoModule(Module):
         service = self.ctx.add_service(self.service)
         service.add_iq_handler("get", ECHO, Target.HOST, self.on_echo)
         self.ctx.every(0.001, self.sweep)
+        self.queue = self.ctx.closing(Queue(self.ctx.domains))
         self.ctx.add_item(self.service, "Echo")
         self.ctx.add_http_route("GET", "/echo", self.http)
         self.ctx.add_gauge("heron_echo", "Echoes", lambda: [({}, 1.0)])
@@ -126,7 +138,7 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
     manager, domains, core = host
     reg = manager.registry
     module = await manager.load(EchoModule, context(core, manager, "echo", {"max_bytes": 10}))
-    assert module.options == EchoOptions(max_bytes=10)  # type: ignore[attr-defined]
+    assert module.options == EchoOptions(max_bytes=10)
     assert [f() for f in reg.postauth_features] == [Element("echo", ECHO)]
     assert ECHO in reg.nonzas
     assert reg.find_iq_handler("get", ECHO, Target.HOST) is not None
@@ -143,7 +155,11 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
     (task,) = module.ctx.tasks
     assert EchoModule.stop is Module.stop  # nothing hand-written to undo
 
+    queue = module.queue
+    assert queue.closed_after is None
+
     await manager.unload("echo")
+    assert queue.closed_after == [DOMAIN]  # closed last, once the service was withdrawn
     assert task.cancelled()
     assert module.ctx.tasks == []
     assert reg.postauth_features == []
