@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 import unicodedata
@@ -32,8 +31,6 @@ from heron.jid import JID
 from heron.modules.upload.store import Slot, SqlUploadStore, UploadStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
-
-log = logging.getLogger(__name__)
 
 UPLOAD: Final = "urn:xmpp:http:upload:0"
 DATA: Final = "jabber:x:data"
