@@ -33,9 +33,8 @@ from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import HostRegistry, Identity, Target
 from heron.jid import JID
 from heron.modules.pubsub import bookmarks, codec
-from heron.modules.pubsub.codec import DATA, FEATURES, OWNER, PUBSUB
+from heron.modules.pubsub.codec import FEATURES, OWNER, PUBSUB
 from heron.modules.pubsub.config import NodeConfig
-from heron.modules.pubsub.config import form_type as config_form_type
 from heron.modules.pubsub.engine import (
     NO_RELATION,
     SUBSCRIBE_AUTHORIZATION,
@@ -47,7 +46,9 @@ from heron.modules.pubsub.engine import (
 from heron.modules.pubsub.pep import PepTargets
 from heron.modules.pubsub.store import PubsubStore, SqlPubsubStore
 from heron.modules.pubsub.sync import Mirror, PepSync
+from heron.ns import DATA_FORMS as DATA
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
+from heron.stanza.forms import form_type
 from heron.xmlstream import Limits
 from heron.xmlstream.element import Element
 
@@ -280,7 +281,7 @@ class PubsubModule(Module):
         sender = stanza.from_
         if form is None or sender is None or stanza.type == "error":
             return False
-        if config_form_type(form) != SUBSCRIBE_AUTHORIZATION:
+        if form_type(form) != SUBSCRIBE_AUTHORIZATION:
             return False
         target = stanza.to.bare if stanza.to is not None else sender.bare
         if target.local is None:
