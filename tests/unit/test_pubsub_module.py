@@ -77,6 +77,11 @@ async def test_pubsub_requires_vcard_and_private(host: Host) -> None:
     assert "pubsub" in host.manager.modules
 
 
+async def test_without_pep_pubsub_needs_neither(host: Host) -> None:
+    await host.load(PubsubModule, {"pep": False})  # no accounts' avatars or bookmarks to sync
+    assert "pubsub" in host.manager.modules
+
+
 @pytest.mark.parametrize(
     ("options", "says"),
     [

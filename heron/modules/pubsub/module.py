@@ -99,7 +99,7 @@ class PubsubModule(Module):
         Xep(172, "1.1", "complete", "user nickname on PEP"),
     )
     # PEP avatars and bookmarks are kept the same as the vCard and private XML storage
-    # through the services these two offer (sync.py): they start first.
+    # through the services these two offer (sync.py): they start first (with PEP on).
     requires = ("vcard", "private")
     stores = (SqlPubsubStore,)
 
@@ -112,6 +112,10 @@ class PubsubModule(Module):
         self._loading: dict[JID, asyncio.Lock] = {}
         self.pep = PepTargets(self)
         self.sync = PepSync(self)
+
+    def needs(self) -> tuple[str, ...]:
+        """Without PEP there are no account avatars or bookmarks to keep in step."""
+        return type(self).requires if self.options.pep else ()
 
     async def start(self) -> None:
         service = self.ctx.add_service(self.domain)  # withdrawn, with its handlers, on unload
