@@ -28,6 +28,7 @@ from heron.core.registry import Identity, Target
 from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.stanza.caps import ver_of
+from heron.stanza.forms import add_field, data_form
 from heron.xmlstream.element import Element
 
 SERVER_IDENTITY = Identity("server", "im", "Heron")
@@ -182,15 +183,10 @@ class DiscoModule(Module):
         query = info_query(identities, sorted(registry.features))
         contacts = [(k, getattr(self.options, k)) for k in CONTACT_KINDS]
         if any(uris for _kind, uris in contacts):  # XEP-0157 §2: an extended-info form
-            form = query.add("x", ns.DATA_FORMS, {"type": "result"})
-            form.add("field", ns.DATA_FORMS, {"var": "FORM_TYPE", "type": "hidden"}).add(
-                "value", ns.DATA_FORMS, text=ns.SERVERINFO
-            )
+            form = data_form("result", ns.SERVERINFO, parent=query)
             for kind, uris in contacts:
                 if uris:
-                    field = form.add("field", ns.DATA_FORMS, {"var": f"{kind}-addresses"})
-                    for uri in uris:
-                        field.add("value", ns.DATA_FORMS, text=uri)
+                    add_field(form, f"{kind}-addresses", uris)
         return query
 
     def _account_info(self) -> Element:
