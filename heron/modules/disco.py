@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from heron import ns
-from heron.config import option
+from heron.config import option, parses
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
-from heron.jid import JID, InvalidJID
+from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.stanza.caps import ver_of
 from heron.stanza.forms import add_field, data_form
@@ -39,14 +39,6 @@ CAPS_NODE = "https://heron.invalid/caps"  # names the software; never fetched
 CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
 
 
-def _jid_syntax(text: str) -> str | None:
-    try:
-        JID.parse(text)
-    except InvalidJID as exc:
-        return f"is not a valid JID ({exc})"
-    return None
-
-
 def _uri_syntax(uri: str) -> str | None:
     if ":" not in uri or any(c.isspace() for c in uri):
         return "is not a URI (mailto:, xmpp:...)"
@@ -55,7 +47,7 @@ def _uri_syntax(uri: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class DiscoOptions:
-    items: tuple[str, ...] = option((), check=_jid_syntax)
+    items: tuple[str, ...] = option((), check=parses(JID.parse, "a valid JID"))
     """JIDs listed in the server's disco#items (for example services run elsewhere)."""
     # XEP-0157: whom to contact about this server, as URIs ("mailto:", "xmpp:", "https:").
     abuse: tuple[str, ...] = option((), check=_uri_syntax)

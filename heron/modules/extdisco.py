@@ -34,7 +34,7 @@ from typing import Final
 from urllib.parse import parse_qs
 
 from heron import ns, timestamps
-from heron.config import build_options, option
+from heron.config import build_options, option, parses
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID
@@ -48,17 +48,11 @@ REFRESH_AT: Final = 0.8  # of the credential lifetime: when fresh credentials ar
 REFRESH_CHECK_S: Final = 6.0  # how often due watchers are looked for
 
 
-def _uri_problem(uri: str) -> str | None:
-    try:
-        ExternalService.from_uri(uri)
-    except ValueError as exc:
-        return f"{uri!r}: {exc}"
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class ExtdiscoOptions:
-    services: tuple[str, ...] = option((), check=_uri_problem)
+    services: tuple[str, ...] = option(
+        (), check=parses(lambda uri: ExternalService.from_uri(uri), "a STUN/TURN URI")
+    )
     """STUN/TURN URIs (RFC 7064/7065): "turn:host:port?transport=udp"."""
     secret: str = ""
     """Shared with the TURN server (coturn static-auth-secret); empty: no credentials."""
