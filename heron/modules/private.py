@@ -22,7 +22,6 @@ hear of what clients store through ``HostRegistry.private_watcher``: the pubsub 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
@@ -52,8 +51,6 @@ _COLUMNS: Final = """
     name TEXT NOT NULL,
     xml TEXT NOT NULL,
     PRIMARY KEY (domain, username, ns, name)"""
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
+from heron.ns import DATA_FORMS as DATA
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.forms import add_field, data_form
 from heron.storage.db import Dialect, Migration, SqlStore
 from heron.storage.owned import owned_table
 from heron.xmlstream import serialize
@@ -28,7 +30,6 @@ from heron.xmlstream.stored import parse_stored
 PUSH: Final = "urn:xmpp:push:0"
 SUMMARY: Final = "urn:xmpp:push:summary"
 PUBSUB: Final = "http://jabber.org/protocol/pubsub"
-DATA: Final = "jabber:x:data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +132,13 @@ class SqlPushStore(SqlStore):
 def summary(count: int, sender: JID) -> Element:
     """The XEP-0357 §7 notification: a count and the last sender, no body."""
     notification = Element("notification", PUSH)
-    form = notification.add("x", DATA, {"type": "submit"})
+    form = data_form("submit", parent=notification)
     for var, value in (
         ("FORM_TYPE", SUMMARY),
         ("message-count", str(count)),
         ("last-message-sender", str(sender.bare)),
     ):
-        form.add("field", DATA, {"var": var}).add("value", DATA, text=value)
+        add_field(form, var, [value])
     return notification
 
 
@@ -163,10 +164,7 @@ class PushModule(Module):
     # --- enable / disable -------------------------------------------------------------
     @iq_handler("set", PUSH, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        payload = iq.payload
-        assert payload is not None
-        account = iq.from_.bare
+        payload, account = iq.query, iq.sender.bare
         try:
             service = str(JID.parse(payload.attrs.get("jid", "")))
         except InvalidJID as exc:

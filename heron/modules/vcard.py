@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
@@ -54,8 +53,6 @@ _COLUMNS: Final = """
     username TEXT NOT NULL,
     xml TEXT NOT NULL,
     PRIMARY KEY (domain, username)"""
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

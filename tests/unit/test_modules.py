@@ -16,7 +16,7 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.core.sessions import SessionManager
 from heron.jid import JID
@@ -91,8 +91,8 @@ class Host:
             await self.server.db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])
         for store in cls.stores:  # as the server does before modules start
             await self.server.db.migrate(store.migrations_for("sqlite"))
-        ctx = ModuleContext(
-            core=make_core(self.server.db, self.server.accounts, self.server.registries),
+        core = make_core(self.server.db, self.server.accounts, self.server.registries)
+        ctx = core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from heron.jid import JID
-from heron.modules.pubsub.config import DATA, NODE_CONFIG, PUBLISH_OPTIONS, NodeConfig, config_form
+from heron.modules.pubsub.config import NODE_CONFIG, PUBLISH_OPTIONS, NodeConfig, config_form
 from heron.modules.pubsub.engine import (
     EVENT,
     NO_RELATION,
@@ -19,6 +19,7 @@ from heron.modules.pubsub.engine import (
     Relation,
 )
 from heron.modules.pubsub.errors import ERRORS
+from heron.ns import DATA_FORMS as DATA
 from heron.stanza import StanzaError
 from heron.stanza.caps import Caps, CapsCache, ver_of
 from heron.xmlstream.element import Element

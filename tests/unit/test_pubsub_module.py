@@ -14,7 +14,7 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import PrivateModule, PubsubModule, VcardModule
@@ -46,8 +46,7 @@ class Host:
     async def load(self, cls: type[Module], options: Mapping[str, object] | None = None) -> Module:
         for store in cls.stores:  # what the server does before any module starts
             await self.db.migrate(store.migrations_for(self.db.dialect))
-        ctx = ModuleContext(
-            core=self.core,
+        ctx = self.core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,
@@ -75,6 +74,11 @@ async def test_pubsub_requires_vcard_and_private(host: Host) -> None:
         await host.load(PubsubModule)
     await host.load(PrivateModule)
     await host.load(PubsubModule)
+    assert "pubsub" in host.manager.modules
+
+
+async def test_without_pep_pubsub_needs_neither(host: Host) -> None:
+    await host.load(PubsubModule, {"pep": False})  # no accounts' avatars or bookmarks to sync
     assert "pubsub" in host.manager.modules
 
 

@@ -14,7 +14,7 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService, UserExists
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
@@ -57,8 +57,8 @@ class Host:
         for user in (ALICE, BOB):  # what they store belongs to their accounts
             with contextlib.suppress(UserExists):
                 await self.server.accounts.create(JID.parse(user).bare, "password-123")
-        ctx = ModuleContext(
-            core=make_core(self.server.db, self.server.accounts, {DOMAIN: self.registry}),
+        core = make_core(self.server.db, self.server.accounts, {DOMAIN: self.registry})
+        ctx = core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,

@@ -105,13 +105,18 @@ class BlockingModule(Module):
             cached = self.cache[account] = await self.store.blocked(account)
         return cached
 
+    async def _blocks(self, account: JID | None, other: JID | None) -> bool:
+        """True when ``account`` (a user's JID) blocks ``other``."""
+        if account is None or other is None or account.local is None:
+            return False
+        return matches(await self.blocked_by(account.bare), other)
+
     # --- the command ------------------------------------------------------------------
     @iq_handler("get", BLOCKING, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        self.interested.add(iq.from_)
+        self.interested.add(iq.sender)
         result = Element("blocklist", BLOCKING)
-        for item in sorted(await self.blocked_by(iq.from_.bare)):
+        for item in sorted(await self.blocked_by(iq.sender.bare)):
             result.add("item", BLOCKING, {"jid": item})
         return result
 
@@ -127,10 +132,7 @@ class BlockingModule(Module):
 
     @iq_handler("set", BLOCKING, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        account = iq.from_.bare
-        payload = iq.payload
-        assert payload is not None
+        payload, account = iq.query, iq.sender.bare
         found = self._items(payload)
         items = [jid for jid, _item in found]
         if payload.tag == "block":
@@ -193,12 +195,10 @@ class BlockingModule(Module):
             return False
         # Presence the server sends on a user's behalf (broadcasts, probe answers) never
         # reaches someone that user blocked.
-        is_own_presence = (
-            stanza.kind == "presence" and sender.local is not None
-        ) and sender.domain == self.ctx.domain
-        if is_own_presence and matches(await self.blocked_by(sender.bare), to):
+        is_own = stanza.kind == "presence" and sender.domain == self.ctx.domain
+        if is_own and await self._blocks(sender, to):
             return True
-        if not matches(await self.blocked_by(to.bare), sender):
+        if not await self._blocks(to, sender):
             return False
         if stanza.kind in ("message", "iq") and stanza.type not in ("error", "result"):
             if stanza.kind == "message" and stanza.type in ("groupchat", "headline"):
@@ -209,10 +209,7 @@ class BlockingModule(Module):
     @hook("pre-message", priority=100)
     @hook("pre-iq", priority=100)
     async def outbound(self, stanza: Stanza) -> bool:
-        sender, to = stanza.from_, stanza.to
-        if sender is None or to is None or sender.local is None:
-            return False
-        if not matches(await self.blocked_by(sender.bare), to):
+        if not await self._blocks(stanza.from_, stanza.to):
             return False
         if stanza.kind == "presence":
             return True  # directed presence to a blocked entity is dropped

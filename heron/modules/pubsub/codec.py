@@ -14,13 +14,13 @@ from heron.modules.pubsub.config import config_form
 from heron.modules.pubsub.engine import Page, PageInfo, PubsubService, Relation, options_form
 from heron.modules.pubsub.errors import error
 from heron.modules.pubsub.model import add_items
+from heron.ns import DATA_FORMS as DATA
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
 PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
 RSM: Final = "http://jabber.org/protocol/rsm"
-DATA: Final = "jabber:x:data"
 SHIM: Final = "http://jabber.org/protocol/shim"
 C = StanzaCondition
 
@@ -80,9 +80,8 @@ def verb(pubsub: Element) -> Element:
 
 def _asked(iq: Stanza, pubsub: Element) -> tuple[JID, Element, str | None]:
     """Who asks, the action element and the node it names."""
-    assert iq.from_ is not None
     action = verb(pubsub)
-    return iq.from_, action, action.attrs.get("node")
+    return iq.sender, action, action.attrs.get("node")
 
 
 async def user_request(

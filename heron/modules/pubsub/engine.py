@@ -22,7 +22,6 @@ from heron.modules.pubsub import config as cfg
 from heron.modules.pubsub.errors import error, node_not_found, unsupported
 from heron.modules.pubsub.model import (
     AFFILIATIONS,
-    DATA,
     EVENT,
     MAY_PUBLISH,
     MAY_READ,
@@ -45,7 +44,9 @@ from heron.modules.pubsub.model import (
     options_form,
     page_window,
 )
+from heron.ns import DATA_FORMS as DATA
 from heron.stanza import StanzaCondition, StanzaError
+from heron.stanza.forms import form_type, submitted_values
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 
@@ -388,8 +389,8 @@ class PubsubService:
 
     def authorize(self, approver: JID, form: Element) -> None:
         """§8.6: an owner answers a subscription request with the submitted form."""
-        values = cfg.form_values(form)
-        if cfg.form_type(form) != SUBSCRIBE_AUTHORIZATION:
+        values = submitted_values(form)
+        if form_type(form) != SUBSCRIBE_AUTHORIZATION:
             raise StanzaError(C.BAD_REQUEST, "not a subscribe_authorization form")
         name = (values.get("pubsub#node") or [""])[0]
         node = self.node(name)
@@ -452,7 +453,7 @@ class PubsubService:
         if form.attrs.get("type") == "cancel":
             return
         try:
-            values = cfg.form_values(form)
+            values = submitted_values(form)
         except StanzaError as exc:
             raise error(C.BAD_REQUEST, "invalid-options", exc.text) from exc
         for var, given in values.items():

@@ -33,9 +33,8 @@ from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import HostRegistry, Identity, Target
 from heron.jid import JID
 from heron.modules.pubsub import bookmarks, codec
-from heron.modules.pubsub.codec import DATA, FEATURES, OWNER, PUBSUB
+from heron.modules.pubsub.codec import FEATURES, OWNER, PUBSUB
 from heron.modules.pubsub.config import NodeConfig
-from heron.modules.pubsub.config import form_type as config_form_type
 from heron.modules.pubsub.engine import (
     NO_RELATION,
     SUBSCRIBE_AUTHORIZATION,
@@ -47,7 +46,9 @@ from heron.modules.pubsub.engine import (
 from heron.modules.pubsub.pep import PepTargets
 from heron.modules.pubsub.store import PubsubStore, SqlPubsubStore
 from heron.modules.pubsub.sync import Mirror, PepSync
+from heron.ns import DATA_FORMS as DATA
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
+from heron.stanza.forms import form_type
 from heron.xmlstream import Limits
 from heron.xmlstream.element import Element
 
@@ -98,7 +99,7 @@ class PubsubModule(Module):
         Xep(172, "1.1", "complete", "user nickname on PEP"),
     )
     # PEP avatars and bookmarks are kept the same as the vCard and private XML storage
-    # through the services these two offer (sync.py): they start first.
+    # through the services these two offer (sync.py): they start first (with PEP on).
     requires = ("vcard", "private")
     stores = (SqlPubsubStore,)
 
@@ -111,6 +112,10 @@ class PubsubModule(Module):
         self._loading: dict[JID, asyncio.Lock] = {}
         self.pep = PepTargets(self)
         self.sync = PepSync(self)
+
+    def needs(self) -> tuple[str, ...]:
+        """Without PEP there are no account avatars or bookmarks to keep in step."""
+        return type(self).requires if self.options.pep else ()
 
     async def start(self) -> None:
         service = self.ctx.add_service(self.domain)  # withdrawn, with its handlers, on unload
@@ -224,9 +229,7 @@ class PubsubModule(Module):
 
     async def on_pubsub(self, iq: Stanza) -> Element | None:
         assert iq.to is not None
-        assert iq.from_ is not None
-        payload = iq.payload
-        assert payload is not None
+        payload = iq.query
         if payload.tag != "pubsub":
             raise StanzaError(C.BAD_REQUEST, "expected a <pubsub/> element")
         target = iq.to.bare if iq.to.local is not None else JID.parse(self.domain)
@@ -237,7 +240,7 @@ class PubsubModule(Module):
             if payload.ns == OWNER:
                 result = codec.owner_request(svc, iq, payload)
             else:
-                may_create = self._may_create(svc, iq.from_)
+                may_create = self._may_create(svc, iq.sender)
                 result = await codec.user_request(svc, iq, payload, self.relation_for, may_create)
         finally:
             svc.audience = None
@@ -282,7 +285,7 @@ class PubsubModule(Module):
         sender = stanza.from_
         if form is None or sender is None or stanza.type == "error":
             return False
-        if config_form_type(form) != SUBSCRIBE_AUTHORIZATION:
+        if form_type(form) != SUBSCRIBE_AUTHORIZATION:
             return False
         target = stanza.to.bare if stanza.to is not None else sender.bare
         if target.local is None:

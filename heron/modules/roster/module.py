@@ -15,7 +15,7 @@ from typing import Final
 
 from heron import ns
 from heron.config import build_options
-from heron.core.module import Module, Xep, hook, iq_handler
+from heron.core.module import Module, Xep, hook, iq_handler, stream_feature
 from heron.core.registry import Contact, Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
@@ -102,7 +102,8 @@ class RosterModule(Module):
             RosterOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.roster'
         )
         self.store: RosterStore = self.ctx.store(SqlRosterStore)
-        self.last: LastActivityStore = self.ctx.store(SqlLastActivityStore)
+        # Pending logouts are written when the module unloads: a stop loses nothing.
+        self.last: LastActivityStore = self.ctx.closing(self.ctx.store(SqlLastActivityStore))
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
@@ -110,16 +111,13 @@ class RosterModule(Module):
         self.directed: dict[JID, set[JID]] = {}
         # One read-modify-write at a time per account; entries vanish with their last user.
         self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
-        self.ctx.registry.postauth_features.append(self._ver_feature)
         self.ctx.registry.contacts = self
-        self.ctx.registry.account_deleted.append(self.on_account_deleted)
+        self.ctx.on_unload(self._withdraw_contacts)
+        self.ctx.on_account_deleted(self.on_account_deleted)
 
-    async def stop(self) -> None:
-        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
-        self.ctx.registry.postauth_features.remove(self._ver_feature)
+    def _withdraw_contacts(self) -> None:
         if self.ctx.registry.contacts is self:
             self.ctx.registry.contacts = None
-        await self.last.close()  # pending logouts are written: a stop loses nothing
 
     async def on_account_deleted(self, account: JID) -> None:
         """The account's roster, versions and last activity go with it."""
@@ -142,8 +140,8 @@ class RosterModule(Module):
         _version, items = await self.store.get(account.local or "", account.domain)
         return [item_element(i) for i in items if i.in_roster]
 
-    @staticmethod
-    def _ver_feature() -> Element:
+    @stream_feature("postauth")
+    def ver_feature(self) -> Element:
         return Element("ver", ROSTER_VER_FEATURE)
 
     @staticmethod

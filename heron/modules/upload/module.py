@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 import unicodedata
@@ -31,12 +30,10 @@ from heron.core.registry import Target
 from heron.jid import JID
 from heron.modules.upload.store import Slot, SqlUploadStore, UploadStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.forms import add_field, data_form
 from heron.xmlstream.element import Element
 
-log = logging.getLogger(__name__)
-
 UPLOAD: Final = "urn:xmpp:http:upload:0"
-DATA: Final = "jabber:x:data"
 CHUNK: Final = 65536
 INLINE_TYPES: Final = ("image/", "audio/", "video/")
 FILE_CSP: Final = "default-src 'none'; sandbox; frame-ancestors 'none'"
@@ -102,13 +99,8 @@ class UploadModule(Module):
         )
         for feature in (ns.DISCO_INFO, UPLOAD):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
-        form = query.add("x", DATA, {"type": "result"})
-        form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
-            "value", DATA, text=UPLOAD
-        )
-        form.add("field", DATA, {"var": "max-file-size"}).add(
-            "value", DATA, text=str(self.options.max_file_size)
-        )
+        form = data_form("result", UPLOAD, parent=query)
+        add_field(form, "max-file-size", [str(self.options.max_file_size)])
         return query
 
     async def request_slot(self, iq: Stanza) -> Element | None:
