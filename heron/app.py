@@ -73,8 +73,6 @@ class RunningServer:
     async def stop(self) -> None:
         for listener in self.listeners:
             await listener.stop()
-        if self.cluster is not None:
-            await self.cluster.quiesce()  # the others keep what is for this node's users
         if self.connector is not None:
             await self.connector.stop()
         await self.server.stop()

@@ -152,7 +152,12 @@ class ClusterNode:
             await self.directory.close()
             return
         self.sessions.listener = None
-        await self.quiesce()
+        # No more stanzas for this node: the others hold theirs and route them again once
+        # it is gone. What it had received is handled first (rooms' go to their next node).
+        try:
+            await self.bus.unsubscribe()
+        except Exception as exc:  # Redis is away: the others give up on it when reaped
+            log.warning("cluster node %s: could not unsubscribe: %s", self.name, exc)
         # The registry updates still queued are done first (a cancelled Redis call can
         # surface as a connection error, which the loop would take for an outage).
         self._ops.put_nowait(None)
@@ -172,18 +177,6 @@ class ClusterNode:
         finally:
             await self.bus.close()
             await self.directory.close()
-
-    async def quiesce(self) -> None:
-        """The first step of a clean stop, before the server closes its streams: no more
-        stanzas for this node. The others hold theirs and route them again once it is gone
-        (to its users' new sessions, or offline storage); what it had received is handled
-        (a room's stanzas go on to the room's next node once its room service stopped)."""
-        if not self._started:
-            return
-        try:
-            await self.bus.unsubscribe()
-        except Exception as exc:  # Redis is away: the others give up on it when reaped
-            log.warning("cluster node %s: could not unsubscribe: %s", self.name, exc)
 
     # --- the session manager tells us -------------------------------------------------
     def bound(self, session: Session) -> None:
