@@ -381,6 +381,7 @@ class ClusterNode:
                     continue
                 if op == "moved":  # a stopping node hands its rooms over
                     rooms = [JID.parse(r) for r in json.loads(raw)]
+                    self.rooms.forget_node(node)  # at once: no room stanza goes there now
                     self._ops.put_nowait(functools.partial(self.rooms.node_down, node, rooms))
                     continue
                 if op == "smend":

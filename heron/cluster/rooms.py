@@ -197,12 +197,16 @@ class ClusterRooms:
     async def node_down(self, node: str, rooms: list[JID]) -> None:
         """``node`` died: forget where its rooms were; take over those this node is chosen
         for; drop the occupants that died with it."""
-        for room in [r for r, n in self.owners.items() if n == node]:
-            del self.owners[room]
+        self.forget_node(node)
         live = self._live() - {node}
         orphans = [room for room in rooms if rendezvous(room, live) == self.name]
         if self.keeper is not None:
             await self.keeper.adopt_orphans(orphans)
+
+    def forget_node(self, node: str) -> None:
+        """Stop sending rooms' stanzas to ``node`` (it left or is leaving)."""
+        for room in [r for r, n in self.owners.items() if n == node]:
+            del self.owners[room]
 
     async def fenced(self) -> None:
         """The others reaped this node: its rooms live on elsewhere."""

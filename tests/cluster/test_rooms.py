@@ -260,7 +260,7 @@ async def test_a_room_loses_nothing_while_its_node_stops(
     cluster: Callable[[str], dict[str, Any]],
 ) -> None:
     """Messages to the room keep coming while the node running it stops: every one
-    reaches the occupant on another node, in order."""
+    reaches the occupant on another node, once."""
     nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b", "c")]
     a, b, c = nodes
     clients: list[ClientXMPP] = []
@@ -294,7 +294,10 @@ async def test_a_room_loses_nothing_while_its_node_stops(
         nodes.remove(c)
         await talking
         await until(lambda: len(heard) >= 60, 15, "bob hears every message")
-        assert heard == [f"{n}" for n in range(60)]
+        await asyncio.sleep(0.3)
+        # Each exactly once. (One in flight to the stopping node as it leaves may arrive
+        # after a later one that went to the room's next node directly: docs/cluster.md.)
+        assert sorted(heard, key=int) == [f"{n}" for n in range(60)]
     finally:
         for client in clients:
             await close(client)
