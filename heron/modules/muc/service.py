@@ -224,16 +224,31 @@ class MucModule(Module):
         self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
 
     async def stop(self) -> None:
-        """§15.6 code 332: occupants learn the service is going away."""
-        for room in list(self.rooms.values()):
-            self.owner.unlock(room)
-            await self.send(room.shutdown())
+        """§15.6 code 332: occupants learn the service is going away. In a cluster the
+        service goes on on the other nodes: each room moves to one of them with its
+        occupants (this node's last snapshot; docs/cluster.md)."""
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self.placement.clustered:  # told to rejoin: the rooms start afresh elsewhere
-            for jid in list(self.rooms):
+        for room in list(self.rooms.values()):
+            self.owner.unlock(room)
+            if not self.placement.clustered:
+                await self.send(room.shutdown())
+                continue
+            try:
+                await self.placement.keep(room.jid, room.snapshot())
+            except Exception as exc:  # Redis is away: the room starts afresh elsewhere
+                self.ctx.log.warning("room %s: last snapshot not written: %s", room.jid, exc)
+        for jid in [j for j in self._dirty if j not in self.rooms]:  # ended: none inherit it
+            try:
                 await self.placement.release(jid)
+            except Exception as exc:
+                self.ctx.log.warning("room %s: not released: %s", jid, exc)
+        if self.placement.clustered:
+            try:
+                await self.placement.hand_off(list(self.rooms))
+            except Exception as exc:  # the others take them over when this node is gone
+                self.ctx.log.warning("rooms not handed off: %s", exc)
 
     _gauge_name = "heron_muc"
 
