@@ -116,6 +116,7 @@ PUBSUB_NODE_CONFIG: Final = "http://jabber.org/protocol/pubsub#node_config"
 PUBSUB_PUBLISH_OPTIONS: Final = "http://jabber.org/protocol/pubsub#publish-options"
 PUBSUB_SUBSCRIBE_AUTHORIZATION: Final = "http://jabber.org/protocol/pubsub#subscribe_authorization"
 PUBSUB_SUBSCRIBE_OPTIONS: Final = "http://jabber.org/protocol/pubsub#subscribe_options"
+SHIM: Final = "http://jabber.org/protocol/shim"  # stanza headers (XEP-0131), as pubsub uses them
 AVATAR_DATA: Final = "urn:xmpp:avatar:data"
 AVATAR_METADATA: Final = "urn:xmpp:avatar:metadata"
 BOOKMARKS: Final = "urn:xmpp:bookmarks:1"

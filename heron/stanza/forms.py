@@ -11,7 +11,7 @@ from heron.xmlstream.element import Element
 
 
 def data_form(type_: str, form_type: str | None = None, parent: Element | None = None) -> Element:
-    """An ``<x xmlns='jabber:x:data'/>`` of ``type_`` (form, result, submit), under
+    """A data form (XEP-0004 ``<x/>``) of ``type_`` (form, result, submit), under
     ``parent`` when given, starting with its hidden FORM_TYPE field when there is one."""
     attrs = {"type": type_}
     form = (

@@ -18,7 +18,7 @@ from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import PrivateModule, PubsubModule, VcardModule
-from heron.modules.pubsub.module import PEP_IDENTITY, VCARD_CONVERSION
+from heron.modules.pubsub.module import PEP_IDENTITY
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.sqlite import SqliteDatabase
@@ -124,7 +124,7 @@ async def test_everything_registered_is_withdrawn_on_unload(host: Host) -> None:
     assert isinstance(module, PubsubModule)
     assert "events.example.org" in host.domains.registries
     assert reg.items["events.example.org"] == "Publish-subscribe"
-    assert {VCARD_CONVERSION, BOOKMARKS_COMPAT, f"{PUBSUB}#publish"} <= reg.account_features
+    assert {ns.VCARD_CONVERSION, BOOKMARKS_COMPAT, f"{PUBSUB}#publish"} <= reg.account_features
     assert f"{PUBSUB}#pep" in reg.features
     assert PEP_IDENTITY in reg.account_identities
     assert reg.account_items is module

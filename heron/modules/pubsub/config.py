@@ -13,13 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
+from heron import ns
 from heron.modules.pubsub.errors import pubsub_error
 from heron.stanza import StanzaCondition, StanzaError
 from heron.stanza.forms import add_field, data_form, submitted_values
 from heron.xmlstream.element import Element
-
-NODE_CONFIG: Final = "http://jabber.org/protocol/pubsub#node_config"
-PUBLISH_OPTIONS: Final = "http://jabber.org/protocol/pubsub#publish-options"
 
 ACCESS_MODELS: Final = ("open", "presence", "roster", "whitelist", "authorize")
 PUBLISH_MODELS: Final = ("publishers", "subscribers", "open")
@@ -137,7 +135,7 @@ def _render(config: NodeConfig, field: Field) -> list[str]:
     return [str(value)]
 
 
-def config_form(config: NodeConfig, node: str, form_type: str = NODE_CONFIG) -> Element:
+def config_form(config: NodeConfig, node: str, form_type: str = ns.PUBSUB_NODE_CONFIG) -> Element:
     """The form of a node's configuration (§8.2.1), with its current values."""
     form = data_form("form", form_type)
     for f in FIELDS:

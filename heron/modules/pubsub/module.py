@@ -32,12 +32,11 @@ from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import HostRegistry, Identity, Target
 from heron.jid import JID
-from heron.modules.pubsub import bookmarks, codec
-from heron.modules.pubsub.codec import FEATURES, OWNER, PUBSUB
+from heron.modules.pubsub import codec
+from heron.modules.pubsub.codec import FEATURES
 from heron.modules.pubsub.config import NodeConfig
 from heron.modules.pubsub.engine import (
     NO_RELATION,
-    SUBSCRIBE_AUTHORIZATION,
     Outbox,
     Policy,
     PubsubService,
@@ -46,13 +45,11 @@ from heron.modules.pubsub.engine import (
 from heron.modules.pubsub.pep import PepTargets
 from heron.modules.pubsub.store import PubsubStore, SqlPubsubStore
 from heron.modules.pubsub.sync import Mirror, PepSync
-from heron.ns import DATA_FORMS as DATA
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
 from heron.stanza.forms import form_type
 from heron.xmlstream import Limits
 from heron.xmlstream.element import Element
 
-VCARD_CONVERSION: Final = "urn:xmpp:pep-vcard-conversion:0"
 PEP_IDENTITY: Final = Identity("pubsub", "pep")
 PEP_DEFAULT: Final = NodeConfig(access_model="presence", max_items=1)
 C = StanzaCondition
@@ -120,8 +117,8 @@ class PubsubModule(Module):
     async def start(self) -> None:
         service = self.ctx.add_service(self.domain)  # withdrawn, with its handlers, on unload
         for type_ in ("get", "set"):
-            service.add_iq_handler(type_, PUBSUB, Target.HOST, self.on_pubsub)
-            service.add_iq_handler(type_, OWNER, Target.HOST, self.on_pubsub)
+            service.add_iq_handler(type_, ns.PUBSUB, Target.HOST, self.on_pubsub)
+            service.add_iq_handler(type_, ns.PUBSUB_OWNER, Target.HOST, self.on_pubsub)
         service.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
         service.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
         service.add_hook("message/host", self.on_authorization, 50)
@@ -131,10 +128,10 @@ class PubsubModule(Module):
 
     def _offer_pep(self, host: HostRegistry) -> None:
         """PEP's entries in the host's tables, taken out again when the module unloads."""
-        for feature in (*FEATURES, f"{PUBSUB}#auto-subscribe", VCARD_CONVERSION):
+        for feature in (*FEATURES, f"{ns.PUBSUB}#auto-subscribe", ns.VCARD_CONVERSION):
             self.ctx.add_account_feature(feature)  # XEP-0163 §6.1, XEP-0398 §2
-        self.ctx.add_account_feature(bookmarks.COMPAT)  # XEP-0402 §5.3
-        host.add_feature(f"{PUBSUB}#pep")  # a hint for clients that look at the server
+        self.ctx.add_account_feature(ns.BOOKMARKS_COMPAT)  # XEP-0402 §5.3
+        host.add_feature(f"{ns.PUBSUB}#pep")  # a hint for clients that look at the server
         host.account_identities.append(PEP_IDENTITY)  # XEP-0163 §6.1
         host.account_items = self  # XEP-0030 for an account's nodes
         host.pep_avatar = self.sync
@@ -142,7 +139,7 @@ class PubsubModule(Module):
         self.ctx.on_account_deleted(self.on_account_deleted)
 
         def withdraw() -> None:
-            host.remove_feature(f"{PUBSUB}#pep")
+            host.remove_feature(f"{ns.PUBSUB}#pep")
             host.account_identities.remove(PEP_IDENTITY)
             if host.account_items is self:
                 host.account_items = None
@@ -217,10 +214,10 @@ class PubsubModule(Module):
         return sender.domain == self.ctx.domain and sender.local is not None
 
     # --- requests -----------------------------------------------------------------------
-    @iq_handler("get", PUBSUB, Target.SELF | Target.BARE)
-    @iq_handler("set", PUBSUB, Target.SELF | Target.BARE)
-    @iq_handler("get", OWNER, Target.SELF | Target.BARE)
-    @iq_handler("set", OWNER, Target.SELF | Target.BARE)
+    @iq_handler("get", ns.PUBSUB, Target.SELF | Target.BARE)
+    @iq_handler("set", ns.PUBSUB, Target.SELF | Target.BARE)
+    @iq_handler("get", ns.PUBSUB_OWNER, Target.SELF | Target.BARE)
+    @iq_handler("set", ns.PUBSUB_OWNER, Target.SELF | Target.BARE)
     async def on_pep(self, iq: Stanza) -> Element | None:
         """XEP-0163: pubsub on an account's bare JID."""
         if not self.options.pep:
@@ -237,7 +234,7 @@ class PubsubModule(Module):
         is_pep_change = svc.owner is not None and iq.type == "set"
         svc.audience = await self.pep.audience(svc) if is_pep_change else None
         try:
-            if payload.ns == OWNER:
+            if payload.ns == ns.PUBSUB_OWNER:
                 result = codec.owner_request(svc, iq, payload)
             else:
                 may_create = self._may_create(svc, iq.sender)
@@ -281,11 +278,11 @@ class PubsubModule(Module):
     async def on_authorization(self, stanza: Stanza) -> bool:
         """§8.6: an owner's answer to a subscription request, a submitted form in a message
         to the service (or, for PEP, to the owner's own bare JID)."""
-        form = stanza.element.find("x", DATA)
+        form = stanza.element.find("x", ns.DATA_FORMS)
         sender = stanza.from_
         if form is None or sender is None or stanza.type == "error":
             return False
-        if form_type(form) != SUBSCRIBE_AUTHORIZATION:
+        if form_type(form) != ns.PUBSUB_SUBSCRIBE_AUTHORIZATION:
             return False
         target = stanza.to.bare if stanza.to is not None else sender.bare
         if target.local is None:
@@ -363,10 +360,10 @@ class PubsubModule(Module):
             query.attrs["node"] = name
             kind = node.config.node_type  # "leaf" or "collection" (XEP-0060 §5.3)
             query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": kind})
-            query.add("feature", ns.DISCO_INFO, {"var": PUBSUB})
+            query.add("feature", ns.DISCO_INFO, {"var": ns.PUBSUB})
             return query
         query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": "service"})
-        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
+        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PUBSUB, *FEATURES):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query
 

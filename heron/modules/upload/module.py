@@ -33,7 +33,6 @@ from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.stanza.forms import add_field, data_form
 from heron.xmlstream.element import Element
 
-UPLOAD: Final = "urn:xmpp:http:upload:0"
 CHUNK: Final = 65536
 INLINE_TYPES: Final = ("image/", "audio/", "video/")
 FILE_CSP: Final = "default-src 'none'; sandbox; frame-ancestors 'none'"
@@ -77,7 +76,7 @@ class UploadModule(Module):
         self.root.mkdir(parents=True, exist_ok=True)
         registry = self.ctx.add_service(self.domain)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.info)
-        registry.add_iq_handler("get", UPLOAD, Target.HOST, self.request_slot)
+        registry.add_iq_handler("get", ns.UPLOAD, Target.HOST, self.request_slot)
         self.ctx.add_item(self.domain, "HTTP File Upload")
         prefix = f"/upload/{self.domain}/{{slot}}/{{name}}"
         self.ctx.add_http_route("PUT", prefix, self.put)
@@ -97,9 +96,9 @@ class UploadModule(Module):
             ns.DISCO_INFO,
             {"category": "store", "type": "file", "name": "HTTP File Upload"},
         )
-        for feature in (ns.DISCO_INFO, UPLOAD):
+        for feature in (ns.DISCO_INFO, ns.UPLOAD):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
-        form = data_form("result", UPLOAD, parent=query)
+        form = data_form("result", ns.UPLOAD, parent=query)
         add_field(form, "max-file-size", [str(self.options.max_file_size)])
         return query
 
@@ -123,8 +122,8 @@ class UploadModule(Module):
             raise StanzaError(StanzaCondition.BAD_REQUEST, "an empty file needs no upload")
         limit = self.options.max_file_size
         if size > limit:
-            extra = Element("file-too-large", UPLOAD)
-            extra.add("max-file-size", UPLOAD, text=str(limit))
+            extra = Element("file-too-large", ns.UPLOAD)
+            extra.add("max-file-size", ns.UPLOAD, text=str(limit))
             raise StanzaError(
                 StanzaCondition.NOT_ACCEPTABLE,
                 f"File too large: at most {limit} bytes",
@@ -135,7 +134,7 @@ class UploadModule(Module):
         owner = str(sender.bare)
         used, oldest = await self.store.usage(owner)
         if used + size > self.options.quota_bytes:
-            extra = Element("retry", UPLOAD)
+            extra = Element("retry", ns.UPLOAD)
             retry_at = (oldest or time.time()) + self.options.expire_days * 86400
             extra.attrs["stamp"] = timestamps.stamp(retry_at)
             raise StanzaError(
@@ -147,9 +146,9 @@ class UploadModule(Module):
         await self.store.add(self.domain, slot)
         base = f"{self.ctx.http_base_url}/upload/{self.domain}/{slot.slot}/{quote(filename)}"
         expires = int(slot.created + self.options.put_ttl_s)
-        answer = Element("slot", UPLOAD)
-        answer.add("put", UPLOAD, {"url": f"{base}?e={expires}&s={self._sign(slot, expires)}"})
-        answer.add("get", UPLOAD, {"url": base})
+        answer = Element("slot", ns.UPLOAD)
+        answer.add("put", ns.UPLOAD, {"url": f"{base}?e={expires}&s={self._sign(slot, expires)}"})
+        answer.add("get", ns.UPLOAD, {"url": base})
         return answer
 
     def _sign(self, slot: Slot, expires: int) -> str:
