@@ -105,6 +105,7 @@ CHANNEL_SEARCH: Final = "urn:xmpp:channel-search:0:search"
 CHANNEL_SEARCH_PARAMS: Final = "urn:xmpp:channel-search:0:search-params"
 CHANNEL_SEARCH_ERRORS: Final = "urn:xmpp:channel-search:0:error"
 CHANNEL_SEARCH_ANONYMITY: Final = "urn:xmpp:channel-search:0:anonymity"
+CHANNEL_SEARCH_ORDER: Final = "urn:xmpp:channel-search:0:order"
 
 # Publish-subscribe (XEP-0060) and what PEP carries: avatars (XEP-0084), bookmarks
 # (XEP-0402, and XEP-0048's private-XML form)

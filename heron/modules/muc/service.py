@@ -64,12 +64,11 @@ from heron.modules.muc.invites import decline, invite, voice_request
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
-from heron.modules.muc.search import SEARCH, search
+from heron.modules.muc.search import search
 from heron.modules.muc.store import RoomStore, SqlRoomStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-REGISTER = ns.REGISTER
 # XEP-0410 §4: errors that say an occupant's client is gone (not merely refusing a stanza).
 GONE = frozenset(
     {
@@ -213,11 +212,11 @@ class MucModule(Module):
             ("set", MUC_OWNER, Target.BARE, self.owner.set),
             ("set", MAM, Target.BARE, archive.query),
             ("set", MODERATE, Target.BARE, archive.moderate),
-            ("get", REGISTER, Target.BARE, registration.get),
-            ("set", REGISTER, Target.BARE, registration.set),
+            ("get", ns.REGISTER, Target.BARE, registration.get),
+            ("set", ns.REGISTER, Target.BARE, registration.set),
             ("get", VCARD, Target.BARE, registration.vcard_get),
             ("set", VCARD, Target.BARE, registration.vcard_set),
-            ("get", SEARCH, Target.HOST, self.search),
+            ("get", ns.CHANNEL_SEARCH, Target.HOST, self.search),
         ):
             registry.add_iq_handler(type_, xmlns, target, signed(handler))
         self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
@@ -569,7 +568,15 @@ class MucModule(Module):
     async def service_info(self, iq: Stanza) -> Element | None:
         query = Element("query", ns.DISCO_INFO)
         query.add("identity", ns.DISCO_INFO, {"category": "conference", "type": "text"})
-        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, REGISTER, VCARD, OCCUPANT_ID, SEARCH):
+        for feature in (
+            ns.DISCO_INFO,
+            ns.DISCO_ITEMS,
+            MUC,
+            ns.REGISTER,
+            VCARD,
+            OCCUPANT_ID,
+            ns.CHANNEL_SEARCH,
+        ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query
 
@@ -622,7 +629,7 @@ class MucModule(Module):
             *((MAM, SID, MODERATE) if logged else ()),
             OCCUPANT_ID,
             SELF_PING,
-            REGISTER,
+            ns.REGISTER,
             VCARD,
         ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
