@@ -40,6 +40,7 @@ FORWARD: Final = "urn:xmpp:forward:0"
 HINTS: Final = "urn:xmpp:hints"
 # The XEP-0156 link relation of the WebSocket endpoint; Jingle message initiation (XEP-0353)
 WEBSOCKET_REL: Final = "urn:xmpp:alt-connections:websocket"
+XBOSH_REL: Final = "urn:xmpp:alt-connections:xbosh"
 JINGLE_MESSAGE: Final = "urn:xmpp:jingle-message:0"
 
 
@@ -123,3 +124,7 @@ AVATAR_METADATA: Final = "urn:xmpp:avatar:metadata"
 BOOKMARKS: Final = "urn:xmpp:bookmarks:1"
 BOOKMARKS_COMPAT: Final = "urn:xmpp:bookmarks:1#compat"
 BOOKMARKS_LEGACY: Final = "storage:bookmarks"
+# XEP-0227: portable import/export
+PIE: Final = "urn:xmpp:pie:0"
+PIE_SCRAM: Final = "urn:xmpp:pie:0#scram"
+XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
