@@ -362,16 +362,29 @@ class MucModule(Module):
         await self.send(out)
 
     # --- messages ---------------------------------------------------------------------
-    async def on_room_message(self, stanza: Stanza) -> bool:
-        to, sender = stanza.to, stanza.from_
-        if to is None or sender is None or to.local is None:
+    async def _message_target(self, stanza: Stanza, *, nick: bool) -> Room | bool:
+        """The room a message to room (or room/nick) is for; else what its handler answers:
+        False when it is not addressed so, True when it was an error reply (handled here:
+        §4 of XEP-0410). A room that does not exist is item-not-found."""
+        to = stanza.to
+        if to is None or stanza.from_ is None or to.local is None or (nick and not to.resource):
             return False
         if stanza.type == "error":
             await self.gone(stanza)
             return True
         room = self.rooms.get(to.bare)
         if room is None:
-            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
+            raise StanzaError(
+                StanzaCondition.ITEM_NOT_FOUND, f"no such {'occupant' if nick else 'room'}"
+            )
+        return room
+
+    async def on_room_message(self, stanza: Stanza) -> bool:
+        room = await self._message_target(stanza, nick=False)
+        if isinstance(room, bool):
+            return room
+        sender = stanza.from_
+        assert sender is not None
         el = stanza.element
         user_x = el.find("x", MUC_USER)
         if user_x is not None and user_x.find("decline", MUC_USER) is not None:
@@ -411,16 +424,13 @@ class MucModule(Module):
 
     async def on_private_message(self, stanza: Stanza) -> bool:
         """§7.5: a message to room/nick goes to that occupant, from the sender's nick."""
-        to, sender = stanza.to, stanza.from_
-        if to is None or sender is None or to.local is None or to.resource is None:
-            return False
-        if stanza.type == "error":
-            await self.gone(stanza)
-            return True
-        room = self.rooms.get(to.bare)
-        if room is None:
-            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
-        await self.send([room.private(sender, to.resource, stanza.element)])
+        room = await self._message_target(stanza, nick=True)
+        if isinstance(room, bool):
+            return room
+        sender, nick = stanza.from_, stanza.to.resource if stanza.to else None
+        assert sender is not None
+        assert nick
+        await self.send([room.private(sender, nick, stanza.element)])
         return True
 
     async def gone(self, stanza: Stanza) -> None:
