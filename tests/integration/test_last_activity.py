@@ -33,6 +33,7 @@ async def test_last_activity_of_a_contact_and_refusal_to_strangers(
         assert int(uptime["last_activity"]["seconds"]) >= 0
 
         alice.send_presence()
+        bob.send_presence()  # available: presence to his bare JID reaches him (RFC 6121 §8.5.2.1.1)
         request = asyncio.ensure_future(alice.wait_until("presence_subscribe", timeout=5))
         bob.send_presence(pto="alice@localhost", ptype="subscribe")
         await request
