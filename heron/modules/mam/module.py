@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from heron import ns, timestamps
-from heron.config import ConfigError, build_options
+from heron.config import option
 from heron.core.module import Module, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
@@ -34,19 +34,15 @@ from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
 
 log = logging.getLogger(__name__)
-MAM: Final = "urn:xmpp:mam:2"
-MAM_EXTENDED: Final = "urn:xmpp:mam:2#extended"
-SID: Final = "urn:xmpp:sid:0"
-RSM: Final = "http://jabber.org/protocol/rsm"
-DATA: Final = "jabber:x:data"
+MAM, MAM_EXTENDED, SID, RSM, DATA = ns.MAM, ns.MAM_EXTENDED, ns.SID, ns.RSM, ns.DATA_FORMS
 MODES: Final = ("always", "never", "roster")
 
 
 @dataclass(frozen=True, slots=True)
 class MamOptions:
-    default: str = "always"
-    max_days: float = 365.0
-    max_page: int = 250
+    default: str = option("always", choices=MODES)
+    max_days: float = option(365.0, above=0)
+    max_page: int = option(250, min=1)
 
 
 def _stamp(at: float) -> str:
@@ -135,24 +131,20 @@ class MamModule(Module):
     stores = (SqlArchiveStore,)
 
     async def start(self) -> None:
-        path = f'hosts."{self.ctx.domain}".modules.mam'
-        self.options = build_options(MamOptions, self.ctx.options, path)
-        if self.options.default not in MODES:
-            raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
-        self.store: ArchiveStore = self.ctx.store(SqlArchiveStore)
+        self.options = self.ctx.settings(MamOptions)
+        # Queued rows are written when the module unloads: a stop loses nothing.
+        self.store: ArchiveStore = self.ctx.closing(self.ctx.store(SqlArchiveStore))
         self.prefs: dict[JID, Prefs] = {}
         self._loading: dict[JID, asyncio.Future[Prefs]] = {}
-        self._expiry = asyncio.create_task(self._expire_forever())
+        self.ctx.every(3600, self.expire)
         self.ctx.registry.archive = self
-        self.ctx.registry.account_deleted.append(self.on_account_deleted)
+        self.ctx.on_unload(self._withdraw_archive)
+        self.ctx.on_account_deleted(self.on_account_deleted)
         # XEP-0313 §7: clients ask the account's bare JID whether it has an archive.
-        self.ctx.registry.account_features.update((MAM, MAM_EXTENDED))
+        for feature in (MAM, MAM_EXTENDED):
+            self.ctx.add_account_feature(feature)
 
-    async def stop(self) -> None:
-        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
-        self.ctx.registry.account_features.difference_update((MAM, MAM_EXTENDED))
-        self._expiry.cancel()
-        await self.store.close()  # queued rows are written: a stop loses nothing
+    def _withdraw_archive(self) -> None:
         if self.ctx.registry.archive is self:
             self.ctx.registry.archive = None
 
@@ -241,14 +233,6 @@ class MamModule(Module):
         """Forget what is older than max_days (every hour, and at start)."""
         cutoff = (time.time() if now is None else now) - self.options.max_days * 86400
         await self.store.expire(cutoff)
-
-    async def _expire_forever(self) -> None:
-        while True:
-            try:
-                await self.expire()
-            except Exception:
-                log.exception("could not expire old archive entries")
-            await asyncio.sleep(3600)
 
     @hook("message/bare", priority=5)
     @hook("message/full", priority=5)
