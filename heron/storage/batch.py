@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from heron.storage.db import Database
+from heron.storage.db import Database, SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +139,34 @@ class WriteBehind(Generic[T]):
         if self._queued:
             log.error("dropping %d %s the database refused", len(self._queued), self._what)
             self._queued = []
+
+
+class BehindStore(SqlStore, Generic[T]):
+    """A store whose writes wait in a `WriteBehind` queue (archive, offline messages, last
+    activity): ``_write`` takes a batch; `flush` writes what waits; `close` writes it and
+    stops; `_forget_account` writes it, then deletes an account's rows."""
+
+    def __init__(self, db: Database, *, delay_s: float, max_rows: int, what: str) -> None:
+        super().__init__(db)
+        self._queue: WriteBehind[T] = WriteBehind(
+            self._write, delay_s=delay_s, max_rows=max_rows, what=what
+        )
+
+    async def _write(self, rows: list[T]) -> None:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        await self._queue.flush()
+
+    async def close(self) -> None:
+        await self._queue.close()
+
+    async def _forget_account(self, domain: str, username: str, *tables: str) -> None:
+        await self.flush()
+        async with self.db.transaction() as tx:
+            for table in tables:
+                await tx.execute(
+                    f"DELETE FROM {table} WHERE domain = ? AND username = ?",  # noqa: S608
+                    domain,
+                    username,
+                )

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
-from heron.storage.batch import WriteBehind, append_rows
-from heron.storage.db import Database, Dialect, Executor, Migration, SqlStore, ddl
+from heron.storage.batch import BehindStore, append_rows
+from heron.storage.db import Database, Dialect, Executor, Migration, ddl
 
 # The tables the mam module created on SQLite before (an old heron.db opens as it is);
 # each table's text is written once and produced for both engines.
@@ -171,29 +171,20 @@ class ArchiveStore(Protocol):
         ...
 
 
-class SqlArchiveStore(SqlStore):
+class SqlArchiveStore(BehindStore[tuple[str, str, str, str, float, str]]):
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
         "sqlite": MIGRATIONS,
         "postgresql": POSTGRESQL_MIGRATIONS,
     }
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        self._queue: WriteBehind[tuple[str, str, str, str, float, str]] = WriteBehind(
-            self._write, delay_s=FLUSH_AFTER_S, max_rows=FLUSH_ROWS, what="archived messages"
-        )
+        super().__init__(db, delay_s=FLUSH_AFTER_S, max_rows=FLUSH_ROWS, what="archived messages")
 
     async def _write(self, rows: list[tuple[str, str, str, str, float, str]]) -> None:
         await append_rows(self.db, "mam_messages", COLUMNS, rows)
 
     async def append(self, row: ArchiveRow) -> None:
         await self._queue.add(row.values())
-
-    async def flush(self) -> None:
-        await self._queue.flush()
-
-    async def close(self) -> None:
-        await self._queue.close()
 
     async def lookup(self, domain: str, username: str, archive_id: str) -> str | None:
         await self.flush()
@@ -258,14 +249,7 @@ class SqlArchiveStore(SqlStore):
                 )
 
     async def forget(self, domain: str, username: str) -> None:
-        await self.flush()
-        async with self.db.transaction() as tx:
-            for table in ("mam_messages", "mam_prefs", "mam_prefs_jids"):
-                await tx.execute(
-                    f"DELETE FROM {table} WHERE domain = ? AND username = ?",  # noqa: S608
-                    domain,
-                    username,
-                )
+        await self._forget_account(domain, username, "mam_messages", "mam_prefs", "mam_prefs_jids")
 
     async def expire(self, cutoff: float) -> int:
         await self.flush()

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Final, Protocol
 
-from heron.storage.batch import WriteBehind, append_rows
-from heron.storage.db import Database, Dialect, Migration, SqlStore
+from heron.storage.batch import BehindStore, append_rows
+from heron.storage.db import Database, Dialect, Migration
 
 # The table the offline module created on SQLite before (an old heron.db opens as it is).
 MIGRATIONS: Final = (
@@ -77,17 +77,14 @@ class OfflineStore(Protocol):
         ...
 
 
-class SqlOfflineStore(SqlStore):
+class SqlOfflineStore(BehindStore[OfflineRow]):
     MIGRATIONS: ClassVar[Mapping[Dialect, Sequence[Migration]]] = {
         "sqlite": MIGRATIONS,
         "postgresql": POSTGRESQL_MIGRATIONS,
     }
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        self._queue: WriteBehind[OfflineRow] = WriteBehind(
-            self._write, delay_s=FLUSH_AFTER_S, max_rows=FLUSH_ROWS, what="offline messages"
-        )
+        super().__init__(db, delay_s=FLUSH_AFTER_S, max_rows=FLUSH_ROWS, what="offline messages")
 
     async def _write(self, rows: list[OfflineRow]) -> None:
         await append_rows(self.db, "offline_messages", COLUMNS, rows)
@@ -108,7 +105,7 @@ class SqlOfflineStore(SqlStore):
         return True
 
     async def fetch(self, username: str, domain: str) -> list[tuple[int, str]]:
-        await self._queue.flush()
+        await self.flush()
         rows = await self.db.fetch(
             "SELECT id, xml FROM offline_messages WHERE domain = ? AND username = ? ORDER BY id",
             domain,
@@ -121,10 +118,4 @@ class SqlOfflineStore(SqlStore):
             await tx.executemany("DELETE FROM offline_messages WHERE id = ?", [(i,) for i in ids])
 
     async def forget(self, username: str, domain: str) -> None:
-        await self._queue.flush()
-        await self.db.execute(
-            "DELETE FROM offline_messages WHERE domain = ? AND username = ?", domain, username
-        )
-
-    async def close(self) -> None:
-        await self._queue.close()
+        await self._forget_account(domain, username, "offline_messages")

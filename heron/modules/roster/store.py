@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
-from heron.storage.batch import WriteBehind
+from heron.storage.batch import BehindStore
 from heron.storage.db import Database, Dialect, Executor, Migration, Row, SqlStore, ddl
 
 
@@ -392,7 +392,7 @@ class LastActivityStore(Protocol):
 LastRow = tuple[str, str, float, str]  # domain, username, at, status
 
 
-class SqlLastActivityStore(SqlStore):
+class SqlLastActivityStore(BehindStore[LastRow]):
     """When each account last went offline (XEP-0012), and its last status text.
 
     Written behind (a logout is worth a batch, not a round trip of its own); the table is
@@ -405,10 +405,7 @@ class SqlLastActivityStore(SqlStore):
     }
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        self._queue: WriteBehind[LastRow] = WriteBehind(
-            self._write, delay_s=LAST_FLUSH_S, max_rows=LAST_FLUSH_ROWS, what="last activity"
-        )
+        super().__init__(db, delay_s=LAST_FLUSH_S, max_rows=LAST_FLUSH_ROWS, what="last activity")
 
     async def _write(self, rows: list[LastRow]) -> None:
         latest = {(d, u): (d, u, at, status) for d, u, at, status in rows}  # the last one wins
@@ -436,10 +433,4 @@ class SqlLastActivityStore(SqlStore):
 
     async def forget(self, username: str, domain: str) -> None:
         """Drop a pending write of a deleted account (the row goes with the roster)."""
-        await self._queue.flush()
-        await self.db.execute(
-            "DELETE FROM last_activity WHERE domain = ? AND username = ?", domain, username
-        )
-
-    async def close(self) -> None:
-        await self._queue.close()
+        await self._forget_account(domain, username, "last_activity")
