@@ -19,7 +19,7 @@ from heron.xmlstream.limits import Limits
 
 SEP: Final = "\x01"  # namespace separator: a character that cannot appear in XML
 SLICE: Final = 16384
-TEXT_BUFFER: Final = 2048
+TEXT_BUFFER: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
