@@ -55,6 +55,31 @@ def _split(name: str) -> tuple[str, str]:
     return (local, uri) if sep else (name, "")
 
 
+# restricted XML (RFC 6120 §11.1)
+def _restricted_doctype(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "a DTD is not allowed")
+
+
+def _restricted_entity(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "entity declarations are not allowed")
+
+
+def _restricted_pi(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "processing instructions are not allowed")
+
+
+def _restricted_comment(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "comments are not allowed")
+
+
+def _restricted_external(*_args: object) -> int:
+    raise XmlStreamError("restricted-xml", "external entities are not allowed")
+
+
+def _restricted_skipped(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "entity references are not allowed")
+
+
 def _declaration(prefix: str | None, uri: str) -> bytes:
     name = "xmlns" if prefix is None else f"xmlns:{prefix}"
     value = uri.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
@@ -177,12 +202,14 @@ class StreamParser:
         p.CharacterDataHandler = self._text
         p.StartNamespaceDeclHandler = self._ns_decl
         p.XmlDeclHandler = self._xml_decl
-        p.StartDoctypeDeclHandler = self._restricted_doctype
-        p.EntityDeclHandler = self._restricted_entity
-        p.ProcessingInstructionHandler = self._restricted_pi
-        p.CommentHandler = self._restricted_comment
-        p.ExternalEntityRefHandler = self._restricted_external
-        p.SkippedEntityHandler = self._restricted_skipped
+        # Plain functions, not bound methods: one object per process, not six per parser
+        # (``feed`` keeps the error they raise as the parser's).
+        p.StartDoctypeDeclHandler = _restricted_doctype
+        p.EntityDeclHandler = _restricted_entity
+        p.ProcessingInstructionHandler = _restricted_pi
+        p.CommentHandler = _restricted_comment
+        p.ExternalEntityRefHandler = _restricted_external
+        p.SkippedEntityHandler = _restricted_skipped
         self._parser = p
         self._events = []
         self._stack: list[Element] = []
@@ -227,26 +254,6 @@ class StreamParser:
         if code == expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING]:
             return "unsupported-encoding"
         return "not-well-formed"
-
-    # restricted XML (RFC 6120 §11.1)
-    def _restricted_doctype(self, *_args: object) -> None:
-        self._fail("restricted-xml", "a DTD is not allowed")
-
-    def _restricted_entity(self, *_args: object) -> None:
-        self._fail("restricted-xml", "entity declarations are not allowed")
-
-    def _restricted_pi(self, *_args: object) -> None:
-        self._fail("restricted-xml", "processing instructions are not allowed")
-
-    def _restricted_comment(self, *_args: object) -> None:
-        self._fail("restricted-xml", "comments are not allowed")
-
-    def _restricted_external(self, *_args: object) -> int:
-        self._fail("restricted-xml", "external entities are not allowed")
-        return 0
-
-    def _restricted_skipped(self, *_args: object) -> None:
-        self._fail("restricted-xml", "entity references are not allowed")
 
     def _xml_decl(self, version: str | None, encoding: str | None, standalone: int) -> None:
         if encoding is not None and encoding.upper().replace("_", "-") not in ("UTF-8", "UTF8"):
