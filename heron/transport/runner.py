@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 65536
 SWEEP_S = 2.0  # how often idle streams' parsers are compacted (quiet for 2 to 4 s)
+# At most this many compactions (about 25 µs each) per sweep, so a sweep after a burst of
+# logins does not stall the loop; the rest wait for the next sweep.
+COMPACT_PER_SWEEP = 200
 TLS_HANDSHAKE_S = 15.0
 
 S = TypeVar("S", bound=XmlStream)
@@ -89,8 +92,12 @@ class Connections(Generic[S]):
     def _sweep(self) -> None:
         """Every SWEEP_S while streams are open: idle streams drop their parsers' history."""
         self._sweeper = None
+        budget = COMPACT_PER_SWEEP
         for stream in self.streams:
-            stream.parser.sweep()
+            if stream.parser.sweep():
+                budget -= 1
+                if budget == 0:
+                    break
         if self.streams:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
 

@@ -122,22 +122,22 @@ class StreamParser:
         """A stream restart (after STARTTLS or SASL): a fresh header is expected."""
         self._new_parser()
 
-    def sweep(self) -> None:
+    def sweep(self) -> bool:
         """Called every few seconds: a stream quiet since the last call and not mid-stanza
-        gets a fresh expat parser (``compact``), once per quiet spell."""
+        gets a fresh expat parser (``compact``), once per quiet spell. True if it did."""
         if self._fed != self._swept_fed:
             self._swept_fed = self._fed  # input since the last sweep: not idle yet
-        elif self._fed != self._compact_fed:
-            self.compact()
+            return False
+        return self._fed != self._compact_fed and self.compact()
 
-    def compact(self) -> None:
+    def compact(self) -> bool:
         """Between stanzas, go on in a fresh expat parser inside the same stream root. Expat
         keeps every element and attribute name the stream ever used, and its input buffer,
         for the stream's life (about 10 KiB per logged-in session); an idle session need not.
         The new parser is given the root's namespace declarations, so the stanzas that
         follow mean what they meant; nothing is reported and the byte counts go on."""
         if not self._opened or self._closed or self._mid or self._stack or self._error:
-            return
+            return False
         fed, last_event, decls = self._fed, self._last_event_fed, self._root_decls
         bound = dict(decls)
         if ns.STREAM in bound.values():
@@ -146,7 +146,7 @@ class StreamParser:
         elif "stream" not in bound:
             root, extra = b"stream:stream", _declaration("stream", ns.STREAM)
         else:
-            return  # "stream" names another namespace and none names the stream's: leave it
+            return False  # "stream" names another namespace, none the stream's: leave it
         header = b"<" + root + b"".join(_declaration(p, u) for p, u in decls) + extra + b">"
         self._new_parser()
         self._parser.Parse(header, False)
@@ -155,6 +155,7 @@ class StreamParser:
         self._base = fed - len(header)  # the new parser's byte indexes, in stream bytes
         self._fed = self._swept_fed = self._compact_fed = fed
         self._last_event_fed = last_event
+        return True
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         if self._error is not None:

@@ -58,7 +58,7 @@ def test_compaction_between_any_stanzas_changes_nothing(
 def test_the_default_and_prefixed_namespaces_of_the_root_still_apply() -> None:
     parser = StreamParser()
     parser.feed(HEADER + STANZAS[1])
-    parser.compact()
+    assert parser.compact()
     (presence,) = received(parser.feed(STANZAS[1]))
     assert presence.ns == "jabber:client"
     x = presence.children[1]
@@ -79,7 +79,7 @@ def test_a_root_with_another_prefix_for_the_stream_namespace() -> None:
 def test_nothing_happens_mid_stanza_and_the_stanza_completes() -> None:
     parser = StreamParser()
     parser.feed(HEADER + b"<message><body>hel")
-    parser.compact()
+    assert not parser.compact()
     (msg,) = received(parser.feed(b"lo</body></message>"))
     assert serialize(msg) == '<message xmlns="jabber:client"><body>hello</body></message>'
 
@@ -99,7 +99,7 @@ def test_sweep_compacts_once_after_a_quiet_period() -> None:
     first = parser._parser
     parser.sweep()  # input since the last sweep: not idle yet
     assert parser._parser is first
-    parser.sweep()  # quiet for a whole period: compacted
+    assert parser.sweep()  # quiet for a whole period: compacted
     second = parser._parser
     assert second is not first
     parser.sweep()  # nothing parsed since: left alone
