@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import sys
 import tempfile
 import time
@@ -35,11 +36,16 @@ from heron.core.server import Server  # noqa: E402
 from heron.credentials import derive_keys  # noqa: E402
 from heron.jid import JID  # noqa: E402
 from heron.modules import AVAILABLE  # noqa: E402
+from heron.modules.mam.store import ArchiveRow, Query, SqlArchiveStore  # noqa: E402
+from heron.storage.db import Database  # noqa: E402
+from heron.storage.postgres import PostgresDatabase  # noqa: E402
+from heron.storage.sqlite import SqliteDatabase  # noqa: E402
 from heron.stream.sasl.scram import ScramServer  # noqa: E402
 from heron.xmlstream.parser import ElementReceived, StreamParser  # noqa: E402
 from heron.xmlstream.serializer import serialize_bytes  # noqa: E402
 from tests.harness import HEADER, PASSWORD, connect  # noqa: E402
 
+PG_URL = "postgresql://postgres@127.0.0.1:5432"
 RESULTS = ROOT / "bench" / "results" / "micro.jsonl"
 MESSAGE = (
     b"<message to='bob@localhost/r' type='chat' id='m{n}'>"
@@ -154,6 +160,84 @@ async def route_case(n: int, batches: int) -> float:
             await server.stop()
 
 
+async def archive_cases(engine: str, n: int, batches: int) -> dict[str, float]:
+    """Append ``n`` rows through the write-behind queue and flush them (the per-row cost of
+    archiving, the database's share included), then fetch a page of 50 of one account's
+    archive. Runs on a temporary SQLite file, or on a fresh PostgreSQL database dropped
+    after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db: Database
+        admin = None
+        name = f"heron_micro_{secrets.token_hex(4)}"
+        if engine == "sqlite":
+            db = await SqliteDatabase.open(Path(tmp) / "heron.db")
+        else:
+            import asyncpg
+
+            admin = await asyncpg.connect(f"{PG_URL}/postgres")
+            await admin.execute(f"CREATE DATABASE {name}")
+            db = await PostgresDatabase.open(f"{PG_URL}/{name}", pool_size=2)
+        try:
+            await db.migrate(SqlArchiveStore.migrations_for(db.dialect))
+            store = SqlArchiveStore(db)
+            xml = MESSAGE.decode().replace("{n}", "1")
+            counter = iter(range(10**9))
+
+            async def append() -> int:
+                for _ in range(n):
+                    i = next(counter)
+                    user = f"user{i % 200}"
+                    row = ArchiveRow(f"{i:016x}", "localhost", user, "bob@localhost", 1.0, xml)
+                    await store.append(row)
+                await store.flush()
+                return n
+
+            async def query() -> int:
+                for _ in range(20):
+                    page = await store.query("localhost", "user7", Query(max=50))
+                    assert page.rows
+                return 20
+
+            figures = {
+                f"archive append {engine}": await best_async(append, batches),
+                f"archive query {engine}": await best_async(query, batches),
+            }
+            figures[f"archive flush lag {engine}"] = await flush_lag(store, xml)
+            return figures
+        finally:
+            await db.close()
+            if admin is not None:
+                await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                await admin.close()
+
+
+async def flush_lag(store: SqlArchiveStore, xml: str) -> float:
+    """The longest the event loop went unanswered (µs) while full batches of the archive
+    were written: a 1 ms ticker's worst lateness, beside appends that fill 8 batches."""
+    worst = 0.0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal worst
+        loop = asyncio.get_running_loop()
+        while not done:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            worst = max(worst, loop.time() - due)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.005)
+    for i in range(8 * 512):
+        row = ArchiveRow(f"lag{i:012x}", "localhost", f"user{i % 200}", "bob@localhost", 2.0, xml)
+        await store.append(row)
+        if i % 64 == 0:
+            await asyncio.sleep(0)  # messages arrive over many loop turns
+    await store.flush()
+    done = True
+    await task
+    return worst * 1e6
+
+
 def compare(figures: dict[str, float]) -> list[str]:
     previous: dict[str, float] = {}
     if RESULTS.exists():
@@ -176,6 +260,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer batches (noisier)")
     parser.add_argument("--no-save", action="store_true", help="compare only; keep no record")
+    parser.add_argument("--no-postgresql", action="store_true", help="archive on SQLite only")
     args = parser.parse_args()
     batches = 3 if args.quick else 7
     figures = {
@@ -184,6 +269,9 @@ def main() -> None:
         "route message": asyncio.run(route_case(500, batches)),
         "scram-sha-1 server side": best(scram_case(500), batches),
     }
+    figures.update(asyncio.run(archive_cases("sqlite", 1000, batches)))
+    if not args.no_postgresql:
+        figures.update(asyncio.run(archive_cases("postgresql", 1000, batches)))
     for line in compare(figures):
         print(line)
     if not args.no_save:

@@ -40,6 +40,7 @@ FORWARD: Final = "urn:xmpp:forward:0"
 HINTS: Final = "urn:xmpp:hints"
 # The XEP-0156 link relation of the WebSocket endpoint; Jingle message initiation (XEP-0353)
 WEBSOCKET_REL: Final = "urn:xmpp:alt-connections:websocket"
+XBOSH_REL: Final = "urn:xmpp:alt-connections:xbosh"
 JINGLE_MESSAGE: Final = "urn:xmpp:jingle-message:0"
 
 
@@ -105,6 +106,7 @@ CHANNEL_SEARCH: Final = "urn:xmpp:channel-search:0:search"
 CHANNEL_SEARCH_PARAMS: Final = "urn:xmpp:channel-search:0:search-params"
 CHANNEL_SEARCH_ERRORS: Final = "urn:xmpp:channel-search:0:error"
 CHANNEL_SEARCH_ANONYMITY: Final = "urn:xmpp:channel-search:0:anonymity"
+CHANNEL_SEARCH_ORDER: Final = "urn:xmpp:channel-search:0:order"
 
 # Publish-subscribe (XEP-0060) and what PEP carries: avatars (XEP-0084), bookmarks
 # (XEP-0402, and XEP-0048's private-XML form)
@@ -116,8 +118,13 @@ PUBSUB_NODE_CONFIG: Final = "http://jabber.org/protocol/pubsub#node_config"
 PUBSUB_PUBLISH_OPTIONS: Final = "http://jabber.org/protocol/pubsub#publish-options"
 PUBSUB_SUBSCRIBE_AUTHORIZATION: Final = "http://jabber.org/protocol/pubsub#subscribe_authorization"
 PUBSUB_SUBSCRIBE_OPTIONS: Final = "http://jabber.org/protocol/pubsub#subscribe_options"
+SHIM: Final = "http://jabber.org/protocol/shim"  # stanza headers (XEP-0131), as pubsub uses them
 AVATAR_DATA: Final = "urn:xmpp:avatar:data"
 AVATAR_METADATA: Final = "urn:xmpp:avatar:metadata"
 BOOKMARKS: Final = "urn:xmpp:bookmarks:1"
 BOOKMARKS_COMPAT: Final = "urn:xmpp:bookmarks:1#compat"
 BOOKMARKS_LEGACY: Final = "storage:bookmarks"
+# XEP-0227: portable import/export
+PIE: Final = "urn:xmpp:pie:0"
+PIE_SCRAM: Final = "urn:xmpp:pie:0#scram"
+XINCLUDE: Final = "http://www.w3.org/2001/XInclude"

@@ -50,6 +50,10 @@ class Bus(Protocol):
     def abandon(self, node: str) -> None:
         """``node`` is gone: what waits for it goes to ``undelivered`` now."""
 
+    async def unsubscribe(self) -> None:
+        """A clean stop: take no more stanzas for this node (what was received is handed
+        over first); the others hold theirs and route them again once it is gone."""
+
     async def close(self) -> None: ...
 
 
@@ -185,23 +189,39 @@ class RedisBus(_Batching):
 
         self.redis: Any = redis.asyncio.from_url(url)
         self._listener: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
+        self._mine = ""
+        self._handlers: dict[str, OnFrames] = {}
+        self._unsubscribed = asyncio.Event()
 
     async def start(self, node: str, on_stanzas: OnFrames, on_events: OnFrames) -> None:
-        pubsub = self.redis.pubsub()
-        mine = self.channels.node(node)
+        self._pubsub = pubsub = self.redis.pubsub()
+        self._mine = mine = self.channels.node(node)
         await pubsub.subscribe(mine, self.channels.events)
-        handlers = {mine: on_stanzas, self.channels.events: on_events}
+        self._handlers = handlers = {mine: on_stanzas, self.channels.events: on_events}
         self._listener = asyncio.ensure_future(self._listen(pubsub, handlers))
+
+    async def unsubscribe(self) -> None:
+        if self._pubsub is None:
+            return
+        await self._pubsub.unsubscribe(self._mine)
+        # What Redis delivered before the unsubscription comes first, then its answer.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._unsubscribed.wait(), 2.0)
+        self._handlers.pop(self._mine, None)  # not subscribed again after an error
 
     async def _listen(self, pubsub: Any, handlers: dict[str, OnFrames]) -> None:
         while True:
             try:
                 async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    channel = message["channel"]
+                    kind = message.get("type")
+                    channel = message.get("channel") or b""
                     channel = channel.decode() if isinstance(channel, bytes) else channel
-                    handlers[channel](bytes(message["data"]).split(SEP))
+                    if kind == "unsubscribe" and channel == self._mine:
+                        self._unsubscribed.set()
+                    handler = handlers.get(channel)
+                    if kind == "message" and handler is not None:
+                        handler(bytes(message["data"]).split(SEP))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarted: subscribe again when it is back
@@ -230,6 +250,7 @@ class NatsBus(_Batching):
         super().__init__(prefix, retry_s)
         self.url = url
         self.nc: Any = None
+        self._node_sub: Any = None
 
     async def start(self, node: str, on_stanzas: OnFrames, on_events: OnFrames) -> None:
         import nats
@@ -242,8 +263,12 @@ class NatsBus(_Batching):
 
             return on_message
 
-        await self.nc.subscribe(self.channels.node(node), cb=handler(on_stanzas))
+        self._node_sub = await self.nc.subscribe(self.channels.node(node), cb=handler(on_stanzas))
         await self.nc.subscribe(self.channels.events, cb=handler(on_events))
+
+    async def unsubscribe(self) -> None:
+        if self._node_sub is not None:
+            await self._node_sub.drain()  # what it received is handed over first
 
     async def publish_many(self, messages: list[tuple[str, bytes]]) -> list[int]:
         for channel, payload in messages:  # NATS does not say who heard: taken as heard

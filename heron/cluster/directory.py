@@ -187,8 +187,12 @@ class RedisDirectory:
         return bool(await self.redis.set(self.keys.reaping(node), self.node, nx=True, px=30000))
 
     async def reap(self, node: str) -> list[tuple[JID, Entry]]:
-        """Remove a dead node's sessions; returns those removed (for their presence)."""
+        """Remove a dead node's sessions; returns those removed (for their presence).
+        A node that is back under its name (a restarted worker took a new lease since it
+        was found dead) is left alone: what it holds now is its new run's."""
         removed: list[tuple[JID, Entry]] = []
+        if node != self.node and await self.redis.exists(self.keys.lease(node)):
+            return removed
         for raw in await self.redis.smembers(self.keys.held(node)):
             full = JID.parse(_text(raw))
             entry = await self.entry(full)

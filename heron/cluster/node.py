@@ -11,6 +11,7 @@ registry changes every node broadcasts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -109,9 +110,11 @@ class ClusterNode:
         )
         self.bus.undelivered = self._undelivered
         self.live: set[str] = {self.name}  # nodes with a live lease, as last seen
-        self.rooms = ClusterRooms(self.directory, self._forward_room, lambda: self.live)
+        self.rooms = ClusterRooms(
+            self.directory, self._forward_room, lambda: self.live, self._rooms_moved
+        )
         self._ops: asyncio.Queue[Callable[[], Awaitable[None]] | None] = asyncio.Queue()
-        self._routing: asyncio.Queue[Stanza] = asyncio.Queue()
+        self._routing: asyncio.Queue[Stanza | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         # XEP-0198 across nodes: accounts whose client failed to resume here a session of
@@ -149,18 +152,27 @@ class ClusterNode:
             await self.directory.close()
             return
         self.sessions.listener = None
+        # No more stanzas for this node: the others hold theirs and route them again once
+        # it is gone. What it had received is handled first (rooms' go to their next node).
+        try:
+            await self.bus.unsubscribe()
+        except Exception as exc:  # Redis is away: the others give up on it when reaped
+            log.warning("cluster node %s: could not unsubscribe: %s", self.name, exc)
         # The registry updates still queued are done first (a cancelled Redis call can
         # surface as a connection error, which the loop would take for an outage).
         self._ops.put_nowait(None)
-        for task in self._tasks[1:]:
-            task.cancel()
+        self._routing.put_nowait(None)
+        self._tasks[1].cancel()  # the lease
         _done, stuck = await asyncio.wait(self._tasks, timeout=5)
         for task in stuck:
             task.cancel()
         try:
             for session in self.sessions.all():
                 self.bus.broadcast(_event("del", session.jid, self.name))
-            self.bus.broadcast(json.dumps(["down", "", self.name, "[]"]).encode())
+            # After its sessions' removal: the rooms it handed off drop them too.
+            rooms = self.rooms.handed + await self.rooms.reap(self.name)
+            listed = json.dumps([str(r) for r in rooms])
+            self.bus.broadcast(json.dumps(["down", "", self.name, listed]).encode())
             await self.directory.leave()
         finally:
             await self.bus.close()
@@ -250,6 +262,11 @@ class ClusterNode:
         frame = f"{hops}\x01{home}\x01{sender}\x01{to}\x01{xml}"
         self.bus.send(node, ROOM + frame.encode())
 
+    def _rooms_moved(self, rooms: list[JID]) -> None:
+        """This node stops: the others take its rooms over now (from the snapshots)."""
+        listed = json.dumps([str(r) for r in rooms])
+        self.bus.broadcast(json.dumps(["moved", "", self.name, listed]).encode())
+
     def _room_stanza(self, body: str) -> Stanza | None:
         hops, home, sender, to, xml = body.split("\x01", 4)
         element = parse_stored(xml, limits=self.limits)
@@ -260,7 +277,7 @@ class ClusterNode:
                 element,
                 JID.parse(to) if to else None,
                 JID.parse(sender) if sender else None,
-                {"hops": int(hops)},
+                {"hops": int(hops), "room": True},
             )
         except (InvalidJID, ValueError):
             return None
@@ -341,6 +358,15 @@ class ClusterNode:
         """Stanzas this node routes for others, one at a time, in the order they came."""
         while True:
             stanza = await self._routing.get()
+            if stanza is None:  # stopping
+                return
+            if stanza.meta.get("room") and self.rooms.leaving and stanza.to is not None:
+                # Its room service has stopped (or is stopping): on to the room's next node.
+                successor = self.rooms.successor(stanza.to.bare)
+                hops = stanza.meta.get("hops", 0)
+                if successor is not None and isinstance(hops, int):
+                    self._forward_room(successor, stanza, hops + 1)
+                    continue
             await self.route(stanza)
 
     # --- registry changes from the other nodes ------------------------------------------
@@ -352,6 +378,11 @@ class ClusterNode:
                     continue
                 if op == "down":
                     self._node_down(node, [JID.parse(r) for r in json.loads(raw)])
+                    continue
+                if op == "moved":  # a stopping node hands its rooms over
+                    rooms = [JID.parse(r) for r in json.loads(raw)]
+                    self.rooms.forget_node(node)  # at once: no room stanza goes there now
+                    self._ops.put_nowait(functools.partial(self.rooms.node_down, node, rooms))
                     continue
                 if op == "smend":
                     if self.sm_release is not None:
@@ -432,6 +463,9 @@ class ClusterNode:
         self.bus.broadcast(
             json.dumps(["down", "", node, json.dumps([str(r) for r in rooms])]).encode()
         )
+        # Here at once (the others when the event arrives): what waits for the node is
+        # routed again before anything new can be routed without it.
+        self.bus.abandon(node)
         self.sessions.remove_node(node)
         log.warning("cluster node %s is gone: removed %d sessions", node, len(removed))
         for full, entry in removed:

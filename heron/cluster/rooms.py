@@ -47,6 +47,14 @@ redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 """
 
+# KEYS: the room's claim, node's rooms; ARGV: node, room. The claim goes, the snapshot stays
+# (for the node that takes the room over).
+_DISOWN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"""
+
 MAX_HOPS = 3
 
 
@@ -62,6 +70,7 @@ class ClusterRooms:
         directory: RedisDirectory,
         send: Callable[[str, Stanza, int], None],
         live: Callable[[], set[str]],
+        moved: Callable[[list[JID]], None],
     ) -> None:
         self.directory = directory
         self.redis: Any = directory.redis
@@ -69,11 +78,15 @@ class ClusterRooms:
         self.name = directory.node
         self._send = send
         self._live = live
+        self._moved = moved
+        self.handed: list[JID] = []  # rooms handed off as this node stops
+        self.leaving = False
         self.mine: set[JID] = set()  # rooms this node claimed
         self.owners: dict[JID, str] = {}  # rooms of other nodes, as last found
         self.keeper: RoomKeeper | None = None
         self._claim = self.redis.register_script(_CLAIM)
         self._release = self.redis.register_script(_RELEASE)
+        self._disown = self.redis.register_script(_DISOWN)
 
     @property
     def clustered(self) -> bool:
@@ -84,6 +97,8 @@ class ClusterRooms:
 
     # --- where a room is ----------------------------------------------------------------
     async def locate(self, room: JID, *, forwarded: bool = False) -> str | None:
+        if self.leaving:
+            return self.successor(room)
         if room in self.mine:
             return None
         live = self._live()
@@ -118,6 +133,22 @@ class ClusterRooms:
             self.mine.add(room)
             self.owners.pop(room, None)
         return holder
+
+    def successor(self, room: JID) -> str | None:
+        """Where a room goes when this node leaves (None: no other node is left)."""
+        others = self._live() - {self.name}
+        return rendezvous(room, others) if others else None
+
+    async def hand_off(self, rooms: list[JID]) -> None:
+        self.leaving = True
+        for room in rooms:
+            await self._disown(
+                keys=[self.keys.room(str(room)), self.keys.rooms(self.name)],
+                args=[self.name, str(room)],
+            )
+            self.mine.discard(room)
+        self.handed = list(rooms)
+        self._moved(self.handed)
 
     def forward(self, node: str, stanza: Stanza) -> None:
         hops = stanza.meta.get("hops", 0)
@@ -166,12 +197,16 @@ class ClusterRooms:
     async def node_down(self, node: str, rooms: list[JID]) -> None:
         """``node`` died: forget where its rooms were; take over those this node is chosen
         for; drop the occupants that died with it."""
-        for room in [r for r, n in self.owners.items() if n == node]:
-            del self.owners[room]
+        self.forget_node(node)
         live = self._live() - {node}
         orphans = [room for room in rooms if rendezvous(room, live) == self.name]
         if self.keeper is not None:
             await self.keeper.adopt_orphans(orphans)
+
+    def forget_node(self, node: str) -> None:
+        """Stop sending rooms' stanzas to ``node`` (it left or is leaving)."""
+        for room in [r for r, n in self.owners.items() if n == node]:
+            del self.owners[room]
 
     async def fenced(self) -> None:
         """The others reaped this node: its rooms live on elsewhere."""

@@ -20,6 +20,7 @@ from heron.config.model import (
     ServerConfig,
     StorageConfig,
     option,
+    parses,
 )
 from heron.config.names import check_domain
 
@@ -42,4 +43,5 @@ __all__ = [
     "config_from_dict",
     "load_config",
     "option",
+    "parses",
 ]

@@ -60,6 +60,20 @@ class ConfigError(Exception):
     """A refused configuration; the message names the key path and the reason."""
 
 
+def parses(parse: Callable[[str], object], what: str) -> Callable[[str], str | None]:
+    """An option's ``check=`` from a parser: None when ``parse`` takes the value, else
+    "is not <what>" with the parser's reason (its ValueError, which InvalidJID is)."""
+
+    def check(text: str) -> str | None:
+        try:
+            parse(text)
+        except ValueError as exc:
+            return f"is not {what} ({exc})"
+        return None
+
+    return check
+
+
 def option(
     default: Any,
     *,

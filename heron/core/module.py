@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -61,6 +62,13 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 P = TypeVar("P", bound=Callable[..., Any])
 OptionsT = TypeVar("OptionsT")
 S = TypeVar("S", bound=SqlStore)
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +112,7 @@ def stream_feature(stage: str) -> Callable[[P], P]:
         raise ValueError(f"stream_feature: stage is preauth or postauth, not {stage!r}")
 
     def mark(fn: P) -> P:
-        fn.__dict__["_heron_feature"] = stage
+        fn.__dict__.setdefault("_heron_feature", []).append(stage)
         return fn
 
     return mark
@@ -115,7 +123,7 @@ def nonza(namespace: str) -> Callable[[F], F]:
     in ``namespace`` from bound sessions (XEP-0352's <active/>)."""
 
     def mark(fn: F) -> F:
-        fn.__dict__["_heron_nonza"] = namespace
+        fn.__dict__.setdefault("_heron_nonza", []).append(namespace)
         return fn
 
     return mark
@@ -192,12 +200,28 @@ class CoreServices:
     placement: RoomPlacement = field(default_factory=LocalPlacement)
     """Which node runs a room (a cluster), or always this one."""
 
+    def for_module(
+        self,
+        *,
+        domain: str,
+        registry: HostRegistry,
+        options: Mapping[str, object],
+        log: logging.LoggerAdapter[logging.Logger],
+        host: HostConfig | None = None,
+        name: str = "",
+    ) -> ModuleContext:
+        """The context of one module on one host: these services, and its own parts."""
+        core = {f.name: getattr(self, f.name) for f in dataclasses.fields(CoreServices)}
+        return ModuleContext(
+            **core, domain=domain, registry=registry, options=options, log=log, host=host, name=name
+        )
 
-@dataclass(frozen=True, slots=True)
-class ModuleContext:
-    """Everything a module may use, handed to its constructor (never globals)."""
 
-    core: CoreServices
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleContext(CoreServices):
+    """Everything a module may use, handed to its constructor (never globals): the core's
+    services (its fields, inherited) and its own host, registry, options and logger."""
+
     domain: str
     registry: HostRegistry
     options: Mapping[str, object]
@@ -208,66 +232,28 @@ class ModuleContext:
     undo: list[Callable[[], None]] = field(default_factory=list)
     # Periodic work started through this context, cancelled and awaited when it unloads.
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # What the module closes at unload (`closing`), last.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    # --- the core's services ----------------------------------------------------------
-    @property
-    def sessions(self) -> SessionManager:
-        return self.core.sessions
-
-    @property
-    def router(self) -> Router:
-        return self.core.router
-
-    @property
-    def accounts(self) -> AccountService:
-        return self.core.accounts
-
-    @property
-    def fast(self) -> FastTokenStore:
-        return self.core.fast
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.core.metrics
-
-    @property
-    def bytestreams(self) -> BytestreamBroker:
-        return self.core.bytestreams
-
-    @property
-    def version(self) -> str:
-        return self.core.version
-
-    @property
-    def data_dir(self) -> Path:
-        """The server's data directory (files a module keeps outside the database)."""
-        return self.core.data_dir
-
-    @property
-    def placement(self) -> RoomPlacement:
-        return self.core.placement
-
+    # --- the core's services are this context's fields (inherited) --------------------
     @property
     def http_base_url(self) -> str:
-        return self.core.http.http_base_url
+        return self.http.http_base_url
 
     def now(self) -> float:
-        return self.core.clock()
+        return self.clock()
 
     async def reload(self) -> ReloadReport:
         """Re-read the configuration and certificates (XEP-0133 admin commands)."""
-        return await self.core.control.reload()
+        return await self.control.reload()
 
     def is_admin(self, jid: JID) -> bool:
         """True when ``jid``'s account administers this module's host (config `admins`)."""
-        return self.core.admins.is_admin(jid, self.domain)
-
-    def secret(self, purpose: str) -> bytes:
-        return self.core.secret(purpose)
+        return self.admins.is_admin(jid, self.domain)
 
     def store(self, cls: type[S]) -> S:
         """The shared instance of one of the module's declared stores."""
-        return self.core.stores.get(cls)
+        return self.stores.get(cls)
 
     def settings(self, cls: type[OptionsT]) -> OptionsT:
         """The module's options as the dataclass ``cls`` (types and `option()` bounds
@@ -279,29 +265,29 @@ class ModuleContext:
         return f'hosts."{self.domain}".modules.{self.name}'
 
     def is_local_host(self, domain: str) -> bool:
-        return self.core.domains.is_local_host(domain)
+        return self.domains.is_local_host(domain)
 
     async def send(self, element: Element) -> None:
         """Route a stanza the server itself originates (``from`` must be set by the caller)."""
-        await self.core.router.route_element(element)
+        await self.router.route_element(element)
 
     # --- registrations withdrawn automatically ----------------------------------------
     def add_service(self, domain: str) -> HostRegistry:
         """Serve ``domain`` (a MUC or pubsub service) with a registry of its own."""
-        registry = self.core.domains.add_service(domain)
-        self.undo.append(lambda: self.core.domains.remove_service(domain))
+        registry = self.domains.add_service(domain)
+        self.undo.append(lambda: self.domains.remove_service(domain))
         return registry
 
     def add_http_route(self, method: str, path: str, handler: HttpHandler) -> None:
         route = (method, path, handler)
-        self.core.http.http_routes.append(route)
-        self.undo.append(lambda: self.core.http.http_routes.remove(route))
+        self.http.http_routes.append(route)
+        self.undo.append(lambda: self.http.http_routes.remove(route))
 
     def add_gauge(
         self, name: str, help_: str, read: Callable[[], list[tuple[dict[str, str], float]]]
     ) -> None:
-        self.core.metrics.gauge(name, help_, read)
-        self.undo.append(lambda: self.core.metrics.remove(name, read))
+        self.metrics.gauge(name, help_, read)
+        self.undo.append(lambda: self.metrics.remove(name, read))
 
     def add_item(self, jid: str, name: str = "") -> None:
         """An entry in the host's disco#items."""
@@ -363,16 +349,25 @@ class ModuleContext:
 
         self.tasks.append(asyncio.create_task(forever(), name=f"{self.name}: every {seconds}s"))
 
+    def closing(self, resource: C) -> C:
+        """Close ``resource`` (a store that writes behind) when the module unloads, after its
+        registrations and periodic work are gone, so what it queued is written."""
+        self.closers.append(resource.close)
+        return resource
+
     async def withdraw(self) -> None:
-        """Undo what was registered through this context, and end its periodic work."""
+        """Undo what was registered through this context, end its periodic work, then close
+        what it closes (in reverse order of registration)."""
+        while self.undo:
+            self.undo.pop()()
         tasks, self.tasks[:] = list(self.tasks), []
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while self.undo:
-            self.undo.pop()()
+        while self.closers:
+            await self.closers.pop()()
 
 
 class Module:
@@ -394,6 +389,11 @@ class Module:
     def __init__(self, ctx: ModuleContext) -> None:
         self.ctx = ctx
 
+    def needs(self) -> tuple[str, ...]:
+        """The modules this one needs with its options: ``requires``, unless an option
+        makes one of them needed or not (checked at start like ``requires``)."""
+        return type(self).requires
+
     async def start(self) -> None:
         """Extra set-up beyond the declarations (stores, feature providers)."""
 
@@ -407,37 +407,26 @@ class Module:
         return False
 
     # --- applied by the manager -------------------------------------------------------
+    def _marked(self, mark: str) -> list[tuple[Any, Any]]:
+        """(what the decorator noted, the bound method) for each note ``mark`` of a method."""
+        cls = type(self)
+        return [
+            (noted, getattr(self, attr))
+            for attr in dir(cls)
+            for noted in getattr(getattr(cls, attr, None), mark, ())
+        ]
+
     def _declared_iq(self) -> list[tuple[str, str, Target, IqHandler]]:
-        found = []
-        for attr in dir(type(self)):
-            fn = getattr(type(self), attr, None)
-            for type_, namespace, target in getattr(fn, "_heron_iq", ()):
-                found.append((type_, namespace, target, getattr(self, attr)))
-        return found
+        return [(type_, ns_, target, fn) for (type_, ns_, target), fn in self._marked("_heron_iq")]
 
     def _declared_hooks(self) -> list[tuple[str, int, Hook]]:
-        found = []
-        for attr in dir(type(self)):
-            fn = getattr(type(self), attr, None)
-            for event, priority in getattr(fn, "_heron_hook", ()):
-                found.append((event, priority, getattr(self, attr)))
-        return found
+        return [(event, priority, fn) for (event, priority), fn in self._marked("_heron_hook")]
 
     def _declared_features(self) -> list[tuple[str, FeatureProvider]]:
-        found = []
-        for attr in dir(type(self)):
-            stage = getattr(getattr(type(self), attr, None), "_heron_feature", None)
-            if stage is not None:
-                found.append((stage, getattr(self, attr)))
-        return found
+        return self._marked("_heron_feature")
 
     def _declared_nonzas(self) -> list[tuple[str, Any]]:
-        found = []
-        for attr in dir(type(self)):
-            namespace = getattr(getattr(type(self), attr, None), "_heron_nonza", None)
-            if namespace is not None:
-                found.append((namespace, getattr(self, attr)))
-        return found
+        return self._marked("_heron_nonza")
 
 
 class ModuleManager:
@@ -448,13 +437,13 @@ class ModuleManager:
         self.modules: dict[str, Module] = {}
 
     async def load(self, cls: type[Module], ctx: ModuleContext) -> Module:
-        missing = [name for name in cls.requires if name not in self.modules]
+        module = cls(ctx)  # reads its options and stores; registers nothing yet
+        missing = [name for name in module.needs() if name not in self.modules]
         if missing:
             raise ConfigError(
                 f'hosts."{ctx.domain}".modules: {cls.name} needs {", ".join(missing)} '
                 "(enabled before it)"
             )
-        module = cls(ctx)
         reg = self.registry
         for stage, provider in module._declared_features():
             (reg.preauth_features if stage == "preauth" else reg.postauth_features).append(provider)
@@ -485,7 +474,6 @@ class ModuleManager:
             await self._withdraw(module)
 
     async def _withdraw(self, module: Module) -> None:
-        await module.ctx.withdraw()
         reg = self.registry
         for stage, provider in module._declared_features():
             features = reg.preauth_features if stage == "preauth" else reg.postauth_features
@@ -503,6 +491,7 @@ class ModuleManager:
         for identity in type(module).identities:
             if identity in reg.identities:
                 reg.identities.remove(identity)
+        await module.ctx.withdraw()  # its registrations, then periodic work and closing
 
     async def unload_all(self) -> None:
         for name in reversed(list(self.modules)):

@@ -49,6 +49,10 @@ class RoomPlacement(Protocol):
     async def keep(self, room: JID, snapshot: dict[str, str]) -> None:
         """Replace the room's snapshot (names → serialized parts)."""
 
+    async def hand_off(self, rooms: list[JID]) -> None:
+        """This node stops: its rooms (snapshots written) move to the other nodes, and the
+        stanzas still reaching it for them follow."""
+
     async def kept(self, room: JID) -> dict[str, str]:
         """The room's snapshot, empty when none was kept."""
 
@@ -73,6 +77,9 @@ class LocalPlacement:
         return None
 
     async def keep(self, room: JID, snapshot: dict[str, str]) -> None:
+        return None
+
+    async def hand_off(self, rooms: list[JID]) -> None:
         return None
 
     async def kept(self, room: JID) -> dict[str, str]:

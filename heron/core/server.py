@@ -24,7 +24,7 @@ from heron.core.bytestreams import BytestreamBroker
 from heron.core.components import ComponentManager
 from heron.core.control import Control
 from heron.core.metrics import Metrics
-from heron.core.module import CoreServices, Module, ModuleContext, ModuleManager, Stores
+from heron.core.module import CoreServices, Module, ModuleManager, Stores
 from heron.core.placement import LocalPlacement, RoomPlacement
 from heron.core.registry import HostRegistry
 from heron.core.router import Router
@@ -222,8 +222,7 @@ class Server:
         cls = self.available_modules.get(name)
         if cls is None:
             raise ConfigError(f'hosts."{host.domain}".modules: unknown module {name!r}')
-        ctx = ModuleContext(
-            core=self._core,
+        ctx = self._core.for_module(
             domain=host.domain,
             registry=manager.registry,
             options=host.module_options.get(name, {}),

@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
-from heron.config import ConfigError, option
+from heron import ns
+from heron.config import option
 from heron.core.module import Module, ModuleContext, hook
 from heron.jid import JID
 from heron.ratelimit import TokenBucket
@@ -166,14 +167,13 @@ class AntispamModule(Module):
     def __init__(self, ctx: ModuleContext) -> None:
         super().__init__(ctx)
         self.options = ctx.settings(AntispamOptions)
-        host = ctx.host
-        if self.options.strangers != "allow" and host is not None and "roster" not in host.modules:
-            raise ConfigError(
-                f"{ctx.key_path}.strangers: needs the roster module (who is a contact?)"
-            )
         self.store: QuarantineStore = ctx.store(SqlQuarantineStore)
         self.written_to: OrderedDict[tuple[JID, JID], None] = OrderedDict()
         self.requests: dict[JID, TokenBucket] = {}
+
+    def needs(self) -> tuple[str, ...]:
+        """Who is a stranger is the roster's to say, unless strangers are let through."""
+        return () if self.options.strangers == "allow" else ("roster",)
 
     # --- the user's own traffic -------------------------------------------------------
     @hook("pre-message", priority=50)
@@ -216,9 +216,9 @@ class AntispamModule(Module):
             stanza.type == "set"
             and stanza.from_ is not None
             and payload is not None
-            and payload.ns == "jabber:iq:roster"
+            and payload.ns == ns.ROSTER
         ):
-            for item in payload.find_all("item", "jabber:iq:roster"):
+            for item in payload.find_all("item", ns.ROSTER):
                 if item.attrs.get("subscription") == "remove":
                     continue
                 try:

@@ -22,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from heron import ns
-from heron.config import option
+from heron.config import option, parses
 from heron.core.module import Module, ModuleContext, Xep, iq_handler, stream_feature
 from heron.core.registry import Identity, Target
-from heron.jid import JID, InvalidJID
+from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.stanza.caps import ver_of
+from heron.stanza.forms import add_field, data_form
 from heron.xmlstream.element import Element
 
 SERVER_IDENTITY = Identity("server", "im", "Heron")
@@ -38,14 +39,6 @@ CAPS_NODE = "https://heron.invalid/caps"  # names the software; never fetched
 CONTACT_KINDS = ("abuse", "admin", "feedback", "sales", "security", "support")
 
 
-def _jid_syntax(text: str) -> str | None:
-    try:
-        JID.parse(text)
-    except InvalidJID as exc:
-        return f"is not a valid JID ({exc})"
-    return None
-
-
 def _uri_syntax(uri: str) -> str | None:
     if ":" not in uri or any(c.isspace() for c in uri):
         return "is not a URI (mailto:, xmpp:...)"
@@ -54,7 +47,7 @@ def _uri_syntax(uri: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class DiscoOptions:
-    items: tuple[str, ...] = option((), check=_jid_syntax)
+    items: tuple[str, ...] = option((), check=parses(JID.parse, "a valid JID"))
     """JIDs listed in the server's disco#items (for example services run elsewhere)."""
     # XEP-0157: whom to contact about this server, as URIs ("mailto:", "xmpp:", "https:").
     abuse: tuple[str, ...] = option((), check=_uri_syntax)
@@ -182,15 +175,10 @@ class DiscoModule(Module):
         query = info_query(identities, sorted(registry.features))
         contacts = [(k, getattr(self.options, k)) for k in CONTACT_KINDS]
         if any(uris for _kind, uris in contacts):  # XEP-0157 §2: an extended-info form
-            form = query.add("x", ns.DATA_FORMS, {"type": "result"})
-            form.add("field", ns.DATA_FORMS, {"var": "FORM_TYPE", "type": "hidden"}).add(
-                "value", ns.DATA_FORMS, text=ns.SERVERINFO
-            )
+            form = data_form("result", ns.SERVERINFO, parent=query)
             for kind, uris in contacts:
                 if uris:
-                    field = form.add("field", ns.DATA_FORMS, {"var": f"{kind}-addresses"})
-                    for uri in uris:
-                        field.add("value", ns.DATA_FORMS, text=uri)
+                    add_field(form, f"{kind}-addresses", uris)
         return query
 
     def _account_info(self) -> Element:

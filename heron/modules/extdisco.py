@@ -23,9 +23,7 @@ Services are configured as RFC 7064/7065 URIs, such as ``stun:stun.example.org``
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import math
@@ -36,7 +34,7 @@ from typing import Final
 from urllib.parse import parse_qs
 
 from heron import ns, timestamps
-from heron.config import ConfigError, build_options
+from heron.config import build_options, option, parses
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID
@@ -47,15 +45,18 @@ DEFAULT_PORTS: Final = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349
 DEFAULT_TRANSPORTS: Final = {"stun": "udp", "turn": "udp", "stuns": "tcp", "turns": "tcp"}
 MAX_WATCHERS: Final = 10000  # resources remembered per host for pushes
 REFRESH_AT: Final = 0.8  # of the credential lifetime: when fresh credentials are pushed
+REFRESH_CHECK_S: Final = 6.0  # how often due watchers are looked for
 
 
 @dataclass(frozen=True, slots=True)
 class ExtdiscoOptions:
-    services: tuple[str, ...] = ()
+    services: tuple[str, ...] = option(
+        (), check=parses(lambda uri: ExternalService.from_uri(uri), "a STUN/TURN URI")
+    )
     """STUN/TURN URIs (RFC 7064/7065): "turn:host:port?transport=udp"."""
     secret: str = ""
     """Shared with the TURN server (coturn static-auth-secret); empty: no credentials."""
-    credential_ttl_s: int = 86400
+    credential_ttl_s: int = option(86400, min=60)
     """How long issued TURN credentials stay valid."""
 
 
@@ -148,29 +149,16 @@ class ExtdiscoModule(Module):
         super().__init__(ctx)
         self.options, self.services = self._parse(ctx.options)
         self.watchers: dict[JID, Watcher] = {}
-        self._refresher: asyncio.Task[None] | None = None
 
     def _parse(self, raw: Mapping[str, object]) -> tuple[ExtdiscoOptions, list[ExternalService]]:
         path = f'hosts."{self.ctx.domain}".modules.{self.name}'
-        options = build_options(ExtdiscoOptions, raw, path)
-        services: list[ExternalService] = []
-        for uri in options.services:
-            try:
-                services.append(ExternalService.from_uri(uri))
-            except ValueError as exc:
-                raise ConfigError(f"{path}.services: {uri!r}: {exc}") from exc
-        if options.credential_ttl_s < 60:
-            raise ConfigError(f"{path}.credential_ttl_s: must be ≥ 60")
-        return options, services
+        options = build_options(ExtdiscoOptions, raw, path)  # URIs and bounds checked
+        return options, [ExternalService.from_uri(uri) for uri in options.services]
 
     async def start(self) -> None:
-        self._refresher = asyncio.create_task(self._refresh_forever())
-
-    async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        # Credentials live at least 60 s and are renewed at a tenth of their life: a look
+        # every 6 s finds each watcher due in time (refresh() skips the others).
+        self.ctx.every(REFRESH_CHECK_S, self.refresh)
 
     # --- pushes (XEP-0215 §3.2) -------------------------------------------------------
     async def reconfigure(self, raw: Mapping[str, object]) -> bool:
@@ -206,11 +194,6 @@ class ExtdiscoModule(Module):
         for jid, watcher in list(self.watchers.items()):
             if watcher.refresh_at <= now:
                 await self._push(jid, turn)
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(min(60.0, self.options.credential_ttl_s / 10))
-            await self.refresh()
 
     async def _push(self, jid: JID, changes: list[tuple[str, ExternalService]]) -> None:
         watcher = self.watchers.get(jid)

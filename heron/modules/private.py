@@ -22,7 +22,6 @@ hear of what clients store through ``HostRegistry.private_watcher``: the pubsub 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
@@ -42,8 +41,7 @@ from heron.xmlstream import (
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import read_stored
 
-PRIVATE: Final = "jabber:iq:private"
-RESERVED: Final = frozenset({ns.CLIENT, ns.SERVER, PRIVATE})
+RESERVED: Final = frozenset({ns.CLIENT, ns.SERVER, ns.PRIVATE})
 
 _COLUMNS: Final = """
     domain TEXT NOT NULL,
@@ -52,8 +50,6 @@ _COLUMNS: Final = """
     name TEXT NOT NULL,
     xml TEXT NOT NULL,
     PRIMARY KEY (domain, username, ns, name)"""
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +125,7 @@ class SqlPrivateStore(SqlStore):
 def _children(iq: Stanza) -> list[Element]:
     """The children of the ``<query/>``, checked: at least one, none in a reserved namespace."""
     payload = iq.payload
-    if payload is None or payload.tag != "query" or payload.ns != PRIVATE:
+    if payload is None or payload.tag != "query" or payload.ns != ns.PRIVATE:
         raise StanzaError(StanzaCondition.BAD_REQUEST, "expected a jabber:iq:private <query/>")
     children = list(payload.elements())
     if not children:
@@ -144,7 +140,7 @@ class PrivateModule(Module):
     name = "private"
     description = "Private XML storage: per-account XML fragments only their owner can read."
     xeps = (Xep(49, "1.2", "complete"),)
-    disco_features = (PRIVATE,)
+    disco_features = (ns.PRIVATE,)
     stores = (SqlPrivateStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -172,7 +168,7 @@ class PrivateModule(Module):
             return
         await self.store.put(account, [(element.ns, element.tag, xml)])
 
-    @iq_handler("get", PRIVATE, Target.SELF)
+    @iq_handler("get", ns.PRIVATE, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
         children = _children(iq)
         if len(children) != 1:
@@ -181,9 +177,9 @@ class PrivateModule(Module):
         xml = await self.store.get(iq.account(), wanted.ns, wanted.tag)
         stored = None if xml is None else read_stored(xml, wanted.tag, wanted.ns)
         found = stored if stored is not None else Element(wanted.tag, wanted.ns)
-        return Element("query", PRIVATE, children=[found])
+        return Element("query", ns.PRIVATE, children=[found])
 
-    @iq_handler("set", PRIVATE, Target.SELF)
+    @iq_handler("set", ns.PRIVATE, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
         fragments: dict[tuple[str, str], str] = {}
         for child in _children(iq):
@@ -203,8 +199,8 @@ class PrivateModule(Module):
                 await watcher.private_changed(owner, child)
         return None
 
-    @iq_handler("get", PRIVATE, Target.BARE)
-    @iq_handler("set", PRIVATE, Target.BARE)
+    @iq_handler("get", ns.PRIVATE, Target.BARE)
+    @iq_handler("set", ns.PRIVATE, Target.BARE)
     async def on_other(self, iq: Stanza) -> Element | None:
         raise StanzaError(
             StanzaCondition.FORBIDDEN, "private data belongs to its owner", type=ErrorType.CANCEL

@@ -19,16 +19,12 @@ from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.forms import add_field, data_form
 from heron.storage.db import Dialect, Migration, SqlStore
 from heron.storage.owned import owned_table
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
-
-PUSH: Final = "urn:xmpp:push:0"
-SUMMARY: Final = "urn:xmpp:push:summary"
-PUBSUB: Final = "http://jabber.org/protocol/pubsub"
-DATA: Final = "jabber:x:data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +126,14 @@ class SqlPushStore(SqlStore):
 
 def summary(count: int, sender: JID) -> Element:
     """The XEP-0357 §7 notification: a count and the last sender, no body."""
-    notification = Element("notification", PUSH)
-    form = notification.add("x", DATA, {"type": "submit"})
+    notification = Element("notification", ns.PUSH)
+    form = data_form("submit", parent=notification)
     for var, value in (
-        ("FORM_TYPE", SUMMARY),
+        ("FORM_TYPE", ns.PUSH_SUMMARY),
         ("message-count", str(count)),
         ("last-message-sender", str(sender.bare)),
     ):
-        form.add("field", DATA, {"var": var}).add("value", DATA, text=value)
+        add_field(form, var, [value])
     return notification
 
 
@@ -158,15 +154,12 @@ class PushModule(Module):
         self.pending: dict[JID, int] = {}  # messages notified since the account was last seen
 
     async def start(self) -> None:
-        self.ctx.add_account_feature(PUSH)
+        self.ctx.add_account_feature(ns.PUSH)
 
     # --- enable / disable -------------------------------------------------------------
-    @iq_handler("set", PUSH, Target.SELF)
+    @iq_handler("set", ns.PUSH, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        payload = iq.payload
-        assert payload is not None
-        account = iq.from_.bare
+        payload, account = iq.query, iq.sender.bare
         try:
             service = str(JID.parse(payload.attrs.get("jid", "")))
         except InvalidJID as exc:
@@ -175,8 +168,8 @@ class PushModule(Module):
         if payload.tag == "enable":
             if not node:
                 raise StanzaError(StanzaCondition.BAD_REQUEST, "enable needs a node")
-            form = payload.find("x", DATA)
-            options = serialize(form, PUSH) if form is not None else None
+            form = payload.find("x", ns.DATA_FORMS)
+            options = serialize(form, ns.PUSH) if form is not None else None
             registration = Registration(service, node, options)
             try:
                 await self.store.enable(account, registration, self.options.max_registrations)
@@ -223,12 +216,12 @@ class PushModule(Module):
                 ns.CLIENT,
                 {"type": "set", "to": r.service, "from": str(account), "id": f"push-{count}"},
             )
-            pubsub = iq.add("pubsub", PUBSUB)
-            publish = pubsub.add("publish", PUBSUB, {"node": r.node})
-            publish.add("item", PUBSUB).append(summary(count, sender))
-            form = parse_stored(r.options, expect=("x", DATA)) if r.options else None
+            pubsub = iq.add("pubsub", ns.PUBSUB)
+            publish = pubsub.add("publish", ns.PUBSUB, {"node": r.node})
+            publish.add("item", ns.PUBSUB).append(summary(count, sender))
+            form = parse_stored(r.options, expect=("x", ns.DATA_FORMS)) if r.options else None
             if form is not None:  # e.g. the app server's secret (XEP-0357 §5)
-                pubsub.add("publish-options", PUBSUB).append(form)
+                pubsub.add("publish-options", ns.PUBSUB).append(form)
             await self.ctx.send(iq)
 
 

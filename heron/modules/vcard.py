@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
+from heron import ns
 from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Avatar, Target
@@ -45,17 +45,11 @@ from heron.xmlstream import (
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import read_stored
 
-VCARD: Final = "vcard-temp"
-VCARD_UPDATE: Final = "vcard-temp:x:update"
-CONVERSION: Final = "urn:xmpp:pep-vcard-conversion:0"
-
 _COLUMNS: Final = """
     domain TEXT NOT NULL,
     username TEXT NOT NULL,
     xml TEXT NOT NULL,
     PRIMARY KEY (domain, username)"""
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +107,15 @@ class SqlVcardStore(SqlStore):
 def photo_of(vcard: Element) -> Avatar | None:
     """The image in a vCard's PHOTO (XEP-0153 §3.1); None without one (or an EXTVAL only,
     or base64 that does not decode)."""
-    photo = vcard.find("PHOTO", VCARD)
-    binval = photo.child_text("BINVAL", VCARD) if photo is not None else None
+    photo = vcard.find("PHOTO", ns.VCARD)
+    binval = photo.child_text("BINVAL", ns.VCARD) if photo is not None else None
     if photo is None or not binval:
         return None
     try:
         data = base64.b64decode("".join(binval.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
-    mime = (photo.child_text("TYPE", VCARD) or "").strip() or "image/png"
+    mime = (photo.child_text("TYPE", ns.VCARD) or "").strip() or "image/png"
     return Avatar(mime, data) if data else None
 
 
@@ -130,15 +124,15 @@ def with_photo(vcard: Element, avatar: Avatar | None) -> Element:
     copy = vcard.copy()
     copy.children = [c for c in copy.children if not (isinstance(c, Element) and c.tag == "PHOTO")]
     if avatar is not None:
-        photo = copy.add("PHOTO", VCARD)
-        photo.add("TYPE", VCARD, text=avatar.mime)
-        photo.add("BINVAL", VCARD, text=base64.b64encode(avatar.data).decode("ascii"))
+        photo = copy.add("PHOTO", ns.VCARD)
+        photo.add("TYPE", ns.VCARD, text=avatar.mime)
+        photo.add("BINVAL", ns.VCARD, text=base64.b64encode(avatar.data).decode("ascii"))
     return copy
 
 
 def _vcard(iq: Stanza) -> Element:
     payload = iq.payload
-    if payload is None or payload.tag != "vCard" or payload.ns != VCARD:
+    if payload is None or payload.tag != "vCard" or payload.ns != ns.VCARD:
         raise StanzaError(StanzaCondition.BAD_REQUEST, "expected a <vCard xmlns='vcard-temp'/>")
     return payload
 
@@ -151,7 +145,7 @@ class VcardModule(Module):
         Xep(153, "1.1", "complete", "the server puts the photo hash into presence"),
         Xep(398, "1.0.0", "complete", "both directions, with the pubsub module"),
     )
-    disco_features = (VCARD,)
+    disco_features = (ns.VCARD,)
     stores = (SqlVcardStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -167,7 +161,7 @@ class VcardModule(Module):
         self.ctx.on_unload(self._withdraw_avatar)
         self.ctx.on_account_deleted(self.on_account_deleted)
         if registry.pep_avatar is not None:
-            self.ctx.add_account_feature(CONVERSION)  # XEP-0398 §2
+            self.ctx.add_account_feature(ns.VCARD_CONVERSION)  # XEP-0398 §2
 
     def _withdraw_avatar(self) -> None:
         if self.ctx.registry.vcard_avatar is self:
@@ -191,7 +185,7 @@ class VcardModule(Module):
         if stored is None:
             if avatar is None:
                 return
-            stored = Element("vCard", VCARD)
+            stored = Element("vCard", ns.VCARD)
         xml = serialize(with_photo(stored, avatar))
         if len(xml.encode()) > self.options.max_bytes:
             self.ctx.log.info("avatar of %s too large for its vCard; not copied", account)
@@ -207,30 +201,30 @@ class VcardModule(Module):
             return False
         if sender.domain != self.ctx.domain:
             return False
-        update = stanza.element.find("x", VCARD_UPDATE)
-        photo = update.find("photo", VCARD_UPDATE) if update is not None else None
+        update = stanza.element.find("x", ns.VCARD_UPDATE)
+        photo = update.find("photo", ns.VCARD_UPDATE) if update is not None else None
         if photo is not None and not photo.text:
             return False  # the client is not ready to tell (XEP-0153 §4.2): left alone
         sha1 = await self._hash(sender.bare)
         if photo is not None and photo.text == sha1:
             return False
         if update is None:
-            update = Element("x", VCARD_UPDATE)
+            update = Element("x", ns.VCARD_UPDATE)
             stanza.element.append(update)
-        update.children = [Element("photo", VCARD_UPDATE, children=[sha1] if sha1 else [])]
+        update.children = [Element("photo", ns.VCARD_UPDATE, children=[sha1] if sha1 else [])]
         return False
 
     async def _load(self, jid: JID) -> Element | None:
         xml = await self.store.get(jid)
-        return None if xml is None else read_stored(xml, "vCard", VCARD)
+        return None if xml is None else read_stored(xml, "vCard", ns.VCARD)
 
-    @iq_handler("get", VCARD, Target.SELF)
+    @iq_handler("get", ns.VCARD, Target.SELF)
     async def on_get_own(self, iq: Stanza) -> Element | None:
         _vcard(iq)
         stored = await self._load(iq.account())
-        return stored if stored is not None else Element("vCard", VCARD)
+        return stored if stored is not None else Element("vCard", ns.VCARD)
 
-    @iq_handler("get", VCARD, Target.BARE)
+    @iq_handler("get", ns.VCARD, Target.BARE)
     async def on_get_other(self, iq: Stanza) -> Element | None:
         _vcard(iq)
         owner = iq.account()
@@ -241,7 +235,7 @@ class VcardModule(Module):
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
         return stored
 
-    @iq_handler("set", VCARD, Target.SELF)
+    @iq_handler("set", ns.VCARD, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
         vcard = _vcard(iq)
         xml = serialize(vcard)
@@ -261,6 +255,6 @@ class VcardModule(Module):
             await pep.avatar_changed(owner, avatar)  # XEP-0398 §3.2, before the result
         return None
 
-    @iq_handler("set", VCARD, Target.BARE)
+    @iq_handler("set", ns.VCARD, Target.BARE)
     async def on_set_other(self, iq: Stanza) -> Element | None:
         raise StanzaError(StanzaCondition.FORBIDDEN, "only the owner may change a vCard")

@@ -43,14 +43,9 @@ from heron.xmlstream.element import Element
 from heron.xmlstream.limits import Limits
 from heron.xmlstream.stored import parse_stored
 
-PIE: Final = "urn:xmpp:pie:0"
-PIE_SCRAM: Final = "urn:xmpp:pie:0#scram"
-XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
-ROSTER: Final = "jabber:iq:roster"
-PRIVATE: Final = "jabber:iq:private"
-VCARD: Final = "vcard-temp"
-PUBSUB: Final = "http://jabber.org/protocol/pubsub"
-PUBSUB_OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
+PIE, PIE_SCRAM, XINCLUDE = ns.PIE, ns.PIE_SCRAM, ns.XINCLUDE
+ROSTER, PRIVATE, VCARD = ns.ROSTER, ns.PRIVATE, ns.VCARD
+PUBSUB, PUBSUB_OWNER = ns.PUBSUB, ns.PUBSUB_OWNER
 SUBSCRIPTIONS: Final = frozenset({"none", "to", "from", "both"})
 MAX_FILE_BYTES: Final = 1 << 30
 MAX_ROSTER: Final = 100_000

@@ -38,10 +38,18 @@ class ConfigReloader:
         self.path = path
         self._lock = asyncio.Lock()
 
+    def _same_node(self, new: ServerConfig) -> ServerConfig:
+        """A worker of `heron serve --workers` runs as `<node>-<n>`, not as the file's
+        `cluster.node`: its own name is not a change the file makes."""
+        old = self.running.server.config.cluster
+        if old is None or new.cluster is None or not old.node.startswith(new.cluster.node + "-"):
+            return new
+        return replace(new, cluster=replace(new.cluster, node=old.node))
+
     async def reload(self) -> ReloadReport:
         async with self._lock:
             try:
-                new = load_config(self.path, known_modules=AVAILABLE)
+                new = self._same_node(load_config(self.path, known_modules=AVAILABLE))
                 loop = asyncio.get_running_loop()
                 certs = await loop.run_in_executor(None, certificates_for, new)
             except (ConfigError, TlsError, OSError) as exc:
@@ -149,6 +157,8 @@ class ConfigReloader:
             await listener.stop()
             running.by_spec.remove((spec, listener))
             running.listeners.remove(listener)
+            if not any(other.kind == spec.kind for other, _l in running.by_spec):
+                running.ports.pop(spec.kind, None)
             lines.append(f"listener {spec.kind} {spec.host}:{spec.port}: closed")
         for spec in wanted:
             await open_listener(running, spec)

@@ -57,6 +57,22 @@ class Stanza:
         """An IQ's single child element."""
         return self.element.first()
 
+    @property
+    def sender(self) -> JID:
+        """``from``, which the server stamps on every stanza it routes: handlers rely on it
+        (a routed stanza without one is a bug of ours, not the peer's)."""
+        if self.from_ is None:
+            raise RuntimeError(f"a routed <{self.kind}/> without from")
+        return self.from_
+
+    @property
+    def query(self) -> Element:
+        """An IQ's payload, by which its handler was chosen: handlers rely on it."""
+        payload = self.element.first()
+        if payload is None:
+            raise RuntimeError("an IQ handled without a payload")
+        return payload
+
     def account(self) -> JID:
         """The bare JID of the account the stanza is addressed to; ``bad-request`` when it
         is addressed to a server or a service instead (an account's own data: vCard, private

@@ -7,7 +7,8 @@ in the last ``delay_s`` plus a batch being written. Readers call `flush` first, 
 `pending()` (the queued rows and the batch being written) into what they read.
 
 `append_rows` writes one batch: COPY on PostgreSQL (one round trip, no per-row parsing),
-a multi-row executemany in one transaction on SQLite.
+a multi-row executemany in one transaction on SQLite, sent to its thread in one hop (the
+commit happens there, not on the event loop).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 KEEP_BATCHES = 64  # while the database refuses writes, at most this many batches wait
+BACKLOG_BATCHES = 8  # while a batch is written, adders wait only when this many more queue
 
 
 @runtime_checkable
 class BulkCopy(Protocol):
-    """An engine that appends rows with COPY (PostgreSQL)."""
+    """An engine that appends a batch in one call (COPY on PostgreSQL, one hop on SQLite)."""
 
     async def copy_records(
         self, table: str, columns: Sequence[str], records: Sequence[Sequence[object]]
@@ -75,10 +77,15 @@ class WriteBehind(Generic[T]):
         return [*self._writing, *self._queued]
 
     async def add(self, row: T) -> None:
-        """Queue ``row``; a full batch is written before this returns."""
+        """Queue ``row``; a full batch is written before this returns, unless a batch is
+        being written already: the flush in progress takes the queued rows next, and the
+        caller (a message on its way) does not wait for the database unless
+        ``BACKLOG_BATCHES`` full batches are waiting (memory stays bounded)."""
         self._queued.append(row)
-        if len(self._queued) >= self.max_rows:
-            await self.flush()
+        queued = len(self._queued)
+        if queued >= self.max_rows:
+            if not self._lock.locked() or queued >= self.max_rows * BACKLOG_BATCHES:
+                await self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.delay_s, self._due)
 

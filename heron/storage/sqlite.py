@@ -128,6 +128,15 @@ class SqliteDatabase(_FirstRow):
     def transaction(self) -> _SqliteTransaction:
         return _SqliteTransaction(self)
 
+    async def copy_records(
+        self, table: str, columns: Sequence[str], records: Sequence[Sequence[object]]
+    ) -> None:
+        """Append rows in one transaction and one hop to the thread (batch.BulkCopy): the
+        write-behind batches (archive, offline) commit there, never on the event loop."""
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+        await self.run(partial(_insert_all, sql=sql, rows=list(records)))
+
     # --- introspection (heron.storage.db.Introspection, for copy-storage) ---------------
     async def tables(self) -> list[str]:
         rows = await self.fetch(
@@ -245,6 +254,11 @@ def _execute(conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> int:
 
 def _executemany(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
     conn.executemany(sql, rows)
+
+
+def _insert_all(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    with transaction(conn):
+        conn.executemany(sql, rows)
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> list[Row]:

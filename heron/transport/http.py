@@ -225,7 +225,7 @@ class HttpListener:
     async def host_meta(self, request: web.Request) -> web.StreamResponse:
         bosh, websocket = self._endpoints(request)
         xrd = Element("XRD", "http://docs.oasis-open.org/ns/xri/xrd-1.0")
-        for rel, href in (("urn:xmpp:alt-connections:xbosh", bosh), (ns.WEBSOCKET_REL, websocket)):
+        for rel, href in ((ns.XBOSH_REL, bosh), (ns.WEBSOCKET_REL, websocket)):
             xrd.add("Link", xrd.ns, {"rel": rel, "href": href})
         return web.Response(
             text="<?xml version='1.0' encoding='utf-8'?>\n" + serialize(xrd),
@@ -236,7 +236,7 @@ class HttpListener:
     async def host_meta_json(self, request: web.Request) -> web.StreamResponse:
         bosh, websocket = self._endpoints(request)
         links = [
-            {"rel": "urn:xmpp:alt-connections:xbosh", "href": bosh},
+            {"rel": ns.XBOSH_REL, "href": bosh},
             {"rel": ns.WEBSOCKET_REL, "href": websocket},
         ]
         return web.Response(

@@ -118,14 +118,26 @@ def _write_children(children: list[Element | str], parent_ns: str | None, out: l
 
 def prepare(el: Element, parent_ns: str | None = None) -> None:
     """Serialize ``el``'s children once, for the many copies of a fan-out: each copy then
-    costs only its own start tag. ``parent_ns`` as for serialize(); the stream namespace
+    costs only its own start tag. Preparing again after children were appended serializes
+    only the new ones. ``parent_ns`` as for serialize(); the stream namespace
     decides the children's context, so a copy renamespaced for a server stream (a deep
     copy) is serialized afresh."""
     stream_prefixed = el.ns == ns.STREAM and parent_ns is not None and parent_ns != ns.STREAM
     child_parent = parent_ns if stream_prefixed else el.ns
+    children = el.children
     out: list[str] = []
-    _write_children(el.children, child_parent, out)
-    el.prepared = (tuple(el.children), child_parent, "".join(out))
+    done = el.prepared
+    if (  # children only appended since the last prepare: the earlier ones' XML is reused
+        done is not None
+        and done[1] == child_parent
+        and len(done[0]) <= len(children)
+        and all(map(operator.is_, done[0], children))
+    ):
+        out.append(done[2])
+        _write_children(children[len(done[0]) :], child_parent, out)
+    else:
+        _write_children(children, child_parent, out)
+    el.prepared = (tuple(children), child_parent, "".join(out))
 
 
 def serialize(

@@ -221,3 +221,57 @@ def test_cluster_config_is_checked(tmp_path: Path, cluster: dict[str, Any], says
         table["storage"] = {"engine": "postgresql", "url": "postgresql://u@127.0.0.1/db"}
     with pytest.raises(ConfigError, match=says):
         config_from_dict(table, "test")
+
+
+async def test_messages_for_a_killed_nodes_user_wait_offline_and_follow_it(
+    cluster: Callable[[str], dict[str, Any]], tmp_path: Path
+) -> None:
+    """Under traffic: a message sent as its node dies waits in the bus, then (the user
+    reaped) lands in offline storage with the later ones; the user logs in on another
+    node and gets them all, in order."""
+    table = cluster("a")
+    table["hosts"]["localhost"]["modules"] = [*MODULES, "offline"]
+    a = await start(config_from_dict(table, "test"))
+    config_c = cluster("c")
+    toml = tmp_path / "c.toml"
+    toml.write_text(_toml(config_c), encoding="utf-8")
+    child = subprocess.Popen([sys.executable, "-m", "heron", "-c", str(toml), "serve"])  # noqa: ASYNC220 - a node to kill
+    clients: list[Any] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        port = config_c["listeners"][0]["port"]
+        await until(lambda: _listening(port), 60, "node c listens")
+        c_view = RunningServer(a.server)  # login() needs the port and the certificate only
+        c_view.ports = {"c2s": port}
+        c_view.certificates = {"localhost": Path(config_c["data_dir"]) / "certs" / "localhost.crt"}
+        bob = await login(c_view, "bob@localhost/phone", PASSWORD)
+        bob.send_presence()
+        alice = await login(a, "alice@localhost/pc", PASSWORD)
+        clients += [alice, bob]
+        bob_full = JID.parse("bob@localhost/phone")
+        await until(
+            lambda: (s := a.server.sessions.get(bob_full)) is not None and s.is_available,
+            10,
+            "node a sees bob available",
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        await asyncio.to_thread(child.wait, 10)
+        bob.abort()
+        alice.send_message(mto="bob@localhost", mbody="as c dies", mtype="chat")
+        await until(lambda: bob_full not in a.server.sessions.remote, 15, "bob reaped")
+        alice.send_message(mto="bob@localhost", mbody="after", mtype="chat")
+        await asyncio.sleep(0.5)
+        again = await login(a, "bob@localhost/tablet", PASSWORD)
+        clients.append(again)
+        got = inbox(again)
+        again.send_presence()  # initial presence: offline storage hands its messages over
+        await until(lambda: len(got) >= 2, 10, "bob gets what waited")
+        await asyncio.sleep(0.3)
+        assert [str(m["body"]) for m in got] == ["as c dies", "after"]
+    finally:
+        for client in clients:
+            await close(client)
+        child.kill()
+        child.wait(10)
+        await a.stop()

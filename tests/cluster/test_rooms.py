@@ -161,3 +161,145 @@ async def test_a_room_spans_three_nodes_and_outlives_its_owner(
         await b.stop()
         await a.stop()
         await asyncio.sleep(0)
+
+
+async def test_a_room_moves_with_its_occupants_when_its_node_stops(
+    cluster: Callable[[str], dict[str, Any]],
+) -> None:
+    nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b", "c")]
+    a, b, c = nodes
+    clients: list[ClientXMPP] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        await until(
+            lambda: all(n.cluster is not None and len(n.cluster.live) == 3 for n in nodes),
+            10,
+            "every node sees the others",
+        )
+        room = SJID(room_owned_by("c", {"a", "b", "c"}))
+        for node, user in ((a, "alice"), (b, "bob")):
+            clients.append(
+                await login(node, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+            )
+        alice, bob = clients
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        await instant_room(alice, room)
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        heard, seen_by_alice = bodies(bob), presences(alice)
+        room_jid = JID.parse(str(room))
+        assert room_jid in muc_of(c).rooms
+
+        await c.stop()  # a clean stop: no 332 for anyone, the room moves on
+        nodes.remove(c)
+        await until(
+            lambda: room_jid in muc_of(a).rooms or room_jid in muc_of(b).rooms,
+            10,
+            "a live node takes the room over",
+        )
+        taker = muc_of(a) if room_jid in muc_of(a).rooms else muc_of(b)
+        assert sorted(taker.rooms[room_jid].occupants) == ["Alice", "Bob"]
+        alice.send_message(mto=room, mbody="still here", mtype="groupchat")
+        await until(lambda: heard == ["still here"], 10, "bob hears alice")
+        assert not [p for p in seen_by_alice if p["type"] == "unavailable"]
+    finally:
+        for client in clients:
+            await close(client)
+        for node in nodes:
+            await node.stop()
+
+
+async def test_a_node_the_others_reaped_fences_itself_and_its_room_goes_on(
+    cluster: Callable[[str], dict[str, Any]],
+) -> None:
+    """Node b loses its lease as if cut off: it closes its streams and drops the room it
+    ran; the room goes on, run by exactly one node, for the occupant on node a."""
+    nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b")]
+    a, b = nodes
+    clients: list[ClientXMPP] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        assert a.cluster is not None
+        assert b.cluster is not None
+        await until(lambda: "b" in a.cluster.live, 10, "a sees b")  # type: ignore[union-attr]
+        room = SJID(room_owned_by("b", {"a", "b"}))
+        for node, user in ((a, "alice"), (b, "bob")):
+            clients.append(
+                await login(node, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+            )
+        alice, bob = clients
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        await instant_room(alice, room)
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        room_jid = JID.parse(str(room))
+        assert room_jid in muc_of(b).rooms
+        cut: list[Any] = []
+        bob.add_event_handler("disconnected", cut.append)
+
+        directory = b.cluster.directory
+        await directory.redis.delete(directory.keys.lease("b"))  # as if b was cut off
+        await until(lambda: bool(cut), 15, "node b closes its streams")
+        assert room_jid not in muc_of(b).rooms  # it dropped the room
+        heard = bodies(alice)
+        alice.send_message(mto=room, mbody="alone now", mtype="groupchat")
+        await until(lambda: heard == ["alone now"], 15, "the room goes on")
+        holders = [n for n in nodes if room_jid in muc_of(n).rooms]
+        assert len(holders) == 1
+        claim = await directory.redis.get(directory.keys.room(str(room_jid)))
+        assert claim == ("a" if holders[0] is a else "b").encode()
+        assert sorted(muc_of(holders[0]).rooms[room_jid].occupants) == ["Alice"]
+    finally:
+        for client in clients:
+            await close(client)
+        for node in nodes:
+            await node.stop()
+
+
+async def test_a_room_loses_nothing_while_its_node_stops(
+    cluster: Callable[[str], dict[str, Any]],
+) -> None:
+    """Messages to the room keep coming while the node running it stops: every one
+    reaches the occupant on another node, once."""
+    nodes = [await start(config_from_dict(cluster(name), "test")) for name in ("a", "b", "c")]
+    a, b, c = nodes
+    clients: list[ClientXMPP] = []
+    try:
+        for user in ("alice", "bob"):
+            await a.server.accounts.create(JID.parse(f"{user}@localhost"), PASSWORD)
+        await until(
+            lambda: all(n.cluster is not None and len(n.cluster.live) == 3 for n in nodes),
+            10,
+            "every node sees the others",
+        )
+        room = SJID(room_owned_by("c", {"a", "b", "c"}))
+        for node, user in ((a, "alice"), (b, "bob")):
+            clients.append(
+                await login(node, f"{user}@localhost/x", PASSWORD, plugins=("xep_0045",))
+            )
+        alice, bob = clients
+        await alice.plugin["xep_0045"].join_muc_wait(room, "Alice", timeout=10)
+        await instant_room(alice, room)
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+        heard = bodies(bob)
+
+        async def talk() -> None:
+            for n in range(60):
+                alice.send_message(mto=room, mbody=f"{n}", mtype="groupchat")
+                await asyncio.sleep(0.02)
+
+        talking = asyncio.ensure_future(talk())
+        await asyncio.sleep(0.3)
+        await c.stop()
+        nodes.remove(c)
+        await talking
+        await until(lambda: len(heard) >= 60, 15, "bob hears every message")
+        await asyncio.sleep(0.3)
+        # Each exactly once. (One in flight to the stopping node as it leaves may arrive
+        # after a later one that went to the room's next node directly: docs/cluster.md.)
+        assert sorted(heard, key=int) == [f"{n}" for n in range(60)]
+    finally:
+        for client in clients:
+            await close(client)
+        for node in nodes:
+            await node.stop()

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from heron import ns
 from heron.jid import JID
-from heron.modules.pubsub.config import NODE_CONFIG, NodeConfig
+from heron.modules.pubsub.config import NodeConfig
 from heron.modules.pubsub.engine import (
     NO_RELATION,
-    SUBSCRIBE_OPTIONS,
     Policy,
     PubsubService,
     Relation,
@@ -111,7 +111,9 @@ def item_ids(svc: PubsubService, node: str) -> list[str]:
 async def test_create_publish_retract_purge_delete(opener: Opener) -> None:
     store = SqlPubsubStore(await opener())
     svc = service()
-    await change(store, svc, lambda s: s.create("news", ALICE, form(NODE_CONFIG, max_items="10")))
+    await change(
+        store, svc, lambda s: s.create("news", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="10"))
+    )
     for n in (1, 2, 3):
         await change(store, svc, lambda s, n=n: s.publish("news", ALICE, item(f"i{n}")))
     await change(store, svc, lambda s: s.retract("news", ALICE, "i2", notify=True))
@@ -137,7 +139,9 @@ async def test_create_publish_retract_purge_delete(opener: Opener) -> None:
 async def test_item_order_republish_and_max_items(opener: Opener) -> None:
     store = SqlPubsubStore(await opener())
     svc = service()
-    await change(store, svc, lambda s: s.create("feed", ALICE, form(NODE_CONFIG, max_items="3")))
+    await change(
+        store, svc, lambda s: s.create("feed", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="3"))
+    )
     for n in range(1, 6):
         await change(store, svc, lambda s, n=n: s.publish("feed", ALICE, item(f"i{n}")))
     assert item_ids(await reloaded(store), "feed") == ["i3", "i4", "i5"]
@@ -169,7 +173,9 @@ async def test_subscriptions_and_affiliations(opener: Opener) -> None:
     svc = service()
     await change(store, svc, lambda s: s.create("open", ALICE))
     await change(
-        store, svc, lambda s: s.create("club", ALICE, form(NODE_CONFIG, access_model="authorize"))
+        store,
+        svc,
+        lambda s: s.create("club", ALICE, form(ns.PUBSUB_NODE_CONFIG, access_model="authorize")),
     )
     await change(
         store,
@@ -183,7 +189,9 @@ async def test_subscriptions_and_affiliations(opener: Opener) -> None:
     await change(
         store,
         svc,
-        lambda s: s.set_options("open", BOB, BOB, sub.subid, form(SUBSCRIBE_OPTIONS, deliver="0")),
+        lambda s: s.set_options(
+            "open", BOB, BOB, sub.subid, form(ns.PUBSUB_SUBSCRIBE_OPTIONS, deliver="0")
+        ),
     )
     await change(store, svc, lambda s: s.subscribe("open", DAVE, DAVE, NO_RELATION))
     await change(store, svc, lambda s: s.subscribe("club", BOB, BOB, NO_RELATION))
@@ -326,7 +334,9 @@ async def test_copy_between_engines_keeps_item_order(
         source = SqlPubsubStore(lite)
         svc = service()
         await change(
-            source, svc, lambda s: s.create("feed", ALICE, form(NODE_CONFIG, max_items="9"))
+            source,
+            svc,
+            lambda s: s.create("feed", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="9")),
         )
         for item_id in ("z", "a", "m", "z"):  # z again: now the newest
             await change(source, svc, lambda s, i=item_id: s.publish("feed", ALICE, item(i)))

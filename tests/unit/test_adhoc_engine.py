@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from heron import ns
 from heron.jid import JID
 from heron.modules.adhoc import commands as cmds
 from heron.modules.adhoc.commands import (
-    COMMANDS,
-    XDATA,
     Command,
     CommandEngine,
     Field,
@@ -54,11 +53,13 @@ async def _done() -> Result:
 
 def request(node: str, sender: JID = ADMIN, **attrs: str) -> Stanza:
     iq = Element("iq", "jabber:client", {"type": "set", "to": "example.org"})
-    command = iq.add("command", COMMANDS, {"node": node, **attrs})
+    command = iq.add("command", ns.COMMANDS, {"node": node, **attrs})
     if "text" in attrs:
         del command.attrs["text"]
-        x = command.add("x", XDATA, {"type": "submit"})
-        x.add("field", XDATA, {"var": "text"}).add("value", XDATA, text=attrs["text"])
+        x = command.add("x", ns.DATA_FORMS, {"type": "submit"})
+        x.add("field", ns.DATA_FORMS, {"var": "text"}).add(
+            "value", ns.DATA_FORMS, text=attrs["text"]
+        )
     return Stanza(iq, JID.parse("example.org"), sender)
 
 
@@ -87,7 +88,7 @@ async def test_a_form_is_completed_with_the_submitted_values() -> None:
     first = await commands.handle(request("echo"))
     done = await commands.handle(request("echo", sessionid=first.attrs["sessionid"], text="hi"))
     assert done.attrs["status"] == "completed"
-    note = done.find("note", COMMANDS)
+    note = done.find("note", ns.COMMANDS)
     assert note is not None
     assert note.text == "boss@example.org said hi"
 
@@ -117,13 +118,13 @@ async def test_one_stage_commands_complete_at_once_and_others_are_refused() -> N
 
 
 def test_submitted_values_and_text_multi() -> None:
-    command = Element("command", COMMANDS)
-    x = command.add("x", XDATA, {"type": "submit"})
-    field = x.add("field", XDATA, {"var": "motd"})
+    command = Element("command", ns.COMMANDS)
+    x = command.add("x", ns.DATA_FORMS, {"type": "submit"})
+    field = x.add("field", ns.DATA_FORMS, {"var": "motd"})
     for line in ("line one", "", "line three"):
-        field.add("value", XDATA, text=line)
+        field.add("value", ns.DATA_FORMS, text=line)
     values = submitted(command)
     assert values is not None
     assert values.text("motd") == "line one\n\nline three"
     assert values.all("motd") == ["line one", "line three"]
-    assert submitted(Element("command", COMMANDS)) is None
+    assert submitted(Element("command", ns.COMMANDS)) is None

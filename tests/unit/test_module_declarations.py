@@ -36,6 +36,17 @@ DOMAIN = "example.org"
 ECHO = "urn:example:echo"
 
 
+class Queue:
+    """A store writing behind: closing it writes what it holds."""
+
+    def __init__(self, domains: Any) -> None:
+        self.domains = domains
+        self.closed_after: list[str] | None = None
+
+    async def close(self) -> None:
+        self.closed_after = sorted(self.domains.registries)  # what was still served
+
+
 def _no_space(text: str) -> str | None:
     return "has a space" if " " in text else None
 
@@ -67,6 +78,7 @@ class EchoModule(Module):
         service = self.ctx.add_service(self.service)
         service.add_iq_handler("get", ECHO, Target.HOST, self.on_echo)
         self.ctx.every(0.001, self.sweep)
+        self.queue = self.ctx.closing(Queue(self.ctx.domains))
         self.ctx.add_item(self.service, "Echo")
         self.ctx.add_http_route("GET", "/echo", self.http)
         self.ctx.add_gauge("heron_echo", "Echoes", lambda: [({}, 1.0)])
@@ -113,8 +125,7 @@ async def host(tmp_path: Path) -> AsyncIterator[tuple[ModuleManager, FakeDomains
 
 
 def context(core: Any, manager: ModuleManager, name: str, options: Mapping[str, object]) -> Any:
-    return ModuleContext(
-        core=core,
+    return core.for_module(
         domain=DOMAIN,
         registry=manager.registry,
         options=options,
@@ -127,7 +138,7 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
     manager, domains, core = host
     reg = manager.registry
     module = await manager.load(EchoModule, context(core, manager, "echo", {"max_bytes": 10}))
-    assert module.options == EchoOptions(max_bytes=10)  # type: ignore[attr-defined]
+    assert module.options == EchoOptions(max_bytes=10)
     assert [f() for f in reg.postauth_features] == [Element("echo", ECHO)]
     assert ECHO in reg.nonzas
     assert reg.find_iq_handler("get", ECHO, Target.HOST) is not None
@@ -140,11 +151,15 @@ async def test_everything_declared_is_applied_and_withdrawn(host: Any) -> None:
     service = domains.registries["echo.example.org"]
     assert service.find_iq_handler("get", ECHO, Target.HOST) is not None
     async with asyncio.timeout(5):
-        await module.swept_thrice.wait()  # type: ignore[attr-defined]
+        await module.swept_thrice.wait()
     (task,) = module.ctx.tasks
     assert EchoModule.stop is Module.stop  # nothing hand-written to undo
 
+    queue = module.queue
+    assert queue.closed_after is None
+
     await manager.unload("echo")
+    assert queue.closed_after == [DOMAIN]  # closed last, once the service was withdrawn
     assert task.cancelled()
     assert module.ctx.tasks == []
     assert reg.postauth_features == []
@@ -187,7 +202,7 @@ async def test_related_and_checked_options_pass_when_right(host: Any) -> None:
     module = await manager.load(
         EchoModule, context(core, manager, "echo", {**given, "names": ["a", "b"]})
     )
-    assert module.options == EchoOptions(  # type: ignore[attr-defined]
+    assert module.options == EchoOptions(
         max_bytes=9000, quota_bytes=9000, is_public=True, is_listed=True, names=("a", "b")
     )
     await manager.unload("echo")
@@ -217,3 +232,38 @@ async def test_a_missing_required_module_is_named(host: Any) -> None:
         await manager.load(NeedsEcho, context(core, manager, "needs-echo", {}))
     await manager.load(EchoModule, context(core, manager, "echo", {}))
     await manager.load(NeedsEcho, context(core, manager, "needs-echo", {}))
+
+
+@dataclass(frozen=True, slots=True)
+class MaybeOptions:
+    uses_echo: bool = False
+
+
+class MaybeNeedsEcho(Module):
+    """Needs echo only with an option set (antispam needs roster unless strangers pass)."""
+
+    name = "maybe-echo"
+
+    def __init__(self, ctx: ModuleContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.settings(MaybeOptions)
+
+    def needs(self) -> tuple[str, ...]:
+        return ("echo",) if self.options.uses_echo else ()
+
+    @iq_handler("get", ECHO, Target.BARE)
+    async def on_echo(self, iq: Stanza) -> Element | None:
+        return None
+
+
+async def test_a_need_that_depends_on_an_option(host: Any) -> None:
+    manager, _domains, core = host
+    with pytest.raises(ConfigError, match="maybe-echo needs echo"):
+        await manager.load(
+            MaybeNeedsEcho, context(core, manager, "maybe-echo", {"uses_echo": True})
+        )
+    assert manager.registry.find_iq_handler("get", ECHO, Target.BARE) is None  # nothing applied
+    await manager.load(MaybeNeedsEcho, context(core, manager, "maybe-echo", {}))
+    await manager.unload("maybe-echo")
+    await manager.load(EchoModule, context(core, manager, "echo", {}))
+    await manager.load(MaybeNeedsEcho, context(core, manager, "maybe-echo", {"uses_echo": True}))

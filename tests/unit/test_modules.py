@@ -16,14 +16,14 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.core.sessions import SessionManager
 from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
 from heron.modules.disco import DiscoModule
 from heron.modules.ping import PingModule
-from heron.modules.register import PARS, RegisterModule, SlidingWindow
+from heron.modules.register import RegisterModule, SlidingWindow
 from heron.modules.register.store import SqlInvitationStore
 from heron.modules.time import TimeModule, format_datetime
 from heron.modules.version import VersionModule
@@ -91,8 +91,8 @@ class Host:
             await self.server.db.migrate(SqlAccountStore.MIGRATIONS["sqlite"])
         for store in cls.stores:  # as the server does before modules start
             await self.server.db.migrate(store.migrations_for("sqlite"))
-        ctx = ModuleContext(
-            core=make_core(self.server.db, self.server.accounts, self.server.registries),
+        core = make_core(self.server.db, self.server.accounts, self.server.registries)
+        ctx = core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,
@@ -467,7 +467,7 @@ async def test_invitation_only_registration(host: Host) -> None:
     assert error.condition is StanzaCondition.NOT_ALLOWED  # no token, no account
     token = await invitation(host, uses=1)
     state: dict[str, object] = {}
-    preauth = Element("preauth", PARS, {"token": token})
+    preauth = Element("preauth", ns.PARS, {"token": token})
     assert await host.preauth("set", preauth, state=state) is None
     assert await host.preauth("set", form, state=state) is None
     assert await host.server.accounts.exists(JID.parse("carol@example.org"))
@@ -483,7 +483,8 @@ async def test_invitation_is_spent_only_by_a_successful_registration(host: Host)
     token = await invitation(host, uses=1)
     state: dict[str, object] = {}
     assert (
-        await host.preauth("set", Element("preauth", PARS, {"token": token}), state=state) is None
+        await host.preauth("set", Element("preauth", ns.PARS, {"token": token}), state=state)
+        is None
     )
     taken = query(ns.REGISTER, username="taken", password=PASSWORD)
     error = await stanza_error(host.preauth("set", taken, state=state))
@@ -497,7 +498,7 @@ async def test_expired_or_unknown_invitations_are_refused(host: Host) -> None:
     expired = await invitation(host, expires_in=-1.0)
     for token in (expired, "made-up-token"):
         error = await stanza_error(
-            host.preauth("set", Element("preauth", PARS, {"token": token}), state={})
+            host.preauth("set", Element("preauth", ns.PARS, {"token": token}), state={})
         )
         assert error.condition is StanzaCondition.ITEM_NOT_FOUND
 

@@ -6,19 +6,16 @@ import itertools
 
 import pytest
 
+from heron import ns
 from heron.jid import JID
-from heron.modules.pubsub.config import DATA, NODE_CONFIG, PUBLISH_OPTIONS, NodeConfig, config_form
+from heron.modules.pubsub.config import NodeConfig, config_form
 from heron.modules.pubsub.engine import (
-    EVENT,
     NO_RELATION,
-    SUBSCRIBE_AUTHORIZATION,
-    SUBSCRIBE_OPTIONS,
     Page,
     Policy,
     PubsubService,
     Relation,
 )
-from heron.modules.pubsub.errors import ERRORS
 from heron.stanza import StanzaError
 from heron.stanza.caps import Caps, CapsCache, ver_of
 from heron.xmlstream.element import Element
@@ -41,12 +38,12 @@ def service(*, owner: JID | None = None, **policy: object) -> PubsubService:
 
 
 def form(form_type: str, **values: str | list[str]) -> Element:
-    x = Element("x", DATA, {"type": "submit"})
-    x.add("field", DATA, {"var": "FORM_TYPE"}).add("value", DATA, text=form_type)
+    x = Element("x", ns.DATA_FORMS, {"type": "submit"})
+    x.add("field", ns.DATA_FORMS, {"var": "FORM_TYPE"}).add("value", ns.DATA_FORMS, text=form_type)
     for var, value in values.items():
-        field = x.add("field", DATA, {"var": f"pubsub#{var}"})
+        field = x.add("field", ns.DATA_FORMS, {"var": f"pubsub#{var}"})
         for v in [value] if isinstance(value, str) else value:
-            field.add("value", DATA, text=v)
+            field.add("value", ns.DATA_FORMS, text=v)
     return x
 
 
@@ -58,12 +55,14 @@ def item(text: str, item_id: str | None = None) -> Element:
 
 def conditions(exc: pytest.ExceptionInfo[StanzaError]) -> tuple[str, str | None]:
     extra = exc.value.extra
-    return str(exc.value.condition), extra.tag if extra is not None and extra.ns == ERRORS else None
+    return str(
+        exc.value.condition
+    ), extra.tag if extra is not None and extra.ns == ns.PUBSUB_ERRORS else None
 
 
 def test_create_publish_notify_and_trim() -> None:
     svc = service()
-    svc.create("news", ALICE, form(NODE_CONFIG, max_items="2"))
+    svc.create("news", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="2"))
     svc.subscribe("news", BOB, BOB.bare, NO_RELATION)
     svc.drain()
     for n in range(3):
@@ -73,9 +72,9 @@ def test_create_publish_notify_and_trim() -> None:
     assert out.deleted_items == [("news", "i0")]
     assert [n.to for n in out.notifications] == [BOB.bare] * 3
     event = out.notifications[-1].event
-    items = event.find("items", EVENT)
+    items = event.find("items", ns.PUBSUB_EVENT)
     assert items is not None
-    published = items.find("item", EVENT)
+    published = items.find("item", ns.PUBSUB_EVENT)
     assert published is not None
     assert published.attrs == {"id": "i2", "publisher": "alice@example.org"}
     assert published.first() is not None
@@ -83,7 +82,7 @@ def test_create_publish_notify_and_trim() -> None:
 
 def test_same_id_replaces_and_becomes_newest() -> None:
     svc = service()
-    svc.create("n", ALICE, form(NODE_CONFIG, max_items="max"))
+    svc.create("n", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="max"))
     svc.publish("n", ALICE, item("a", "x"))
     svc.publish("n", ALICE, item("b", "y"))
     svc.publish("n", ALICE, item("c", "x"))
@@ -122,31 +121,37 @@ def test_publish_errors() -> None:
 
 def test_publish_options_create_and_preconditions() -> None:
     svc = service()
-    options = form(PUBLISH_OPTIONS, access_model="whitelist", persist_items="true")
+    options = form(ns.PUBSUB_PUBLISH_OPTIONS, access_model="whitelist", persist_items="true")
     svc.publish("private", ALICE, item("x"), options, may_create=True)
     assert svc.nodes["private"].config.access_model == "whitelist"
     svc.publish("private", ALICE, item("y"), options)  # same options: fine
     with pytest.raises(StanzaError) as mismatch:
-        svc.publish("private", ALICE, item("z"), form(PUBLISH_OPTIONS, access_model="open"))
+        svc.publish(
+            "private", ALICE, item("z"), form(ns.PUBSUB_PUBLISH_OPTIONS, access_model="open")
+        )
     assert conditions(mismatch) == ("conflict", "precondition-not-met")
     with pytest.raises(StanzaError) as unknown:
-        svc.publish("private", ALICE, item("z"), form(PUBLISH_OPTIONS, colour="blue"))
+        svc.publish("private", ALICE, item("z"), form(ns.PUBSUB_PUBLISH_OPTIONS, colour="blue"))
     assert conditions(unknown) == ("conflict", "precondition-not-met")
     with pytest.raises(StanzaError) as bad:
-        svc.publish("other", ALICE, item("z"), form(PUBLISH_OPTIONS, max_items="0"))
+        svc.publish("other", ALICE, item("z"), form(ns.PUBSUB_PUBLISH_OPTIONS, max_items="0"))
     assert conditions(bad) == ("not-acceptable", None)
     assert "other" not in svc.nodes
 
 
 def test_access_models() -> None:
     svc = service()
-    svc.create("presence", ALICE, form(NODE_CONFIG, access_model="presence"))
+    svc.create("presence", ALICE, form(ns.PUBSUB_NODE_CONFIG, access_model="presence"))
     svc.create(
         "roster",
         ALICE,
-        form(NODE_CONFIG, access_model="roster", roster_groups_allowed=["friends", "family"]),
+        form(
+            ns.PUBSUB_NODE_CONFIG,
+            access_model="roster",
+            roster_groups_allowed=["friends", "family"],
+        ),
     )
-    svc.create("whitelist", ALICE, form(NODE_CONFIG, access_model="whitelist"))
+    svc.create("whitelist", ALICE, form(ns.PUBSUB_NODE_CONFIG, access_model="whitelist"))
     with pytest.raises(StanzaError) as no_sub:
         svc.items("presence", BOB, NO_RELATION)
     assert conditions(no_sub) == ("not-authorized", "presence-subscription-required")
@@ -170,17 +175,20 @@ def test_access_models() -> None:
 def answer(request: Element, allow: bool) -> Element:
     """The owner's submitted copy of an authorization request form (§8.6)."""
     values = {
-        f.attrs["var"]: f.child_text("value", DATA) or "" for f in request.find_all("field", DATA)
+        f.attrs["var"]: f.child_text("value", ns.DATA_FORMS) or ""
+        for f in request.find_all("field", ns.DATA_FORMS)
     }
-    submitted = form(SUBSCRIBE_AUTHORIZATION, allow="true" if allow else "false")
+    submitted = form(ns.PUBSUB_SUBSCRIBE_AUTHORIZATION, allow="true" if allow else "false")
     for var in ("pubsub#node", "pubsub#subid", "pubsub#subscriber_jid"):
-        submitted.add("field", DATA, {"var": var}).add("value", DATA, text=values[var])
+        submitted.add("field", ns.DATA_FORMS, {"var": var}).add(
+            "value", ns.DATA_FORMS, text=values[var]
+        )
     return submitted
 
 
 def test_authorize_access_model_waits_for_an_owner() -> None:
     svc = service()
-    svc.create("club", ALICE, form(NODE_CONFIG, access_model="authorize"))
+    svc.create("club", ALICE, form(ns.PUBSUB_NODE_CONFIG, access_model="authorize"))
     svc.publish("club", ALICE, item("secret", "s1"))
     svc.drain()
     sub = svc.subscribe("club", BOB, BOB, NO_RELATION)
@@ -204,7 +212,7 @@ def test_authorize_access_model_waits_for_an_owner() -> None:
     svc.authorize(ALICE, answer(request.event, allow=True))
     told = svc.drain().notifications
     assert [n.to for n in told] == [BOB, BOB]  # approval, then the last item
-    approved = told[0].event.find("subscription", EVENT)
+    approved = told[0].event.find("subscription", ns.PUBSUB_EVENT)
     assert approved is not None
     assert approved.attrs["subscription"] == "subscribed"
     assert [i.id for i in svc.items("club", BOB, NO_RELATION)[1]] == ["s2"]  # max_items 1
@@ -225,16 +233,16 @@ def test_subscription_option_deliver() -> None:
     svc.create("n", ALICE)
     sub = svc.subscribe("n", BOB, BOB, NO_RELATION)
     options = svc.options("n", BOB, BOB)
-    assert options.find("field", DATA) is not None
-    svc.set_options("n", BOB, BOB, sub.subid, form(SUBSCRIBE_OPTIONS, deliver="0"))
+    assert options.find("field", ns.DATA_FORMS) is not None
+    svc.set_options("n", BOB, BOB, sub.subid, form(ns.PUBSUB_SUBSCRIBE_OPTIONS, deliver="0"))
     svc.drain()
     svc.publish("n", ALICE, item("quiet"))
     assert svc.drain().notifications == []
-    svc.set_options("n", BOB, BOB, None, form(SUBSCRIBE_OPTIONS, deliver="1"))
+    svc.set_options("n", BOB, BOB, None, form(ns.PUBSUB_SUBSCRIBE_OPTIONS, deliver="1"))
     svc.publish("n", ALICE, item("loud"))
     assert [n.to for n in svc.drain().notifications] == [BOB]
     with pytest.raises(StanzaError) as unknown:
-        svc.set_options("n", BOB, BOB, None, form(SUBSCRIBE_OPTIONS, digest="1"))
+        svc.set_options("n", BOB, BOB, None, form(ns.PUBSUB_SUBSCRIBE_OPTIONS, digest="1"))
     assert conditions(unknown) == ("bad-request", "invalid-options")
     with pytest.raises(StanzaError) as wrong_subid:
         svc.options("n", BOB, BOB, "nope")
@@ -293,12 +301,12 @@ def test_owner_operations_are_for_owners() -> None:
     out = svc.drain()
     assert out.deleted_nodes == {"n"}
     assert [n.to for n in out.notifications] == [CAROL]
-    assert out.notifications[0].event.find("delete", EVENT) is not None
+    assert out.notifications[0].event.find("delete", ns.PUBSUB_EVENT) is not None
 
 
 def test_retract_and_purge() -> None:
     svc = service()
-    svc.create("n", ALICE, form(NODE_CONFIG, max_items="10", publish_model="open"))
+    svc.create("n", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="10", publish_model="open"))
     svc.subscribe("n", ALICE, ALICE.bare, NO_RELATION)
     svc.publish("n", ALICE, item("a", "a"))
     svc.publish("n", BOB, item("b", "b"))
@@ -309,7 +317,7 @@ def test_retract_and_purge() -> None:
     svc.retract("n", BOB, "b", notify=True)
     out = svc.drain()
     assert out.deleted_items == [("n", "b")]
-    assert out.notifications[0].event.find("items", EVENT) is not None
+    assert out.notifications[0].event.find("items", ns.PUBSUB_EVENT) is not None
     svc.purge("n", ALICE)
     assert svc.drain().purged_nodes == {"n"}
     assert svc.nodes["n"].items == {}
@@ -331,7 +339,7 @@ def test_pep_owner_audience_and_auto_create() -> None:
     assert [n.to for n in out.notifications] == [BOB, CAROL]
     node = svc.nodes["urn:xmpp:avatar:metadata"]
     assert svc.affiliation(node, ALICE) == "owner"
-    published = out.notifications[0].event.find("items", EVENT)
+    published = out.notifications[0].event.find("items", ns.PUBSUB_EVENT)
     assert published is not None
     first = published.first()
     assert first is not None
@@ -340,7 +348,7 @@ def test_pep_owner_audience_and_auto_create() -> None:
 
 def test_items_paging() -> None:
     svc = service()
-    svc.create("n", ALICE, form(NODE_CONFIG, max_items="max"))
+    svc.create("n", ALICE, form(ns.PUBSUB_NODE_CONFIG, max_items="max"))
     for n in range(5):
         svc.publish("n", ALICE, item(str(n), f"i{n}"))
     _, found, info = svc.items("n", BOB, NO_RELATION, page=Page(max=2))
@@ -368,7 +376,7 @@ def test_limits_on_nodes_and_config_values() -> None:
     assert conditions(full) == ("resource-constraint", None)
     for bad in ({"max_items": "6"}, {"persist_items": "maybe"}, {"publish_model": "anyone"}):
         with pytest.raises(StanzaError) as refused:
-            svc.configure("one", ALICE, form(NODE_CONFIG, **bad))
+            svc.configure("one", ALICE, form(ns.PUBSUB_NODE_CONFIG, **bad))
         assert conditions(refused) == ("not-acceptable", None)
 
 
@@ -421,7 +429,7 @@ def test_caps_hash_of_xep_0115_complex_example() -> None:
             "http://jabber.org/protocol/muc",
         ],
     )
-    x = query.add("x", DATA, {"type": "result"})
+    x = query.add("x", ns.DATA_FORMS, {"type": "result"})
     for var, values in (
         ("FORM_TYPE", ["urn:xmpp:dataforms:softwareinfo"]),
         ("ip_version", ["ipv4", "ipv6"]),
@@ -430,11 +438,11 @@ def test_caps_hash_of_xep_0115_complex_example() -> None:
         ("software", ["Psi"]),
         ("software_version", ["0.11"]),
     ):
-        field = x.add("field", DATA, {"var": var})
+        field = x.add("field", ns.DATA_FORMS, {"var": var})
         if var == "FORM_TYPE":
             field.attrs["type"] = "hidden"
         for value in values:
-            field.add("value", DATA, text=value)
+            field.add("value", ns.DATA_FORMS, text=value)
     assert ver_of(query, "sha-1") == "q07IKJEyjvHSyhy//CH0CxmKi8w="
 
 

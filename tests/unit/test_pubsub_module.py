@@ -14,11 +14,11 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import PrivateModule, PubsubModule, VcardModule
-from heron.modules.pubsub.module import PEP_IDENTITY, VCARD_CONVERSION
+from heron.modules.pubsub.module import PEP_IDENTITY
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.sqlite import SqliteDatabase
@@ -46,8 +46,7 @@ class Host:
     async def load(self, cls: type[Module], options: Mapping[str, object] | None = None) -> Module:
         for store in cls.stores:  # what the server does before any module starts
             await self.db.migrate(store.migrations_for(self.db.dialect))
-        ctx = ModuleContext(
-            core=self.core,
+        ctx = self.core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,
@@ -75,6 +74,11 @@ async def test_pubsub_requires_vcard_and_private(host: Host) -> None:
         await host.load(PubsubModule)
     await host.load(PrivateModule)
     await host.load(PubsubModule)
+    assert "pubsub" in host.manager.modules
+
+
+async def test_without_pep_pubsub_needs_neither(host: Host) -> None:
+    await host.load(PubsubModule, {"pep": False})  # no accounts' avatars or bookmarks to sync
     assert "pubsub" in host.manager.modules
 
 
@@ -120,7 +124,7 @@ async def test_everything_registered_is_withdrawn_on_unload(host: Host) -> None:
     assert isinstance(module, PubsubModule)
     assert "events.example.org" in host.domains.registries
     assert reg.items["events.example.org"] == "Publish-subscribe"
-    assert {VCARD_CONVERSION, BOOKMARKS_COMPAT, f"{PUBSUB}#publish"} <= reg.account_features
+    assert {ns.VCARD_CONVERSION, BOOKMARKS_COMPAT, f"{PUBSUB}#publish"} <= reg.account_features
     assert f"{PUBSUB}#pep" in reg.features
     assert PEP_IDENTITY in reg.account_identities
     assert reg.account_items is module

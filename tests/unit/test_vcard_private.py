@@ -14,12 +14,12 @@ import pytest
 from heron import ns
 from heron.config import ConfigError
 from heron.core.accounts import AccountService, UserExists
-from heron.core.module import Module, ModuleContext, ModuleManager
+from heron.core.module import Module, ModuleManager
 from heron.core.registry import HostRegistry, Target
 from heron.jid import JID
 from heron.modules import AVAILABLE, DEFAULT_MODULES
-from heron.modules.private import PRIVATE, PrivateModule
-from heron.modules.vcard import VCARD, VcardModule
+from heron.modules.private import PrivateModule
+from heron.modules.vcard import VcardModule
 from heron.stanza import ErrorType, Stanza, StanzaCondition, StanzaError
 from heron.storage.accounts import SqlAccountStore
 from heron.storage.sqlite import SqliteDatabase
@@ -57,8 +57,8 @@ class Host:
         for user in (ALICE, BOB):  # what they store belongs to their accounts
             with contextlib.suppress(UserExists):
                 await self.server.accounts.create(JID.parse(user).bare, "password-123")
-        ctx = ModuleContext(
-            core=make_core(self.server.db, self.server.accounts, {DOMAIN: self.registry}),
+        core = make_core(self.server.db, self.server.accounts, {DOMAIN: self.registry})
+        ctx = core.for_module(
             domain=DOMAIN,
             name=cls.name,
             registry=self.registry,
@@ -99,15 +99,15 @@ async def stanza_error(call: Awaitable[object]) -> StanzaError:
 
 
 def vcard(fn: str = "Alice", **extra: str) -> Element:
-    card = Element("vCard", VCARD)
-    card.add("FN", VCARD, text=fn)
+    card = Element("vCard", ns.VCARD)
+    card.add("FN", ns.VCARD, text=fn)
     for tag, text in extra.items():
-        card.add(tag, VCARD, text=text)
+        card.add(tag, ns.VCARD, text=text)
     return card
 
 
 def private_query(*children: Element) -> Element:
-    return Element("query", PRIVATE, children=list(children))
+    return Element("query", ns.PRIVATE, children=list(children))
 
 
 def test_registered_and_enabled_by_default() -> None:
@@ -121,44 +121,44 @@ def test_registered_and_enabled_by_default() -> None:
 
 
 async def test_vcard_feature_declared(host: Host) -> None:
-    assert VCARD in host.registry.features
-    assert PRIVATE in host.registry.features
+    assert ns.VCARD in host.registry.features
+    assert ns.PRIVATE in host.registry.features
 
 
 async def test_own_vcard_empty_when_none_stored(host: Host) -> None:
-    result = await host.iq("get", Element("vCard", VCARD))
-    assert result == Element("vCard", VCARD)
+    result = await host.iq("get", Element("vCard", ns.VCARD))
+    assert result == Element("vCard", ns.VCARD)
 
 
 async def test_vcard_round_trip_and_replace(host: Host) -> None:
     assert await host.iq("set", vcard("Alice", NICKNAME="al")) is None
-    assert await host.iq("get", Element("vCard", VCARD)) == vcard("Alice", NICKNAME="al")
+    assert await host.iq("get", Element("vCard", ns.VCARD)) == vcard("Alice", NICKNAME="al")
     assert await host.iq("set", vcard("Alice B.")) is None
-    assert await host.iq("get", Element("vCard", VCARD)) == vcard("Alice B.")
+    assert await host.iq("get", Element("vCard", ns.VCARD)) == vcard("Alice B.")
 
 
 async def test_other_user_reads_vcard(host: Host) -> None:
     await host.iq("set", vcard("Alice"))
-    result = await host.iq("get", Element("vCard", VCARD), sender=BOB, to="alice@example.org")
+    result = await host.iq("get", Element("vCard", ns.VCARD), sender=BOB, to="alice@example.org")
     assert result == vcard("Alice")
 
 
 async def test_other_user_without_vcard_is_item_not_found(host: Host) -> None:
     error = await stanza_error(
-        host.iq("get", Element("vCard", VCARD), sender=BOB, to="alice@example.org")
+        host.iq("get", Element("vCard", ns.VCARD), sender=BOB, to="alice@example.org")
     )
     assert error.condition == StanzaCondition.ITEM_NOT_FOUND
 
 
 async def test_unknown_user_is_item_not_found(host: Host) -> None:
-    error = await stanza_error(host.iq("get", Element("vCard", VCARD), to="nobody@example.org"))
+    error = await stanza_error(host.iq("get", Element("vCard", ns.VCARD), to="nobody@example.org"))
     assert error.condition == StanzaCondition.ITEM_NOT_FOUND
 
 
 async def test_setting_someone_elses_vcard_is_forbidden(host: Host) -> None:
     error = await stanza_error(host.iq("set", vcard("Mallory"), sender=BOB, to="alice@example.org"))
     assert error.condition == StanzaCondition.FORBIDDEN
-    assert await host.iq("get", Element("vCard", VCARD)) == Element("vCard", VCARD)
+    assert await host.iq("get", Element("vCard", ns.VCARD)) == Element("vCard", ns.VCARD)
 
 
 async def test_vcard_size_limit(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ async def test_vcard_bad_option(host: Host) -> None:
 
 
 async def test_wrong_payload_is_bad_request(host: Host) -> None:
-    error = await stanza_error(host.iq("set", Element("vcard", VCARD)))
+    error = await stanza_error(host.iq("set", Element("vcard", ns.VCARD)))
     assert error.condition == StanzaCondition.BAD_REQUEST
 
 
@@ -200,18 +200,18 @@ async def test_corrupt_stored_vcard_is_treated_as_absent(host: Host, stored: str
     await host.server.db.execute(
         "INSERT INTO vcards (domain, username, xml) VALUES (?, ?, ?)", DOMAIN, "alice", stored
     )
-    assert await host.iq("get", Element("vCard", VCARD)) == Element("vCard", VCARD)
+    assert await host.iq("get", Element("vCard", ns.VCARD)) == Element("vCard", ns.VCARD)
     error = await stanza_error(
-        host.iq("get", Element("vCard", VCARD), sender=BOB, to="alice@example.org")
+        host.iq("get", Element("vCard", ns.VCARD), sender=BOB, to="alice@example.org")
     )
     assert error.condition == StanzaCondition.ITEM_NOT_FOUND
 
 
 def test_parse_stored_keeps_namespaces_and_text() -> None:
     xml = "<vCard xmlns='vcard-temp'><FN>A &amp; B</FN><x xmlns='urn:other' k='v'/></vCard>"
-    parsed = read_stored(xml, "vCard", VCARD)
+    parsed = read_stored(xml, "vCard", ns.VCARD)
     assert parsed is not None
-    assert parsed.child_text("FN", VCARD) == "A & B"
+    assert parsed.child_text("FN", ns.VCARD) == "A & B"
     other = parsed.find("x", "urn:other")
     assert other is not None
     assert other.get("k") == "v"
@@ -227,7 +227,7 @@ async def test_vcard_survives_reopening_the_database(tmp_path: Path) -> None:
             if round_ == 0:
                 await h.iq("set", vcard("Kept"))
             else:
-                assert await h.iq("get", Element("vCard", VCARD)) == vcard("Kept")
+                assert await h.iq("get", Element("vCard", ns.VCARD)) == vcard("Kept")
         finally:
             await h.manager.unload_all()
             await db.close()
@@ -283,7 +283,7 @@ async def test_private_of_another_user_is_forbidden(host: Host, type_: str) -> N
 
 
 @pytest.mark.parametrize("type_", ["get", "set"])
-@pytest.mark.parametrize("namespace", [ns.CLIENT, ns.SERVER, PRIVATE])
+@pytest.mark.parametrize("namespace", [ns.CLIENT, ns.SERVER, ns.PRIVATE])
 async def test_private_reserved_namespaces(host: Host, type_: str, namespace: str) -> None:
     error = await stanza_error(host.iq(type_, private_query(Element("x", namespace))))
     assert error.condition == StanzaCondition.NOT_ACCEPTABLE

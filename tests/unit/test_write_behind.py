@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from heron.storage.batch import WriteBehind
+from heron.storage.batch import BACKLOG_BATCHES, WriteBehind
 
 
 class Sink:
@@ -86,3 +86,25 @@ async def test_close_writes_everything_queued() -> None:
     await queue.close()
     assert [row for batch in sink.batches for row in batch] == list(range(7))
     assert all(len(batch) <= 3 for batch in sink.batches)
+
+
+async def test_adders_do_not_wait_for_a_batch_in_flight_until_the_backlog_is_long() -> None:
+    sink = Sink()
+    sink.gate = asyncio.Event()
+    queue = WriteBehind(sink.write, delay_s=10, max_rows=2, what="rows")
+    await queue.add(0)
+    first = asyncio.ensure_future(queue.add(1))  # a full batch: written, held at the gate
+    await asyncio.sleep(0)
+    assert not first.done()
+    for n in range(2, 2 + 2 * BACKLOG_BATCHES - 1):
+        await asyncio.wait_for(queue.add(n), 1)  # returns at once: the flush takes them next
+    last = asyncio.ensure_future(queue.add(2 * BACKLOG_BATCHES + 1))
+    await asyncio.sleep(0)
+    assert not last.done()  # the backlog is full: this adder waits for the database
+    sink.gate.set()
+    await asyncio.gather(first, last)
+    rows = [row for batch in sink.batches for row in batch]
+    assert rows == list(range(2 * BACKLOG_BATCHES + 2))
+    assert all(len(batch) <= 2 for batch in sink.batches)
+    assert sink.most_at_once == 1
+    await queue.close()

@@ -167,3 +167,23 @@ def test_changed_children_make_the_prepared_xml_stale() -> None:
     deep = message.renamespaced(ns.CLIENT, ns.SERVER)
     assert deep.prepared is None
     assert "<body>" in serialize(deep, ns.SERVER)
+
+
+def test_preparing_again_after_appending_serializes_like_a_fresh_element() -> None:
+    message = _groupchat()
+    prepare(message, ns.CLIENT)
+    message.add("stanza-id", "urn:xmpp:sid:0", {"by": "a@x", "id": "1"})
+    prepare(message, ns.CLIENT)  # reuses the first children's XML, adds the stanza-id's
+    fresh = _groupchat()
+    fresh.add("stanza-id", "urn:xmpp:sid:0", {"by": "a@x", "id": "1"})
+    assert message.prepared is not None
+    assert message.prepared[2].endswith('<stanza-id xmlns="urn:xmpp:sid:0" by="a@x" id="1"/>')
+    assert serialize(message, ns.CLIENT) == serialize(fresh, ns.CLIENT)
+    # A child taken out (not only appended) makes the earlier XML useless: all is redone.
+    body = message.find("body", ns.CLIENT)
+    assert body is not None
+    message.children.remove(body)
+    prepare(message, ns.CLIENT)
+    assert message.prepared is not None
+    assert "<body>" not in message.prepared[2]
+    assert "<body>" not in serialize(message, ns.CLIENT)

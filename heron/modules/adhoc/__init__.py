@@ -7,11 +7,12 @@ kept by `SqlMotdStore` on either engine and delivered once per message at login.
 
 from __future__ import annotations
 
+from heron import ns
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import Target
 from heron.jid import JID
 from heron.modules.adhoc.admin import AdminCommands
-from heron.modules.adhoc.commands import COMMANDS, CommandEngine
+from heron.modules.adhoc.commands import CommandEngine
 from heron.modules.adhoc.store import MotdStore, SqlMotdStore
 from heron.stanza import Stanza
 from heron.xmlstream.element import Element
@@ -30,7 +31,7 @@ class AdhocModule(Module):
             " lists, announce, message of the day, reload; no blacklists or shutdown",
         ),
     )
-    disco_features = (COMMANDS,)
+    disco_features = (ns.COMMANDS,)
     stores = (SqlMotdStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -49,9 +50,9 @@ class AdhocModule(Module):
         return self.engine.info(node, asker)
 
     async def node_items(self, node: str, asker: JID) -> Element | None:
-        return self.engine.items(asker) if node == COMMANDS else None
+        return self.engine.items(asker) if node == ns.COMMANDS else None
 
-    @iq_handler("set", COMMANDS, Target.HOST)
+    @iq_handler("set", ns.COMMANDS, Target.HOST)
     async def on_command(self, iq: Stanza) -> Element | None:
         return await self.engine.handle(iq)
 

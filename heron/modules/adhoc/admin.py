@@ -22,12 +22,13 @@ from heron.modules.adhoc.commands import (
     command_error,
     data_form,
 )
-from heron.modules.adhoc.store import MotdStore
+from heron.modules.adhoc.store import Motd, MotdStore
 from heron.stanza import StanzaCondition, StanzaError, StreamCondition, StreamError
 from heron.storage.accounts import UserExists, UserNotFound
 from heron.xmlstream.element import Element
 
 RELOAD_NODE: Final = "https://heron.invalid/admin#reload"  # Heron's own; never fetched
+MOTD_CACHE_S: Final = 30.0
 MAX_ITEMS: Final = (("25", "25"), ("50", "50"), ("75", "75"), ("100", "100"), ("None", "none"))
 
 
@@ -61,6 +62,15 @@ class AdminCommands:
     def __init__(self, ctx: ModuleContext, motd: MotdStore) -> None:
         self.ctx = ctx
         self.motd = motd
+        # Every available presence asks for the message of the day: kept for a while
+        # (another node's change is seen within MOTD_CACHE_S), dropped on a local change.
+        self._motd: tuple[float, Motd | None] | None = None
+
+    async def current_motd(self) -> Motd | None:
+        now = self.ctx.now()
+        if self._motd is None or self._motd[0] <= now:
+            self._motd = (now + MOTD_CACHE_S, await self.motd.get(self.ctx.domain))
+        return self._motd[1]
 
     def commands(self) -> list[Command]:
         jid_multi = Field("accountjids", "jid-multi", "The Jabber ID(s)", required=True)
@@ -363,6 +373,7 @@ class AdminCommands:
         if not body:
             raise command_error(StanzaCondition.BAD_REQUEST, "bad-payload", "motd is required")
         motd = await self.motd.put(self.ctx.domain, body)
+        self._motd = None
         # Those online get it now; the others at their next login (motd_at_login).
         reached = self._broadcast(body, "Message of the day")
         names = sorted({s.jid.local or "" for s in reached})
@@ -371,6 +382,7 @@ class AdminCommands:
         return Result(f"message of the day set; sent to {len(reached)} session(s)")
 
     async def delete_motd(self, asker: JID, values: Values) -> Result:
+        self._motd = None
         if not await self.motd.delete(self.ctx.domain):
             return Result("there was no message of the day", "warn")
         self.ctx.log.info("%s deleted the message of the day", asker.bare)
@@ -379,7 +391,7 @@ class AdminCommands:
     async def motd_at_login(self, session: Session) -> None:
         """Deliver the message of the day once to an account that has not seen it."""
         jid = session.jid
-        motd = await self.motd.get(self.ctx.domain)
+        motd = await self.current_motd()
         if motd is None or jid.local is None:
             return
         if await self.motd.seen(self.ctx.domain, jid.local) >= motd.version:

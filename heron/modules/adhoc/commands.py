@@ -20,8 +20,6 @@ from heron.jid import JID
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-COMMANDS: Final = ns.COMMANDS
-XDATA: Final = ns.DATA_FORMS
 ACTIONS: Final = frozenset({"execute", "cancel", "prev", "next", "complete"})
 SESSION_TIMEOUT_S: Final = 600.0
 MAX_SESSIONS: Final = 200  # open command sessions per host; the oldest is dropped past it
@@ -32,7 +30,7 @@ def command_error(
     condition: StanzaCondition, specific: str | None = None, text: str = ""
 ) -> StanzaError:
     """A stanza error with XEP-0050's specific condition (§4.6: bad-payload, bad-sessionid…)."""
-    extra = Element(specific, COMMANDS) if specific is not None else None
+    extra = Element(specific, ns.COMMANDS) if specific is not None else None
     return StanzaError(condition, text, extra=extra)
 
 
@@ -58,26 +56,28 @@ def data_form(
     title: str = "",
     instructions: str = "",
 ) -> Element:
-    """An ``<x xmlns='jabber:x:data'/>`` of `type_` (form or result), FORM_TYPE first."""
-    x = Element("x", XDATA, {"type": type_})
+    """A data form (XEP-0004 ``<x/>``) of `type_` (form or result), FORM_TYPE first."""
+    x = Element("x", ns.DATA_FORMS, {"type": type_})
     if title:
-        x.add("title", XDATA, text=title)
+        x.add("title", ns.DATA_FORMS, text=title)
     if instructions:
-        x.add("instructions", XDATA, text=instructions)
+        x.add("instructions", ns.DATA_FORMS, text=instructions)
     if form_type:
-        hidden = x.add("field", XDATA, {"var": "FORM_TYPE", "type": "hidden"})
-        hidden.add("value", XDATA, text=form_type)
+        hidden = x.add("field", ns.DATA_FORMS, {"var": "FORM_TYPE", "type": "hidden"})
+        hidden.add("value", ns.DATA_FORMS, text=form_type)
     for f in fields:
         attrs = {"var": f.var, "type": f.type}
         if f.label:
             attrs["label"] = f.label
-        el = x.add("field", XDATA, attrs)
+        el = x.add("field", ns.DATA_FORMS, attrs)
         if f.required:
-            el.add("required", XDATA)
+            el.add("required", ns.DATA_FORMS)
         for label, value in f.options:
-            el.add("option", XDATA, {"label": label}).add("value", XDATA, text=value)
+            el.add("option", ns.DATA_FORMS, {"label": label}).add(
+                "value", ns.DATA_FORMS, text=value
+            )
         for value in f.values:
-            el.add("value", XDATA, text=value)
+            el.add("value", ns.DATA_FORMS, text=value)
     return x
 
 
@@ -108,11 +108,13 @@ class Values:
 def submitted(command: Element) -> Values | None:
     """The values of the ``<x type='submit'/>`` in a command, or None without one."""
     for x in command.elements():
-        if x.tag == "x" and x.ns == XDATA and x.attrs.get("type") == "submit":
+        if x.tag == "x" and x.ns == ns.DATA_FORMS and x.attrs.get("type") == "submit":
             by_var: dict[str, list[str]] = {}
             for f in x.elements():
-                if f.tag == "field" and f.ns == XDATA and "var" in f.attrs:
-                    values = [v.text for v in f.elements() if v.tag == "value" and v.ns == XDATA]
+                if f.tag == "field" and f.ns == ns.DATA_FORMS and "var" in f.attrs:
+                    values = [
+                        v.text for v in f.elements() if v.tag == "value" and v.ns == ns.DATA_FORMS
+                    ]
                     by_var.setdefault(f.attrs["var"], []).extend(values)
             return Values(by_var)
     return None
@@ -170,7 +172,7 @@ class CommandEngine:
     # --- disco (§2.1, §2.2) -------------------------------------------------------------------
     def items(self, asker: JID) -> Element:
         """§2.2: the command list, empty for whoever may not run them."""
-        query = Element("query", ns.DISCO_ITEMS, {"node": COMMANDS})
+        query = Element("query", ns.DISCO_ITEMS, {"node": ns.COMMANDS})
         if self.allowed(asker):
             for command in self.commands.values():
                 attrs = {"jid": self.jid, "node": command.node, "name": command.name}
@@ -180,7 +182,7 @@ class CommandEngine:
     def info(self, node: str, asker: JID) -> Element | None:
         """§2.2: the command list's and each command's identity and features."""
         query = Element("query", ns.DISCO_INFO, {"node": node})
-        if node == COMMANDS:
+        if node == ns.COMMANDS:
             query.add("identity", ns.DISCO_INFO, {"category": "automation", "type": "command-list"})
             return query
         command = self.commands.get(node)
@@ -194,8 +196,8 @@ class CommandEngine:
             ns.DISCO_INFO,
             {"category": "automation", "type": "command-node", "name": command.name},
         )
-        query.add("feature", ns.DISCO_INFO, {"var": COMMANDS})
-        query.add("feature", ns.DISCO_INFO, {"var": XDATA})
+        query.add("feature", ns.DISCO_INFO, {"var": ns.COMMANDS})
+        query.add("feature", ns.DISCO_INFO, {"var": ns.DATA_FORMS})
         return query
 
     # --- execution (§3, §4) -------------------------------------------------------------
@@ -256,21 +258,21 @@ class CommandEngine:
         while len(self._sessions) > MAX_SESSIONS:
             self._end(next(iter(self._sessions)))
         reply = self._reply(command.node, sessionid, "executing")
-        actions = reply.add("actions", COMMANDS, {"execute": "complete"})
-        actions.add("complete", COMMANDS)
+        actions = reply.add("actions", ns.COMMANDS, {"execute": "complete"})
+        actions.add("complete", ns.COMMANDS)
         reply.append(form)
         return reply
 
     @staticmethod
     def _reply(node: str, sessionid: str, status: str) -> Element:
         return Element(
-            "command", COMMANDS, {"node": node, "sessionid": sessionid, "status": status}
+            "command", ns.COMMANDS, {"node": node, "sessionid": sessionid, "status": status}
         )
 
     def _completed(self, node: str, sessionid: str, result: Result) -> Element:
         reply = self._reply(node, sessionid, "completed")
         if result.note:
-            reply.add("note", COMMANDS, {"type": result.note_type}, result.note)
+            reply.add("note", ns.COMMANDS, {"type": result.note_type}, result.note)
         if result.form is not None:
             reply.append(result.form)
         for el in result.extra:

@@ -32,10 +32,6 @@ from heron.modules.blocking.store import (
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-BLOCKING: Final = "urn:xmpp:blocking"
-BLOCKING_ERRORS: Final = "urn:xmpp:blocking:errors"
-REPORTING: Final = "urn:xmpp:reporting:1"
-SID: Final = "urn:xmpp:sid:0"
 MAX_REPORT_TEXT: Final = 4000
 
 
@@ -46,16 +42,16 @@ class BlockingOptions:
 
 
 def parse_report(reporter: JID, reported: str, item: Element) -> Report | None:
-    report = item.find("report", REPORTING)
+    report = item.find("report", ns.REPORTING)
     if report is None:
         return None
     reason = report.attrs.get("reason", "")
     if not reason:
         raise StanzaError(StanzaCondition.BAD_REQUEST, "a report needs a reason")  # §3
-    text = "\n".join(t.text.strip() for t in report.find_all("text", REPORTING))
+    text = "\n".join(t.text.strip() for t in report.find_all("text", ns.REPORTING))
     ids = tuple(
         f"{sid.attrs.get('by', '')} {sid.attrs.get('id', '')}"
-        for sid in report.find_all("stanza-id", SID)
+        for sid in report.find_all("stanza-id", ns.SID)
     )
     return Report(str(reporter.bare), reported, reason, text[:MAX_REPORT_TEXT], ids, time.time())
 
@@ -82,7 +78,7 @@ class BlockingModule(Module):
             ejabberd="no",
         ),
     )
-    disco_features = (BLOCKING, REPORTING)
+    disco_features = (ns.BLOCKING, ns.REPORTING)
     stores = (SqlBlockingStore,)
 
     def __init__(self, ctx: ModuleContext) -> None:
@@ -105,32 +101,34 @@ class BlockingModule(Module):
             cached = self.cache[account] = await self.store.blocked(account)
         return cached
 
+    async def _blocks(self, account: JID | None, other: JID | None) -> bool:
+        """True when ``account`` (a user's JID) blocks ``other``."""
+        if account is None or other is None or account.local is None:
+            return False
+        return matches(await self.blocked_by(account.bare), other)
+
     # --- the command ------------------------------------------------------------------
-    @iq_handler("get", BLOCKING, Target.SELF)
+    @iq_handler("get", ns.BLOCKING, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        self.interested.add(iq.from_)
-        result = Element("blocklist", BLOCKING)
-        for item in sorted(await self.blocked_by(iq.from_.bare)):
-            result.add("item", BLOCKING, {"jid": item})
+        self.interested.add(iq.sender)
+        result = Element("blocklist", ns.BLOCKING)
+        for item in sorted(await self.blocked_by(iq.sender.bare)):
+            result.add("item", ns.BLOCKING, {"jid": item})
         return result
 
     @staticmethod
     def _items(payload: Element) -> list[tuple[str, Element]]:
         items = []
-        for item in payload.find_all("item", BLOCKING):
+        for item in payload.find_all("item", ns.BLOCKING):
             try:
                 items.append((str(JID.parse(item.attrs.get("jid", ""))), item))
             except InvalidJID as exc:
                 raise StanzaError(StanzaCondition.JID_MALFORMED) from exc
         return items
 
-    @iq_handler("set", BLOCKING, Target.SELF)
+    @iq_handler("set", ns.BLOCKING, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
-        assert iq.from_ is not None
-        account = iq.from_.bare
-        payload = iq.payload
-        assert payload is not None
+        payload, account = iq.query, iq.sender.bare
         found = self._items(payload)
         items = [jid for jid, _item in found]
         if payload.tag == "block":
@@ -193,12 +191,10 @@ class BlockingModule(Module):
             return False
         # Presence the server sends on a user's behalf (broadcasts, probe answers) never
         # reaches someone that user blocked.
-        is_own_presence = (
-            stanza.kind == "presence" and sender.local is not None
-        ) and sender.domain == self.ctx.domain
-        if is_own_presence and matches(await self.blocked_by(sender.bare), to):
+        is_own = stanza.kind == "presence" and sender.domain == self.ctx.domain
+        if is_own and await self._blocks(sender, to):
             return True
-        if not matches(await self.blocked_by(to.bare), sender):
+        if not await self._blocks(to, sender):
             return False
         if stanza.kind in ("message", "iq") and stanza.type not in ("error", "result"):
             if stanza.kind == "message" and stanza.type in ("groupchat", "headline"):
@@ -209,14 +205,11 @@ class BlockingModule(Module):
     @hook("pre-message", priority=100)
     @hook("pre-iq", priority=100)
     async def outbound(self, stanza: Stanza) -> bool:
-        sender, to = stanza.from_, stanza.to
-        if sender is None or to is None or sender.local is None:
-            return False
-        if not matches(await self.blocked_by(sender.bare), to):
+        if not await self._blocks(stanza.from_, stanza.to):
             return False
         if stanza.kind == "presence":
             return True  # directed presence to a blocked entity is dropped
-        blocked = Element("blocked", BLOCKING_ERRORS)
+        blocked = Element("blocked", ns.BLOCKING_ERRORS)
         raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, extra=blocked)  # §3.5
 
     @hook("pre-presence", priority=100)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
+import random
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -29,7 +29,7 @@ from heron.core.registry import Target
 from heron.jid import JID, InvalidJID
 from heron.modules.mam.store import ArchiveRow, ArchiveStore, Query, SqlArchiveStore, UnknownId
 from heron.stanza import Stanza, StanzaCondition, StanzaError
-from heron.xmlstream import serialize
+from heron.xmlstream import prepare, serialize
 from heron.xmlstream.element import Element
 from heron.xmlstream.stored import parse_stored
 
@@ -141,6 +141,7 @@ class MamModule(Module):
             raise ConfigError(f"{path}.default: one of {', '.join(MODES)}")
         self.store: ArchiveStore = self.ctx.store(SqlArchiveStore)
         self.prefs: dict[JID, Prefs] = {}
+        self._loading: dict[JID, asyncio.Future[Prefs]] = {}
         self._expiry = asyncio.create_task(self._expire_forever())
         self.ctx.registry.archive = self
         self.ctx.registry.account_deleted.append(self.on_account_deleted)
@@ -189,16 +190,27 @@ class MamModule(Module):
         cached = self.prefs.get(account)
         if cached is not None:
             return cached
+        # The messages of an account that arrive before its preferences are read share
+        # one lookup (200 accounts starting to chat at once were 400 statements per second).
+        loading = self._loading.get(account)
+        if loading is None:
+            loading = self._loading[account] = asyncio.ensure_future(self._load_prefs(account))
+            loading.add_done_callback(lambda _: self._loading.pop(account, None))
+        return await asyncio.shield(loading)
+
+    async def _load_prefs(self, account: JID) -> Prefs:
         local = account.local or ""
         mode = await self.store.mode(account.domain, local) or self.options.default
         always, never = await self.store.rules(account.domain, local)
-        prefs = self.prefs[account] = Prefs(mode, tuple(always), tuple(never))
-        return prefs
+        # Preferences set meanwhile (set_prefs) are newer than what was read: they stay.
+        return self.prefs.setdefault(account, Prefs(mode, tuple(always), tuple(never)))
 
     async def _wanted(self, account: JID, other: JID) -> bool:
         """XEP-0441: a JID in <never/> is never archived, one in <always/> always (a bare
         JID stands for all its resources); anyone else by the default mode."""
         prefs = await self._prefs(account)
+        if prefs.mode == "always" and not prefs.never:
+            return True  # the usual case, without building the address sets
         addresses = {str(other), str(other.bare)}
         if addresses & set(prefs.never):
             return False
@@ -213,7 +225,12 @@ class MamModule(Module):
     async def _archive(self, account: JID, other: JID, element: Element, archive_id: str) -> None:
         """Queue a row; a batch is written within FLUSH_AFTER_S (or at FLUSH_ROWS at once).
         A crash can lose at most that window of archive rows; the messages themselves were
-        already routed. Every read of the archive flushes first."""
+        already routed. Every read of the archive flushes first.
+
+        The children's XML is kept on the element (serializer.prepare): the recipient's copy
+        (the same children and a stanza-id) then serializes only the stanza-id, and the
+        delivery to the recipient reuses it all, so a message's body is serialized once."""
+        prepare(element, ns.CLIENT)
         xml = serialize(element, ns.CLIENT)
         row = ArchiveRow(
             archive_id, account.domain, account.local or "", str(other.bare), time.time(), xml
@@ -246,11 +263,12 @@ class MamModule(Module):
         if not await self._wanted(account, sender) or not await self.ctx.accounts.exists(account):
             return False
         el = stanza.element
+        by = str(account)
         for old in [c for c in el.elements() if c.ns == SID and c.tag == "stanza-id"]:
-            if old.attrs.get("by") == str(account):
+            if old.attrs.get("by") == by:
                 el.children.remove(old)  # XEP-0359 §5: never trust one claiming to be ours
         archive_id = _new_id()
-        el.add("stanza-id", SID, {"by": str(account), "id": archive_id})
+        el.add("stanza-id", SID, {"by": by, "id": archive_id})
         await self._archive(account, sender, el, archive_id)
         return False
 
@@ -408,4 +426,5 @@ def _new_id() -> str:
     index instead of at random pages (random ids made each insert several times dearer as
     the archive grew). Not secret: reading an archive needs its owner's login anyway."""
     micros = time.time_ns() // 1000
-    return f"{micros:013x}{next(_SEQUENCE) % 0x1000:03x}{secrets.token_hex(2)}"
+    # random, not secrets: no system call per message (random reseeds in forked workers).
+    return f"{micros:013x}{next(_SEQUENCE) % 0x1000:03x}{random.getrandbits(16):04x}"

@@ -8,26 +8,66 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
+from heron.ns import (
+    DATA_FORMS as DATA,
+)
+from heron.ns import (
+    FALLBACK,
+    MAM,
+    MODERATE,
+    MUC,
+    MUC_ADMIN,
+    MUC_OWNER,
+    MUC_REGISTER,
+    MUC_REQUEST,
+    MUC_USER,
+    OCCUPANT_ID,
+    RETRACT,
+    SID,
+    VCARD,
+)
+from heron.ns import (
+    MUC_ROOMCONFIG as ROOMCONFIG,
+)
+from heron.ns import (
+    MUC_ROOMINFO as ROOMINFO,
+)
+from heron.ns import (
+    MUC_SELF_PING as SELF_PING,
+)
 from heron.stanza import StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-MUC: Final = "http://jabber.org/protocol/muc"
-MUC_USER: Final = "http://jabber.org/protocol/muc#user"
-MUC_ADMIN: Final = "http://jabber.org/protocol/muc#admin"
-MUC_OWNER: Final = "http://jabber.org/protocol/muc#owner"
-MUC_REQUEST: Final = "http://jabber.org/protocol/muc#request"
-MUC_REGISTER: Final = "http://jabber.org/protocol/muc#register"
-ROOMCONFIG: Final = "http://jabber.org/protocol/muc#roomconfig"
-ROOMINFO: Final = "http://jabber.org/protocol/muc#roominfo"
-DATA: Final = "jabber:x:data"
-MAM: Final = "urn:xmpp:mam:2"
-SID: Final = "urn:xmpp:sid:0"
-OCCUPANT_ID: Final = "urn:xmpp:occupant-id:0"
-MODERATE: Final = "urn:xmpp:message-moderate:1"
-RETRACT: Final = "urn:xmpp:message-retract:1"
-FALLBACK: Final = "urn:xmpp:fallback:0"
-VCARD: Final = "vcard-temp"
-SELF_PING: Final = "http://jabber.org/protocol/muc#self-ping-optimization"
+# What the rest of the package takes from here, the namespaces of ns under its own names too.
+__all__ = [
+    "AFFILIATIONS",
+    "DATA",
+    "FALLBACK",
+    "FIELDS",
+    "MAM",
+    "MODERATE",
+    "MUC",
+    "MUC_ADMIN",
+    "MUC_OWNER",
+    "MUC_REGISTER",
+    "MUC_REQUEST",
+    "MUC_USER",
+    "NUMBERS",
+    "OCCUPANT_ID",
+    "PM_POLICIES",
+    "RANK",
+    "RETRACT",
+    "ROLES",
+    "ROOMCONFIG",
+    "ROOMINFO",
+    "SELF_PING",
+    "SID",
+    "VCARD",
+    "RoomConfig",
+    "apply_form",
+    "config_form",
+    "field_values",
+]
 
 AFFILIATIONS: Final = ("owner", "admin", "member", "none", "outcast")
 ROLES: Final = ("moderator", "participant", "visitor", "none")

@@ -19,7 +19,6 @@ from heron.xmlstream.stored import parse_stored
 if TYPE_CHECKING:
     from heron.modules.muc.service import MucModule
 
-REGISTER = ns.REGISTER
 C = StanzaCondition
 
 
@@ -31,15 +30,15 @@ class Registration:
         """The nick the asker reserved, or the form to reserve one."""
         room, _actor, affiliation = self.muc.room_for(iq)
         assert iq.from_ is not None
-        query = Element("query", REGISTER)
+        query = Element("query", ns.REGISTER)
         reserved = room.registered.get(iq.from_.bare)
         if reserved is not None:
-            query.add("registered", REGISTER)
-            query.add("username", REGISTER, text=reserved)
+            query.add("registered", ns.REGISTER)
+            query.add("username", ns.REGISTER, text=reserved)
             return query
         if affiliation == "outcast":
             raise StanzaError(StanzaCondition.FORBIDDEN, "you are banned from this room")
-        query.add("instructions", REGISTER, text="Choose the nickname to reserve in this room.")
+        query.add("instructions", ns.REGISTER, text="Choose the nickname to reserve in this room.")
         form = query.add("x", DATA, {"type": "form"})
         form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
             "value", DATA, text=MUC_REGISTER
@@ -56,7 +55,7 @@ class Registration:
         assert iq.from_ is not None
         payload = iq.payload
         assert payload is not None
-        if payload.find("remove", REGISTER) is not None:  # give the nick (and membership) up
+        if payload.find("remove", ns.REGISTER) is not None:  # give the nick (and membership) up
             release_nick(room, iq.from_)
             await self.muc.save(room)
             return None

@@ -6,18 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from heron import ns
 from heron.modules.muc.config import DATA
 from heron.modules.muc.room import Room
 from heron.stanza import ErrorType, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-SEARCH: Final = "urn:xmpp:channel-search:0:search"
-SEARCH_PARAMS: Final = "urn:xmpp:channel-search:0:search-params"
-SEARCH_ERRORS: Final = "urn:xmpp:channel-search:0:error"
-ANONYMITY: Final = "urn:xmpp:channel-search:0:anonymity"
-ORDER_NUSERS: Final = "{urn:xmpp:channel-search:0:order}nusers"
-ORDER_ADDRESS: Final = "{urn:xmpp:channel-search:0:order}address"
-RSM: Final = "http://jabber.org/protocol/rsm"
+ORDER_NUSERS: Final = f"{{{ns.CHANNEL_SEARCH_ORDER}}}nusers"
+ORDER_ADDRESS: Final = f"{{{ns.CHANNEL_SEARCH_ORDER}}}address"
 
 
 def search(rooms: Iterable[Room], payload: Element) -> Element:
@@ -37,22 +33,22 @@ def search(rooms: Iterable[Room], payload: Element) -> Element:
     query = (values.get("q") or [""])[0]
     every = flag("all", False)
     if every and query:
-        conflict = Element("conflicting-fields", SEARCH_ERRORS)
+        conflict = Element("conflicting-fields", ns.CHANNEL_SEARCH_ERRORS)
         for var in ("all", "q"):
-            conflict.add("var", SEARCH_ERRORS, text=var)
+            conflict.add("var", ns.CHANNEL_SEARCH_ERRORS, text=var)
         raise StanzaError(StanzaCondition.BAD_REQUEST, "all or q, not both", extra=conflict)
     if not every and "q" not in values:
         raise StanzaError(
             StanzaCondition.BAD_REQUEST,
             "give search terms (q) or ask for all",
-            extra=Element("no-search-conditions", SEARCH_ERRORS),
+            extra=Element("no-search-conditions", ns.CHANNEL_SEARCH_ERRORS),
         )
     terms = query.lower().split()
     if not every and not terms:
         raise StanzaError(
             StanzaCondition.BAD_REQUEST,
             "the search terms are empty",
-            extra=Element("invalid-search-terms", SEARCH_ERRORS),
+            extra=Element("invalid-search-terms", ns.CHANNEL_SEARCH_ERRORS),
         )
     key = (values.get("key") or [ORDER_NUSERS])[0]
     if key not in (ORDER_NUSERS, ORDER_ADDRESS):
@@ -60,7 +56,7 @@ def search(rooms: Iterable[Room], payload: Element) -> Element:
             StanzaCondition.FEATURE_NOT_IMPLEMENTED,
             "sort by {urn:xmpp:channel-search:0:order}nusers or address",
             type=ErrorType.MODIFY,
-            extra=Element("invalid-sort-key", SEARCH_ERRORS),
+            extra=Element("invalid-sort-key", ns.CHANNEL_SEARCH_ERRORS),
         )
     types = values.get("types") or ["xep-0045"]
     try:
@@ -91,21 +87,25 @@ def search(rooms: Iterable[Room], payload: Element) -> Element:
         found.sort(key=lambda r: str(r.jid))
     else:
         found.sort(key=lambda r: (-len(r.occupants), str(r.jid)))
-    page, rsm = _search_page(found, payload.find("set", RSM))
-    result = Element("result", SEARCH)
+    page, rsm = _search_page(found, payload.find("set", ns.RSM))
+    result = Element("result", ns.CHANNEL_SEARCH)
     for room in page:
         c = room.config
-        item = result.add("item", SEARCH, {"address": str(room.jid)})
-        item.add("name", SEARCH, text=c.name or room.jid.local or "")
+        item = result.add("item", ns.CHANNEL_SEARCH, {"address": str(room.jid)})
+        item.add("name", ns.CHANNEL_SEARCH, text=c.name or room.jid.local or "")
         if c.description:
-            item.add("description", SEARCH, text=c.description)
-        item.add("nusers", SEARCH, text=str(len(room.occupants)))
-        item.add("service-type", SEARCH, text="xep-0045")
-        item.add("is-open", SEARCH, text="false" if c.members_only or c.password else "true")
+            item.add("description", ns.CHANNEL_SEARCH, text=c.description)
+        item.add("nusers", ns.CHANNEL_SEARCH, text=str(len(room.occupants)))
+        item.add("service-type", ns.CHANNEL_SEARCH, text="xep-0045")
+        item.add(
+            "is-open", ns.CHANNEL_SEARCH, text="false" if c.members_only or c.password else "true"
+        )
         item.add(
             "anonymity-mode",
-            SEARCH,
-            text=f"{{{ANONYMITY}}}none" if c.whois == "anyone" else "muc_semianonymous",
+            ns.CHANNEL_SEARCH,
+            text=f"{{{ns.CHANNEL_SEARCH_ANONYMITY}}}none"
+            if c.whois == "anyone"
+            else "muc_semianonymous",
         )
     result.append(rsm)
     return result
@@ -113,10 +113,10 @@ def search(rooms: Iterable[Room], payload: Element) -> Element:
 
 def _search_form() -> Element:
     """XEP-0433 §4.2.1: every field Heron supports, with its default."""
-    search = Element("search", SEARCH)
+    search = Element("search", ns.CHANNEL_SEARCH)
     form = search.add("x", DATA, {"type": "form"})
     for var, type_, label, value, options in (
-        ("FORM_TYPE", "hidden", "", SEARCH_PARAMS, ()),
+        ("FORM_TYPE", "hidden", "", ns.CHANNEL_SEARCH_PARAMS, ()),
         ("q", "text-single", "Search for", "", ()),
         ("all", "boolean", "Return all rooms (ignore the search terms)", "", ()),
         ("sinname", "boolean", "Search in name", "true", ()),
@@ -142,18 +142,18 @@ def _search_page(rooms: list[Room], rsm: Element | None) -> tuple[list[Room], El
     after = None
     if rsm is not None:
         try:
-            limit = max(0, min(int(rsm.child_text("max", RSM) or limit), 100))
+            limit = max(0, min(int(rsm.child_text("max", ns.RSM) or limit), 100))
         except ValueError:
             limit = 50
-        after = rsm.child_text("after", RSM)
+        after = rsm.child_text("after", ns.RSM)
     start = 0
     if after:
         addresses = [str(r.jid) for r in rooms]
         start = addresses.index(after) + 1 if after in addresses else len(rooms)
     page = rooms[start : start + limit]
-    out = Element("set", RSM)
+    out = Element("set", ns.RSM)
     if page:
-        out.add("first", RSM, {"index": str(start)}, text=str(page[0].jid))
-        out.add("last", RSM, text=str(page[-1].jid))
-    out.add("count", RSM, text=str(len(rooms)))
+        out.add("first", ns.RSM, {"index": str(start)}, text=str(page[0].jid))
+        out.add("last", ns.RSM, text=str(page[-1].jid))
+    out.add("count", ns.RSM, text=str(len(rooms)))
     return page, out

@@ -64,12 +64,11 @@ from heron.modules.muc.invites import decline, invite, voice_request
 from heron.modules.muc.owner import Owner
 from heron.modules.muc.register import Registration, avatar_hashes
 from heron.modules.muc.room import Occupant, Outcome, Room, RoomPolicy
-from heron.modules.muc.search import SEARCH, search
+from heron.modules.muc.search import search
 from heron.modules.muc.store import RoomStore, SqlRoomStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-REGISTER = ns.REGISTER
 # XEP-0410 §4: errors that say an occupant's client is gone (not merely refusing a stanza).
 GONE = frozenset(
     {
@@ -213,27 +212,42 @@ class MucModule(Module):
             ("set", MUC_OWNER, Target.BARE, self.owner.set),
             ("set", MAM, Target.BARE, archive.query),
             ("set", MODERATE, Target.BARE, archive.moderate),
-            ("get", REGISTER, Target.BARE, registration.get),
-            ("set", REGISTER, Target.BARE, registration.set),
+            ("get", ns.REGISTER, Target.BARE, registration.get),
+            ("set", ns.REGISTER, Target.BARE, registration.set),
             ("get", VCARD, Target.BARE, registration.vcard_get),
             ("set", VCARD, Target.BARE, registration.vcard_set),
-            ("get", SEARCH, Target.HOST, self.search),
+            ("get", ns.CHANNEL_SEARCH, Target.HOST, self.search),
         ):
             registry.add_iq_handler(type_, xmlns, target, signed(handler))
         self.ctx.add_item(self.domain, "Group chat")  # found in the host's disco#items
         self.ctx.add_gauge(self._gauge_name, "Group chat rooms and occupants", self._gauge)
 
     async def stop(self) -> None:
-        """§15.6 code 332: occupants learn the service is going away."""
-        for room in list(self.rooms.values()):
-            self.owner.unlock(room)
-            await self.send(room.shutdown())
+        """§15.6 code 332: occupants learn the service is going away. In a cluster the
+        service goes on on the other nodes: each room moves to one of them with its
+        occupants (this node's last snapshot; docs/cluster.md)."""
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self.placement.clustered:  # told to rejoin: the rooms start afresh elsewhere
-            for jid in list(self.rooms):
+        for room in list(self.rooms.values()):
+            self.owner.unlock(room)
+            if not self.placement.clustered:
+                await self.send(room.shutdown())
+                continue
+            try:
+                await self.placement.keep(room.jid, room.snapshot())
+            except Exception as exc:  # Redis is away: the room starts afresh elsewhere
+                self.ctx.log.warning("room %s: last snapshot not written: %s", room.jid, exc)
+        for jid in [j for j in self._dirty if j not in self.rooms]:  # ended: none inherit it
+            try:
                 await self.placement.release(jid)
+            except Exception as exc:
+                self.ctx.log.warning("room %s: not released: %s", jid, exc)
+        if self.placement.clustered:
+            try:
+                await self.placement.hand_off(list(self.rooms))
+            except Exception as exc:  # the others take them over when this node is gone
+                self.ctx.log.warning("rooms not handed off: %s", exc)
 
     _gauge_name = "heron_muc"
 
@@ -348,16 +362,29 @@ class MucModule(Module):
         await self.send(out)
 
     # --- messages ---------------------------------------------------------------------
-    async def on_room_message(self, stanza: Stanza) -> bool:
-        to, sender = stanza.to, stanza.from_
-        if to is None or sender is None or to.local is None:
+    async def _message_target(self, stanza: Stanza, *, nick: bool) -> Room | bool:
+        """The room a message to room (or room/nick) is for; else what its handler answers:
+        False when it is not addressed so, True when it was an error reply (handled here:
+        §4 of XEP-0410). A room that does not exist is item-not-found."""
+        to = stanza.to
+        if to is None or stanza.from_ is None or to.local is None or (nick and not to.resource):
             return False
         if stanza.type == "error":
             await self.gone(stanza)
             return True
         room = self.rooms.get(to.bare)
         if room is None:
-            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such room")
+            raise StanzaError(
+                StanzaCondition.ITEM_NOT_FOUND, f"no such {'occupant' if nick else 'room'}"
+            )
+        return room
+
+    async def on_room_message(self, stanza: Stanza) -> bool:
+        room = await self._message_target(stanza, nick=False)
+        if isinstance(room, bool):
+            return room
+        sender = stanza.from_
+        assert sender is not None
         el = stanza.element
         user_x = el.find("x", MUC_USER)
         if user_x is not None and user_x.find("decline", MUC_USER) is not None:
@@ -397,16 +424,13 @@ class MucModule(Module):
 
     async def on_private_message(self, stanza: Stanza) -> bool:
         """§7.5: a message to room/nick goes to that occupant, from the sender's nick."""
-        to, sender = stanza.to, stanza.from_
-        if to is None or sender is None or to.local is None or to.resource is None:
-            return False
-        if stanza.type == "error":
-            await self.gone(stanza)
-            return True
-        room = self.rooms.get(to.bare)
-        if room is None:
-            raise StanzaError(StanzaCondition.ITEM_NOT_FOUND, "no such occupant")
-        await self.send([room.private(sender, to.resource, stanza.element)])
+        room = await self._message_target(stanza, nick=True)
+        if isinstance(room, bool):
+            return room
+        sender, nick = stanza.from_, stanza.to.resource if stanza.to else None
+        assert sender is not None
+        assert nick
+        await self.send([room.private(sender, nick, stanza.element)])
         return True
 
     async def gone(self, stanza: Stanza) -> None:
@@ -554,7 +578,15 @@ class MucModule(Module):
     async def service_info(self, iq: Stanza) -> Element | None:
         query = Element("query", ns.DISCO_INFO)
         query.add("identity", ns.DISCO_INFO, {"category": "conference", "type": "text"})
-        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, REGISTER, VCARD, OCCUPANT_ID, SEARCH):
+        for feature in (
+            ns.DISCO_INFO,
+            ns.DISCO_ITEMS,
+            MUC,
+            ns.REGISTER,
+            VCARD,
+            OCCUPANT_ID,
+            ns.CHANNEL_SEARCH,
+        ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query
 
@@ -607,7 +639,7 @@ class MucModule(Module):
             *((MAM, SID, MODERATE) if logged else ()),
             OCCUPANT_ID,
             SELF_PING,
-            REGISTER,
+            ns.REGISTER,
             VCARD,
         ):
             query.add("feature", ns.DISCO_INFO, {"var": feature})

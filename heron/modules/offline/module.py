@@ -55,12 +55,9 @@ class OfflineModule(Module):
         self.options = build_options(
             OfflineOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.offline'
         )
-        self.messages: OfflineStore = self.ctx.store(SqlOfflineStore)
-        self.ctx.registry.account_deleted.append(self.on_account_deleted)
-
-    async def stop(self) -> None:
-        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
-        await self.messages.close()  # queued messages are written: a stop loses nothing
+        # Queued messages are written when the module unloads: a stop loses nothing.
+        self.messages: OfflineStore = self.ctx.closing(self.ctx.store(SqlOfflineStore))
+        self.ctx.on_account_deleted(self.on_account_deleted)
 
     async def on_account_deleted(self, account: JID) -> None:
         if account.local is not None:

@@ -11,13 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Final
 
+from heron import ns
 from heron.xmlstream.element import Element
-
-AVATAR_DATA: Final = "urn:xmpp:avatar:data"
-AVATAR_METADATA: Final = "urn:xmpp:avatar:metadata"
-PUBSUB: Final = "http://jabber.org/protocol/pubsub"
 
 
 class NoAvatar(Exception):
@@ -27,7 +23,7 @@ class NoAvatar(Exception):
 def chosen_info(metadata: Element) -> Element | None:
     """The ``<info/>`` to convert; None when the metadata is empty (avatar disabled).
     Raises NoAvatar when every info points to a URL."""
-    infos = metadata.find_all("info", AVATAR_METADATA)
+    infos = metadata.find_all("info", ns.AVATAR_METADATA)
     if not infos:
         return None
     for info in infos:
@@ -52,7 +48,7 @@ def sha1(data: bytes) -> str:
 def image_of(info: Element, data: Element | None) -> tuple[str, bytes]:
     """(MIME type, bytes) of the image ``info`` describes, from its data payload, hash
     checked (XEP-0398 §3.1)."""
-    if data is None or data.tag != "data" or data.ns != AVATAR_DATA:
+    if data is None or data.tag != "data" or data.ns != ns.AVATAR_DATA:
         raise NoAvatar(f"no data item {info.attrs.get('id')!r}")
     image = decode(data.text)
     if sha1(image) != info.attrs.get("id", "").lower():
@@ -62,8 +58,8 @@ def image_of(info: Element, data: Element | None) -> tuple[str, bytes]:
 
 def data_item(image: bytes) -> Element:
     """The ``<item/>`` for the data node (XEP-0084 §4.2), as a publish carries it."""
-    item = Element("item", PUBSUB, {"id": sha1(image)})
-    item.add("data", AVATAR_DATA, text=base64.b64encode(image).decode("ascii"))
+    item = Element("item", ns.PUBSUB, {"id": sha1(image)})
+    item.add("data", ns.AVATAR_DATA, text=base64.b64encode(image).decode("ascii"))
     return item
 
 
@@ -71,11 +67,11 @@ def metadata_item(mime: str, image: bytes | None) -> Element:
     """The ``<item/>`` for the metadata node: one info (XEP-0398 §3.2), or empty when
     ``image`` is None (XEP-0084 §4.5)."""
     if image is None:
-        item = Element("item", PUBSUB, {"id": "current"})
-        item.add("metadata", AVATAR_METADATA)
+        item = Element("item", ns.PUBSUB, {"id": "current"})
+        item.add("metadata", ns.AVATAR_METADATA)
         return item
-    item = Element("item", PUBSUB, {"id": sha1(image)})
-    item.add("metadata", AVATAR_METADATA).add(
-        "info", AVATAR_METADATA, {"id": sha1(image), "bytes": str(len(image)), "type": mime}
+    item = Element("item", ns.PUBSUB, {"id": sha1(image)})
+    item.add("metadata", ns.AVATAR_METADATA).add(
+        "info", ns.AVATAR_METADATA, {"id": sha1(image), "bytes": str(len(image)), "type": mime}
     )
     return item

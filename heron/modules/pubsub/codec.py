@@ -17,15 +17,10 @@ from heron.modules.pubsub.model import add_items
 from heron.stanza import Stanza, StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
 
-PUBSUB: Final = "http://jabber.org/protocol/pubsub"
-OWNER: Final = "http://jabber.org/protocol/pubsub#owner"
-RSM: Final = "http://jabber.org/protocol/rsm"
-DATA: Final = "jabber:x:data"
-SHIM: Final = "http://jabber.org/protocol/shim"
 C = StanzaCondition
 
 FEATURES: Final = tuple(
-    f"{PUBSUB}#{f}"
+    f"{ns.PUBSUB}#{f}"
     for f in (
         "access-authorize",
         "access-open",
@@ -69,7 +64,7 @@ def verb(pubsub: Element) -> Element:
     """The action element of a <pubsub/> (options, configure and RSM come with it)."""
     for child in pubsub.elements():
         if child.tag not in ("publish-options", "configure", "options", "set") or (
-            child.tag == "configure" and child.ns == OWNER
+            child.tag == "configure" and child.ns == ns.PUBSUB_OWNER
         ):
             return child
     for child in pubsub.elements():
@@ -80,9 +75,8 @@ def verb(pubsub: Element) -> Element:
 
 def _asked(iq: Stanza, pubsub: Element) -> tuple[JID, Element, str | None]:
     """Who asks, the action element and the node it names."""
-    assert iq.from_ is not None
     action = verb(pubsub)
-    return iq.from_, action, action.attrs.get("node")
+    return iq.sender, action, action.attrs.get("node")
 
 
 async def user_request(
@@ -98,19 +92,23 @@ async def user_request(
     if type_ == "set" and tag == "create":
         if not may_create:
             raise StanzaError(C.FORBIDDEN, "only users of this server create nodes")
-        node = svc.create(name, sender, _form(pubsub.find("configure", PUBSUB)))
-        return Element("pubsub", PUBSUB, children=[Element("create", PUBSUB, {"node": node.name})])
+        node = svc.create(name, sender, _form(pubsub.find("configure", ns.PUBSUB)))
+        return Element(
+            "pubsub", ns.PUBSUB, children=[Element("create", ns.PUBSUB, {"node": node.name})]
+        )
     if type_ == "set" and tag == "publish":
-        items = action.find_all("item", PUBSUB)
+        items = action.find_all("item", ns.PUBSUB)
         if len(items) > 1:
             raise error(C.BAD_REQUEST, "invalid-payload", "publish one item at a time")
-        form = _form(pubsub.find("publish-options", PUBSUB))
+        form = _form(pubsub.find("publish-options", ns.PUBSUB))
         item = svc.publish(name, sender, items[0] if items else None, form, may_create=may_create)
-        result = Element("pubsub", PUBSUB)
-        result.add("publish", PUBSUB, {"node": name or ""}).add("item", PUBSUB, {"id": item.id})
+        result = Element("pubsub", ns.PUBSUB)
+        result.add("publish", ns.PUBSUB, {"node": name or ""}).add(
+            "item", ns.PUBSUB, {"id": item.id}
+        )
         return result
     if type_ == "set" and tag == "retract":
-        items = action.find_all("item", PUBSUB)
+        items = action.find_all("item", ns.PUBSUB)
         if not items:
             raise error(C.BAD_REQUEST, "item-required", "retract names an item")
         notify = action.attrs.get("notify") in ("1", "true")
@@ -120,13 +118,13 @@ async def user_request(
     if type_ == "set" and tag == "subscribe":
         jid = _jid(action.attrs.get("jid"))
         sub = svc.subscribe(name, sender, jid, await relation_of(svc, name, jid))
-        form = _form(pubsub.find("options", PUBSUB))
+        form = _form(pubsub.find("options", ns.PUBSUB))
         if form is not None:  # §6.3.7: subscribe and configure at once
             svc.set_options(name, sender, jid, sub.subid, form)
-        result = Element("pubsub", PUBSUB)
+        result = Element("pubsub", ns.PUBSUB)
         result.add(
             "subscription",
-            PUBSUB,
+            ns.PUBSUB,
             {"node": name or "", "jid": str(sub.jid), "subid": sub.subid,
              "subscription": sub.state},
         )  # fmt: skip
@@ -137,29 +135,29 @@ async def user_request(
     if type_ == "get" and tag == "items":
         return await _items(svc, sender, pubsub, action, relation_of)
     if type_ == "get" and tag == "subscriptions":
-        result = Element("pubsub", PUBSUB)
-        subs = result.add("subscriptions", PUBSUB)
+        result = Element("pubsub", ns.PUBSUB)
+        subs = result.add("subscriptions", ns.PUBSUB)
         for node_name, sub in svc.subscriptions_of(sender, name):
             subs.add(
                 "subscription",
-                PUBSUB,
+                ns.PUBSUB,
                 {"node": node_name, "jid": str(sub.jid), "subid": sub.subid,
                  "subscription": sub.state},
             )  # fmt: skip
         return result
     if type_ == "get" and tag == "affiliations":
-        result = Element("pubsub", PUBSUB)
-        affs = result.add("affiliations", PUBSUB)
+        result = Element("pubsub", ns.PUBSUB)
+        affs = result.add("affiliations", ns.PUBSUB)
         for node_name, affiliation in svc.affiliations_of(sender, name):
-            affs.add("affiliation", PUBSUB, {"node": node_name, "affiliation": affiliation})
+            affs.add("affiliation", ns.PUBSUB, {"node": node_name, "affiliation": affiliation})
         return result
     if tag == "options":
         return _options(svc, sender, type_, action)
     if tag == "default" and type_ == "get":  # §6.4
         if name:
             svc.node(name)
-        result = Element("pubsub", PUBSUB)
-        default = result.add("default", PUBSUB, {"node": name} if name else {})
+        result = Element("pubsub", ns.PUBSUB)
+        default = result.add("default", ns.PUBSUB, {"node": name} if name else {})
         default.append(options_form())
         return result
     raise StanzaError(C.BAD_REQUEST, f"no pubsub {type_} for <{tag}/>")
@@ -171,16 +169,16 @@ def _options(svc: PubsubService, sender: JID, type_: str, action: Element) -> El
     jid = _jid(action.attrs.get("jid"))
     subid = action.attrs.get("subid")
     if type_ == "set":
-        form = action.find("x", DATA)
+        form = action.find("x", ns.DATA_FORMS)
         if form is None:
             raise error(C.BAD_REQUEST, "invalid-options", "options carry a data form")
         svc.set_options(name, sender, jid, subid, form)
         return None
-    result = Element("pubsub", PUBSUB)
+    result = Element("pubsub", ns.PUBSUB)
     attrs = {"node": name or "", "jid": str(jid)}
     if subid:
         attrs["subid"] = subid
-    result.add("options", PUBSUB, attrs).append(svc.options(name, sender, jid, subid))
+    result.add("options", ns.PUBSUB, attrs).append(svc.options(name, sender, jid, subid))
     return result
 
 
@@ -189,20 +187,20 @@ async def _items(
 ) -> Element:
     """§6.5: all items, some by id, the newest max_items, or a page (XEP-0059)."""
     name = action.attrs.get("node")
-    ids = [i.attrs.get("id", "") for i in action.find_all("item", PUBSUB)]
+    ids = [i.attrs.get("id", "") for i in action.find_all("item", ns.PUBSUB)]
     max_items = None
     if "max_items" in action.attrs:
         text = action.attrs["max_items"]
         if not text.isdigit() or len(text) > 9:
             raise StanzaError(C.BAD_REQUEST, "max_items is a number")
         max_items = int(text)
-    page = _page(pubsub.find("set", RSM))
+    page = _page(pubsub.find("set", ns.RSM))
     relation = await relation_of(svc, name, sender)
     node, items, info = svc.items(
         name, sender, relation, ids=ids or None, max_items=max_items, page=page
     )
-    result = Element("pubsub", PUBSUB)
-    add_items(result, PUBSUB, node, items, publisher=svc.owner is None)
+    result = Element("pubsub", ns.PUBSUB)
+    add_items(result, ns.PUBSUB, node, items, publisher=svc.owner is None)
     if info is not None:
         result.append(_page_result(info))
     return result
@@ -214,33 +212,35 @@ def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | 
     sender, action, name = _asked(iq, pubsub)
     tag, type_ = action.tag, iq.type
     if tag == "configure" and type_ == "get":
-        result = Element("pubsub", OWNER)
-        result.add("configure", OWNER, {"node": name or ""}).append(svc.configuration(name, sender))
+        result = Element("pubsub", ns.PUBSUB_OWNER)
+        result.add("configure", ns.PUBSUB_OWNER, {"node": name or ""}).append(
+            svc.configuration(name, sender)
+        )
         return result
     if tag == "configure" and type_ == "set":
-        form = action.find("x", DATA)
+        form = action.find("x", ns.DATA_FORMS)
         if form is None:
             raise StanzaError(C.BAD_REQUEST, "configure carries a data form")
         svc.configure(name, sender, form)
         return None
     if tag == "default" and type_ == "get":
-        result = Element("pubsub", OWNER)
-        result.add("default", OWNER).append(config_form(svc.policy.default_config, ""))
+        result = Element("pubsub", ns.PUBSUB_OWNER)
+        result.add("default", ns.PUBSUB_OWNER).append(config_form(svc.policy.default_config, ""))
         return result
     if tag == "delete" and type_ == "set":
-        redirect = action.find("redirect", OWNER)
+        redirect = action.find("redirect", ns.PUBSUB_OWNER)
         svc.delete(name, sender, redirect.attrs.get("uri") if redirect is not None else None)
         return None
     if tag == "purge" and type_ == "set":
         svc.purge(name, sender)
         return None
     if tag == "subscriptions" and type_ == "get":
-        result = Element("pubsub", OWNER)
-        subs = result.add("subscriptions", OWNER, {"node": name or ""})
+        result = Element("pubsub", ns.PUBSUB_OWNER)
+        subs = result.add("subscriptions", ns.PUBSUB_OWNER, {"node": name or ""})
         for sub in svc.node_subscriptions(name, sender):
             subs.add(
                 "subscription",
-                OWNER,
+                ns.PUBSUB_OWNER,
                 {"jid": str(sub.jid), "subscription": sub.state, "subid": sub.subid},
             )
         return result
@@ -248,10 +248,10 @@ def owner_request(svc: PubsubService, iq: Stanza, pubsub: Element) -> Element | 
         svc.set_subscriptions(name, sender, _changes(action, "subscription"))
         return None
     if tag == "affiliations" and type_ == "get":
-        result = Element("pubsub", OWNER)
-        affs = result.add("affiliations", OWNER, {"node": name or ""})
+        result = Element("pubsub", ns.PUBSUB_OWNER)
+        affs = result.add("affiliations", ns.PUBSUB_OWNER, {"node": name or ""})
         for jid, affiliation in svc.node_affiliations(name, sender):
-            affs.add("affiliation", OWNER, {"jid": str(jid), "affiliation": affiliation})
+            affs.add("affiliation", ns.PUBSUB_OWNER, {"jid": str(jid), "affiliation": affiliation})
         return result
     if tag == "affiliations" and type_ == "set":
         svc.set_affiliations(name, sender, _changes(action, "affiliation"))
@@ -268,19 +268,22 @@ def notification(
     message.attrs["id"] = id_
     message.append(event)
     if collection:
-        headers = message.add("headers", SHIM)
-        headers.add("header", SHIM, {"name": "Collection"}, text=collection)
+        headers = message.add("headers", ns.SHIM)
+        headers.add("header", ns.SHIM, {"name": "Collection"}, text=collection)
     return message
 
 
 def _changes(action: Element, tag: str) -> list[tuple[JID, str]]:
     """§8.8.2, §8.9.2: ``<subscription jid subscription/>`` or ``<affiliation jid
     affiliation/>`` children, each a JID and its new state."""
-    return [(_jid(e.attrs.get("jid")), e.attrs.get(tag, "")) for e in action.find_all(tag, OWNER)]
+    return [
+        (_jid(e.attrs.get("jid")), e.attrs.get(tag, ""))
+        for e in action.find_all(tag, ns.PUBSUB_OWNER)
+    ]
 
 
 def _form(parent: Element | None) -> Element | None:
-    return parent.find("x", DATA) if parent is not None else None
+    return parent.find("x", ns.DATA_FORMS) if parent is not None else None
 
 
 def _jid(text: str | None) -> JID:
@@ -297,21 +300,21 @@ def _page(rsm: Element | None) -> Page | None:
         return None
 
     def number(tag: str) -> int | None:
-        text = rsm.child_text(tag, RSM)
+        text = rsm.child_text(tag, ns.RSM)
         if text is None:
             return None
         if not text.isdigit() or len(text) > 9:
             raise StanzaError(C.BAD_REQUEST, f"RSM <{tag}/> is a number")
         return int(text)
 
-    return Page(number("max"), rsm.child_text("after", RSM), rsm.child_text("before", RSM),
+    return Page(number("max"), rsm.child_text("after", ns.RSM), rsm.child_text("before", ns.RSM),
                 number("index"))  # fmt: skip
 
 
 def _page_result(info: PageInfo) -> Element:
-    rsm = Element("set", RSM)
+    rsm = Element("set", ns.RSM)
     if info.first is not None:
-        rsm.add("first", RSM, {"index": str(info.first_index)}, info.first)
-        rsm.add("last", RSM, text=info.last or "")
-    rsm.add("count", RSM, text=str(info.count))
+        rsm.add("first", ns.RSM, {"index": str(info.first_index)}, info.first)
+        rsm.add("last", ns.RSM, text=info.last or "")
+    rsm.add("count", ns.RSM, text=str(info.count))
     return rsm

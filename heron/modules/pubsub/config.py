@@ -13,13 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
+from heron import ns
 from heron.modules.pubsub.errors import pubsub_error
 from heron.stanza import StanzaCondition, StanzaError
+from heron.stanza.forms import add_field, data_form, submitted_values
 from heron.xmlstream.element import Element
-
-DATA: Final = "jabber:x:data"
-NODE_CONFIG: Final = "http://jabber.org/protocol/pubsub#node_config"
-PUBLISH_OPTIONS: Final = "http://jabber.org/protocol/pubsub#publish-options"
 
 ACCESS_MODELS: Final = ("open", "presence", "roster", "whitelist", "authorize")
 PUBLISH_MODELS: Final = ("publishers", "subscribers", "open")
@@ -137,40 +135,14 @@ def _render(config: NodeConfig, field: Field) -> list[str]:
     return [str(value)]
 
 
-def config_form(config: NodeConfig, node: str, form_type: str = NODE_CONFIG) -> Element:
+def config_form(config: NodeConfig, node: str, form_type: str = ns.PUBSUB_NODE_CONFIG) -> Element:
     """The form of a node's configuration (§8.2.1), with its current values."""
-    form = Element("x", DATA, {"type": "form"})
-    form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
-        "value", DATA, text=form_type
-    )
-    for field in FIELDS:
-        el = form.add("field", DATA, {"var": field.var, "type": field.type, "label": field.label})
-        for option in field.options:
-            el.add("option", DATA).add("value", DATA, text=option)
-        for value in _render(config, field):
-            el.add("value", DATA, text=value)
+    form = data_form("form", form_type)
+    for f in FIELDS:
+        add_field(form, f.var, _render(config, f), type_=f.type, label=f.label, options=f.options)
     for var, value in FIXED.items():
-        form.add("field", DATA, {"var": var, "type": "fixed"}).add("value", DATA, text=value)
+        add_field(form, var, [value], type_="fixed")
     return form
-
-
-def form_values(form: Element) -> dict[str, list[str]]:
-    """A submitted form's fields (FORM_TYPE left out), checked to be a submit form."""
-    if form.tag != "x" or form.ns != DATA or form.attrs.get("type", "submit") != "submit":
-        raise StanzaError(StanzaCondition.BAD_REQUEST, "expected a submitted jabber:x:data form")
-    values: dict[str, list[str]] = {}
-    for fld in form.find_all("field", DATA):
-        var = fld.attrs.get("var", "")
-        if var and var != "FORM_TYPE":
-            values[var] = [v.text for v in fld.find_all("value", DATA)]
-    return values
-
-
-def form_type(form: Element) -> str | None:
-    for fld in form.find_all("field", DATA):
-        if fld.attrs.get("var") == "FORM_TYPE":
-            return fld.child_text("value", DATA)
-    return None
 
 
 def _parse_value(field: Field, values: list[str], max_items_limit: int) -> object:
@@ -203,7 +175,7 @@ def apply_form(config: NodeConfig, form: Element, max_items_limit: int) -> NodeC
     not know are ignored (the form it hands out lists those it honours); a fixed field with
     another value is not-acceptable."""
     changes: dict[str, object] = {}
-    for var, values in form_values(form).items():
+    for var, values in submitted_values(form).items():
         field = BY_VAR.get(var)
         if field is None:
             _check_fixed(var, values)
@@ -222,7 +194,7 @@ def preconditions(form: Element, max_items_limit: int) -> dict[str, object]:
     """Publish-options (§7.1.5) as attribute → wanted value; unknown fields are refused
     with precondition-not-met, since Heron cannot promise what it does not know."""
     wanted: dict[str, object] = {}
-    for var, values in form_values(form).items():
+    for var, values in submitted_values(form).items():
         field = BY_VAR.get(var)
         if field is None:
             raise StanzaError(

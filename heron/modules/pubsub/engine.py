@@ -16,20 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from heron import ns
 from heron.jid import JID
 from heron.modules.pubsub import collections as coll
 from heron.modules.pubsub import config as cfg
 from heron.modules.pubsub.errors import error, node_not_found, unsupported
 from heron.modules.pubsub.model import (
     AFFILIATIONS,
-    DATA,
-    EVENT,
     MAY_PUBLISH,
     MAY_READ,
     NO_RELATION,
-    PUBSUB,
-    SUBSCRIBE_AUTHORIZATION,
-    SUBSCRIBE_OPTIONS,
     Item,
     Node,
     Notification,
@@ -46,6 +42,7 @@ from heron.modules.pubsub.model import (
     page_window,
 )
 from heron.stanza import StanzaCondition, StanzaError
+from heron.stanza.forms import form_type, submitted_values
 from heron.xmlstream import serialize
 from heron.xmlstream.element import Element
 
@@ -151,8 +148,8 @@ class PubsubService:
         self.nodes[name] = node
         self.outbox.saved_nodes.add(name)
         if parent is not None:
-            event = Element("event", EVENT)
-            event.add("create", EVENT, {"node": name})
+            event = Element("event", ns.PUBSUB_EVENT)
+            event.add("create", ns.PUBSUB_EVENT, {"node": name})
             self._notify_collections(node, event)
         return node
 
@@ -185,8 +182,8 @@ class PubsubService:
             self.outbox.purged_nodes.add(node.name)
         self.outbox.saved_nodes.add(node.name)
         if node.config.notify_config:
-            event = Element("event", EVENT)
-            configuration = event.add("configuration", EVENT, {"node": node.name})
+            event = Element("event", ns.PUBSUB_EVENT)
+            configuration = event.add("configuration", ns.PUBSUB_EVENT, {"node": node.name})
             if node.config.deliver_payloads:
                 configuration.append(cfg.config_form(node.config, node.name))
             self._notify(node, event)
@@ -195,10 +192,10 @@ class PubsubService:
         """§8.4: subscribers are told, then the node and its items are gone."""
         node = self.node(name)
         self._require_owner(node, requester)
-        event = Element("event", EVENT)
-        deleted = event.add("delete", EVENT, {"node": node.name})
+        event = Element("event", ns.PUBSUB_EVENT)
+        deleted = event.add("delete", ns.PUBSUB_EVENT, {"node": node.name})
         if redirect:
-            deleted.add("redirect", EVENT, {"uri": redirect})
+            deleted.add("redirect", ns.PUBSUB_EVENT, {"uri": redirect})
         self._notify(node, event)
         del self.nodes[node.name]
         self.outbox.deleted_nodes.add(node.name)
@@ -215,8 +212,8 @@ class PubsubService:
             raise unsupported("persistent-items", "this node keeps no items")
         node.items.clear()
         self.outbox.purged_nodes.add(node.name)
-        event = Element("event", EVENT)
-        event.add("purge", EVENT, {"node": node.name})
+        event = Element("event", ns.PUBSUB_EVENT)
+        event.add("purge", ns.PUBSUB_EVENT, {"node": node.name})
         self._notify(node, event)
 
     # --- publishing (§7) ---------------------------------------------------------------
@@ -318,8 +315,10 @@ class PubsubService:
         del node.items[item_id]
         self.outbox.deleted_items.append((node.name, item_id))
         if notify or node.config.notify_retract:
-            event = Element("event", EVENT)
-            event.add("items", EVENT, {"node": node.name}).add("retract", EVENT, {"id": item_id})
+            event = Element("event", ns.PUBSUB_EVENT)
+            event.add("items", ns.PUBSUB_EVENT, {"node": node.name}).add(
+                "retract", ns.PUBSUB_EVENT, {"id": item_id}
+            )
             self._notify(node, event)
 
     # --- subscriptions (§6) ------------------------------------------------------------
@@ -372,10 +371,10 @@ class PubsubService:
             self._tell_owners(node, Subscription(jid, sub.subid, "none"))
 
     def _tell_owners(self, node: Node, sub: Subscription) -> None:
-        event = Element("event", EVENT)
+        event = Element("event", ns.PUBSUB_EVENT)
         event.add(
             "subscription",
-            EVENT,
+            ns.PUBSUB_EVENT,
             {"node": node.name, "jid": str(sub.jid), "subscription": sub.state},
         )
         for owner in self._owners(node):
@@ -388,8 +387,8 @@ class PubsubService:
 
     def authorize(self, approver: JID, form: Element) -> None:
         """§8.6: an owner answers a subscription request with the submitted form."""
-        values = cfg.form_values(form)
-        if cfg.form_type(form) != SUBSCRIBE_AUTHORIZATION:
+        values = submitted_values(form)
+        if form_type(form) != ns.PUBSUB_SUBSCRIBE_AUTHORIZATION:
             raise StanzaError(C.BAD_REQUEST, "not a subscribe_authorization form")
         name = (values.get("pubsub#node") or [""])[0]
         node = self.node(name)
@@ -408,10 +407,10 @@ class PubsubService:
         else:
             del node.subscriptions[jid]
         self.outbox.saved_nodes.add(node.name)
-        event = Element("event", EVENT)
+        event = Element("event", ns.PUBSUB_EVENT)
         event.add(
             "subscription",
-            EVENT,
+            ns.PUBSUB_EVENT,
             {"node": node.name, "jid": str(jid), "subscription": sub.state if allow else "none"},
         )
         self.outbox.notifications.append(Notification(jid, event))
@@ -441,7 +440,9 @@ class PubsubService:
         if node.config.node_type == "collection":
             depth = "all" if sub.depth is None else str(sub.depth)
             for var, value in zip(coll.OPTIONS, (sub.type, depth), strict=True):
-                form.add("field", DATA, {"var": var}).add("value", DATA, text=value)
+                form.add("field", ns.DATA_FORMS, {"var": var}).add(
+                    "value", ns.DATA_FORMS, text=value
+                )
         return form
 
     def set_options(
@@ -452,7 +453,7 @@ class PubsubService:
         if form.attrs.get("type") == "cancel":
             return
         try:
-            values = cfg.form_values(form)
+            values = submitted_values(form)
         except StanzaError as exc:
             raise error(C.BAD_REQUEST, "invalid-options", exc.text) from exc
         for var, given in values.items():
@@ -513,9 +514,11 @@ class PubsubService:
             else:
                 sub = node.subscriptions.get(jid) or Subscription(jid, self._make_id())
                 node.subscriptions[jid] = sub
-            event = Element("event", EVENT)
+            event = Element("event", ns.PUBSUB_EVENT)
             event.add(
-                "subscription", EVENT, {"node": node.name, "jid": str(jid), "subscription": state}
+                "subscription",
+                ns.PUBSUB_EVENT,
+                {"node": node.name, "jid": str(jid), "subscription": state},
             )
             self.outbox.notifications.append(Notification(jid, event))
         self.outbox.saved_nodes.add(node.name)
@@ -595,8 +598,8 @@ class PubsubService:
 
     # --- notifications ---------------------------------------------------------------
     def _items_event(self, node: Node, items: list[Item]) -> Element:
-        event = Element("event", EVENT)
-        add_items(event, EVENT, node, items, publisher=self.owner is None)
+        event = Element("event", ns.PUBSUB_EVENT)
+        add_items(event, ns.PUBSUB_EVENT, node, items, publisher=self.owner is None)
         return event
 
     def _notify(self, node: Node, event: Element) -> None:
@@ -648,14 +651,9 @@ class PubsubService:
 
 __all__ = [
     "AFFILIATIONS",
-    "DATA",
-    "EVENT",
     "MAY_PUBLISH",
     "MAY_READ",
     "NO_RELATION",
-    "PUBSUB",
-    "SUBSCRIBE_AUTHORIZATION",
-    "SUBSCRIBE_OPTIONS",
     "Item",
     "Node",
     "Notification",

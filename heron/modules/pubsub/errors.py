@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final
-
+from heron import ns
 from heron.stanza import StanzaCondition, StanzaError
 from heron.xmlstream.element import Element
-
-ERRORS: Final = "http://jabber.org/protocol/pubsub#errors"
 
 
 def pubsub_error(condition: str, *, feature: str = "") -> Element:
     """``<condition xmlns='…pubsub#errors'/>``, with the feature for ``unsupported``."""
-    el = Element(condition, ERRORS)
+    el = Element(condition, ns.PUBSUB_ERRORS)
     if feature:
         el.attrs["feature"] = feature
     return el

@@ -8,19 +8,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Final
 
+from heron import ns
 from heron.jid import JID
 from heron.modules.pubsub.config import NodeConfig
 from heron.stanza import StanzaCondition, StanzaError
+from heron.stanza.forms import add_field, data_form
 from heron.xmlstream.element import Element
 
-PUBSUB: Final = "http://jabber.org/protocol/pubsub"
-EVENT: Final = "http://jabber.org/protocol/pubsub#event"
 AFFILIATIONS: Final = ("owner", "publisher", "publish-only", "member", "none", "outcast")
 MAY_READ: Final = frozenset({"owner", "publisher", "member"})
 MAY_PUBLISH: Final = frozenset({"owner", "publisher", "publish-only"})
-DATA: Final = "jabber:x:data"
-SUBSCRIBE_AUTHORIZATION: Final = "http://jabber.org/protocol/pubsub#subscribe_authorization"
-SUBSCRIBE_OPTIONS: Final = "http://jabber.org/protocol/pubsub#subscribe_options"
 
 C = StanzaCondition
 
@@ -152,33 +149,26 @@ def new_id() -> str:
 
 def authorization_form(node: str, sub: Subscription) -> Element:
     """§8.6: the form an owner gets to approve or deny a pending subscription."""
-    form = Element("x", DATA, {"type": "form"})
-    form.add("title", DATA, text="PubSub subscriber request")
-    form.add("instructions", DATA, text="Allow this JID to subscribe to this node?")
+    form = Element("x", ns.DATA_FORMS, {"type": "form"})
+    form.add("title", ns.DATA_FORMS, text="PubSub subscriber request")
+    form.add("instructions", ns.DATA_FORMS, text="Allow this JID to subscribe to this node?")
     fields = (
-        ("FORM_TYPE", "hidden", "", SUBSCRIBE_AUTHORIZATION),
+        ("FORM_TYPE", "hidden", "", ns.PUBSUB_SUBSCRIBE_AUTHORIZATION),
         ("pubsub#subid", "hidden", "", sub.subid),
         ("pubsub#node", "text-single", "Node ID", node),
         ("pubsub#subscriber_jid", "jid-single", "Subscriber Address", str(sub.jid)),
         ("pubsub#allow", "boolean", "Allow this JID to subscribe to this pubsub node?", "false"),
     )
     for var, type_, label, value in fields:
-        field = form.add("field", DATA, {"var": var, "type": type_})
-        if label:
-            field.attrs["label"] = label
-        field.add("value", DATA, text=value)
+        add_field(form, var, [value], type_=type_, label=label)
     return form
 
 
 def options_form(deliver: bool = True) -> Element:
     """§6.3.2 and §6.4: the subscription options Heron honours (pubsub#deliver)."""
-    form = Element("x", DATA, {"type": "form"})
-    form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
-        "value", DATA, text=SUBSCRIBE_OPTIONS
-    )
-    form.add(
-        "field", DATA, {"var": "pubsub#deliver", "type": "boolean", "label": "Enable delivery?"}
-    ).add("value", DATA, text="1" if deliver else "0")
+    form = data_form("form", ns.PUBSUB_SUBSCRIBE_OPTIONS)
+    value = "1" if deliver else "0"
+    add_field(form, "pubsub#deliver", [value], type_="boolean", label="Enable delivery?")
     return form
 
 

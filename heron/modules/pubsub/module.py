@@ -32,13 +32,11 @@ from heron.config import option
 from heron.core.module import Module, ModuleContext, Xep, hook, iq_handler
 from heron.core.registry import HostRegistry, Identity, Target
 from heron.jid import JID
-from heron.modules.pubsub import bookmarks, codec
-from heron.modules.pubsub.codec import DATA, FEATURES, OWNER, PUBSUB
+from heron.modules.pubsub import codec
+from heron.modules.pubsub.codec import FEATURES
 from heron.modules.pubsub.config import NodeConfig
-from heron.modules.pubsub.config import form_type as config_form_type
 from heron.modules.pubsub.engine import (
     NO_RELATION,
-    SUBSCRIBE_AUTHORIZATION,
     Outbox,
     Policy,
     PubsubService,
@@ -48,10 +46,10 @@ from heron.modules.pubsub.pep import PepTargets
 from heron.modules.pubsub.store import PubsubStore, SqlPubsubStore
 from heron.modules.pubsub.sync import Mirror, PepSync
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
+from heron.stanza.forms import form_type
 from heron.xmlstream import Limits
 from heron.xmlstream.element import Element
 
-VCARD_CONVERSION: Final = "urn:xmpp:pep-vcard-conversion:0"
 PEP_IDENTITY: Final = Identity("pubsub", "pep")
 PEP_DEFAULT: Final = NodeConfig(access_model="presence", max_items=1)
 C = StanzaCondition
@@ -98,7 +96,7 @@ class PubsubModule(Module):
         Xep(172, "1.1", "complete", "user nickname on PEP"),
     )
     # PEP avatars and bookmarks are kept the same as the vCard and private XML storage
-    # through the services these two offer (sync.py): they start first.
+    # through the services these two offer (sync.py): they start first (with PEP on).
     requires = ("vcard", "private")
     stores = (SqlPubsubStore,)
 
@@ -112,11 +110,15 @@ class PubsubModule(Module):
         self.pep = PepTargets(self)
         self.sync = PepSync(self)
 
+    def needs(self) -> tuple[str, ...]:
+        """Without PEP there are no account avatars or bookmarks to keep in step."""
+        return type(self).requires if self.options.pep else ()
+
     async def start(self) -> None:
         service = self.ctx.add_service(self.domain)  # withdrawn, with its handlers, on unload
         for type_ in ("get", "set"):
-            service.add_iq_handler(type_, PUBSUB, Target.HOST, self.on_pubsub)
-            service.add_iq_handler(type_, OWNER, Target.HOST, self.on_pubsub)
+            service.add_iq_handler(type_, ns.PUBSUB, Target.HOST, self.on_pubsub)
+            service.add_iq_handler(type_, ns.PUBSUB_OWNER, Target.HOST, self.on_pubsub)
         service.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.service_info)
         service.add_iq_handler("get", ns.DISCO_ITEMS, Target.HOST, self.service_items)
         service.add_hook("message/host", self.on_authorization, 50)
@@ -126,10 +128,10 @@ class PubsubModule(Module):
 
     def _offer_pep(self, host: HostRegistry) -> None:
         """PEP's entries in the host's tables, taken out again when the module unloads."""
-        for feature in (*FEATURES, f"{PUBSUB}#auto-subscribe", VCARD_CONVERSION):
+        for feature in (*FEATURES, f"{ns.PUBSUB}#auto-subscribe", ns.VCARD_CONVERSION):
             self.ctx.add_account_feature(feature)  # XEP-0163 §6.1, XEP-0398 §2
-        self.ctx.add_account_feature(bookmarks.COMPAT)  # XEP-0402 §5.3
-        host.add_feature(f"{PUBSUB}#pep")  # a hint for clients that look at the server
+        self.ctx.add_account_feature(ns.BOOKMARKS_COMPAT)  # XEP-0402 §5.3
+        host.add_feature(f"{ns.PUBSUB}#pep")  # a hint for clients that look at the server
         host.account_identities.append(PEP_IDENTITY)  # XEP-0163 §6.1
         host.account_items = self  # XEP-0030 for an account's nodes
         host.pep_avatar = self.sync
@@ -137,7 +139,7 @@ class PubsubModule(Module):
         self.ctx.on_account_deleted(self.on_account_deleted)
 
         def withdraw() -> None:
-            host.remove_feature(f"{PUBSUB}#pep")
+            host.remove_feature(f"{ns.PUBSUB}#pep")
             host.account_identities.remove(PEP_IDENTITY)
             if host.account_items is self:
                 host.account_items = None
@@ -212,10 +214,10 @@ class PubsubModule(Module):
         return sender.domain == self.ctx.domain and sender.local is not None
 
     # --- requests -----------------------------------------------------------------------
-    @iq_handler("get", PUBSUB, Target.SELF | Target.BARE)
-    @iq_handler("set", PUBSUB, Target.SELF | Target.BARE)
-    @iq_handler("get", OWNER, Target.SELF | Target.BARE)
-    @iq_handler("set", OWNER, Target.SELF | Target.BARE)
+    @iq_handler("get", ns.PUBSUB, Target.SELF | Target.BARE)
+    @iq_handler("set", ns.PUBSUB, Target.SELF | Target.BARE)
+    @iq_handler("get", ns.PUBSUB_OWNER, Target.SELF | Target.BARE)
+    @iq_handler("set", ns.PUBSUB_OWNER, Target.SELF | Target.BARE)
     async def on_pep(self, iq: Stanza) -> Element | None:
         """XEP-0163: pubsub on an account's bare JID."""
         if not self.options.pep:
@@ -224,9 +226,7 @@ class PubsubModule(Module):
 
     async def on_pubsub(self, iq: Stanza) -> Element | None:
         assert iq.to is not None
-        assert iq.from_ is not None
-        payload = iq.payload
-        assert payload is not None
+        payload = iq.query
         if payload.tag != "pubsub":
             raise StanzaError(C.BAD_REQUEST, "expected a <pubsub/> element")
         target = iq.to.bare if iq.to.local is not None else JID.parse(self.domain)
@@ -234,10 +234,10 @@ class PubsubModule(Module):
         is_pep_change = svc.owner is not None and iq.type == "set"
         svc.audience = await self.pep.audience(svc) if is_pep_change else None
         try:
-            if payload.ns == OWNER:
+            if payload.ns == ns.PUBSUB_OWNER:
                 result = codec.owner_request(svc, iq, payload)
             else:
-                may_create = self._may_create(svc, iq.from_)
+                may_create = self._may_create(svc, iq.sender)
                 result = await codec.user_request(svc, iq, payload, self.relation_for, may_create)
         finally:
             svc.audience = None
@@ -278,11 +278,11 @@ class PubsubModule(Module):
     async def on_authorization(self, stanza: Stanza) -> bool:
         """§8.6: an owner's answer to a subscription request, a submitted form in a message
         to the service (or, for PEP, to the owner's own bare JID)."""
-        form = stanza.element.find("x", DATA)
+        form = stanza.element.find("x", ns.DATA_FORMS)
         sender = stanza.from_
         if form is None or sender is None or stanza.type == "error":
             return False
-        if config_form_type(form) != SUBSCRIBE_AUTHORIZATION:
+        if form_type(form) != ns.PUBSUB_SUBSCRIBE_AUTHORIZATION:
             return False
         target = stanza.to.bare if stanza.to is not None else sender.bare
         if target.local is None:
@@ -360,10 +360,10 @@ class PubsubModule(Module):
             query.attrs["node"] = name
             kind = node.config.node_type  # "leaf" or "collection" (XEP-0060 §5.3)
             query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": kind})
-            query.add("feature", ns.DISCO_INFO, {"var": PUBSUB})
+            query.add("feature", ns.DISCO_INFO, {"var": ns.PUBSUB})
             return query
         query.add("identity", ns.DISCO_INFO, {"category": "pubsub", "type": "service"})
-        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
+        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PUBSUB, *FEATURES):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
         return query
 

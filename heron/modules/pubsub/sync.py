@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from heron import ns
 from heron.core.registry import Avatar
 from heron.jid import JID
 from heron.modules.pubsub import avatar as avatars
 from heron.modules.pubsub import bookmarks
-from heron.modules.pubsub.engine import PUBSUB, PubsubService
+from heron.modules.pubsub.engine import PubsubService
 from heron.stanza import StanzaError
 from heron.xmlstream.element import Element
 
@@ -37,9 +38,9 @@ class PepSync:
     def mirror_for(self, verb: Element) -> Mirror | None:
         """The copy into the older protocol a PEP change calls for, if any."""
         changed = verb.attrs.get("node")
-        if verb.tag == "publish" and changed == avatars.AVATAR_METADATA:
+        if verb.tag == "publish" and changed == ns.AVATAR_METADATA:
             return self._avatar_to_vcard
-        if changed == bookmarks.BOOKMARKS:
+        if changed == ns.BOOKMARKS:
             return self._bookmarks_to_private
         return None
 
@@ -64,13 +65,13 @@ class PepSync:
         """XEP-0398 §3.2: a vCard PHOTO was set; publish data, then metadata."""
 
         def publish(svc: PubsubService) -> None:
-            if avatar is None and avatars.AVATAR_METADATA not in svc.nodes:
+            if avatar is None and ns.AVATAR_METADATA not in svc.nodes:
                 return  # no avatar before either: nothing to disable
             if avatar is not None:
-                svc.publish(avatars.AVATAR_DATA, account, avatars.data_item(avatar.data),
+                svc.publish(ns.AVATAR_DATA, account, avatars.data_item(avatar.data),
                             may_create=True)  # fmt: skip
             mime, image = (avatar.mime, avatar.data) if avatar is not None else ("", None)
-            svc.publish(avatars.AVATAR_METADATA, account, avatars.metadata_item(mime, image),
+            svc.publish(ns.AVATAR_METADATA, account, avatars.metadata_item(mime, image),
                         may_create=True)  # fmt: skip
 
         await self._publish_as_owner(account, publish)
@@ -79,7 +80,7 @@ class PepSync:
         """XEP-0398 §3.1: the owner published avatar metadata; the vCard gets the image."""
         sink = self.pubsub.ctx.registry.vcard_avatar
         owner = svc.owner
-        node = svc.nodes.get(avatars.AVATAR_METADATA)
+        node = svc.nodes.get(ns.AVATAR_METADATA)
         last = node.last_item() if node is not None else None
         if sink is None or owner is None or last is None or last.payload is None:
             return
@@ -88,7 +89,7 @@ class PepSync:
             if info is None:
                 await sink.avatar_changed(owner, None)
                 return
-            data_node = svc.nodes.get(avatars.AVATAR_DATA)
+            data_node = svc.nodes.get(ns.AVATAR_DATA)
             item = data_node.items.get(info.attrs["id"]) if data_node is not None else None
             mime, image = avatars.image_of(info, item.payload if item is not None else None)
         except avatars.NoAvatar as exc:
@@ -99,25 +100,25 @@ class PepSync:
     async def private_changed(self, account: JID, element: Element) -> None:
         """XEP-0402 §5.3.2: legacy bookmarks were stored; update the PEP items that differ
         (unchanged ones are not notified) and retract those no longer listed."""
-        if element.tag != "storage" or element.ns != bookmarks.LEGACY:
+        if element.tag != "storage" or element.ns != ns.BOOKMARKS_LEGACY:
             return
         wanted = bookmarks.from_storage(element)
 
         def update(svc: PubsubService) -> None:
-            node = svc.nodes.get(bookmarks.BOOKMARKS)
+            node = svc.nodes.get(ns.BOOKMARKS)
             if node is None:
                 if not wanted:
                     return
-                node = svc.create(bookmarks.BOOKMARKS, account)
+                node = svc.create(ns.BOOKMARKS, account)
                 node.config = bookmarks.NODE_CONFIG
             for room, conference in wanted.items():
                 old = node.items.get(room)
                 if old is None or old.payload != conference:
-                    item = Element("item", PUBSUB, {"id": room})
+                    item = Element("item", ns.PUBSUB, {"id": room})
                     item.append(conference)
-                    svc.publish(bookmarks.BOOKMARKS, account, item)
+                    svc.publish(ns.BOOKMARKS, account, item)
             for room in [r for r in node.items if r not in wanted]:
-                svc.retract(bookmarks.BOOKMARKS, account, room, notify=True)
+                svc.retract(ns.BOOKMARKS, account, room, notify=True)
 
         await self._publish_as_owner(account, update)
 
@@ -128,7 +129,7 @@ class PepSync:
         owner = svc.owner
         if private is None or owner is None:
             return
-        node = svc.nodes.get(bookmarks.BOOKMARKS)
+        node = svc.nodes.get(ns.BOOKMARKS)
         items = [(i.id, i.payload) for i in node.items.values()] if node is not None else []
-        keep = await private.get_private(owner, bookmarks.LEGACY, "storage")
+        keep = await private.get_private(owner, ns.BOOKMARKS_LEGACY, "storage")
         await private.put_private(owner, bookmarks.to_storage(items, keep))

@@ -23,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
 from heron import ns
 from heron.config import option
@@ -45,8 +44,6 @@ from heron.stanza import (
 from heron.xmlstream.element import Element
 
 INSTRUCTIONS = "Choose a username and password for use with this server."
-PARS: Final = "urn:xmpp:pars:0"
-PREAUTH_FEATURE: Final = "urn:xmpp:ibr-token:0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +142,7 @@ class RegisterModule(Module):
         if self.options.allow_registration:
             self.ctx.add_preauth_iq("get", ns.REGISTER, self.on_preauth_get)
             self.ctx.add_preauth_iq("set", ns.REGISTER, self.on_preauth_set)
-            self.ctx.add_preauth_iq("set", PARS, self.on_preauth_token)
+            self.ctx.add_preauth_iq("set", ns.PARS, self.on_preauth_token)
 
     @stream_feature("preauth")
     def registration_feature(self) -> Element | None:
@@ -159,7 +156,7 @@ class RegisterModule(Module):
         """XEP-0445 §3: invitation tokens are accepted."""
         if not self.options.allow_registration:
             return None
-        return Element("register", PREAUTH_FEATURE)
+        return Element("register", ns.IBR_PREAUTH)
 
     async def on_preauth_token(
         self, iq: Stanza, peer_ip: str, state: dict[str, object]

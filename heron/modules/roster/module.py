@@ -15,7 +15,7 @@ from typing import Final
 
 from heron import ns
 from heron.config import build_options
-from heron.core.module import Module, Xep, hook, iq_handler
+from heron.core.module import Module, Xep, hook, iq_handler, stream_feature
 from heron.core.registry import Contact, Target
 from heron.jid import JID, InvalidJID
 from heron.modules.roster.store import (
@@ -31,9 +31,6 @@ from heron.modules.roster.subscription import HAS_FROM, HAS_TO, inbound, outboun
 from heron.stanza import Stanza, StanzaCondition, StanzaError, iq_result
 from heron.xmlstream.element import Element
 
-ROSTER = "jabber:iq:roster"
-ROSTER_VER_FEATURE = "urn:xmpp:features:rosterver"
-LAST = "jabber:iq:last"
 SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
 
 
@@ -62,18 +59,18 @@ JOINT: Final = "roster_joint"
 
 
 def item_element(item: RosterItem) -> Element:
-    el = Element("item", ROSTER, {"jid": item.contact, "subscription": item.subscription})
+    el = Element("item", ns.ROSTER, {"jid": item.contact, "subscription": item.subscription})
     if item.name:
         el.attrs["name"] = item.name
     if item.ask:
         el.attrs["ask"] = "subscribe"
     for group in item.groups:
-        el.add("group", ROSTER, text=group)
+        el.add("group", ns.ROSTER, text=group)
     return el
 
 
 def removed_element(contact: str) -> Element:
-    return Element("item", ROSTER, {"jid": contact, "subscription": "remove"})
+    return Element("item", ns.ROSTER, {"jid": contact, "subscription": "remove"})
 
 
 def push_element(to: JID, item: Element, version: int) -> Element:
@@ -83,7 +80,7 @@ def push_element(to: JID, item: Element, version: int) -> Element:
         ns.CLIENT,
         {"type": "set", "id": f"push{version}", "to": str(to), "from": str(to.bare)},
     )
-    push.add("query", ROSTER, {"ver": str(version)}).append(item.copy())
+    push.add("query", ns.ROSTER, {"ver": str(version)}).append(item.copy())
     return push
 
 
@@ -94,7 +91,7 @@ class RosterModule(Module):
         Xep(237, "1.3", "complete", "pushes of only the changes since the client's version"),
         Xep(12, "2.0", "complete", "server uptime and contacts' last logout"),
     )
-    disco_features = (LAST,)
+    disco_features = (ns.LAST,)
     stores = (SqlRosterStore, SqlLastActivityStore)
 
     async def start(self) -> None:
@@ -102,7 +99,8 @@ class RosterModule(Module):
             RosterOptions, self.ctx.options, f'hosts."{self.ctx.domain}".modules.roster'
         )
         self.store: RosterStore = self.ctx.store(SqlRosterStore)
-        self.last: LastActivityStore = self.ctx.store(SqlLastActivityStore)
+        # Pending logouts are written when the module unloads: a stop loses nothing.
+        self.last: LastActivityStore = self.ctx.closing(self.ctx.store(SqlLastActivityStore))
         self.started = time.time()
         self.interested: set[JID] = set()  # full JIDs that requested the roster (§2.1.6)
         self.available: set[JID] = set()  # full JIDs that sent initial presence
@@ -110,16 +108,13 @@ class RosterModule(Module):
         self.directed: dict[JID, set[JID]] = {}
         # One read-modify-write at a time per account; entries vanish with their last user.
         self._locks: weakref.WeakValueDictionary[JID, asyncio.Lock] = weakref.WeakValueDictionary()
-        self.ctx.registry.postauth_features.append(self._ver_feature)
         self.ctx.registry.contacts = self
-        self.ctx.registry.account_deleted.append(self.on_account_deleted)
+        self.ctx.on_unload(self._withdraw_contacts)
+        self.ctx.on_account_deleted(self.on_account_deleted)
 
-    async def stop(self) -> None:
-        self.ctx.registry.account_deleted.remove(self.on_account_deleted)
-        self.ctx.registry.postauth_features.remove(self._ver_feature)
+    def _withdraw_contacts(self) -> None:
         if self.ctx.registry.contacts is self:
             self.ctx.registry.contacts = None
-        await self.last.close()  # pending logouts are written: a stop loses nothing
 
     async def on_account_deleted(self, account: JID) -> None:
         """The account's roster, versions and last activity go with it."""
@@ -142,9 +137,9 @@ class RosterModule(Module):
         _version, items = await self.store.get(account.local or "", account.domain)
         return [item_element(i) for i in items if i.in_roster]
 
-    @staticmethod
-    def _ver_feature() -> Element:
-        return Element("ver", ROSTER_VER_FEATURE)
+    @stream_feature("postauth")
+    def ver_feature(self) -> Element:
+        return Element("ver", ns.ROSTER_VER_FEATURE)
 
     @staticmethod
     def _account(iq: Stanza) -> JID:
@@ -152,7 +147,7 @@ class RosterModule(Module):
             raise StanzaError(StanzaCondition.FORBIDDEN)
         return iq.from_.bare
 
-    @iq_handler("get", ROSTER, Target.SELF)
+    @iq_handler("get", ns.ROSTER, Target.SELF)
     async def on_get(self, iq: Stanza) -> Element | None:
         account = self._account(iq)
         assert account.local is not None
@@ -166,7 +161,7 @@ class RosterModule(Module):
                 self._send_delta(iq, delta)
                 return None
         version, items = await self.store.get(account.local, account.domain)
-        result = Element("query", ROSTER, {"ver": str(version)})
+        result = Element("query", ns.ROSTER, {"ver": str(version)})
         result.children.extend(item_element(i) for i in items if i.in_roster)
         return result
 
@@ -183,12 +178,12 @@ class RosterModule(Module):
         for version, item in sorted(pushes, key=lambda p: p[0]):
             session.deliver(push_element(iq.from_, item, version))
 
-    @iq_handler("set", ROSTER, Target.SELF)
+    @iq_handler("set", ns.ROSTER, Target.SELF)
     async def on_set(self, iq: Stanza) -> Element | None:
         account = self._account(iq)
         assert account.local is not None
         query = iq.payload
-        items = query.find_all("item", ROSTER) if query is not None else []
+        items = query.find_all("item", ns.ROSTER) if query is not None else []
         if len(items) != 1 or query is None or len(list(query.elements())) != 1:
             raise StanzaError(StanzaCondition.BAD_REQUEST, "exactly one item")  # §2.3.3
         el = items[0]
@@ -221,7 +216,7 @@ class RosterModule(Module):
         if name is not None and len(name) > self.options.max_name_length:
             raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "name too long")
         groups: list[str] = []
-        for group in el.find_all("group", ROSTER):
+        for group in el.find_all("group", ns.ROSTER):
             text = group.text
             if not text:
                 raise StanzaError(StanzaCondition.NOT_ACCEPTABLE, "empty group")  # §2.3.3
@@ -518,12 +513,12 @@ class RosterModule(Module):
             session.deliver(element)
 
     # --- XEP-0012 last activity ----------------------------------------------------------
-    @iq_handler("get", LAST, Target.HOST)
+    @iq_handler("get", ns.LAST, Target.HOST)
     async def on_uptime(self, iq: Stanza) -> Element | None:
         """§5: to a server, the seconds since it started."""
-        return Element("query", LAST, {"seconds": str(int(time.time() - self.started))})
+        return Element("query", ns.LAST, {"seconds": str(int(time.time() - self.started))})
 
-    @iq_handler("get", LAST, Target.SELF | Target.BARE)
+    @iq_handler("get", ns.LAST, Target.SELF | Target.BARE)
     async def on_last(self, iq: Stanza) -> Element | None:
         """§3: an account's last logout, only to its subscribers (and itself)."""
         assert iq.from_ is not None
@@ -534,13 +529,13 @@ class RosterModule(Module):
             if item.subscription not in HAS_FROM:
                 raise StanzaError(StanzaCondition.FORBIDDEN)  # §3: not subscribed
         if any(j.bare == account for j in self.available):
-            return Element("query", LAST, {"seconds": "0"})
+            return Element("query", ns.LAST, {"seconds": "0"})
         assert account.local is not None
         found = await self.last.get(account.local, account.domain)
         if found is None:
             raise StanzaError(StanzaCondition.ITEM_NOT_FOUND)
         at, status = found
-        result = Element("query", LAST, {"seconds": str(max(0, int(time.time() - at)))})
+        result = Element("query", ns.LAST, {"seconds": str(max(0, int(time.time() - at)))})
         if status:
             result.children.append(status)
         return result

@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
 from heron.storage.batch import WriteBehind
-from heron.storage.db import Database, Dialect, Executor, Migration, Row, SqlStore
+from heron.storage.db import Database, Dialect, Executor, Migration, Row, SqlStore, ddl
 
-# The tables the roster module created on SQLite before stores were engine-neutral: the
-# same names and columns, so an existing heron.db opens as it is.
-MIGRATIONS: Final = (
-    Migration(
-        "roster",
-        1,
-        """
+
+# The tables as the roster module first created them on SQLite; PostgreSQL, which came
+# later, starts with the columns SQLite gained in later versions (``grown`` is their text).
+def _rosters(grown_items: str = "", grown_versions: str = "") -> str:
+    return f"""
         CREATE TABLE roster_items (
             domain TEXT NOT NULL,
             username TEXT NOT NULL,
@@ -30,17 +28,46 @@ MIGRATIONS: Final = (
             name TEXT,
             subscription TEXT NOT NULL DEFAULT 'none',
             ask INTEGER NOT NULL DEFAULT 0,
-            groups TEXT NOT NULL DEFAULT '[]',
+            groups TEXT NOT NULL DEFAULT '[]',{grown_items}
             PRIMARY KEY (domain, username, contact)
         );
         CREATE TABLE roster_versions (
             domain TEXT NOT NULL,
             username TEXT NOT NULL,
-            version INTEGER NOT NULL,
+            version {{bigint}} NOT NULL,{grown_versions}
             PRIMARY KEY (domain, username)
         );
-        """,
-    ),
+        """
+
+
+_GROWN_ITEMS: Final = """
+            pending_in INTEGER NOT NULL DEFAULT 0,
+            approved INTEGER NOT NULL DEFAULT 0,
+            in_roster INTEGER NOT NULL DEFAULT 1,
+            version {bigint} NOT NULL DEFAULT 0,"""
+_GROWN_VERSIONS: Final = """
+            horizon {bigint} NOT NULL DEFAULT 0,"""
+_REMOVED: Final = """CREATE TABLE roster_removed (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            contact TEXT NOT NULL,
+            version {bigint} NOT NULL,
+            PRIMARY KEY (domain, username, contact)
+        );
+        """
+_LAST_ACTIVITY: Final = """CREATE TABLE last_activity (
+            domain TEXT NOT NULL,
+            username TEXT NOT NULL,
+            at {real} NOT NULL,
+            status TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (domain, username)
+        );
+        """
+
+# The SQLite steps are the roster module's tables from before stores were engine-neutral:
+# the same names and columns, so an existing heron.db opens as it is.
+MIGRATIONS: Final = (
+    Migration("roster", 1, ddl("sqlite", _rosters())),
     Migration(
         "roster",
         2,
@@ -50,19 +77,7 @@ MIGRATIONS: Final = (
         ALTER TABLE roster_items ADD COLUMN in_roster INTEGER NOT NULL DEFAULT 1;
         """,
     ),
-    Migration(
-        "roster",
-        3,
-        """
-        CREATE TABLE last_activity (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            at REAL NOT NULL,
-            status TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (domain, username)
-        );
-        """,
-    ),
+    Migration("roster", 3, ddl("sqlite", "\n        " + _LAST_ACTIVITY)),
     Migration(
         "roster",
         4,
@@ -70,57 +85,18 @@ MIGRATIONS: Final = (
         ALTER TABLE roster_items ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE roster_versions ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0;
         UPDATE roster_versions SET horizon = version;
-        CREATE TABLE roster_removed (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            contact TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            PRIMARY KEY (domain, username, contact)
-        );
-        """,
+        """  # noqa: S608 (constant text)
+        + ddl("sqlite", _REMOVED),
     ),
 )
 POSTGRESQL_MIGRATIONS: Final = (
     Migration(
         "roster",
         1,
-        """
-        CREATE TABLE roster_items (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            contact TEXT NOT NULL,
-            name TEXT,
-            subscription TEXT NOT NULL DEFAULT 'none',
-            ask INTEGER NOT NULL DEFAULT 0,
-            groups TEXT NOT NULL DEFAULT '[]',
-            pending_in INTEGER NOT NULL DEFAULT 0,
-            approved INTEGER NOT NULL DEFAULT 0,
-            in_roster INTEGER NOT NULL DEFAULT 1,
-            version BIGINT NOT NULL DEFAULT 0,
-            PRIMARY KEY (domain, username, contact)
-        );
-        CREATE TABLE roster_versions (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            version BIGINT NOT NULL,
-            horizon BIGINT NOT NULL DEFAULT 0,
-            PRIMARY KEY (domain, username)
-        );
-        CREATE TABLE roster_removed (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            contact TEXT NOT NULL,
-            version BIGINT NOT NULL,
-            PRIMARY KEY (domain, username, contact)
-        );
-        CREATE TABLE last_activity (
-            domain TEXT NOT NULL,
-            username TEXT NOT NULL,
-            at DOUBLE PRECISION NOT NULL,
-            status TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (domain, username)
-        );
-        """,
+        ddl(
+            "postgresql",
+            _rosters(_GROWN_ITEMS, _GROWN_VERSIONS) + _REMOVED + _LAST_ACTIVITY,
+        ),
     ),
 )
 MAX_TOMBSTONES: Final = 500

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 import unicodedata
@@ -31,12 +30,9 @@ from heron.core.registry import Target
 from heron.jid import JID
 from heron.modules.upload.store import Slot, SqlUploadStore, UploadStore
 from heron.stanza import Stanza, StanzaCondition, StanzaError
+from heron.stanza.forms import add_field, data_form
 from heron.xmlstream.element import Element
 
-log = logging.getLogger(__name__)
-
-UPLOAD: Final = "urn:xmpp:http:upload:0"
-DATA: Final = "jabber:x:data"
 CHUNK: Final = 65536
 INLINE_TYPES: Final = ("image/", "audio/", "video/")
 FILE_CSP: Final = "default-src 'none'; sandbox; frame-ancestors 'none'"
@@ -80,7 +76,7 @@ class UploadModule(Module):
         self.root.mkdir(parents=True, exist_ok=True)
         registry = self.ctx.add_service(self.domain)
         registry.add_iq_handler("get", ns.DISCO_INFO, Target.HOST, self.info)
-        registry.add_iq_handler("get", UPLOAD, Target.HOST, self.request_slot)
+        registry.add_iq_handler("get", ns.UPLOAD, Target.HOST, self.request_slot)
         self.ctx.add_item(self.domain, "HTTP File Upload")
         prefix = f"/upload/{self.domain}/{{slot}}/{{name}}"
         self.ctx.add_http_route("PUT", prefix, self.put)
@@ -100,15 +96,10 @@ class UploadModule(Module):
             ns.DISCO_INFO,
             {"category": "store", "type": "file", "name": "HTTP File Upload"},
         )
-        for feature in (ns.DISCO_INFO, UPLOAD):
+        for feature in (ns.DISCO_INFO, ns.UPLOAD):
             query.add("feature", ns.DISCO_INFO, {"var": feature})
-        form = query.add("x", DATA, {"type": "result"})
-        form.add("field", DATA, {"var": "FORM_TYPE", "type": "hidden"}).add(
-            "value", DATA, text=UPLOAD
-        )
-        form.add("field", DATA, {"var": "max-file-size"}).add(
-            "value", DATA, text=str(self.options.max_file_size)
-        )
+        form = data_form("result", ns.UPLOAD, parent=query)
+        add_field(form, "max-file-size", [str(self.options.max_file_size)])
         return query
 
     async def request_slot(self, iq: Stanza) -> Element | None:
@@ -131,8 +122,8 @@ class UploadModule(Module):
             raise StanzaError(StanzaCondition.BAD_REQUEST, "an empty file needs no upload")
         limit = self.options.max_file_size
         if size > limit:
-            extra = Element("file-too-large", UPLOAD)
-            extra.add("max-file-size", UPLOAD, text=str(limit))
+            extra = Element("file-too-large", ns.UPLOAD)
+            extra.add("max-file-size", ns.UPLOAD, text=str(limit))
             raise StanzaError(
                 StanzaCondition.NOT_ACCEPTABLE,
                 f"File too large: at most {limit} bytes",
@@ -143,7 +134,7 @@ class UploadModule(Module):
         owner = str(sender.bare)
         used, oldest = await self.store.usage(owner)
         if used + size > self.options.quota_bytes:
-            extra = Element("retry", UPLOAD)
+            extra = Element("retry", ns.UPLOAD)
             retry_at = (oldest or time.time()) + self.options.expire_days * 86400
             extra.attrs["stamp"] = timestamps.stamp(retry_at)
             raise StanzaError(
@@ -155,9 +146,9 @@ class UploadModule(Module):
         await self.store.add(self.domain, slot)
         base = f"{self.ctx.http_base_url}/upload/{self.domain}/{slot.slot}/{quote(filename)}"
         expires = int(slot.created + self.options.put_ttl_s)
-        answer = Element("slot", UPLOAD)
-        answer.add("put", UPLOAD, {"url": f"{base}?e={expires}&s={self._sign(slot, expires)}"})
-        answer.add("get", UPLOAD, {"url": base})
+        answer = Element("slot", ns.UPLOAD)
+        answer.add("put", ns.UPLOAD, {"url": f"{base}?e={expires}&s={self._sign(slot, expires)}"})
+        answer.add("get", ns.UPLOAD, {"url": base})
         return answer
 
     def _sign(self, slot: Slot, expires: int) -> str:
