@@ -73,7 +73,7 @@ class XmlStream:
     ``_element`` and ``_send`` (an element serialized in the stream's namespaces).
     """
 
-    __slots__ = ("close_reason", "link", "log", "pace", "parser", "stream_id")
+    __slots__ = ("_logger", "close_reason", "link", "pace", "parser", "stream_id")
 
     kind: ClassVar[str] = "xml"
     """Names the stream in log lines: ``c2s``, ``s2s``, ``component``."""
@@ -88,7 +88,13 @@ class XmlStream:
         # Set by the adapter: before each top-level element, how long to wait (the rate
         # limit); it raises StreamError when the peer floods.
         self.pace: Callable[[], float] | None = None
-        self.log = logging.LoggerAdapter(logger, {"peer": link.peer})
+        self._logger = logger
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The stream's logger, its lines tagged with the peer (made when used: an idle
+        session does not keep one)."""
+        return logging.LoggerAdapter(self._logger, {"peer": self.link.peer})
 
     # --- what an engine supplies --------------------------------------------------------
     @property

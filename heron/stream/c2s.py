@@ -131,7 +131,8 @@ class C2SStream(XmlStream):
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
         self._sasl_mech = ""  # the mechanism of the current attempt
-        self._sasl_failed: set[tuple[str, str]] = set()  # (name, mechanism) that failed
+        # (name, mechanism) that failed; created at the first failure (most sessions have none)
+        self._sasl_failed: set[tuple[str, str]] | None = None
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
@@ -384,6 +385,8 @@ class C2SStream(XmlStream):
         """Whether a failed attempt counts: a client falling back to its next mechanism
         after a wrong password (slixmpp tries several) is still making its first guess.
         Repeating a mechanism that already failed for that name counts again."""
+        if self._sasl_failed is None:
+            self._sasl_failed = set()
         earlier = {mech for name, mech in self._sasl_failed if name == username}
         self._sasl_failed.add((username, self._sasl_mech))
         return not earlier or self._sasl_mech in earlier

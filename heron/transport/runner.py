@@ -28,6 +28,10 @@ from heron.stream.base import XmlStream
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 65536
+SWEEP_S = 2.0  # how often idle streams' parsers are compacted (quiet for 2 to 4 s)
+# At most this many compactions (about 25 µs each) per sweep, so a sweep after a burst of
+# logins does not stall the loop; the rest wait for the next sweep.
+COMPACT_PER_SWEEP = 200
 TLS_HANDSHAKE_S = 15.0
 
 S = TypeVar("S", bound=XmlStream)
@@ -83,9 +87,25 @@ class Connections(Generic[S]):
     def __init__(self) -> None:
         self.streams: set[S] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _sweep(self) -> None:
+        """Every SWEEP_S while streams are open: idle streams drop their parsers' history."""
+        self._sweeper = None
+        budget = COMPACT_PER_SWEEP
+        for stream in self.streams:
+            if stream.parser.sweep():
+                budget -= 1
+                if budget == 0:
+                    break
+        if self.streams:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
 
     async def close_all(self) -> None:
         """Shutdown: each stream ends with system-shutdown, then its reader is cancelled."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for stream in list(self.streams):
             stream.close(StreamError(StreamCondition.SYSTEM_SHUTDOWN, "server shutting down"))
         await cancel_all(self.tasks)
@@ -102,10 +122,12 @@ class Connections(Generic[S]):
         """Run an admitted stream until it ends. Nothing escapes but cancellation's end: the
         caller then releases what it holds (the link, the guard) and logs the end."""
         self.streams.add(stream)
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_S, self._sweep)
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
-        loop = asyncio.get_running_loop()
         timers = [loop.call_later(delay, callback) for delay, callback in deadlines]
         try:
             await pump(stream, reader, policy, after_read)

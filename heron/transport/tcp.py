@@ -136,25 +136,36 @@ async def run_client(
     stream management hibernate a lost session. The caller releases ``admission``."""
     policy = runner.policy
 
+    # The deadlines for the header and the login end once the session is bound: an idle
+    # session then holds no timer (nor its handle in the loop) until its client leaves.
+    loop = asyncio.get_running_loop()
+    timers = [
+        loop.call_later(policy.header_timeout_s, _header_deadline, stream),
+        loop.call_later(policy.auth_timeout_s, stream.timed_out),
+    ]
+
     def after_read() -> None:
         if stream.is_authenticated:
             admission.authenticated()
+            if timers and stream.was_bound:
+                _cancel(timers)
 
-    deadlines = (
-        (policy.header_timeout_s, lambda: _header_deadline(stream)),
-        (policy.auth_timeout_s, stream.timed_out),
-    )
     try:
-        await runner.connections.run(
-            stream, reader, policy, deadlines=deadlines, after_read=after_read
-        )
+        await runner.connections.run(stream, reader, policy, after_read=after_read)
     finally:
+        _cancel(timers)
         stream.link.close()
         try:
             await runner.host.ended(stream)
         except Exception:
             stream.log.exception("error cleaning up a session")
         stream.log.info("disconnected: %s", stream.close_reason or "closed")
+
+
+def _cancel(timers: list[asyncio.TimerHandle]) -> None:
+    for timer in timers:
+        timer.cancel()
+    timers.clear()
 
 
 def _header_deadline(stream: C2SStream) -> None:

@@ -19,7 +19,7 @@ from heron.xmlstream.limits import Limits
 
 SEP: Final = "\x01"  # namespace separator: a character that cannot appear in XML
 SLICE: Final = 16384
-TEXT_BUFFER: Final = 2048
+TEXT_BUFFER: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,46 @@ def _split(name: str) -> tuple[str, str]:
     return (local, uri) if sep else (name, "")
 
 
+# restricted XML (RFC 6120 §11.1)
+def _restricted_doctype(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "a DTD is not allowed")
+
+
+def _restricted_entity(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "entity declarations are not allowed")
+
+
+def _restricted_pi(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "processing instructions are not allowed")
+
+
+def _restricted_comment(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "comments are not allowed")
+
+
+def _restricted_external(*_args: object) -> int:
+    raise XmlStreamError("restricted-xml", "external entities are not allowed")
+
+
+def _restricted_skipped(*_args: object) -> None:
+    raise XmlStreamError("restricted-xml", "entity references are not allowed")
+
+
+def _declaration(prefix: str | None, uri: str) -> bytes:
+    name = "xmlns" if prefix is None else f"xmlns:{prefix}"
+    value = uri.replace("&", "&amp;").replace("<", "&lt;").replace("'", "&apos;")
+    return f" {name}='{value}'".encode()
+
+
 class StreamParser:
+    _root_decls: tuple[tuple[str | None, str], ...]
+    _base: int
+    _swept_fed: int
+    _compact_fed: int
+    _mid: bool
+    _fed: int
+    _last_event_fed: int
+
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._error: XmlStreamError | None = None
@@ -83,6 +122,41 @@ class StreamParser:
         """A stream restart (after STARTTLS or SASL): a fresh header is expected."""
         self._new_parser()
 
+    def sweep(self) -> bool:
+        """Called every few seconds: a stream quiet since the last call and not mid-stanza
+        gets a fresh expat parser (``compact``), once per quiet spell. True if it did."""
+        if self._fed != self._swept_fed:
+            self._swept_fed = self._fed  # input since the last sweep: not idle yet
+            return False
+        return self._fed != self._compact_fed and self.compact()
+
+    def compact(self) -> bool:
+        """Between stanzas, go on in a fresh expat parser inside the same stream root. Expat
+        keeps every element and attribute name the stream ever used, and its input buffer,
+        for the stream's life (about 10 KiB per logged-in session); an idle session need not.
+        The new parser is given the root's namespace declarations, so the stanzas that
+        follow mean what they meant; nothing is reported and the byte counts go on."""
+        if not self._opened or self._closed or self._mid or self._stack or self._error:
+            return False
+        fed, last_event, decls = self._fed, self._last_event_fed, self._root_decls
+        bound = dict(decls)
+        if ns.STREAM in bound.values():
+            prefix = next(p for p, uri in decls if uri == ns.STREAM)
+            root, extra = (b"stream" if prefix is None else f"{prefix}:stream".encode()), b""
+        elif "stream" not in bound:
+            root, extra = b"stream:stream", _declaration("stream", ns.STREAM)
+        else:
+            return False  # "stream" names another namespace, none the stream's: leave it
+        header = b"<" + root + b"".join(_declaration(p, u) for p, u in decls) + extra + b">"
+        self._new_parser()
+        self._parser.Parse(header, False)
+        self._events = []  # the header's StreamOpened was reported when the stream began
+        self._root_decls = decls
+        self._base = fed - len(header)  # the new parser's byte indexes, in stream bytes
+        self._fed = self._swept_fed = self._compact_fed = fed
+        self._last_event_fed = last_event
+        return True
+
     def feed(self, data: bytes) -> list[StreamEvent]:
         if self._error is not None:
             raise self._error
@@ -103,7 +177,7 @@ class StreamParser:
                     break
         except expat.ExpatError as exc:
             condition = self._expat_condition(exc)
-            at = self._parser.ErrorByteIndex - chunk_start
+            at = self._parser.ErrorByteIndex + self._base - chunk_start
             if _is_markup_declaration(chunk, at):
                 condition = "restricted-xml"  # a DOCTYPE/ENTITY inside the stream
             self._fail(condition, str(exc))
@@ -129,12 +203,14 @@ class StreamParser:
         p.CharacterDataHandler = self._text
         p.StartNamespaceDeclHandler = self._ns_decl
         p.XmlDeclHandler = self._xml_decl
-        p.StartDoctypeDeclHandler = self._restricted_doctype
-        p.EntityDeclHandler = self._restricted_entity
-        p.ProcessingInstructionHandler = self._restricted_pi
-        p.CommentHandler = self._restricted_comment
-        p.ExternalEntityRefHandler = self._restricted_external
-        p.SkippedEntityHandler = self._restricted_skipped
+        # Plain functions, not bound methods: one object per process, not six per parser
+        # (``feed`` keeps the error they raise as the parser's).
+        p.StartDoctypeDeclHandler = _restricted_doctype
+        p.EntityDeclHandler = _restricted_entity
+        p.ProcessingInstructionHandler = _restricted_pi
+        p.CommentHandler = _restricted_comment
+        p.ExternalEntityRefHandler = _restricted_external
+        p.SkippedEntityHandler = _restricted_skipped
         self._parser = p
         self._events = []
         self._stack: list[Element] = []
@@ -147,6 +223,9 @@ class StreamParser:
         self._stanza_start = -1
         self._root_default_ns = ""
         self._pending_default_ns: str | None = None
+        self._root_decls = ()  # (prefix, uri) declared on the root
+        self._base = 0  # stream bytes before the expat parser's first (``compact``)
+        self._swept_fed = self._compact_fed = -1  # ``_fed`` at the last sweep, compaction
 
     def _fail(self, condition: str, text: str) -> None:
         self._error = XmlStreamError(condition, text)
@@ -177,33 +256,15 @@ class StreamParser:
             return "unsupported-encoding"
         return "not-well-formed"
 
-    # restricted XML (RFC 6120 §11.1)
-    def _restricted_doctype(self, *_args: object) -> None:
-        self._fail("restricted-xml", "a DTD is not allowed")
-
-    def _restricted_entity(self, *_args: object) -> None:
-        self._fail("restricted-xml", "entity declarations are not allowed")
-
-    def _restricted_pi(self, *_args: object) -> None:
-        self._fail("restricted-xml", "processing instructions are not allowed")
-
-    def _restricted_comment(self, *_args: object) -> None:
-        self._fail("restricted-xml", "comments are not allowed")
-
-    def _restricted_external(self, *_args: object) -> int:
-        self._fail("restricted-xml", "external entities are not allowed")
-        return 0
-
-    def _restricted_skipped(self, *_args: object) -> None:
-        self._fail("restricted-xml", "entity references are not allowed")
-
     def _xml_decl(self, version: str | None, encoding: str | None, standalone: int) -> None:
         if encoding is not None and encoding.upper().replace("_", "-") not in ("UTF-8", "UTF8"):
             self._fail("unsupported-encoding", "only UTF-8 is supported")
 
     def _ns_decl(self, prefix: str | None, uri: str | None) -> None:
-        if not self._opened and prefix is None:
-            self._pending_default_ns = uri or ""
+        if not self._opened:
+            self._root_decls += ((prefix, uri or ""),)
+            if prefix is None:
+                self._pending_default_ns = uri or ""
 
     # content
     def _start(self, name: str, attrs: dict[str, str]) -> None:
@@ -233,7 +294,7 @@ class StreamParser:
             self._fail("policy-violation", "elements nested too deeply")
         element = Element(tag, uri, parsed)
         if depth == 0:
-            self._stanza_start = self._parser.CurrentByteIndex
+            self._stanza_start = self._parser.CurrentByteIndex + self._base
         else:
             self._stack[-1].children.append(element)
         self._stack.append(element)
