@@ -131,8 +131,7 @@ class C2SStream(XmlStream):
         self._sasl: ScramServer | None = None
         self._sasl_failures = 0
         self._sasl_mech = ""  # the mechanism of the current attempt
-        # (name, mechanism) that failed; created at the first failure (most sessions have none)
-        self._sasl_failed: set[tuple[str, str]] | None = None
+        self._sasl_failed: set[tuple[str, str]] | None = None  # (name, mechanism), on failure
         self._sasl_user: str | None = None  # the name the current login attempt gave
         self._sasl_ns = ns.SASL  # ns.SASL2 while an XEP-0388 exchange runs
         self._sasl2: Element | None = None  # that exchange's <authenticate/> (bind, token)
@@ -233,8 +232,7 @@ class C2SStream(XmlStream):
     def _footer(self) -> str:
         return self.framing.footer()
 
-    def timed_out(self) -> None:
-        """The adapter's deadline for TLS, login and resource binding passed."""
+    def timed_out(self) -> None:  # the adapter's deadline for TLS, login and binding passed
         if not self.was_bound:
             self.log.info("login timeout")
             self.close(StreamError(StreamCondition.CONNECTION_TIMEOUT, "login took too long"))
@@ -385,10 +383,9 @@ class C2SStream(XmlStream):
         """Whether a failed attempt counts: a client falling back to its next mechanism
         after a wrong password (slixmpp tries several) is still making its first guess.
         Repeating a mechanism that already failed for that name counts again."""
-        if self._sasl_failed is None:
-            self._sasl_failed = set()
-        earlier = {mech for name, mech in self._sasl_failed if name == username}
-        self._sasl_failed.add((username, self._sasl_mech))
+        failed = self._sasl_failed = self._sasl_failed or set()
+        earlier = {mech for name, mech in failed if name == username}
+        failed.add((username, self._sasl_mech))
         return not earlier or self._sasl_mech in earlier
 
     async def _sasl_auth(self, el: Element) -> None:
