@@ -36,7 +36,7 @@ NOTES = ["before the copy 0", "before the copy 1", "before the copy 2"]
 # The modules whose stores run on both engines; the list grows as stores move over.
 MODULES = (
     '["disco", "ping", "version", "time", "roster", "offline", "mam", "vcard", "private",'
-    ' "blocking", "antispam", "push", "register", "upload", "pubsub"]'
+    ' "blocking", "antispam", "push", "register", "upload", "pubsub", "muc"]'
 )
 
 CONFIG = """
