@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint fmt clean features bench bench-heron bench-micro fuzz web
+.PHONY: run test unit integration lint fmt clean features bench bench-heron bench-engines bench-scale bench-micro fuzz web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,14 @@ bench: $(STAMP)
 bench-heron: $(STAMP)
 	bench/run-heron
 	$(PY) bench/mam_query.py 1000000
+
+# Storage engines side by side (W2 archive on, W4; SQLite and PostgreSQL), and scaling
+# with workers (1-4, 3 nodes) beside ejabberd on both cores.
+bench-engines: $(STAMP)
+	bench/run-engines
+
+bench-scale: $(STAMP)
+	bench/run-scale
 
 # Hot paths in seconds, compared with the previous run (bench/results/micro.jsonl).
 bench-micro: $(STAMP)
