@@ -159,10 +159,10 @@ def table(runs: dict[tuple[str, str], list[dict[str, object]]]) -> str:
 
 
 SCALE = (
-    ("heron-w1", "Heron, 1 worker"),
-    ("heron-w2", "Heron, 2 workers"),
-    ("heron-w3", "Heron, 3 nodes (workers)"),
-    ("heron-w4", "Heron, 4 workers"),
+    ("heron-w1-nomam", "Heron, 1 worker"),
+    ("heron-w2-nomam", "Heron, 2 workers"),
+    ("heron-w3-nomam", "Heron, 3 nodes (workers)"),
+    ("heron-w4-nomam", "Heron, 4 workers"),
     ("ejabberd-unpinned", "ejabberd on both cores"),
 )
 
@@ -174,7 +174,8 @@ def scale(runs: dict[tuple[str, str], list[dict[str, object]]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     base = {
-        wl: figures(runs.get((wl, "heron-w1"), []), "max_delivered_per_s") for wl in ("chat", "muc")
+        wl: figures(runs.get((wl, "heron-w1-nomam"), []), "max_delivered_per_s")
+        for wl in ("chat", "muc")
     }
     for label, title in SCALE:
         chat = figures(runs.get(("chat", label), []), "max_delivered_per_s")
