@@ -189,6 +189,9 @@ class HostRegistry:
     postauth_features: list[FeatureProvider] = field(default_factory=list)
     contacts: ContactDirectory | None = None  # set by the roster module while it runs
     archive: ArchiveService | None = None  # set by the mam module while it runs
+    # A service whose addresses are entities of their own (rooms): the router's own errors
+    # for them name the addressed entity's bare JID in `by` (RFC 6120 §8.3.2).
+    errors_by_address: bool = False
     nonzas: dict[str, NonzaHandler] = field(default_factory=dict)  # namespace → handler
     account_features: set[str] = field(default_factory=set)  # disco#info of an account
     items: dict[str, str] = field(default_factory=dict)  # disco#items of the host: JID → name

@@ -76,6 +76,10 @@ class Router:
             return
         if stanza.kind == "presence" and stanza.type not in ("subscribe", "probe", "available"):
             return
+        if err.by is None and stanza.to is not None and stanza.to.local is not None:
+            service = self.registry_for(stanza.to.domain)
+            if service is not None and service.errors_by_address:
+                err.by = str(stanza.to.bare)
         reply = error_reply(stanza.element, err)
         if stanza.from_ is None:
             return

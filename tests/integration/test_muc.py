@@ -316,3 +316,22 @@ async def test_self_ping_and_occupant_ids(muc_server: RunningServer) -> None:
     finally:
         for client in (alice, bob, carol):
             await close(client)
+
+
+async def test_the_routers_own_error_for_a_room_names_the_room(muc_server: RunningServer) -> None:
+    """RFC 6120 §8.3.2 (issue 18): an IQ the room does not handle is answered from the room
+    with `by` naming it, like the errors the room raises itself."""
+    alice = await member(muc_server, "alice")
+    try:
+        await alice.plugin["xep_0045"].join_muc_wait(ROOM, "Alice", timeout=5)
+        await instant_room(alice, ROOM)
+        iq = alice.make_iq_get(ito=ROOM)
+        iq.append(ET.Element("{urn:example:nothing-here}query"))
+        with pytest.raises(IqError) as info:
+            await iq.send(timeout=5)
+        error = info.value.iq
+        assert error["error"]["condition"] == "service-unavailable"
+        assert error["from"] == ROOM
+        assert error["error"]["by"] == str(ROOM)
+    finally:
+        await close(alice)

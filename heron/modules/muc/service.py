@@ -189,6 +189,7 @@ class MucModule(Module):
                     self.rooms[record.jid] = Room.restore(record, self.policy)
         admin, archive, registration = Admin(self), self.archive, Registration(self)
         registry = self.ctx.add_service(self.domain)
+        registry.errors_by_address = True  # the router's own errors for a room name it
         if self.placement.clustered:
             self.placement.watch(self)
             for event in GATED:
