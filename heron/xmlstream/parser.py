@@ -8,8 +8,9 @@ expat runs: input is fed in slices so an oversized stanza is refused before it i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from xml.parsers import expat
 
 from heron import ns
@@ -55,29 +56,25 @@ def _split(name: str) -> tuple[str, str]:
     return (local, uri) if sep else (name, "")
 
 
-# restricted XML (RFC 6120 §11.1)
-def _restricted_doctype(*_args: object) -> None:
-    raise XmlStreamError("restricted-xml", "a DTD is not allowed")
+def _refusing(text: str) -> Callable[..., Any]:
+    """An expat handler refusing what restricted XML forbids (RFC 6120 §11.1)."""
+
+    def refuse(*_args: object) -> Any:
+        raise XmlStreamError("restricted-xml", text)
+
+    return refuse
 
 
-def _restricted_entity(*_args: object) -> None:
-    raise XmlStreamError("restricted-xml", "entity declarations are not allowed")
-
-
-def _restricted_pi(*_args: object) -> None:
-    raise XmlStreamError("restricted-xml", "processing instructions are not allowed")
-
-
-def _restricted_comment(*_args: object) -> None:
-    raise XmlStreamError("restricted-xml", "comments are not allowed")
-
-
-def _restricted_external(*_args: object) -> int:
-    raise XmlStreamError("restricted-xml", "external entities are not allowed")
-
-
-def _restricted_skipped(*_args: object) -> None:
-    raise XmlStreamError("restricted-xml", "entity references are not allowed")
+# Plain functions made once, not bound methods: one object per process, not six per parser
+# (``feed`` keeps the error they raise as the parser's).
+_RESTRICTED: Final = {
+    "StartDoctypeDeclHandler": _refusing("a DTD is not allowed"),
+    "EntityDeclHandler": _refusing("entity declarations are not allowed"),
+    "ProcessingInstructionHandler": _refusing("processing instructions are not allowed"),
+    "CommentHandler": _refusing("comments are not allowed"),
+    "ExternalEntityRefHandler": _refusing("external entities are not allowed"),
+    "SkippedEntityHandler": _refusing("entity references are not allowed"),
+}
 
 
 def _declaration(prefix: str | None, uri: str) -> bytes:
@@ -203,14 +200,8 @@ class StreamParser:
         p.CharacterDataHandler = self._text
         p.StartNamespaceDeclHandler = self._ns_decl
         p.XmlDeclHandler = self._xml_decl
-        # Plain functions, not bound methods: one object per process, not six per parser
-        # (``feed`` keeps the error they raise as the parser's).
-        p.StartDoctypeDeclHandler = _restricted_doctype
-        p.EntityDeclHandler = _restricted_entity
-        p.ProcessingInstructionHandler = _restricted_pi
-        p.CommentHandler = _restricted_comment
-        p.ExternalEntityRefHandler = _restricted_external
-        p.SkippedEntityHandler = _restricted_skipped
+        for handler, refuse in _RESTRICTED.items():
+            setattr(p, handler, refuse)
         self._parser = p
         self._events = []
         self._stack: list[Element] = []
