@@ -99,9 +99,6 @@ def certificates_for(config: ServerConfig) -> dict[str, tuple[Path, Path]]:
     return certs
 
 
-_certificates = certificates_for  # the name heron.supervisor imports
-
-
 def raise_open_files_limit(connections: int) -> None:
     """Each connection is a file: lift the soft limit toward the hard one, and say if short."""
     wanted = connections + 256  # the database, certificates, logs

@@ -39,11 +39,11 @@ def worker_names(config: ServerConfig, count: int) -> list[str]:
 
 def prepare(config: ServerConfig) -> None:
     """Make the files every worker reads but none may create at the same time as another."""
-    from heron.app import _certificates
+    from heron.app import certificates_for
     from heron.core.server import load_secret
 
     load_secret(config.server_secret_file or config.data_dir / "secret")
-    _certificates(config)
+    certificates_for(config)
 
 
 @dataclass

@@ -342,11 +342,6 @@ async def assert_methods(heron: RunningServer, node: Ejabberd, trust: Trust, *ou
         await asyncio.sleep(0.2)
     for line in wanted:
         assert line in log, log[-3000:]
-    for domain in ours:
-        inbound = f"Accepted inbound s2s {method} authentication {domain} -> {EJABBERD}"
-        outbound = f"Accepted outbound s2s {method} authentication {EJABBERD} -> {domain}"
-        assert inbound in log, log[-3000:]
-        assert outbound in log, log[-3000:]
     other = "EXTERNAL" if method == "dialback" else "dialback"
     assert f"Accepted inbound s2s {other}" not in log
     assert f"Accepted outbound s2s {other}" not in log
